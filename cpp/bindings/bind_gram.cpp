@@ -1,0 +1,90 @@
+#include <pybind11/eigen.h>
+#include <pybind11/numpy.h>
+#include <pybind11/stl.h>
+
+#include <stdexcept>
+#include <string>
+
+#include "bindings.hpp"
+#include "nsm/gram.hpp"
+
+namespace py = pybind11;
+
+namespace nsm::bindings {
+namespace {
+
+template <class T>
+MatrixView<T> view_of(const py::array& a, const char* name) {
+  if (a.ndim() != 2) {
+    throw std::invalid_argument(std::string(name) + " must be 2-D, got " + std::to_string(a.ndim()) +
+                                "-D");
+  }
+  const auto item = static_cast<py::ssize_t>(sizeof(T));
+  if (a.strides(0) % item != 0 || a.strides(1) % item != 0) {
+    throw std::invalid_argument(std::string(name) + " has strides that are not a multiple of its item size");
+  }
+  MatrixView<T> v;
+  v.data = static_cast<const T*>(a.data());
+  v.rows = a.shape(0);
+  v.cols = a.shape(1);
+  v.row_stride = a.strides(0) / item;
+  v.col_stride = a.strides(1) / item;
+  return v;
+}
+
+enum class Kind { f32, f64 };
+
+Kind kind_of(const py::array& a, const char* name) {
+  if (a.dtype().is(py::dtype::of<float>())) return Kind::f32;
+  if (a.dtype().is(py::dtype::of<double>())) return Kind::f64;
+  throw py::type_error(std::string(name) + " must be float32 or float64 here, got " +
+                       std::string(py::str(a.dtype())));
+}
+
+template <class TX>
+void update_with(GramAccumulator& g, const MatrixView<TX>& x, const py::array& y, Kind ky,
+                 int threads) {
+  if (ky == Kind::f32) {
+    const auto yv = view_of<float>(y, "Y");
+    py::gil_scoped_release release;
+    g.update(x, yv, threads);
+  } else {
+    const auto yv = view_of<double>(y, "Y");
+    py::gil_scoped_release release;
+    g.update(x, yv, threads);
+  }
+}
+
+}  // namespace
+
+void bind_gram(py::module_& m) {
+  m.def("gram_kernel_name", &gram_kernel_name, "The Gram kernel chosen for this CPU.");
+  m.def("set_gram_kernel", &set_gram_kernel, py::arg("name"),
+        "Force a Gram kernel by name ('' restores the automatic choice).");
+
+  py::class_<GramAccumulator>(m, "GramAccumulator")
+      .def(py::init<Index, Index>(), py::arg("n_x"), py::arg("n_y"))
+      .def(
+          "update",
+          [](GramAccumulator& g, const py::array& x, const py::array& y, int threads) {
+            const Kind kx = kind_of(x, "X");
+            const Kind ky = kind_of(y, "Y");
+            if (kx == Kind::f32) {
+              update_with(g, view_of<float>(x, "X"), y, ky, threads);
+            } else {
+              update_with(g, view_of<double>(x, "X"), y, ky, threads);
+            }
+          },
+          py::arg("x"), py::arg("y"), py::arg("num_threads"))
+      .def("merge", &GramAccumulator::merge, py::arg("other"))
+      .def("assign", &GramAccumulator::assign, py::arg("gram"), py::arg("column_sums"),
+           py::arg("n_samples"))
+      .def("matrix", &GramAccumulator::matrix)
+      .def("column_sums", [](const GramAccumulator& g) { return Eigen::VectorXd(g.column_sums()); })
+      .def_property_readonly("n_samples", &GramAccumulator::n_samples)
+      .def_property_readonly("n_x", &GramAccumulator::n_x)
+      .def_property_readonly("n_y", &GramAccumulator::n_y)
+      .def_static("block_rows", &GramAccumulator::block_rows, py::arg("n"));
+}
+
+}  // namespace nsm::bindings

@@ -1,0 +1,73 @@
+#pragma once
+// Streaming accumulation of the Gram matrix G = A^T A of A = [X Y] (SPEC section 4).
+
+#include <Eigen/Core>
+
+#include <cstdint>
+#include <string>
+
+namespace nsm {
+
+using Index = Eigen::Index;
+
+/// A read-only 2-D array of T with arbitrary element strides (in elements, may be any sign
+/// but must address valid memory): element (i, j) is data[i * row_stride + j * col_stride].
+template <class T>
+struct MatrixView {
+  const T* data = nullptr;
+  Index rows = 0;
+  Index cols = 0;
+  Index row_stride = 0;
+  Index col_stride = 0;
+
+  const T& operator()(Index i, Index j) const { return data[i * row_stride + j * col_stride]; }
+};
+
+/// Name of the Gram kernel picked for this CPU ("generic", "avx2" or "avx512").
+std::string gram_kernel_name();
+
+/// Forces a kernel by name (for tests and benchmarks); throws std::invalid_argument if that
+/// kernel is not compiled in or the CPU lacks it. An empty name restores automatic choice.
+void set_gram_kernel(const std::string& name);
+
+/// G += B^T B on the lower triangle of the n x n column-major matrix g (leading dimension ldg),
+/// where B is a column-major rows x n block (each neuron contiguous), using the dispatched kernel.
+void syrk_lower_add(const double* b, Index rows, Index n, double* g, Index ldg, int num_threads);
+
+/// Float64 accumulator of G = [X Y]^T [X Y] and of the column sums, updated block by block.
+/// Memory: the n x n matrix plus one row block of at most `block_bytes` (16 MiB by default).
+class GramAccumulator {
+ public:
+  GramAccumulator(Index n_x, Index n_y);
+
+  /// Adds the rows of x (rows x n_x) and y (rows x n_y), which must have the same number of
+  /// rows. Throws std::invalid_argument if shapes disagree or a value is NaN or Inf (the
+  /// accumulator is then unchanged). Converts to float64 one row block at a time.
+  template <class TX, class TY>
+  void update(const MatrixView<TX>& x, const MatrixView<TY>& y, int num_threads);
+
+  /// Adds another accumulator over disjoint samples (a distributed run's reduction).
+  void merge(const GramAccumulator& other);
+
+  /// Replaces the state (used to rebuild an accumulator from saved parts).
+  void assign(const Eigen::MatrixXd& gram, const Eigen::VectorXd& sums, std::int64_t n_samples);
+
+  /// The full symmetric n x n Gram matrix.
+  Eigen::MatrixXd matrix() const;
+  const Eigen::VectorXd& column_sums() const { return sums_; }
+  std::int64_t n_samples() const { return n_samples_; }
+  Index n_x() const { return n_x_; }
+  Index n_y() const { return n_y_; }
+
+  /// Rows per block for n neurons: about 16 MiB of float64.
+  static Index block_rows(Index n);
+
+ private:
+  Index n_x_;
+  Index n_y_;
+  Eigen::MatrixXd lower_;  // only the lower triangle is meaningful
+  Eigen::VectorXd sums_;
+  std::int64_t n_samples_ = 0;
+};
+
+}  // namespace nsm

@@ -1,0 +1,58 @@
+#pragma once
+// Maximum matches and critical epsilons (SPEC section 3) from a Gram matrix.
+
+#include <Eigen/Core>
+
+#include <cstdint>
+#include <vector>
+
+namespace nsm {
+
+using Index = Eigen::Index;
+
+struct MatchOptions {
+  /// A neuron is dead when G_vv <= dead_tol * max G_uu over its own layer.
+  double dead_tol = 1e-20;
+  /// Rank cutoff on sin^2 of a neuron against its own layer's span; <= 0 picks the default
+  /// eps_machine * max(n_samples, n_x + n_y) (SPEC section 4).
+  double rank_tol = 0.0;
+  int num_threads = 1;
+};
+
+/// The maximum-match machinery for one pair of layers. Neurons 0..n_x-1 are layer X's and
+/// n_x..n-1 layer Y's, in the order of the Gram matrix. Cost after construction does not
+/// depend on the number of samples.
+class MatchEngine {
+ public:
+  /// gram: the n x n symmetric Gram matrix (finite; throws std::invalid_argument otherwise).
+  MatchEngine(const Eigen::MatrixXd& gram, Index n_x, std::int64_t n_samples,
+              const MatchOptions& options);
+
+  Index n() const { return n_; }
+  Index n_x() const { return n_x_; }
+  double rank_tol() const { return rank_tol_; }
+  /// 1 for dead neurons (never in a match).
+  const std::vector<char>& dead() const { return dead_; }
+
+  /// Each neuron's ratio (sine of the angle) against the whole other layer's span; 0 for dead
+  /// neurons, 1 when the other layer is all dead.
+  Eigen::VectorXd ratios() const;
+
+  /// Membership masks of the maximum match at each epsilon (any order; any values in [0, 1]).
+  /// One pass: epsilons are processed from the largest down, each starting from the last.
+  std::vector<std::vector<char>> max_match(const std::vector<double>& eps) const;
+
+  /// Each neuron's critical epsilon t_v = min{eps : v in MM(eps)}: inf for dead neurons and
+  /// when one layer has no live neuron. MM(eps) = {v : t_v <= eps}.
+  Eigen::VectorXd thresholds() const;
+
+ private:
+  Index n_;
+  Index n_x_;
+  double rank_tol_;
+  int num_threads_;
+  std::vector<char> dead_;
+  Eigen::MatrixXd cosine_;  // Gram scaled to a unit diagonal; zero rows/columns for dead neurons
+};
+
+}  // namespace nsm

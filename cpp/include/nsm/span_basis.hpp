@@ -1,0 +1,79 @@
+#pragma once
+// The span of one layer's current neurons, kept as an orthonormal basis that survives removals.
+
+#include <Eigen/Core>
+
+#include <vector>
+
+namespace nsm {
+
+using Index = Eigen::Index;
+using RowMatrix = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
+/// Orthonormal coordinates of tracked neurons against span{z_u : u in members}.
+///
+/// Works on the cosine matrix C (the Gram matrix scaled to a unit diagonal), so every
+/// quantity is scale-free: residual(v) is sin^2 of the angle between z_v and the span.
+/// The basis is a pivoted Cholesky factor of C[members, members]; a member whose squared
+/// sine against the basis is at most rank_tol adds nothing to the span (it is "dependent").
+///
+/// W (k x columns, row-major) holds R^{-T} C[basis, t] for every tracked neuron t; the basis
+/// members' own columns form the triangular factor R. Removing a basis member deletes a column
+/// of R and restores the triangle with Givens rotations on the rows of W; the row that falls
+/// off gives each neuron's exact increase in squared residual. A dependent member that then
+/// exceeds rank_tol joins the basis (one new row, a matrix-vector product).
+///
+/// Refactorization rule: remove_members() rebuilds from C instead of downdating when the
+/// rotations would cost more than a rebuild (cost model in span_basis.cpp), and always after
+/// max(64, k/2) basis removals since the last rebuild, to bound accumulated rounding.
+class SpanBasis {
+ public:
+  SpanBasis(const Eigen::MatrixXd& cosine, double rank_tol);
+
+  /// Factorizes span{members} from scratch and tracks the neurons in `columns` (which must
+  /// include the members). Cost O(m^3 + k^2 |columns|), BLAS-3.
+  void rebuild(const std::vector<Index>& members, const std::vector<Index>& columns);
+
+  /// Removes `gone` (a subset of the current members) from the span. `members_after` and
+  /// `columns_after` are the members and tracked neurons left, used if a rebuild is chosen.
+  void remove_members(const std::vector<Index>& gone, const std::vector<Index>& members_after,
+                      const std::vector<Index>& columns_after);
+
+  /// sin^2 of the angle between neuron v (global index, tracked) and the span, in [0, 1].
+  double residual(Index v) const;
+
+  /// Dimension of the span (number of basis members).
+  Index rank() const { return static_cast<Index>(basis_.size()); }
+
+  /// How many from-scratch factorizations and Givens downdates this basis has done.
+  Index rebuilds() const { return rebuilds_; }
+  Index downdates() const { return downdates_; }
+
+ private:
+  void downdate_at(Index position);
+  void promote_dependents();
+  void append_basis(Index v);
+
+  const Eigen::MatrixXd& c_;
+  double tol_;
+  std::vector<Index> members_;     // current members (global ids)
+  std::vector<Index> basis_;       // basis members in factor order (global ids)
+  std::vector<Index> columns_;     // tracked neurons at the last rebuild (global ids)
+  std::vector<Index> local_;       // global id -> column of W, or -1
+  std::vector<char> is_member_;    // by global id
+  std::vector<char> is_basis_;     // by global id
+  RowMatrix w_;                    // capacity rows x columns; the first rank() rows are live
+  Eigen::VectorXd res_;            // per column of W
+  Index removed_since_rebuild_ = 0;
+  Index rank_at_rebuild_ = 0;
+  Index rebuilds_ = 0;
+  Index downdates_ = 0;
+};
+
+/// Rank-revealing Cholesky with diagonal pivoting (blocked, like LAPACK's dpstrf) of the
+/// symmetric positive semi-definite matrix a (overwritten: its lower trapezoid's first
+/// `rank` columns hold L in pivoted order). Stops when no remaining Schur diagonal exceeds
+/// tol. perm[i] is the original row of pivoted row i. Returns the rank.
+Index pivoted_cholesky(Eigen::MatrixXd& a, double tol, std::vector<Index>& perm);
+
+}  // namespace nsm

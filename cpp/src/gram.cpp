@@ -1,0 +1,156 @@
+#include "nsm/gram.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <stdexcept>
+#include <string>
+
+namespace nsm {
+namespace {
+
+constexpr Index kTile = 64;  // transpose tile while converting a row block to column-major
+
+// Returns the first (row, col) holding NaN or Inf, or (-1, -1). Reads the array once.
+template <class T>
+std::pair<Index, Index> first_non_finite(const MatrixView<T>& a, int num_threads) {
+  Index bad = std::numeric_limits<Index>::max();
+  const Index rows = a.rows;
+  (void)num_threads;
+#pragma omp parallel for schedule(static) reduction(min : bad) num_threads(num_threads)
+  for (Index i = 0; i < rows; ++i) {
+    for (Index j = 0; j < a.cols; ++j) {
+      if (!std::isfinite(a(i, j))) {
+        bad = std::min(bad, i * a.cols + j);
+        break;
+      }
+    }
+  }
+  if (bad == std::numeric_limits<Index>::max()) return {-1, -1};
+  return {bad / a.cols, bad % a.cols};
+}
+
+template <class T>
+void check_finite(const MatrixView<T>& a, const char* name, int num_threads) {
+  const auto [row, col] = first_non_finite(a, num_threads);
+  if (row >= 0) {
+    throw std::invalid_argument(std::string(name) + " contains NaN or Inf (first at row " +
+                                std::to_string(row) + ", column " + std::to_string(col) + ")");
+  }
+}
+
+// Copies rows [r0, r0 + nr) of a into columns [c0, c0 + a.cols) of the column-major block
+// (leading dimension ld) as float64, and adds each column's sum to sums.
+template <class T>
+void convert_rows(const MatrixView<T>& a, Index r0, Index nr, double* block, Index ld, Index c0,
+                  double* sums, int num_threads) {
+  const Index col_tiles = (a.cols + kTile - 1) / kTile;
+  (void)num_threads;
+#pragma omp parallel for schedule(static) num_threads(num_threads)
+  for (Index t = 0; t < col_tiles; ++t) {
+    const Index j0 = t * kTile;
+    const Index j1 = std::min(a.cols, j0 + kTile);
+    double tile_sums[kTile] = {};
+    for (Index i0 = 0; i0 < nr; i0 += kTile) {
+      const Index i1 = std::min(nr, i0 + kTile);
+      for (Index i = i0; i < i1; ++i) {
+        for (Index j = j0; j < j1; ++j) {
+          const double v = static_cast<double>(a(r0 + i, j));
+          block[(c0 + j) * ld + i] = v;
+          tile_sums[j - j0] += v;
+        }
+      }
+    }
+    for (Index j = j0; j < j1; ++j) sums[c0 + j] += tile_sums[j - j0];
+  }
+}
+
+}  // namespace
+
+GramAccumulator::GramAccumulator(Index n_x, Index n_y)
+    : n_x_(n_x), n_y_(n_y) {
+  if (n_x < 1 || n_y < 1) {
+    throw std::invalid_argument("a Gram accumulator needs at least one neuron per layer, got n_x=" +
+                                std::to_string(n_x) + " and n_y=" + std::to_string(n_y));
+  }
+  lower_ = Eigen::MatrixXd::Zero(n_x + n_y, n_x + n_y);
+  sums_ = Eigen::VectorXd::Zero(n_x + n_y);
+}
+
+Index GramAccumulator::block_rows(Index n) {
+  const Index target = (Index{16} << 20) / (8 * std::max<Index>(n, 1));
+  return std::clamp<Index>(target, 256, 8192);
+}
+
+template <class TX, class TY>
+void GramAccumulator::update(const MatrixView<TX>& x, const MatrixView<TY>& y, int num_threads) {
+  if (x.cols != n_x_) {
+    throw std::invalid_argument("X has " + std::to_string(x.cols) + " neurons but the Gram expects " +
+                                std::to_string(n_x_));
+  }
+  if (y.cols != n_y_) {
+    throw std::invalid_argument("Y has " + std::to_string(y.cols) + " neurons but the Gram expects " +
+                                std::to_string(n_y_));
+  }
+  if (x.rows != y.rows) {
+    throw std::invalid_argument("X has " + std::to_string(x.rows) + " samples but Y has " +
+                                std::to_string(y.rows));
+  }
+  num_threads = std::max(num_threads, 1);
+  check_finite(x, "X", num_threads);
+  check_finite(y, "Y", num_threads);
+
+  const Index n = n_x_ + n_y_;
+  const Index rows_per_block = std::min(block_rows(n), std::max<Index>(x.rows, 1));
+  // One buffer, reused: the current block is nr x n, column-major with leading dimension nr.
+  Eigen::VectorXd block(rows_per_block * n);
+  for (Index r0 = 0; r0 < x.rows; r0 += rows_per_block) {
+    const Index nr = std::min(rows_per_block, x.rows - r0);
+    convert_rows(x, r0, nr, block.data(), nr, 0, sums_.data(), num_threads);
+    convert_rows(y, r0, nr, block.data(), nr, n_x_, sums_.data(), num_threads);
+    syrk_lower_add(block.data(), nr, n, lower_.data(), n, num_threads);
+  }
+  n_samples_ += static_cast<std::int64_t>(x.rows);
+}
+
+void GramAccumulator::merge(const GramAccumulator& other) {
+  if (other.n_x_ != n_x_ || other.n_y_ != n_y_) {
+    throw std::invalid_argument("cannot merge Grams of layers (" + std::to_string(n_x_) + ", " +
+                                std::to_string(n_y_) + ") and (" + std::to_string(other.n_x_) +
+                                ", " + std::to_string(other.n_y_) + ")");
+  }
+  lower_.triangularView<Eigen::Lower>() += other.lower_;
+  sums_ += other.sums_;
+  n_samples_ += other.n_samples_;
+}
+
+void GramAccumulator::assign(const Eigen::MatrixXd& gram, const Eigen::VectorXd& sums,
+                             std::int64_t n_samples) {
+  const Index n = n_x_ + n_y_;
+  if (gram.rows() != n || gram.cols() != n) {
+    throw std::invalid_argument("gram must be " + std::to_string(n) + " x " + std::to_string(n) +
+                                ", got " + std::to_string(gram.rows()) + " x " +
+                                std::to_string(gram.cols()));
+  }
+  if (sums.size() != n) {
+    throw std::invalid_argument("column_sums must have " + std::to_string(n) + " entries, got " +
+                                std::to_string(sums.size()));
+  }
+  if (n_samples < 0) throw std::invalid_argument("n_samples must be >= 0");
+  lower_ = gram;
+  sums_ = sums;
+  n_samples_ = n_samples;
+}
+
+Eigen::MatrixXd GramAccumulator::matrix() const {
+  Eigen::MatrixXd full = lower_.triangularView<Eigen::Lower>();
+  full.triangularView<Eigen::StrictlyUpper>() = full.transpose();
+  return full;
+}
+
+template void GramAccumulator::update(const MatrixView<float>&, const MatrixView<float>&, int);
+template void GramAccumulator::update(const MatrixView<float>&, const MatrixView<double>&, int);
+template void GramAccumulator::update(const MatrixView<double>&, const MatrixView<float>&, int);
+template void GramAccumulator::update(const MatrixView<double>&, const MatrixView<double>&, int);
+
+}  // namespace nsm

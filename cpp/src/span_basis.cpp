@@ -1,0 +1,283 @@
+#include "nsm/span_basis.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <stdexcept>
+#include <utility>
+
+namespace nsm {
+namespace {
+
+constexpr Index kPanel = 64;       // panel width of the blocked pivoted Cholesky
+constexpr Index kColumnChunk = 512;  // columns per thread task when applying rotations
+// A BLAS-3 flop (rebuild) is about this many times cheaper than a rotation flop (downdate).
+constexpr double kBlas3Advantage = 6.0;
+
+}  // namespace
+
+Index pivoted_cholesky(Eigen::MatrixXd& a, double tol, std::vector<Index>& perm) {
+  const Index m = a.rows();
+  perm.resize(static_cast<std::size_t>(m));
+  std::iota(perm.begin(), perm.end(), Index{0});
+  Eigen::VectorXd d = a.diagonal();  // current Schur complement diagonal
+  for (Index j0 = 0; j0 < m; j0 += kPanel) {
+    const Index j1 = std::min(m, j0 + kPanel);
+    for (Index jj = j0; jj < j1; ++jj) {
+      Index p = jj;
+      d.tail(m - jj).maxCoeff(&p);
+      p += jj;
+      if (!(d[p] > tol)) return jj;
+      if (p != jj) {
+        a.row(jj).swap(a.row(p));
+        a.col(jj).swap(a.col(p));
+        std::swap(d[jj], d[p]);
+        std::swap(perm[static_cast<std::size_t>(jj)], perm[static_cast<std::size_t>(p)]);
+      }
+      const Index below = m - jj - 1;
+      if (jj > j0 && below > 0) {
+        // Columns j0..jj-1 of this panel are not yet applied to the trailing matrix.
+        a.col(jj).tail(below).noalias() -=
+            a.block(jj + 1, j0, below, jj - j0) * a.row(jj).segment(j0, jj - j0).transpose();
+      }
+      const double pivot = std::sqrt(d[jj]);
+      a(jj, jj) = pivot;
+      if (below > 0) {
+        a.col(jj).tail(below) /= pivot;
+        d.tail(below) -= a.col(jj).tail(below).cwiseAbs2();
+      }
+    }
+    const Index rest = m - j1;
+    if (rest > 0) {
+      const auto panel = a.block(j1, j0, rest, j1 - j0);
+      a.bottomRightCorner(rest, rest).noalias() -= panel * panel.transpose();
+    }
+  }
+  return m;
+}
+
+SpanBasis::SpanBasis(const Eigen::MatrixXd& cosine, double rank_tol)
+    : c_(cosine), tol_(rank_tol) {
+  const auto n = static_cast<std::size_t>(cosine.rows());
+  local_.assign(n, -1);
+  is_member_.assign(n, 0);
+  is_basis_.assign(n, 0);
+}
+
+void SpanBasis::rebuild(const std::vector<Index>& members, const std::vector<Index>& columns) {
+  ++rebuilds_;
+  for (Index v : columns_) local_[static_cast<std::size_t>(v)] = -1;
+  for (Index v : members_) is_member_[static_cast<std::size_t>(v)] = 0;
+  for (Index v : basis_) is_basis_[static_cast<std::size_t>(v)] = 0;
+  members_ = members;
+  columns_ = columns;
+  for (std::size_t i = 0; i < columns_.size(); ++i) {
+    local_[static_cast<std::size_t>(columns_[i])] = static_cast<Index>(i);
+  }
+  for (Index v : members_) is_member_[static_cast<std::size_t>(v)] = 1;
+
+  const auto m = static_cast<Index>(members_.size());
+  const auto ncols = static_cast<Index>(columns_.size());
+  Eigen::MatrixXd a(m, m);
+  for (Index j = 0; j < m; ++j) {
+    for (Index i = 0; i < m; ++i) {
+      a(i, j) = c_(members_[static_cast<std::size_t>(i)], members_[static_cast<std::size_t>(j)]);
+    }
+  }
+  std::vector<Index> perm;
+  const Index k = pivoted_cholesky(a, tol_, perm);
+  basis_.clear();
+  for (Index i = 0; i < k; ++i) {
+    const Index v = members_[static_cast<std::size_t>(perm[static_cast<std::size_t>(i)])];
+    basis_.push_back(v);
+    is_basis_[static_cast<std::size_t>(v)] = 1;
+  }
+
+  // Room for every member to join the basis later (promotions never reallocate).
+  w_.setZero(std::max<Index>(m, 1), ncols);
+  // Members: their coordinates are rows of L (in pivoted order).
+  for (Index i = 0; i < m; ++i) {
+    const Index v = members_[static_cast<std::size_t>(perm[static_cast<std::size_t>(i)])];
+    const Index col = local_[static_cast<std::size_t>(v)];
+    if (col < 0) throw std::logic_error("SpanBasis::rebuild: a member is not a tracked column");
+    const Index upto = std::min(i + 1, k);
+    for (Index r = 0; r < upto; ++r) w_(r, col) = a(i, r);
+  }
+  // Other tracked neurons: solve L_BB w = C[basis, t] for all of them at once.
+  std::vector<Index> others;
+  for (Index v : columns_) {
+    if (!is_member_[static_cast<std::size_t>(v)]) others.push_back(v);
+  }
+  if (k > 0 && !others.empty()) {
+    const auto no = static_cast<Index>(others.size());
+    Eigen::MatrixXd rhs(k, no);
+    for (Index t = 0; t < no; ++t) {
+      for (Index r = 0; r < k; ++r) {
+        rhs(r, t) = c_(basis_[static_cast<std::size_t>(r)], others[static_cast<std::size_t>(t)]);
+      }
+    }
+    a.topLeftCorner(k, k).triangularView<Eigen::Lower>().solveInPlace(rhs);
+    for (Index t = 0; t < no; ++t) {
+      w_.col(local_[static_cast<std::size_t>(others[static_cast<std::size_t>(t)])]).head(k) =
+          rhs.col(t);
+    }
+  }
+  res_.resize(ncols);
+  for (Index col = 0; col < ncols; ++col) {
+    res_[col] = 1.0 - w_.col(col).head(k).squaredNorm();
+  }
+  for (Index v : basis_) res_[local_[static_cast<std::size_t>(v)]] = 0.0;
+  removed_since_rebuild_ = 0;
+  rank_at_rebuild_ = k;
+}
+
+double SpanBasis::residual(Index v) const {
+  const Index col = local_[static_cast<std::size_t>(v)];
+  if (col < 0) throw std::logic_error("SpanBasis::residual: neuron is not tracked");
+  return std::clamp(res_[col], 0.0, 1.0);
+}
+
+void SpanBasis::remove_members(const std::vector<Index>& gone,
+                               const std::vector<Index>& members_after,
+                               const std::vector<Index>& columns_after) {
+  if (gone.empty()) return;
+  std::vector<Index> positions;
+  for (Index v : gone) {
+    if (!is_member_[static_cast<std::size_t>(v)]) {
+      throw std::logic_error("SpanBasis::remove_members: not a member");
+    }
+    if (is_basis_[static_cast<std::size_t>(v)]) {
+      const auto it = std::find(basis_.begin(), basis_.end(), v);
+      positions.push_back(static_cast<Index>(it - basis_.begin()));
+    }
+  }
+  // Cost model: a downdate at position p applies (k - 1 - p) rotations to every column; a
+  // rebuild is a pivoted Cholesky of the members plus a triangular solve for the others.
+  std::sort(positions.begin(), positions.end(), std::greater<>());
+  double rotations = 0.0;
+  Index k = rank();
+  for (Index p : positions) rotations += static_cast<double>(--k - p);
+  const auto ncols = static_cast<double>(columns_.size());
+  const auto m_after = static_cast<double>(members_after.size());
+  const auto cols_after = static_cast<double>(columns_after.size());
+  const double downdate_cost = 6.0 * rotations * ncols;
+  const double rebuild_cost =
+      (2.0 / 3.0 * m_after * m_after * m_after + m_after * m_after * cols_after) / kBlas3Advantage;
+  const Index drift_limit = std::max<Index>(64, rank_at_rebuild_ / 2);
+  const auto removals = static_cast<Index>(positions.size());
+  if (downdate_cost > rebuild_cost || removed_since_rebuild_ + removals > drift_limit) {
+    rebuild(members_after, columns_after);
+    return;
+  }
+  for (Index v : gone) is_member_[static_cast<std::size_t>(v)] = 0;
+  members_ = members_after;
+  for (Index p : positions) downdate_at(p);  // descending, so positions stay valid
+  removed_since_rebuild_ += removals;
+  if (!positions.empty()) promote_dependents();
+}
+
+void SpanBasis::downdate_at(Index position) {
+  ++downdates_;
+  const Index k = rank();
+  const Index first = position + 1;  // basis members first..k-1 move up one row
+  const Index count = k - first;
+  std::vector<double> cs(static_cast<std::size_t>(std::max<Index>(count, 0)));
+  std::vector<double> sn(cs.size());
+  // Phase 1: the rotations. Rotation c (rows c-1, c) zeroes W(c, basis_c); to know that entry
+  // apply the earlier rotations of this sweep to basis_c's column (rows position..c only).
+  std::vector<double> v;
+  for (Index c = first; c < k; ++c) {
+    const Index col = local_[static_cast<std::size_t>(basis_[static_cast<std::size_t>(c)])];
+    v.assign(static_cast<std::size_t>(c - position + 1), 0.0);
+    for (Index r = position; r <= c; ++r) v[static_cast<std::size_t>(r - position)] = w_(r, col);
+    for (Index i = first; i < c; ++i) {
+      const auto a = static_cast<std::size_t>(i - 1 - position);
+      const double x = v[a];
+      const double y = v[a + 1];
+      const double ci = cs[static_cast<std::size_t>(i - first)];
+      const double si = sn[static_cast<std::size_t>(i - first)];
+      v[a] = ci * x + si * y;
+      v[a + 1] = -si * x + ci * y;
+    }
+    const double x = v[static_cast<std::size_t>(c - 1 - position)];
+    const double y = v[static_cast<std::size_t>(c - position)];
+    const double r = std::hypot(x, y);
+    cs[static_cast<std::size_t>(c - first)] = r > 0.0 ? x / r : 1.0;
+    sn[static_cast<std::size_t>(c - first)] = r > 0.0 ? y / r : 0.0;
+  }
+  // Phase 2: apply the sweep to every column, in independent chunks of columns.
+  const auto ncols = static_cast<Index>(columns_.size());
+  const Index chunks = (ncols + kColumnChunk - 1) / kColumnChunk;
+  double* w = w_.data();
+  const Index ld = w_.cols();
+#pragma omp parallel for schedule(static) if (chunks > 1 && count > 8)
+  for (Index ch = 0; ch < chunks; ++ch) {
+    const Index j0 = ch * kColumnChunk;
+    const Index j1 = std::min(ncols, j0 + kColumnChunk);
+    for (Index c = first; c < k; ++c) {
+      const double ci = cs[static_cast<std::size_t>(c - first)];
+      const double si = sn[static_cast<std::size_t>(c - first)];
+      double* upper = w + (c - 1) * ld;
+      double* lower = w + c * ld;
+      for (Index j = j0; j < j1; ++j) {
+        const double x = upper[j];
+        const double y = lower[j];
+        upper[j] = ci * x + si * y;
+        lower[j] = -si * x + ci * y;
+      }
+    }
+  }
+  // The last live row is the component each neuron loses with the removed direction.
+  const Index last = k - 1;
+  for (Index j = 0; j < ncols; ++j) {
+    const double lost = w_(last, j);
+    res_[j] += lost * lost;
+    w_(last, j) = 0.0;
+  }
+  const Index removed = basis_[static_cast<std::size_t>(position)];
+  is_basis_[static_cast<std::size_t>(removed)] = 0;
+  basis_.erase(basis_.begin() + position);
+  // Below the new diagonal the rotations left rounding dust; the exact value is zero.
+  for (Index c = position; c < last; ++c) {
+    w_(c + 1, local_[static_cast<std::size_t>(basis_[static_cast<std::size_t>(c)])]) = 0.0;
+  }
+}
+
+void SpanBasis::promote_dependents() {
+  // Dependent members whose residual grew past the rank tolerance join the basis, largest
+  // residual first (the same rule as the pivoted Cholesky).
+  for (;;) {
+    Index best = -1;
+    double best_res = tol_;
+    for (Index v : members_) {
+      if (is_basis_[static_cast<std::size_t>(v)]) continue;
+      const double r = res_[local_[static_cast<std::size_t>(v)]];
+      if (r > best_res) {
+        best_res = r;
+        best = v;
+      }
+    }
+    if (best < 0) return;
+    append_basis(best);
+  }
+}
+
+void SpanBasis::append_basis(Index v) {
+  const Index k = rank();
+  const Index col = local_[static_cast<std::size_t>(v)];
+  const double norm = std::sqrt(res_[col]);
+  const Eigen::VectorXd wv = w_.col(col).head(k);
+  const auto ncols = static_cast<Index>(columns_.size());
+  Eigen::RowVectorXd row(ncols);
+  for (Index j = 0; j < ncols; ++j) row[j] = c_(columns_[static_cast<std::size_t>(j)], v);
+  if (k > 0) row.noalias() -= wv.transpose() * w_.topRows(k);
+  row /= norm;
+  row[col] = norm;
+  w_.row(k) = row;
+  res_ -= row.transpose().cwiseAbs2();
+  res_[col] = 0.0;
+  basis_.push_back(v);
+  is_basis_[static_cast<std::size_t>(v)] = 1;
+}
+
+}  // namespace nsm

@@ -1,0 +1,40 @@
+"""nsm: neuron activation subspace match (Wang et al., NeurIPS 2018).
+
+Do two networks learn the same representation? For a layer of network A and a layer of
+network B, nsm finds the maximum match: the largest sets of neurons whose activation vectors
+span each other up to a relative error ε.
+
+>>> import numpy as np, nsm
+>>> rng = np.random.default_rng(0)
+>>> X = np.maximum(rng.standard_normal((2000, 16)), 0)
+>>> nsm.max_match(X, X[:, ::-1], 0.1).similarity
+1.0
+"""
+
+from __future__ import annotations
+
+try:
+    from . import _core  # noqa: F401
+except ImportError as exc:  # pragma: no cover - only on a broken install
+    raise ImportError(
+        "nsm's compiled core (nsm._core) is missing or failed to load: reinstall with "
+        "`pip install neuron-subspace-match` (or `pip install .` from a checkout), which needs "
+        f"a C++17 compiler. Original error: {exc}"
+    ) from exc
+
+from .exceptions import FewSamplesWarning, NsmWarning
+from .gram import Gram
+from .match import MatchResult, Ratios, max_match, ratios
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "FewSamplesWarning",
+    "Gram",
+    "MatchResult",
+    "NsmWarning",
+    "Ratios",
+    "__version__",
+    "max_match",
+    "ratios",
+]
