@@ -134,7 +134,10 @@ void SpanBasis::rebuild(const std::vector<Index>& members, const std::vector<Ind
 double SpanBasis::residual(Index v) const {
   const Index col = local_[static_cast<std::size_t>(v)];
   if (col < 0) throw std::logic_error("SpanBasis::residual: neuron is not tracked");
-  return std::clamp(res_[col], 0.0, 1.0);
+  // At or below the rank tolerance a neuron counts as inside the span (the same rule that
+  // makes a member dependent), so exact matches survive the Gram's rounding at eps = 0.
+  const double r = res_[col];
+  return r <= tol_ ? 0.0 : std::min(r, 1.0);
 }
 
 void SpanBasis::remove_members(const std::vector<Index>& gone,

@@ -91,8 +91,8 @@ def _check_eps(eps: Any) -> tuple[list[float], bool]:
             arr = np.asarray(eps)
         except Exception as exc:
             raise TypeError(f"eps must be a number or a sequence of numbers, got {eps!r}") from exc
-        if arr.ndim == 0:
-            return _check_eps(arr.item())
+        if arr.ndim == 0 and arr.dtype.kind in "iuf":
+            return _check_eps(float(arr))
         if arr.ndim != 1 or arr.dtype.kind not in "iuf":
             raise TypeError(f"eps must be a number or a 1-D sequence of numbers, got {eps!r}")
         if arr.size == 0:

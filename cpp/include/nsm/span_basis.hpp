@@ -39,7 +39,8 @@ class SpanBasis {
   void remove_members(const std::vector<Index>& gone, const std::vector<Index>& members_after,
                       const std::vector<Index>& columns_after);
 
-  /// sin^2 of the angle between neuron v (global index, tracked) and the span, in [0, 1].
+  /// sin^2 of the angle between neuron v (global index, tracked) and the span, in [0, 1];
+  /// exactly 0 when it is at most rank_tol (v counts as lying in the span).
   double residual(Index v) const;
 
   /// Dimension of the span (number of basis members).

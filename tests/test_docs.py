@@ -1,0 +1,30 @@
+"""Every public function's docstring example runs and gives what it shows."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+
+import pytest
+
+import nsm
+
+MODULES = ["nsm", "nsm.gram", "nsm.match"]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples(name):
+    module = importlib.import_module(name)
+    result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.failed == 0
+    assert result.attempted > 0
+
+
+def test_every_public_name_has_an_example():
+    for name in nsm.__all__:
+        obj = getattr(nsm, name)
+        if name.startswith("__") or isinstance(obj, type) and issubclass(obj, Warning):
+            continue
+        doc = obj.__doc__ or ""
+        if callable(obj) and not isinstance(obj, type):
+            assert ">>>" in doc, f"nsm.{name} has no example in its docstring"
