@@ -5,11 +5,12 @@
 #include <limits>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace nsm {
 namespace {
 
-constexpr Index kTile = 64;  // transpose tile while converting a row block to column-major
+constexpr Index kTile = 64;  // columns per task when converting Fortran-order input
 
 // Returns the first (row, col) holding NaN or Inf, or (-1, -1). Reads the array once.
 template <class T>
@@ -40,29 +41,59 @@ void check_finite(const MatrixView<T>& a, const char* name, int num_threads) {
 }
 
 // Copies rows [r0, r0 + nr) of a into columns [c0, c0 + a.cols) of the column-major block
-// (leading dimension ld) as float64, and adds each column's sum to sums.
+// (leading dimension ld) as float64, and adds each column's sum to sums. For inputs whose
+// columns are contiguous (Fortran order).
 template <class T>
-void convert_rows(const MatrixView<T>& a, Index r0, Index nr, double* block, Index ld, Index c0,
-                  double* sums, int num_threads) {
+void convert_rows_to_columns(const MatrixView<T>& a, Index r0, Index nr, double* block, Index ld,
+                             Index c0, double* sums, int num_threads) {
   const Index col_tiles = (a.cols + kTile - 1) / kTile;
   (void)num_threads;
 #pragma omp parallel for schedule(static) num_threads(num_threads)
   for (Index t = 0; t < col_tiles; ++t) {
     const Index j0 = t * kTile;
     const Index j1 = std::min(a.cols, j0 + kTile);
-    double tile_sums[kTile] = {};
-    for (Index i0 = 0; i0 < nr; i0 += kTile) {
-      const Index i1 = std::min(nr, i0 + kTile);
-      for (Index i = i0; i < i1; ++i) {
-        for (Index j = j0; j < j1; ++j) {
-          const double v = static_cast<double>(a(r0 + i, j));
-          block[(c0 + j) * ld + i] = v;
-          tile_sums[j - j0] += v;
-        }
+    for (Index j = j0; j < j1; ++j) {
+      double* out = block + (c0 + j) * ld;
+      const T* in = &a(r0, j);
+      double sum = 0.0;
+      for (Index i = 0; i < nr; ++i) {
+        const double v = static_cast<double>(in[i * a.row_stride]);
+        out[i] = v;
+        sum += v;
       }
+      sums[c0 + j] += sum;
     }
-    for (Index j = j0; j < j1; ++j) sums[c0 + j] += tile_sums[j - j0];
   }
+}
+
+// Copies rows [r0, r0 + nr) of x and y side by side into the row-major block (row length n =
+// x.cols + y.cols) as float64, and adds the column sums. For inputs whose rows are contiguous
+// (C order): a straight, vectorizable conversion, no transpose.
+template <class TX, class TY>
+void convert_rows_to_rows(const MatrixView<TX>& x, const MatrixView<TY>& y, Index r0, Index nr,
+                          double* block, double* sums, int num_threads) {
+  const Index n = x.cols + y.cols;
+  (void)num_threads;
+#pragma omp parallel num_threads(num_threads)
+  {
+    std::vector<double> local(static_cast<std::size_t>(n), 0.0);
+#pragma omp for schedule(static)
+    for (Index i = 0; i < nr; ++i) {
+      double* out = block + i * n;
+      const TX* xi = &x(r0 + i, 0);
+      for (Index j = 0; j < x.cols; ++j) out[j] = static_cast<double>(xi[j * x.col_stride]);
+      const TY* yi = &y(r0 + i, 0);
+      for (Index j = 0; j < y.cols; ++j) out[x.cols + j] = static_cast<double>(yi[j * y.col_stride]);
+      for (Index j = 0; j < n; ++j) local[static_cast<std::size_t>(j)] += out[j];
+    }
+#pragma omp critical
+    for (Index j = 0; j < n; ++j) sums[j] += local[static_cast<std::size_t>(j)];
+  }
+}
+
+template <class T>
+bool columns_contiguous(const MatrixView<T>& a) {
+  return a.rows > 1 && std::abs(a.row_stride) < std::abs(a.col_stride);
 }
 
 }  // namespace
@@ -102,13 +133,19 @@ void GramAccumulator::update(const MatrixView<TX>& x, const MatrixView<TY>& y, i
 
   const Index n = n_x_ + n_y_;
   const Index rows_per_block = std::min(block_rows(n), std::max<Index>(x.rows, 1));
-  // One buffer, reused: the current block is nr x n, column-major with leading dimension nr.
+  // One buffer, reused: the current block is nr x n, row-major (rows contiguous, like C-order
+  // input) unless both inputs have contiguous columns (Fortran order), then column-major.
+  const bool by_columns = columns_contiguous(x) && columns_contiguous(y);
   Eigen::VectorXd block(rows_per_block * n);
   for (Index r0 = 0; r0 < x.rows; r0 += rows_per_block) {
     const Index nr = std::min(rows_per_block, x.rows - r0);
-    convert_rows(x, r0, nr, block.data(), nr, 0, sums_.data(), num_threads);
-    convert_rows(y, r0, nr, block.data(), nr, n_x_, sums_.data(), num_threads);
-    syrk_lower_add(block.data(), nr, n, lower_.data(), n, num_threads);
+    if (by_columns) {
+      convert_rows_to_columns(x, r0, nr, block.data(), nr, 0, sums_.data(), num_threads);
+      convert_rows_to_columns(y, r0, nr, block.data(), nr, n_x_, sums_.data(), num_threads);
+    } else {
+      convert_rows_to_rows(x, y, r0, nr, block.data(), sums_.data(), num_threads);
+    }
+    syrk_lower_add(block.data(), nr, n, !by_columns, lower_.data(), n, num_threads);
   }
   n_samples_ += static_cast<std::int64_t>(x.rows);
 }

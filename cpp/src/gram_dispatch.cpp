@@ -73,8 +73,9 @@ void set_gram_kernel(const std::string& name) {
   throw std::invalid_argument("kernel '" + name + "' is not compiled into this build");
 }
 
-void syrk_lower_add(const double* b, Index rows, Index n, double* g, Index ldg, int num_threads) {
-  chosen().load()->fn(b, rows, n, g, ldg, num_threads);
+void syrk_lower_add(const double* b, Index rows, Index n, bool row_major, double* g, Index ldg,
+                    int num_threads) {
+  chosen().load()->fn(b, rows, n, row_major, g, ldg, num_threads);
 }
 
 }  // namespace nsm

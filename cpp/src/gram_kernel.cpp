@@ -13,40 +13,55 @@
 #include <Eigen/Core>
 
 #include <algorithm>
-#include <utility>
+#include <cmath>
 #include <vector>
 
 #include "gram_kernel.hpp"
 
 namespace nsm::kernels::NSM_ISA {
 
-void syrk_lower_add(const double* b, std::ptrdiff_t rows, std::ptrdiff_t n, double* g,
-                    std::ptrdiff_t ldg, int num_threads) {
+namespace {
+
+template <class Block>
+void accumulate(const Block& block, double* g, std::ptrdiff_t ldg, int num_threads) {
   using Mat = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::ColMajor>;
-  const Eigen::Map<const Mat> block(b, rows, n);
+  const std::ptrdiff_t n = block.cols();
   Eigen::Map<Mat, 0, Eigen::OuterStride<>> gram(g, n, n, Eigen::OuterStride<>(ldg));
 
-  // Tiles of the lower triangle, shared among threads; each tile is one single-threaded
-  // GEMM (Eigen does not nest its own threads inside a parallel region).
-  const std::ptrdiff_t tile = n <= 256 ? n : 192;
-  std::vector<std::pair<std::ptrdiff_t, std::ptrdiff_t>> tiles;
-  for (std::ptrdiff_t j = 0; j < n; j += tile) {
-    for (std::ptrdiff_t i = j; i < n; i += tile) tiles.emplace_back(i, j);
+  // One strip of rows per thread, cut so that every strip holds the same area of the lower
+  // triangle: strip k is rows [b_k, b_k+1) with b_k = n sqrt(k / T). Each is one rectangular
+  // GEMM (left of the diagonal) and one triangular product (on it), both single-threaded
+  // (Eigen does not nest its own threads inside a parallel region).
+  const int strips = static_cast<int>(std::max<std::ptrdiff_t>(1, std::min<std::ptrdiff_t>(num_threads, n / 64)));
+  std::vector<std::ptrdiff_t> bounds(static_cast<std::size_t>(strips) + 1);
+  for (int k = 0; k <= strips; ++k) {
+    bounds[static_cast<std::size_t>(k)] = static_cast<std::ptrdiff_t>(
+        std::lround(static_cast<double>(n) * std::sqrt(static_cast<double>(k) / strips)));
   }
-  const auto count = static_cast<std::ptrdiff_t>(tiles.size());
-  (void)num_threads;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(num_threads) if (count > 1)
-  for (std::ptrdiff_t t = 0; t < count; ++t) {
-    const auto [i, j] = tiles[static_cast<std::size_t>(t)];
-    const std::ptrdiff_t ni = std::min(tile, n - i);
-    const std::ptrdiff_t nj = std::min(tile, n - j);
-    if (i == j) {
-      gram.block(i, i, ni, ni).template triangularView<Eigen::Lower>() +=
-          block.middleCols(i, ni).transpose() * block.middleCols(i, ni);
-    } else {
-      gram.block(i, j, ni, nj).noalias() +=
-          block.middleCols(i, ni).transpose() * block.middleCols(j, nj);
+#pragma omp parallel for schedule(static, 1) num_threads(strips) if (strips > 1)
+  for (int k = 0; k < strips; ++k) {
+    const std::ptrdiff_t r0 = bounds[static_cast<std::size_t>(k)];
+    const std::ptrdiff_t nr = bounds[static_cast<std::size_t>(k) + 1] - r0;
+    if (nr == 0) continue;
+    if (r0 > 0) {
+      gram.block(r0, 0, nr, r0).noalias() += block.middleCols(r0, nr).transpose() * block.leftCols(r0);
     }
+    gram.block(r0, r0, nr, nr).template triangularView<Eigen::Lower>() +=
+        block.middleCols(r0, nr).transpose() * block.middleCols(r0, nr);
+  }
+}
+
+}  // namespace
+
+void syrk_lower_add(const double* b, std::ptrdiff_t rows, std::ptrdiff_t n, bool row_major,
+                    double* g, std::ptrdiff_t ldg, int num_threads) {
+  constexpr int Dyn = Eigen::Dynamic;
+  if (row_major) {
+    accumulate(Eigen::Map<const Eigen::Matrix<double, Dyn, Dyn, Eigen::RowMajor>>(b, rows, n), g,
+               ldg, num_threads);
+  } else {
+    accumulate(Eigen::Map<const Eigen::Matrix<double, Dyn, Dyn, Eigen::ColMajor>>(b, rows, n), g,
+               ldg, num_threads);
   }
 }
 

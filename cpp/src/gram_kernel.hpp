@@ -7,19 +7,19 @@
 
 namespace nsm::kernels {
 
-using KernelFn = void (*)(const double* b, std::ptrdiff_t rows, std::ptrdiff_t n, double* g,
+using KernelFn = void (*)(const double* b, std::ptrdiff_t rows, std::ptrdiff_t n, bool row_major, double* g,
                           std::ptrdiff_t ldg, int num_threads);
 
 namespace generic {
-void syrk_lower_add(const double* b, std::ptrdiff_t rows, std::ptrdiff_t n, double* g,
+void syrk_lower_add(const double* b, std::ptrdiff_t rows, std::ptrdiff_t n, bool row_major, double* g,
                     std::ptrdiff_t ldg, int num_threads);
 }
 namespace avx2 {
-void syrk_lower_add(const double* b, std::ptrdiff_t rows, std::ptrdiff_t n, double* g,
+void syrk_lower_add(const double* b, std::ptrdiff_t rows, std::ptrdiff_t n, bool row_major, double* g,
                     std::ptrdiff_t ldg, int num_threads);
 }
 namespace avx512 {
-void syrk_lower_add(const double* b, std::ptrdiff_t rows, std::ptrdiff_t n, double* g,
+void syrk_lower_add(const double* b, std::ptrdiff_t rows, std::ptrdiff_t n, bool row_major, double* g,
                     std::ptrdiff_t ldg, int num_threads);
 }
 

@@ -31,8 +31,10 @@ std::string gram_kernel_name();
 void set_gram_kernel(const std::string& name);
 
 /// G += B^T B on the lower triangle of the n x n column-major matrix g (leading dimension ldg),
-/// where B is a column-major rows x n block (each neuron contiguous), using the dispatched kernel.
-void syrk_lower_add(const double* b, Index rows, Index n, double* g, Index ldg, int num_threads);
+/// where B is a dense rows x n block, row-major (each sample contiguous) or column-major (each
+/// neuron contiguous), using the dispatched kernel.
+void syrk_lower_add(const double* b, Index rows, Index n, bool row_major, double* g, Index ldg,
+                    int num_threads);
 
 /// Float64 accumulator of G = [X Y]^T [X Y] and of the column sums, updated block by block.
 /// Memory: the n x n matrix plus one row block of at most `block_bytes` (16 MiB by default).
