@@ -9,7 +9,7 @@ import pytest
 
 import nsm
 
-MODULES = ["nsm", "nsm.gram", "nsm.match"]
+MODULES = ["nsm", "nsm.gram", "nsm.match", "nsm.thresholds"]
 
 
 @pytest.mark.parametrize("name", MODULES)

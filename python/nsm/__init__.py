@@ -25,16 +25,20 @@ except ImportError as exc:  # pragma: no cover - only on a broken install
 from .exceptions import FewSamplesWarning, NsmWarning
 from .gram import Gram
 from .match import MatchResult, Ratios, max_match, ratios
+from .thresholds import Curve, Thresholds, match_thresholds
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Curve",
     "FewSamplesWarning",
     "Gram",
     "MatchResult",
     "NsmWarning",
     "Ratios",
+    "Thresholds",
     "__version__",
+    "match_thresholds",
     "max_match",
     "ratios",
 ]
