@@ -54,8 +54,10 @@ class Peeler {
     std::vector<Index> members[2];
     std::vector<Index> columns;
     collect(members, columns);
+    // Build X's span, then Y's with X's ratios as its order, then X's again with Y's.
     spans_[0].rebuild(members[0], columns);
-    spans_[1].rebuild(members[1], columns);
+    spans_[1].rebuild(members[1], columns, leaves_soon(1));
+    spans_[0].rebuild(members[0], columns, leaves_soon(0));
   }
 
   bool in(Index v) const { return in_[static_cast<std::size_t>(v)] != 0; }
@@ -118,7 +120,12 @@ class Peeler {
     std::vector<Index> members[2];
     std::vector<Index> columns;
     collect(members, columns);
-    for (int s = 0; s < 2; ++s) spans_[s].remove_members(gone[s], members[s], columns);
+    for (int s = 0; s < 2; ++s) spans_[s].remove_members(gone[s], members[s], columns, leaves_soon(s));
+  }
+
+  // A member of layer s with a larger ratio against the other layer tends to leave sooner.
+  Priority leaves_soon(int s) const {
+    return [this, s](Index v) { return spans_[1 - s].residual(v); };
   }
 
   Index n_;

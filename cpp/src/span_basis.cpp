@@ -13,25 +13,35 @@ constexpr Index kPanel = 64;       // panel width of the blocked pivoted Cholesk
 constexpr Index kColumnChunk = 512;  // columns per thread task when applying rotations
 // A BLAS-3 flop (rebuild) is about this many times cheaper than a rotation flop (downdate).
 constexpr double kBlas3Advantage = 6.0;
+constexpr double kThresholdPivot = 0.25;  // see pivoted_cholesky's leaves_soon
 
 }  // namespace
 
-Index pivoted_cholesky(Eigen::MatrixXd& a, double tol, std::vector<Index>& perm) {
+Index pivoted_cholesky(Eigen::MatrixXd& a, double tol, std::vector<Index>& perm,
+                       const Eigen::VectorXd* leaves_soon) {
   const Index m = a.rows();
   perm.resize(static_cast<std::size_t>(m));
   std::iota(perm.begin(), perm.end(), Index{0});
   Eigen::VectorXd d = a.diagonal();  // current Schur complement diagonal
+  Eigen::VectorXd soon = leaves_soon != nullptr ? *leaves_soon : Eigen::VectorXd();
   for (Index j0 = 0; j0 < m; j0 += kPanel) {
     const Index j1 = std::min(m, j0 + kPanel);
     for (Index jj = j0; jj < j1; ++jj) {
       Index p = jj;
-      d.tail(m - jj).maxCoeff(&p);
+      const double largest = d.tail(m - jj).maxCoeff(&p);
       p += jj;
-      if (!(d[p] > tol)) return jj;
+      if (!(largest > tol)) return jj;
+      if (soon.size() == m) {
+        const double bar = std::max(kThresholdPivot * largest, tol);
+        for (Index i = jj; i < m; ++i) {
+          if (d[i] >= bar && soon[i] < soon[p]) p = i;
+        }
+      }
       if (p != jj) {
         a.row(jj).swap(a.row(p));
         a.col(jj).swap(a.col(p));
         std::swap(d[jj], d[p]);
+        if (soon.size() == m) std::swap(soon[jj], soon[p]);
         std::swap(perm[static_cast<std::size_t>(jj)], perm[static_cast<std::size_t>(p)]);
       }
       const Index below = m - jj - 1;
@@ -64,7 +74,8 @@ SpanBasis::SpanBasis(const Eigen::MatrixXd& cosine, double rank_tol)
   is_basis_.assign(n, 0);
 }
 
-void SpanBasis::rebuild(const std::vector<Index>& members, const std::vector<Index>& columns) {
+void SpanBasis::rebuild(const std::vector<Index>& members, const std::vector<Index>& columns,
+                        const Priority& leaves_soon) {
   ++rebuilds_;
   for (Index v : columns_) local_[static_cast<std::size_t>(v)] = -1;
   for (Index v : members_) is_member_[static_cast<std::size_t>(v)] = 0;
@@ -85,7 +96,12 @@ void SpanBasis::rebuild(const std::vector<Index>& members, const std::vector<Ind
     }
   }
   std::vector<Index> perm;
-  const Index k = pivoted_cholesky(a, tol_, perm);
+  Eigen::VectorXd soon;
+  if (leaves_soon) {
+    soon.resize(m);
+    for (Index i = 0; i < m; ++i) soon[i] = leaves_soon(members_[static_cast<std::size_t>(i)]);
+  }
+  const Index k = pivoted_cholesky(a, tol_, perm, leaves_soon ? &soon : nullptr);
   basis_.clear();
   for (Index i = 0; i < k; ++i) {
     const Index v = members_[static_cast<std::size_t>(perm[static_cast<std::size_t>(i)])];
@@ -142,7 +158,8 @@ double SpanBasis::residual(Index v) const {
 
 void SpanBasis::remove_members(const std::vector<Index>& gone,
                                const std::vector<Index>& members_after,
-                               const std::vector<Index>& columns_after) {
+                               const std::vector<Index>& columns_after,
+                               const Priority& leaves_soon) {
   if (gone.empty()) return;
   std::vector<Index> positions;
   for (Index v : gone) {
@@ -169,7 +186,7 @@ void SpanBasis::remove_members(const std::vector<Index>& gone,
   const Index drift_limit = std::max<Index>(64, rank_at_rebuild_ / 2);
   const auto removals = static_cast<Index>(positions.size());
   if (downdate_cost > rebuild_cost || removed_since_rebuild_ + removals > drift_limit) {
-    rebuild(members_after, columns_after);
+    rebuild(members_after, columns_after, leaves_soon);
     return;
   }
   for (Index v : gone) is_member_[static_cast<std::size_t>(v)] = 0;
@@ -213,7 +230,8 @@ void SpanBasis::downdate_at(Index position) {
   const Index chunks = (ncols + kColumnChunk - 1) / kColumnChunk;
   double* w = w_.data();
   const Index ld = w_.cols();
-#pragma omp parallel for schedule(static) if (chunks > 1 && count > 8)
+  // Threads only pay off for big sweeps (about half a millisecond of work or more).
+#pragma omp parallel for schedule(static) if (chunks > 1 && count * ncols >= (Index{1} << 18))
   for (Index ch = 0; ch < chunks; ++ch) {
     const Index j0 = ch * kColumnChunk;
     const Index j1 = std::min(ncols, j0 + kColumnChunk);

@@ -3,12 +3,18 @@
 
 #include <Eigen/Core>
 
+#include <functional>
 #include <vector>
 
 namespace nsm {
 
 using Index = Eigen::Index;
 using RowMatrix = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
+/// How soon a neuron is expected to leave (higher: sooner), by global index. A rebuild puts
+/// the members expected to stay first in the factor, so that later removals sit near its end,
+/// where a Givens downdate is cheap. Only speed depends on it, never the result.
+using Priority = std::function<double(Index)>;
 
 /// Orthonormal coordinates of tracked neurons against span{z_u : u in members}.
 ///
@@ -32,12 +38,13 @@ class SpanBasis {
 
   /// Factorizes span{members} from scratch and tracks the neurons in `columns` (which must
   /// include the members). Cost O(m^3 + k^2 |columns|), BLAS-3.
-  void rebuild(const std::vector<Index>& members, const std::vector<Index>& columns);
+  void rebuild(const std::vector<Index>& members, const std::vector<Index>& columns,
+               const Priority& leaves_soon = {});
 
   /// Removes `gone` (a subset of the current members) from the span. `members_after` and
   /// `columns_after` are the members and tracked neurons left, used if a rebuild is chosen.
   void remove_members(const std::vector<Index>& gone, const std::vector<Index>& members_after,
-                      const std::vector<Index>& columns_after);
+                      const std::vector<Index>& columns_after, const Priority& leaves_soon = {});
 
   /// sin^2 of the angle between neuron v (global index, tracked) and the span, in [0, 1];
   /// exactly 0 when it is at most rank_tol (v counts as lying in the span).
@@ -75,6 +82,10 @@ class SpanBasis {
 /// symmetric positive semi-definite matrix a (overwritten: its lower trapezoid's first
 /// `rank` columns hold L in pivoted order). Stops when no remaining Schur diagonal exceeds
 /// tol. perm[i] is the original row of pivoted row i. Returns the rank.
-Index pivoted_cholesky(Eigen::MatrixXd& a, double tol, std::vector<Index>& perm);
+/// With `leaves_soon` (one value per row), each pivot is the row that leaves latest among
+/// those whose Schur diagonal is at least a quarter of the largest (threshold pivoting,
+/// which keeps the factor's entries bounded by 2); without it, the largest diagonal.
+Index pivoted_cholesky(Eigen::MatrixXd& a, double tol, std::vector<Index>& perm,
+                       const Eigen::VectorXd* leaves_soon = nullptr);
 
 }  // namespace nsm
