@@ -36,7 +36,7 @@ def run(benchmark):
 
 
 def pytest_terminal_summary(terminalreporter):
-    if not TIMES:
+    if not TIMES and not NOTES:
         return
     tr = terminalreporter
     tr.section("nsm benchmark: ratios measured in this run")
