@@ -69,3 +69,41 @@ def thresholds(X: np.ndarray, Y: np.ndarray, grid: np.ndarray) -> np.ndarray:
         t[mx] = e
         t[n_x + my] = e
     return t
+
+
+def is_match(X, Y, xs, ys, eps: float) -> bool:
+    """Is (xs, ys) an eps-match (SPEC section 2)? Both sides must be non-empty."""
+    if len(xs) == 0 or len(ys) == 0:
+        return False
+    X = np.asarray(X, dtype=np.float64)
+    Y = np.asarray(Y, dtype=np.float64)
+    return bool(np.all(ratios_against(X[:, xs], Y[:, ys]) <= eps)
+                and np.all(ratios_against(Y[:, ys], X[:, xs]) <= eps))
+
+
+def authors_minimal_match(X, Y, eps: float, side: str, v: int):
+    """The authors' v-minimal search with their fixed order, from scratch at every trial: try
+    each unchecked X neuron of the current set by index, then each Y neuron; keep the removal
+    (without shrinking) when v stays in the maximum match of the rest."""
+    X = np.asarray(X, dtype=np.float64)
+    Y = np.asarray(Y, dtype=np.float64)
+    ix, iy = max_match(X, Y, eps)
+    if v not in (ix if side == "x" else iy):
+        return None
+    checked_x = np.zeros(X.shape[1], dtype=bool)
+    checked_y = np.zeros(Y.shape[1], dtype=bool)
+    (checked_x if side == "x" else checked_y)[v] = True
+    while True:
+        ux = [u for u in ix if not checked_x[u]]
+        uy = [u for u in iy if not checked_y[u]]
+        if ux:
+            checked_x[ux[0]] = True
+            tx, ty = ix[ix != ux[0]], iy
+        elif uy:
+            checked_y[uy[0]] = True
+            tx, ty = ix, iy[iy != uy[0]]
+        else:
+            return ix, iy
+        mx, my = max_match(X[:, tx], Y[:, ty], eps)
+        if v in (tx[mx] if side == "x" else ty[my]):
+            ix, iy = tx, ty

@@ -9,7 +9,7 @@ import pytest
 
 import nsm
 
-MODULES = ["nsm", "nsm.gram", "nsm.match", "nsm.thresholds"]
+MODULES = ["nsm", "nsm.gram", "nsm.match", "nsm.thresholds", "nsm.simple"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -4,4 +4,5 @@
 namespace nsm::bindings {
 void bind_gram(pybind11::module_& m);
 void bind_match(pybind11::module_& m);
+void bind_minimal(pybind11::module_& m);
 }  // namespace nsm::bindings

@@ -76,6 +76,7 @@ SpanBasis::SpanBasis(const Eigen::MatrixXd& cosine, double rank_tol)
 
 void SpanBasis::rebuild(const std::vector<Index>& members, const std::vector<Index>& columns,
                         const Priority& leaves_soon) {
+  if (in_trial_) throw std::logic_error("SpanBasis::rebuild: not during a trial");
   ++rebuilds_;
   for (Index v : columns_) local_[static_cast<std::size_t>(v)] = -1;
   for (Index v : members_) is_member_[static_cast<std::size_t>(v)] = 0;
@@ -183,17 +184,62 @@ void SpanBasis::remove_members(const std::vector<Index>& gone,
   const double downdate_cost = 6.0 * rotations * ncols;
   const double rebuild_cost =
       (2.0 / 3.0 * m_after * m_after * m_after + m_after * m_after * cols_after) / kBlas3Advantage;
-  const Index drift_limit = std::max<Index>(64, rank_at_rebuild_ / 2);
   const auto removals = static_cast<Index>(positions.size());
-  if (downdate_cost > rebuild_cost || removed_since_rebuild_ + removals > drift_limit) {
+  if (!in_trial_ &&
+      (downdate_cost > rebuild_cost || removed_since_rebuild_ + removals > drift_limit())) {
     rebuild(members_after, columns_after, leaves_soon);
     return;
   }
   for (Index v : gone) is_member_[static_cast<std::size_t>(v)] = 0;
   members_ = members_after;
-  for (Index p : positions) downdate_at(p);  // descending, so positions stay valid
+  for (Index p : positions) {  // descending, so positions stay valid
+    if (in_trial_) save_rows_from(p);
+    downdate_at(p);
+  }
   removed_since_rebuild_ += removals;
   if (!positions.empty()) promote_dependents();
+}
+
+Index SpanBasis::drift_limit() const { return std::max<Index>(64, rank_at_rebuild_ / 2); }
+
+bool SpanBasis::needs_refresh() const { return removed_since_rebuild_ > drift_limit(); }
+
+void SpanBasis::begin_trial() {
+  if (in_trial_) throw std::logic_error("SpanBasis::begin_trial: a trial is already open");
+  in_trial_ = true;
+  trial_rank_ = rank();
+  saved_from_ = trial_rank_;
+  saved_res_ = res_;
+  saved_basis_ = basis_;
+  saved_members_ = members_;
+  saved_removed_ = removed_since_rebuild_;
+}
+
+void SpanBasis::save_rows_from(Index row) {
+  if (row >= saved_from_) return;
+  if (saved_rows_.rows() != w_.rows() || saved_rows_.cols() != w_.cols()) {
+    saved_rows_.resize(w_.rows(), w_.cols());
+  }
+  saved_rows_.middleRows(row, saved_from_ - row) = w_.middleRows(row, saved_from_ - row);
+  saved_from_ = row;
+}
+
+void SpanBasis::end_trial(bool rollback) {
+  if (!in_trial_) throw std::logic_error("SpanBasis::end_trial: no trial is open");
+  in_trial_ = false;
+  if (!rollback) return;
+  if (saved_from_ < trial_rank_) {
+    w_.middleRows(saved_from_, trial_rank_ - saved_from_) =
+        saved_rows_.middleRows(saved_from_, trial_rank_ - saved_from_);
+  }
+  res_.swap(saved_res_);
+  for (Index v : basis_) is_basis_[static_cast<std::size_t>(v)] = 0;
+  for (Index v : members_) is_member_[static_cast<std::size_t>(v)] = 0;
+  basis_.swap(saved_basis_);
+  members_.swap(saved_members_);
+  for (Index v : basis_) is_basis_[static_cast<std::size_t>(v)] = 1;
+  for (Index v : members_) is_member_[static_cast<std::size_t>(v)] = 1;
+  removed_since_rebuild_ = saved_removed_;
 }
 
 void SpanBasis::downdate_at(Index position) {

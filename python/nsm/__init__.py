@@ -25,6 +25,7 @@ except ImportError as exc:  # pragma: no cover - only on a broken install
 from .exceptions import FewSamplesWarning, NsmWarning
 from .gram import Gram
 from .match import MatchResult, Ratios, max_match, ratios
+from .simple import SimpleMatch, SimpleMatches, minimal_match, simple_matches
 from .thresholds import Curve, Thresholds, match_thresholds
 
 __version__ = "0.1.0"
@@ -36,9 +37,13 @@ __all__ = [
     "MatchResult",
     "NsmWarning",
     "Ratios",
+    "SimpleMatch",
+    "SimpleMatches",
     "Thresholds",
     "__version__",
     "match_thresholds",
     "max_match",
+    "minimal_match",
     "ratios",
+    "simple_matches",
 ]

@@ -46,6 +46,10 @@ class MatchEngine {
   /// when one layer has no live neuron. MM(eps) = {v : t_v <= eps}.
   Eigen::VectorXd thresholds() const;
 
+  /// The cosine matrix (Gram scaled to a unit diagonal) the engine works on.
+  const Eigen::MatrixXd& cosine() const { return cosine_; }
+  int num_threads() const { return num_threads_; }
+
  private:
   Index n_;
   Index n_x_;

@@ -53,6 +53,14 @@ class SpanBasis {
   /// Dimension of the span (number of basis members).
   Index rank() const { return static_cast<Index>(basis_.size()); }
 
+  /// A trial: later changes can be undone by end_trial(true), restoring only the rows of W
+  /// that downdates touched; end_trial(false) keeps them. No rebuild happens during a trial.
+  void begin_trial();
+  void end_trial(bool rollback);
+
+  /// True when kept downdates have reached the refresh rule's limit (see the class comment).
+  bool needs_refresh() const;
+
   /// How many from-scratch factorizations and Givens downdates this basis has done.
   Index rebuilds() const { return rebuilds_; }
   Index downdates() const { return downdates_; }
@@ -61,6 +69,8 @@ class SpanBasis {
   void downdate_at(Index position);
   void promote_dependents();
   void append_basis(Index v);
+  void save_rows_from(Index row);
+  Index drift_limit() const;
 
   const Eigen::MatrixXd& c_;
   double tol_;
@@ -73,6 +83,15 @@ class SpanBasis {
   RowMatrix w_;                    // capacity rows x columns; the first rank() rows are live
   Eigen::VectorXd res_;            // per column of W
   Index removed_since_rebuild_ = 0;
+  // Trial journal: W's rows [saved_from_, trial_rank_) as they were, and the small state.
+  bool in_trial_ = false;
+  Index trial_rank_ = 0;
+  Index saved_from_ = 0;
+  RowMatrix saved_rows_;
+  Eigen::VectorXd saved_res_;
+  std::vector<Index> saved_basis_;
+  std::vector<Index> saved_members_;
+  Index saved_removed_ = 0;
   Index rank_at_rebuild_ = 0;
   Index rebuilds_ = 0;
   Index downdates_ = 0;

@@ -1,0 +1,56 @@
+#include <pybind11/numpy.h>
+#include <pybind11/stl.h>
+
+#include <vector>
+
+#include "bindings.hpp"
+#include "nsm/minimal_match.hpp"
+
+namespace py = pybind11;
+
+namespace nsm::bindings {
+namespace {
+
+py::array_t<bool> to_mask(const std::vector<char>& mask) {
+  py::array_t<bool> out(static_cast<py::ssize_t>(mask.size()));
+  auto o = out.mutable_unchecked<1>();
+  for (std::size_t i = 0; i < mask.size(); ++i) o(static_cast<py::ssize_t>(i)) = mask[i] != 0;
+  return out;
+}
+
+}  // namespace
+
+void bind_minimal(py::module_& m) {
+  py::class_<MinimalMatchSearch>(m, "MinimalMatchSearch")
+      .def(py::init([](const MatchEngine& engine, double eps) {
+             py::gil_scoped_release release;
+             return new MinimalMatchSearch(engine, eps);
+           }),
+           py::arg("engine"), py::arg("eps"), py::keep_alive<1, 2>())
+      .def("maximum_match", [](const MinimalMatchSearch& s) { return to_mask(s.maximum_match()); })
+      .def(
+          "find",
+          [](const MinimalMatchSearch& s, Index v, const std::vector<Index>& order) -> py::object {
+            std::vector<char> mask;
+            bool interrupted = false;
+            {
+              py::gil_scoped_release release;
+              // Ctrl-C: the search asks about every 50 ms whether a signal arrived.
+              auto should_stop = []() {
+                py::gil_scoped_acquire acquire;
+                return PyErr_CheckSignals() != 0;
+              };
+              try {
+                mask = s.find(v, order, should_stop);
+              } catch (const Interrupted&) {
+                interrupted = true;
+              }
+            }
+            if (interrupted) throw py::error_already_set();
+            if (mask.empty()) return py::none();
+            return to_mask(mask);
+          },
+          py::arg("neuron"), py::arg("order"));
+}
+
+}  // namespace nsm::bindings

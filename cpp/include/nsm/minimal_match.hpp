@@ -1,0 +1,45 @@
+#pragma once
+// v-minimal matches (SPEC sections 2-3): trial removals with a cheap rollback.
+
+#include <Eigen/Core>
+
+#include <functional>
+#include <stdexcept>
+#include <vector>
+
+#include "nsm/match_engine.hpp"
+#include "nsm/peeler.hpp"
+
+namespace nsm {
+
+/// Thrown when a search's should_stop callback asks it to stop.
+struct Interrupted : std::runtime_error {
+  Interrupted() : std::runtime_error("interrupted") {}
+};
+
+/// Searches for v-minimal matches at one epsilon, each starting from the maximum match, which
+/// is computed once. The engine must outlive the search.
+class MinimalMatchSearch {
+ public:
+  MinimalMatchSearch(const MatchEngine& engine, double eps);
+
+  /// Membership mask of the maximum match at eps.
+  std::vector<char> maximum_match() const;
+
+  /// A v-minimal match containing neuron v: starting from the maximum match, try each neuron
+  /// of `order` once (neurons already gone, and v, are skipped): remove it and cascade at
+  /// eps; keep the removal if v survives, otherwise undo it (restoring only what the trial
+  /// touched). This is the authors' procedure, whose kept set always equals the maximum match
+  /// of what is left. Returns the membership mask, or an empty vector when v is not in the
+  /// maximum match. should_stop is called about every 50 ms; if it returns true the search
+  /// throws Interrupted.
+  std::vector<char> find(Index v, const std::vector<Index>& order,
+                         const std::function<bool()>& should_stop = {}) const;
+
+ private:
+  const MatchEngine& engine_;
+  double eps_;
+  Peeler maximum_;
+};
+
+}  // namespace nsm

@@ -1,0 +1,73 @@
+#include "nsm/minimal_match.hpp"
+
+#include <chrono>
+#include <string>
+
+#include "thread_scope.hpp"
+
+namespace nsm {
+namespace {
+
+Peeler maximum_match_state(const MatchEngine& engine, double eps) {
+  if (!(eps >= 0.0 && eps <= 1.0)) {
+    throw std::invalid_argument("eps must be in [0, 1], got " + std::to_string(eps));
+  }
+  ThreadScope threads(engine.num_threads());
+  Peeler peeler(engine.cosine(), engine.n_x(), engine.dead(), engine.rank_tol());
+  std::vector<Index> removed;
+  peeler.cascade(eps, false, removed);
+  return peeler;
+}
+
+}  // namespace
+
+MinimalMatchSearch::MinimalMatchSearch(const MatchEngine& engine, double eps)
+    : engine_(engine), eps_(eps), maximum_(maximum_match_state(engine, eps)) {}
+
+std::vector<char> MinimalMatchSearch::maximum_match() const {
+  std::vector<char> mask(static_cast<std::size_t>(maximum_.n()));
+  for (Index v = 0; v < maximum_.n(); ++v) mask[static_cast<std::size_t>(v)] = maximum_.in(v) ? 1 : 0;
+  return mask;
+}
+
+std::vector<char> MinimalMatchSearch::find(Index v, const std::vector<Index>& order,
+                                           const std::function<bool()>& should_stop) const {
+  const Index n = maximum_.n();
+  if (v < 0 || v >= n) {
+    throw std::out_of_range("neuron " + std::to_string(v) + " is out of range [0, " +
+                            std::to_string(n) + ")");
+  }
+  for (Index u : order) {
+    if (u < 0 || u >= n) {
+      throw std::out_of_range("order holds neuron " + std::to_string(u) + ", out of range [0, " +
+                              std::to_string(n) + ")");
+    }
+  }
+  if (!maximum_.in(v)) return {};
+  ThreadScope threads(engine_.num_threads());
+  using Clock = std::chrono::steady_clock;
+  auto next_check = Clock::now() + std::chrono::milliseconds(50);
+  Peeler peeler = maximum_;
+  std::vector<Index> removed;
+  for (Index u : order) {
+    if (u == v || !peeler.in(u)) continue;
+    if (should_stop && Clock::now() >= next_check) {
+      if (should_stop()) throw Interrupted();
+      next_check = Clock::now() + std::chrono::milliseconds(50);
+    }
+    peeler.begin_trial();
+    peeler.remove({u});
+    removed.clear();
+    if (peeler.in(v)) peeler.cascade(eps_, false, removed, v);
+    if (peeler.in(v)) {
+      peeler.commit_trial();
+    } else {
+      peeler.rollback_trial();
+    }
+  }
+  std::vector<char> mask(static_cast<std::size_t>(n));
+  for (Index u = 0; u < n; ++u) mask[static_cast<std::size_t>(u)] = peeler.in(u) ? 1 : 0;
+  return mask;
+}
+
+}  // namespace nsm

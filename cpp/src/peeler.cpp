@@ -1,0 +1,127 @@
+#include "nsm/peeler.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+
+namespace nsm {
+
+Peeler::Peeler(const Eigen::MatrixXd& cosine, Index n_x, const std::vector<char>& dead, double tol)
+    : n_(cosine.rows()),
+      n_x_(n_x),
+      in_(dead.size(), 0),
+      spans_{SpanBasis(cosine, tol), SpanBasis(cosine, tol)} {
+  for (Index v = 0; v < n_; ++v) {
+    if (!dead[static_cast<std::size_t>(v)]) {
+      in_[static_cast<std::size_t>(v)] = 1;
+      ++count_[side(v)];
+    }
+  }
+  std::vector<Index> members[2];
+  std::vector<Index> columns;
+  collect(members, columns);
+  // Build X's span, then Y's with X's ratios as its order, then X's again with Y's.
+  spans_[0].rebuild(members[0], columns);
+  spans_[1].rebuild(members[1], columns, leaves_soon(1));
+  spans_[0].rebuild(members[0], columns, leaves_soon(0));
+}
+
+double Peeler::ratio(Index v) const { return std::sqrt(spans_[1 - side(v)].residual(v)); }
+
+double Peeler::max_ratio() const {
+  double best = 0.0;
+  for (Index v = 0; v < n_; ++v) {
+    if (in(v)) best = std::max(best, ratio(v));
+  }
+  return best;
+}
+
+void Peeler::cascade(double level, bool inclusive, std::vector<Index>& removed, Index watch) {
+  std::vector<Index> batch;
+  for (bool first = true;; first = false) {
+    batch.clear();
+    if (one_side_empty()) {
+      for (Index v = 0; v < n_; ++v) {
+        if (in(v)) batch.push_back(v);
+      }
+    } else {
+      for (Index v = 0; v < n_; ++v) {
+        if (!in(v)) continue;
+        const double r = ratio(v);
+        if (r > level || (first && inclusive && r >= level)) batch.push_back(v);
+      }
+    }
+    if (batch.empty()) return;
+    remove(batch);
+    removed.insert(removed.end(), batch.begin(), batch.end());
+    if (watch >= 0 && !in(watch)) return;
+  }
+}
+
+void Peeler::collect(std::vector<Index> (&members)[2], std::vector<Index>& columns) const {
+  for (Index v = 0; v < n_; ++v) {
+    if (!in(v)) continue;
+    members[side(v)].push_back(v);
+    columns.push_back(v);
+  }
+}
+
+void Peeler::remove(const std::vector<Index>& batch) {
+  std::vector<Index> gone[2];
+  for (Index v : batch) {
+    if (!in(v)) throw std::logic_error("Peeler::remove: neuron is not in");
+    in_[static_cast<std::size_t>(v)] = 0;
+    --count_[side(v)];
+    gone[side(v)].push_back(v);
+  }
+  if (in_trial_) trial_removed_.insert(trial_removed_.end(), batch.begin(), batch.end());
+  std::vector<Index> members[2];
+  std::vector<Index> columns;
+  collect(members, columns);
+  for (int s = 0; s < 2; ++s) {
+    spans_[s].remove_members(gone[s], members[s], columns, leaves_soon(s));
+  }
+}
+
+Priority Peeler::leaves_soon(int s) const {
+  // A member of layer s with a larger ratio against the other layer tends to leave sooner.
+  return [this, s](Index v) { return spans_[1 - s].residual(v); };
+}
+
+void Peeler::begin_trial() {
+  if (in_trial_) throw std::logic_error("Peeler::begin_trial: a trial is already open");
+  in_trial_ = true;
+  trial_removed_.clear();
+  for (SpanBasis& span : spans_) span.begin_trial();
+}
+
+void Peeler::commit_trial() {
+  if (!in_trial_) throw std::logic_error("Peeler::commit_trial: no trial is open");
+  in_trial_ = false;
+  for (SpanBasis& span : spans_) span.end_trial(false);
+  // Downdates kept by many trials accumulate rounding: refresh a factor by the usual rule.
+  std::vector<Index> members[2];
+  std::vector<Index> columns;
+  bool collected = false;
+  for (int s = 0; s < 2; ++s) {
+    if (!spans_[s].needs_refresh()) continue;
+    if (!collected) {
+      collect(members, columns);
+      collected = true;
+    }
+    spans_[s].rebuild(members[s], columns, leaves_soon(s));
+  }
+}
+
+void Peeler::rollback_trial() {
+  if (!in_trial_) throw std::logic_error("Peeler::rollback_trial: no trial is open");
+  in_trial_ = false;
+  for (SpanBasis& span : spans_) span.end_trial(true);
+  for (Index v : trial_removed_) {
+    in_[static_cast<std::size_t>(v)] = 1;
+    ++count_[side(v)];
+  }
+  trial_removed_.clear();
+}
+
+}  // namespace nsm
