@@ -22,11 +22,11 @@ py::array_t<bool> to_mask(const std::vector<char>& mask) {
 
 void bind_minimal(py::module_& m) {
   py::class_<MinimalMatchSearch>(m, "MinimalMatchSearch")
-      .def(py::init([](const MatchEngine& engine, double eps) {
+      .def(py::init([](const MatchEngine& engine, double eps, const std::vector<Index>& order) {
              py::gil_scoped_release release;
-             return new MinimalMatchSearch(engine, eps);
+             return new MinimalMatchSearch(engine, eps, order);
            }),
-           py::arg("engine"), py::arg("eps"), py::keep_alive<1, 2>())
+           py::arg("engine"), py::arg("eps"), py::arg("order"), py::keep_alive<1, 2>())
       .def("maximum_match", [](const MinimalMatchSearch& s) { return to_mask(s.maximum_match()); })
       .def(
           "find",

@@ -3,14 +3,17 @@
 #include <algorithm>
 #include <cmath>
 #include <stdexcept>
+#include <utility>
 
 namespace nsm {
 
-Peeler::Peeler(const Eigen::MatrixXd& cosine, Index n_x, const std::vector<char>& dead, double tol)
+Peeler::Peeler(const Eigen::MatrixXd& cosine, Index n_x, const std::vector<char>& dead, double tol,
+               Priority order)
     : n_(cosine.rows()),
       n_x_(n_x),
       in_(dead.size(), 0),
-      spans_{SpanBasis(cosine, tol), SpanBasis(cosine, tol)} {
+      spans_{SpanBasis(cosine, tol), SpanBasis(cosine, tol)},
+      order_(std::move(order)) {
   for (Index v = 0; v < n_; ++v) {
     if (!dead[static_cast<std::size_t>(v)]) {
       in_[static_cast<std::size_t>(v)] = 1;
@@ -20,6 +23,10 @@ Peeler::Peeler(const Eigen::MatrixXd& cosine, Index n_x, const std::vector<char>
   std::vector<Index> members[2];
   std::vector<Index> columns;
   collect(members, columns);
+  if (order_) {
+    for (int s = 0; s < 2; ++s) spans_[s].rebuild(members[s], columns, order_);
+    return;
+  }
   // Build X's span, then Y's with X's ratios as its order, then X's again with Y's.
   spans_[0].rebuild(members[0], columns);
   spans_[1].rebuild(members[1], columns, leaves_soon(1));
@@ -83,7 +90,17 @@ void Peeler::remove(const std::vector<Index>& batch) {
   }
 }
 
+void Peeler::refactor(Priority order) {
+  if (in_trial_) throw std::logic_error("Peeler::refactor: not during a trial");
+  order_ = std::move(order);
+  std::vector<Index> members[2];
+  std::vector<Index> columns;
+  collect(members, columns);
+  for (int s = 0; s < 2; ++s) spans_[s].rebuild(members[s], columns, leaves_soon(s));
+}
+
 Priority Peeler::leaves_soon(int s) const {
+  if (order_) return order_;
   // A member of layer s with a larger ratio against the other layer tends to leave sooner.
   return [this, s](Index v) { return spans_[1 - s].residual(v); };
 }

@@ -111,8 +111,9 @@ def minimal_match(
     neuron = _check_neuron(rest[1], gram.n_x, gram.n_y)
     order = _check_order(order)
     engine = engine_of(gram, dead_tol, threads)
-    search = _core.MinimalMatchSearch(engine, eps)
-    mask = search.find(_global(neuron, gram.n_x), next(_orders(order, seed, gram.n)))
+    trial_order = next(_orders(order, seed, gram.n))
+    search = _core.MinimalMatchSearch(engine, eps, trial_order)
+    mask = search.find(_global(neuron, gram.n_x), trial_order)
     if mask is None:
         return None
     return result_from_mask(mask, engine.dead, gram, eps, count_dead)
@@ -245,7 +246,9 @@ def simple_matches(
     eps = _single_eps(rest[0])
     order = _check_order(order)
     engine = engine_of(gram, dead_tol, threads)
-    search = _core.MinimalMatchSearch(engine, eps)
+    orders = _orders(order, seed, gram.n)
+    first_order = next(orders)
+    search = _core.MinimalMatchSearch(engine, eps, first_order)
     maximum = search.maximum_match()
     n_x = gram.n_x
     if neurons is None:
@@ -255,11 +258,10 @@ def simple_matches(
     todo = [v for v in wanted if maximum[_global(v, n_x)]]
     not_matched = tuple(v for v in wanted if not maximum[_global(v, n_x)])
     found: dict[bytes, tuple[np.ndarray, list[tuple[str, int]]]] = {}
-    orders = _orders(order, seed, gram.n)
     bar = _progress_bar(len(todo), progress, eps)
     try:
-        for v in todo:
-            mask = search.find(_global(v, n_x), next(orders))
+        for i, v in enumerate(todo):
+            mask = search.find(_global(v, n_x), first_order if i == 0 else next(orders))
             key = np.packbits(mask).tobytes()
             if key not in found:
                 found[key] = (mask, [])

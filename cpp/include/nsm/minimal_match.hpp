@@ -21,7 +21,10 @@ struct Interrupted : std::runtime_error {
 /// is computed once. The engine must outlive the search.
 class MinimalMatchSearch {
  public:
-  MinimalMatchSearch(const MatchEngine& engine, double eps);
+  /// `order` is the trial order most searches will use (for example X's neurons by index,
+  /// then Y's): the factors are ordered so that neurons tried first sit last, where removing
+  /// them is cheapest. Another order in find() costs one refactorization.
+  MinimalMatchSearch(const MatchEngine& engine, double eps, const std::vector<Index>& order);
 
   /// Membership mask of the maximum match at eps.
   std::vector<char> maximum_match() const;
@@ -39,6 +42,7 @@ class MinimalMatchSearch {
  private:
   const MatchEngine& engine_;
   double eps_;
+  std::vector<Index> order_;
   Peeler maximum_;
 };
 
