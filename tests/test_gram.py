@@ -115,20 +115,26 @@ def test_every_compiled_kernel_agrees(rng):
     X = rng.standard_normal((3000, 300)).astype(np.float32)
     Y = rng.standard_normal((3000, 200)).astype(np.float32)
     G, _ = reference(X, Y)
-    tried = []
+    XR, YR = related_layers(rng, 2000, 150, 140, shared=30, noise=0.5)
+    tried, thresholds = [], []
     try:
         for name in ("generic", "avx2", "avx512"):
             try:
-                _core.set_gram_kernel(name)
+                _core.set_kernels(name)
             except ValueError:
                 continue  # not compiled in, or this CPU lacks it
+            assert _core.kernel_name() == name
             tried.append(name)
             np.testing.assert_allclose(nsm.Gram.from_arrays(X, Y).matrix, G, rtol=1e-11, atol=1e-9)
+            t = nsm.match_thresholds(XR, YR)
+            thresholds.append(np.concatenate([t.x, t.y]))
     finally:
-        _core.set_gram_kernel("")
+        _core.set_kernels("")
+    for t in thresholds[1:]:  # the factorizations use the kernels too
+        np.testing.assert_allclose(t, thresholds[0], atol=1e-9)
     assert "generic" in tried
     with pytest.raises(ValueError, match="not compiled"):
-        _core.set_gram_kernel("sse1")
+        _core.set_kernels("sse1")
 
 
 def test_one_and_two_threads_give_the_same_gram(rng):

@@ -58,9 +58,9 @@ void update_with(GramAccumulator& g, const MatrixView<TX>& x, const py::array& y
 }  // namespace
 
 void bind_gram(py::module_& m) {
-  m.def("gram_kernel_name", &gram_kernel_name, "The Gram kernel chosen for this CPU.");
-  m.def("set_gram_kernel", &set_gram_kernel, py::arg("name"),
-        "Force a Gram kernel by name ('' restores the automatic choice).");
+  m.def("kernel_name", &kernel_name, "The dense kernel set chosen for this CPU.");
+  m.def("set_kernels", &set_kernels, py::arg("name"),
+        "Force a dense kernel set by name ('' restores the automatic choice).");
 
   py::class_<GramAccumulator>(m, "GramAccumulator")
       .def(py::init<Index, Index>(), py::arg("n_x"), py::arg("n_y"))

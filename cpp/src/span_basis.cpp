@@ -1,5 +1,7 @@
 #include "nsm/span_basis.hpp"
 
+#include "nsm/dense.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <numeric>
@@ -59,8 +61,7 @@ Index pivoted_cholesky(Eigen::MatrixXd& a, double tol, std::vector<Index>& perm,
     }
     const Index rest = m - j1;
     if (rest > 0) {
-      const auto panel = a.block(j1, j0, rest, j1 - j0);
-      a.bottomRightCorner(rest, rest).noalias() -= panel * panel.transpose();
+      subtract_aat(&a(j1, j0), a.outerStride(), rest, j1 - j0, &a(j1, j1), a.outerStride());
     }
   }
   return m;
@@ -133,7 +134,7 @@ void SpanBasis::rebuild(const std::vector<Index>& members, const std::vector<Ind
         rhs(r, t) = c_(basis_[static_cast<std::size_t>(r)], others[static_cast<std::size_t>(t)]);
       }
     }
-    a.topLeftCorner(k, k).triangularView<Eigen::Lower>().solveInPlace(rhs);
+    solve_lower(a.data(), a.outerStride(), k, rhs.data(), rhs.outerStride(), no);
     for (Index t = 0; t < no; ++t) {
       w_.col(local_[static_cast<std::size_t>(others[static_cast<std::size_t>(t)])]).head(k) =
           rhs.col(t);

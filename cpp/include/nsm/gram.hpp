@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <string>
 
+#include "nsm/dense.hpp"
+
 namespace nsm {
 
 using Index = Eigen::Index;
@@ -22,19 +24,6 @@ struct MatrixView {
 
   const T& operator()(Index i, Index j) const { return data[i * row_stride + j * col_stride]; }
 };
-
-/// Name of the Gram kernel picked for this CPU ("generic", "avx2" or "avx512").
-std::string gram_kernel_name();
-
-/// Forces a kernel by name (for tests and benchmarks); throws std::invalid_argument if that
-/// kernel is not compiled in or the CPU lacks it. An empty name restores automatic choice.
-void set_gram_kernel(const std::string& name);
-
-/// G += B^T B on the lower triangle of the n x n column-major matrix g (leading dimension ldg),
-/// where B is a dense rows x n block, row-major (each sample contiguous) or column-major (each
-/// neuron contiguous), using the dispatched kernel.
-void syrk_lower_add(const double* b, Index rows, Index n, bool row_major, double* g, Index ldg,
-                    int num_threads);
 
 /// Float64 accumulator of G = [X Y]^T [X Y] and of the column sums, updated block by block.
 /// Memory: the n x n matrix plus one row block of at most `block_bytes` (16 MiB by default).

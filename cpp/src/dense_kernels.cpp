@@ -1,5 +1,5 @@
-// One Gram kernel, compiled once per instruction set (NSM_ISA = generic, avx2 or avx512) with
-// that set's compiler flags; cpp/src/gram_dispatch.cpp picks one at run time.
+// The dense kernels, compiled once per instruction set (NSM_ISA = generic, avx2 or avx512)
+// with that set's compiler flags; cpp/src/kernel_dispatch.cpp picks one set at run time.
 
 #ifndef NSM_ISA
 #error "NSM_ISA must name the instruction set this kernel is compiled for"
@@ -7,7 +7,9 @@
 
 #define NSM_CAT_(a, b) a##b
 #define NSM_CAT(a, b) NSM_CAT_(a, b)
-// A private copy of Eigen per instruction set: see gram_kernel.hpp.
+#define NSM_STRINGIFY_(a) #a
+#define NSM_STRINGIFY(a) NSM_STRINGIFY_(a)
+// A private copy of Eigen per instruction set: see dense_kernels.hpp.
 #define Eigen NSM_CAT(nsm_eigen_, NSM_ISA)
 
 #include <Eigen/Core>
@@ -16,15 +18,17 @@
 #include <cmath>
 #include <vector>
 
-#include "gram_kernel.hpp"
+#include "dense_kernels.hpp"
 
 namespace nsm::kernels::NSM_ISA {
+
+using Mat = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::ColMajor>;
+using Stride = Eigen::OuterStride<>;
 
 namespace {
 
 template <class Block>
 void accumulate(const Block& block, double* g, std::ptrdiff_t ldg, int num_threads) {
-  using Mat = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::ColMajor>;
   const std::ptrdiff_t n = block.cols();
   Eigen::Map<Mat, 0, Eigen::OuterStride<>> gram(g, n, n, Eigen::OuterStride<>(ldg));
 
@@ -64,5 +68,22 @@ void syrk_lower_add(const double* b, std::ptrdiff_t rows, std::ptrdiff_t n, bool
                ldg, num_threads);
   }
 }
+
+void subtract_aat(const double* a, std::ptrdiff_t lda, std::ptrdiff_t rows, std::ptrdiff_t k,
+                  double* c, std::ptrdiff_t ldc) {
+  const Eigen::Map<const Mat, 0, Stride> am(a, rows, k, Stride(lda));
+  Eigen::Map<Mat, 0, Stride> cm(c, rows, rows, Stride(ldc));
+  cm.noalias() -= am * am.transpose();
+}
+
+void solve_lower(const double* l, std::ptrdiff_t ldl, std::ptrdiff_t k, double* b,
+                 std::ptrdiff_t ldb, std::ptrdiff_t cols) {
+  const Eigen::Map<const Mat, 0, Stride> lm(l, k, k, Stride(ldl));
+  Eigen::Map<Mat, 0, Stride> bm(b, k, cols, Stride(ldb));
+  lm.triangularView<Eigen::Lower>().solveInPlace(bm);
+}
+
+extern const KernelSet kernels;
+const KernelSet kernels = {NSM_STRINGIFY(NSM_ISA), &syrk_lower_add, &subtract_aat, &solve_lower};
 
 }  // namespace nsm::kernels::NSM_ISA

@@ -1,0 +1,31 @@
+#pragma once
+// Dense matrix kernels, dispatched at run time to the best instruction set this CPU has
+// (generic x86-64, AVX2+FMA or AVX-512). All matrices are column-major with a leading dimension.
+
+#include <Eigen/Core>
+
+#include <string>
+
+namespace nsm {
+
+using Index = Eigen::Index;
+
+/// Name of the kernel set in use ("generic", "avx2" or "avx512").
+std::string kernel_name();
+
+/// Forces a kernel set by name (for tests and benchmarks); throws std::invalid_argument if it
+/// is not compiled in or the CPU lacks it. An empty name restores the automatic choice.
+void set_kernels(const std::string& name);
+
+/// G += B^T B on the lower triangle of the n x n matrix g, where B is a dense rows x n block,
+/// row-major (each sample contiguous) or column-major (each neuron contiguous).
+void syrk_lower_add(const double* b, Index rows, Index n, bool row_major, double* g, Index ldg,
+                    int num_threads);
+
+/// C -= A A^T on all of the rows x rows matrix C, for A rows x k.
+void subtract_aat(const double* a, Index lda, Index rows, Index k, double* c, Index ldc);
+
+/// B := L^{-1} B for the k x k lower-triangular L and the k x cols matrix B.
+void solve_lower(const double* l, Index ldl, Index k, double* b, Index ldb, Index cols);
+
+}  // namespace nsm

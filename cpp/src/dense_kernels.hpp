@@ -1,0 +1,28 @@
+#pragma once
+// The dense kernels compiled once per instruction set. This header must not include Eigen:
+// each kernel translation unit renames Eigen's namespace so that its template instantiations,
+// compiled for a different instruction set, can never be merged with the portable ones by the
+// linker. All matrices are column-major with a leading dimension.
+
+#include <cstddef>
+
+namespace nsm::kernels {
+
+struct KernelSet {
+  const char* name;
+  /// G(lower) += B^T B for the rows x n block B (row-major or column-major, dense).
+  void (*syrk_lower_add)(const double* b, std::ptrdiff_t rows, std::ptrdiff_t n, bool row_major,
+                         double* g, std::ptrdiff_t ldg, int num_threads);
+  /// C -= A A^T (all of C, rows x rows) for A rows x k.
+  void (*subtract_aat)(const double* a, std::ptrdiff_t lda, std::ptrdiff_t rows, std::ptrdiff_t k,
+                       double* c, std::ptrdiff_t ldc);
+  /// B := L^{-1} B for the lower-triangular k x k L and the k x cols B.
+  void (*solve_lower)(const double* l, std::ptrdiff_t ldl, std::ptrdiff_t k, double* b,
+                      std::ptrdiff_t ldb, std::ptrdiff_t cols);
+};
+
+namespace generic { extern const KernelSet kernels; }
+namespace avx2 { extern const KernelSet kernels; }
+namespace avx512 { extern const KernelSet kernels; }
+
+}  // namespace nsm::kernels

@@ -1,0 +1,86 @@
+// Run-time choice of the dense kernels: the best instruction set that was compiled in and that
+// this CPU supports, unless a test or benchmark forces one (set_kernels).
+
+#include <atomic>
+#include <stdexcept>
+#include <string>
+
+#include "dense_kernels.hpp"
+#include "nsm/dense.hpp"
+
+namespace nsm {
+namespace {
+
+using kernels::KernelSet;
+
+bool cpu_has(const std::string& name) {
+#if defined(__x86_64__) || defined(_M_X64)
+  __builtin_cpu_init();
+  if (name == "avx2") return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  if (name == "avx512") {
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  }
+#endif
+  return name == "generic";
+}
+
+// Best first.
+const KernelSet* const kAvailable[] = {
+#ifdef NSM_HAVE_KERNEL_AVX512
+    &kernels::avx512::kernels,
+#endif
+#ifdef NSM_HAVE_KERNEL_AVX2
+    &kernels::avx2::kernels,
+#endif
+    &kernels::generic::kernels,
+};
+
+const KernelSet* best_kernels() {
+  for (const KernelSet* k : kAvailable) {
+    if (cpu_has(k->name)) return k;
+  }
+  return &kernels::generic::kernels;
+}
+
+std::atomic<const KernelSet*>& chosen() {
+  static std::atomic<const KernelSet*> set{best_kernels()};
+  return set;
+}
+
+}  // namespace
+
+std::string kernel_name() { return chosen().load()->name; }
+
+void set_kernels(const std::string& name) {
+  if (name.empty()) {
+    chosen().store(best_kernels());
+    return;
+  }
+  for (const KernelSet* k : kAvailable) {
+    if (name == k->name) {
+      if (!cpu_has(name)) {
+        throw std::invalid_argument("kernel '" + name + "' is compiled in but this CPU lacks it");
+      }
+      chosen().store(k);
+      return;
+    }
+  }
+  throw std::invalid_argument("kernel '" + name + "' is not compiled into this build");
+}
+
+void syrk_lower_add(const double* b, Index rows, Index n, bool row_major, double* g, Index ldg,
+                    int num_threads) {
+  chosen().load()->syrk_lower_add(b, rows, n, row_major, g, ldg, num_threads);
+}
+
+void subtract_aat(const double* a, Index lda, Index rows, Index k, double* c, Index ldc) {
+  chosen().load()->subtract_aat(a, lda, rows, k, c, ldc);
+}
+
+void solve_lower(const double* l, Index ldl, Index k, double* b, Index ldb, Index cols) {
+  chosen().load()->solve_lower(l, ldl, k, b, ldb, cols);
+}
+
+}  // namespace nsm
