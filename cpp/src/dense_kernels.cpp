@@ -83,7 +83,17 @@ void solve_lower(const double* l, std::ptrdiff_t ldl, std::ptrdiff_t k, double* 
   lm.triangularView<Eigen::Lower>().solveInPlace(bm);
 }
 
+void rotate_rows(double* __restrict x, double* __restrict y, std::ptrdiff_t n, double c, double s) {
+  for (std::ptrdiff_t j = 0; j < n; ++j) {
+    const double a = x[j];
+    const double b = y[j];
+    x[j] = c * a + s * b;
+    y[j] = c * b - s * a;
+  }
+}
+
 extern const KernelSet kernels;
-const KernelSet kernels = {NSM_STRINGIFY(NSM_ISA), &syrk_lower_add, &subtract_aat, &solve_lower};
+const KernelSet kernels = {NSM_STRINGIFY(NSM_ISA), &syrk_lower_add, &subtract_aat, &solve_lower,
+                           &rotate_rows};
 
 }  // namespace nsm::kernels::NSM_ISA

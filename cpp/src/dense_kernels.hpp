@@ -19,6 +19,8 @@ struct KernelSet {
   /// B := L^{-1} B for the lower-triangular k x k L and the k x cols B.
   void (*solve_lower)(const double* l, std::ptrdiff_t ldl, std::ptrdiff_t k, double* b,
                       std::ptrdiff_t ldb, std::ptrdiff_t cols);
+  /// (x, y) := (c x + s y, -s x + c y) elementwise over n entries (a Givens rotation of rows).
+  void (*rotate_rows)(double* x, double* y, std::ptrdiff_t n, double c, double s);
 };
 
 namespace generic { extern const KernelSet kernels; }

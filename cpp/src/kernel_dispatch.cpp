@@ -83,4 +83,8 @@ void solve_lower(const double* l, Index ldl, Index k, double* b, Index ldb, Inde
   chosen().load()->solve_lower(l, ldl, k, b, ldb, cols);
 }
 
+void rotate_rows(double* x, double* y, Index n, double c, double s) {
+  chosen().load()->rotate_rows(x, y, n, c, s);
+}
+
 }  // namespace nsm

@@ -248,50 +248,55 @@ void SpanBasis::downdate_at(Index position) {
   const Index k = rank();
   const Index first = position + 1;  // basis members first..k-1 move up one row
   const Index count = k - first;
-  std::vector<double> cs(static_cast<std::size_t>(std::max<Index>(count, 0)));
-  std::vector<double> sn(cs.size());
-  // Phase 1: the rotations. Rotation c (rows c-1, c) zeroes W(c, basis_c); to know that entry
-  // apply the earlier rotations of this sweep to basis_c's column (rows position..c only).
-  std::vector<double> v;
-  for (Index c = first; c < k; ++c) {
-    const Index col = local_[static_cast<std::size_t>(basis_[static_cast<std::size_t>(c)])];
-    v.assign(static_cast<std::size_t>(c - position + 1), 0.0);
-    for (Index r = position; r <= c; ++r) v[static_cast<std::size_t>(r - position)] = w_(r, col);
-    for (Index i = first; i < c; ++i) {
-      const auto a = static_cast<std::size_t>(i - 1 - position);
-      const double x = v[a];
-      const double y = v[a + 1];
-      const double ci = cs[static_cast<std::size_t>(i - first)];
-      const double si = sn[static_cast<std::size_t>(i - first)];
-      v[a] = ci * x + si * y;
-      v[a + 1] = -si * x + ci * y;
-    }
-    const double x = v[static_cast<std::size_t>(c - 1 - position)];
-    const double y = v[static_cast<std::size_t>(c - position)];
-    const double r = std::hypot(x, y);
-    cs[static_cast<std::size_t>(c - first)] = r > 0.0 ? x / r : 1.0;
-    sn[static_cast<std::size_t>(c - first)] = r > 0.0 ? y / r : 0.0;
-  }
-  // Phase 2: apply the sweep to every column, in independent chunks of columns.
   const auto ncols = static_cast<Index>(columns_.size());
-  const Index chunks = (ncols + kColumnChunk - 1) / kColumnChunk;
-  double* w = w_.data();
   const Index ld = w_.cols();
-  // Threads only pay off for big sweeps (about half a millisecond of work or more).
-#pragma omp parallel for schedule(static) if (chunks > 1 && count * ncols >= (Index{1} << 18))
-  for (Index ch = 0; ch < chunks; ++ch) {
-    const Index j0 = ch * kColumnChunk;
-    const Index j1 = std::min(ncols, j0 + kColumnChunk);
+  double* w = w_.data();
+  auto rotation = [](double x, double y, double& c, double& s) {
+    const double r = std::hypot(x, y);
+    c = r > 0.0 ? x / r : 1.0;
+    s = r > 0.0 ? y / r : 0.0;
+  };
+  const Index chunks = (ncols + kColumnChunk - 1) / kColumnChunk;
+  if (chunks < 2 || count * ncols < (Index{1} << 18)) {
+    // Small sweep: rotation c (rows c-1, c) zeroes W(c, basis_c), computed from W as the
+    // previous rotations left it, and is applied at once to every column.
     for (Index c = first; c < k; ++c) {
-      const double ci = cs[static_cast<std::size_t>(c - first)];
-      const double si = sn[static_cast<std::size_t>(c - first)];
-      double* upper = w + (c - 1) * ld;
-      double* lower = w + c * ld;
-      for (Index j = j0; j < j1; ++j) {
-        const double x = upper[j];
-        const double y = lower[j];
-        upper[j] = ci * x + si * y;
-        lower[j] = -si * x + ci * y;
+      const Index col = local_[static_cast<std::size_t>(basis_[static_cast<std::size_t>(c)])];
+      double ci = 1.0;
+      double si = 0.0;
+      rotation(w_(c - 1, col), w_(c, col), ci, si);
+      rotate_rows(w + (c - 1) * ld, w + c * ld, ncols, ci, si);
+    }
+  } else {
+    // Big sweep, shared among threads by columns. Phase 1: the rotations; to know W(c-1,
+    // basis_c) and W(c, basis_c), apply the earlier rotations to basis_c's column only.
+    std::vector<double> cs(static_cast<std::size_t>(count));
+    std::vector<double> sn(cs.size());
+    std::vector<double> v;
+    for (Index c = first; c < k; ++c) {
+      const Index col = local_[static_cast<std::size_t>(basis_[static_cast<std::size_t>(c)])];
+      v.assign(static_cast<std::size_t>(c - position + 1), 0.0);
+      for (Index r = position; r <= c; ++r) v[static_cast<std::size_t>(r - position)] = w_(r, col);
+      for (Index i = first; i < c; ++i) {
+        const auto a = static_cast<std::size_t>(i - 1 - position);
+        const double x = v[a];
+        const double y = v[a + 1];
+        const double ci = cs[static_cast<std::size_t>(i - first)];
+        const double si = sn[static_cast<std::size_t>(i - first)];
+        v[a] = ci * x + si * y;
+        v[a + 1] = -si * x + ci * y;
+      }
+      rotation(v[static_cast<std::size_t>(c - 1 - position)], v[static_cast<std::size_t>(c - position)],
+               cs[static_cast<std::size_t>(c - first)], sn[static_cast<std::size_t>(c - first)]);
+    }
+    // Phase 2: apply the sweep to independent chunks of columns.
+#pragma omp parallel for schedule(static)
+    for (Index ch = 0; ch < chunks; ++ch) {
+      const Index j0 = ch * kColumnChunk;
+      const Index width = std::min(ncols, j0 + kColumnChunk) - j0;
+      for (Index c = first; c < k; ++c) {
+        rotate_rows(w + (c - 1) * ld + j0, w + c * ld + j0, width,
+                    cs[static_cast<std::size_t>(c - first)], sn[static_cast<std::size_t>(c - first)]);
       }
     }
   }

@@ -28,4 +28,7 @@ void subtract_aat(const double* a, Index lda, Index rows, Index k, double* c, In
 /// B := L^{-1} B for the k x k lower-triangular L and the k x cols matrix B.
 void solve_lower(const double* l, Index ldl, Index k, double* b, Index ldb, Index cols);
 
+/// (x, y) := (c x + s y, -s x + c y) over n entries: a Givens rotation of two rows.
+void rotate_rows(double* x, double* y, Index n, double c, double s);
+
 }  // namespace nsm
