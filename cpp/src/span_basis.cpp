@@ -15,7 +15,7 @@ constexpr Index kPanel = 64;       // panel width of the blocked pivoted Cholesk
 constexpr Index kColumnChunk = 512;  // columns per thread task when applying rotations
 // A BLAS-3 flop (rebuild) is about this many times cheaper than a rotation flop (downdate).
 constexpr double kBlas3Advantage = 6.0;
-constexpr double kThresholdPivot = 0.25;  // see pivoted_cholesky's leaves_soon
+constexpr double kThresholdPivot = 0.05;  // see pivoted_cholesky's leaves_soon
 
 }  // namespace
 

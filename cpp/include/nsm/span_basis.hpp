@@ -102,8 +102,8 @@ class SpanBasis {
 /// `rank` columns hold L in pivoted order). Stops when no remaining Schur diagonal exceeds
 /// tol. perm[i] is the original row of pivoted row i. Returns the rank.
 /// With `leaves_soon` (one value per row), each pivot is the row that leaves latest among
-/// those whose Schur diagonal is at least a quarter of the largest (threshold pivoting,
-/// which keeps the factor's entries bounded by 2); without it, the largest diagonal.
+/// those whose Schur diagonal is at least 5% of the largest (threshold pivoting: the factor's
+/// entries stay below 1/sqrt(0.05) < 4.5 in size); without it, the largest diagonal.
 Index pivoted_cholesky(Eigen::MatrixXd& a, double tol, std::vector<Index>& perm,
                        const Eigen::VectorXd* leaves_soon = nullptr);
 
