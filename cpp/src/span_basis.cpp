@@ -252,7 +252,7 @@ void SpanBasis::downdate_at(Index position) {
   const Index ld = w_.cols();
   double* w = w_.data();
   auto rotation = [](double x, double y, double& c, double& s) {
-    const double r = std::hypot(x, y);
+    const double r = std::sqrt(x * x + y * y);  // |x|, |y| <= ~1: no overflow, unlike hypot's worry
     c = r > 0.0 ? x / r : 1.0;
     s = r > 0.0 ? y / r : 0.0;
   };
