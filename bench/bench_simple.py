@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import NOTES, RATIOS, TIMES, timed
-from layers import SMALL, related_relu_layers
 
 import nsm
+
+from conftest import NOTES, RATIOS, TIMES, timed
+from layers import SMALL, related_relu_layers
 
 D = 3000 if SMALL else 20_000
 SIZES = (24, 48) if SMALL else (256, 512)

@@ -14,11 +14,12 @@ import textwrap
 
 import numpy as np
 import pytest
-from conftest import NOTES, RATIOS, TIMES, timed
-from layers import SMALL, related_relu_layers
 from scipy.linalg import lapack, solve_triangular
 
 import nsm
+
+from conftest import NOTES, RATIOS, timed
+from layers import SMALL, related_relu_layers
 
 D, N = (2000, 40) if SMALL else (20_000, 1024)
 

@@ -2,12 +2,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import related_layers
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import nsm
 from nsm import _core
+
+from conftest import related_layers
 
 
 def reference(X, Y):

@@ -3,13 +3,14 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-import oracle
 import pytest
-from conftest import related_layers
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import nsm
+
+import oracle
+from conftest import related_layers
 
 # SPEC section 5's reference example: each inner list is one neuron over 6 samples.
 SPEC_X = np.array([[1, .5, 0, 0, 0, 0], [0, 1, 0, 0, 0, 0], [0, 0, 0, 1, 0, 0], [0, 0, 0, 0, 1, 0]]).T

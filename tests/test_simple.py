@@ -6,12 +6,13 @@ import threading
 import time
 
 import numpy as np
-import oracle
 import pytest
-from conftest import related_layers
-from test_match import SPEC_X, SPEC_Y, quiet
 
 import nsm
+
+import oracle
+from conftest import related_layers
+from test_match import SPEC_X, SPEC_Y, quiet
 
 
 def assert_v_minimal(X, Y, eps, m, neuron):

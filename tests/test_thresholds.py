@@ -1,14 +1,15 @@
 from __future__ import annotations
 
 import numpy as np
-import oracle
 import pytest
-from conftest import related_layers
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_match import SPEC_X, SPEC_Y, nasty_layers, quiet, with_layout
 
 import nsm
+
+import oracle
+from conftest import related_layers
+from test_match import SPEC_X, SPEC_Y, nasty_layers, quiet, with_layout
 
 
 def as_sets(t: nsm.Thresholds, eps: float):

@@ -30,6 +30,19 @@ from .thresholds import Curve, Thresholds, match_thresholds
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str):
+    # nsm.torch and nsm.compare import torch, so only when first used.
+    if name == "torch":
+        import importlib
+
+        return importlib.import_module("nsm.torch")
+    if name == "compare":
+        from .torch import compare
+
+        return compare
+    raise AttributeError(f"module 'nsm' has no attribute {name!r}")
+
 __all__ = [
     "Curve",
     "FewSamplesWarning",

@@ -5,8 +5,9 @@ from __future__ import annotations
 import math
 import numbers
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Sequence, Union
+from typing import Any, NamedTuple, Union
 
 import numpy as np
 
@@ -139,7 +140,9 @@ def engine_of(gram: Gram, dead_tol: Any, num_threads: int, stacklevel: int = 2) 
             FewSamplesWarning,
             stacklevel=stacklevel + 1,
         )
-    return _core.MatchEngine(gram.matrix, gram.n_x, gram.n_samples, _check_dead_tol(dead_tol), 0.0, num_threads)
+    return _core.MatchEngine(
+        gram.matrix, gram.n_x, gram.n_samples, _check_dead_tol(dead_tol), 0.0, num_threads
+    )
 
 
 def similarity_of(matched: int, n: int, n_dead: int, count_dead: bool) -> float:
@@ -148,7 +151,9 @@ def similarity_of(matched: int, n: int, n_dead: int, count_dead: bool) -> float:
     return matched / denominator if denominator > 0 else 0.0
 
 
-def result_from_mask(mask: np.ndarray, dead: np.ndarray, gram: Gram, eps: float, count_dead: bool) -> MatchResult:
+def result_from_mask(
+    mask: np.ndarray, dead: np.ndarray, gram: Gram, eps: float, count_dead: bool
+) -> MatchResult:
     n_x = gram.n_x
     x = np.flatnonzero(mask[:n_x]).astype(np.int64)
     y = np.flatnonzero(mask[n_x:]).astype(np.int64)

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import numbers
 from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
 from . import _core
 from .arrays import check_threads
 from .match import MatchResult, _check_eps, _frozen, engine_of, gram_of, result_from_mask
+from .progress import progress_bar
 
 __all__ = ["SimpleMatch", "SimpleMatches", "minimal_match", "simple_matches"]
 
@@ -258,7 +260,7 @@ def simple_matches(
     todo = [v for v in wanted if maximum[_global(v, n_x)]]
     not_matched = tuple(v for v in wanted if not maximum[_global(v, n_x)])
     found: dict[bytes, tuple[np.ndarray, list[tuple[str, int]]]] = {}
-    bar = _progress_bar(len(todo), progress, eps)
+    bar = progress_bar(len(todo), progress, f"simple matches (eps={eps:g})", "neuron")
     try:
         for i, v in enumerate(todo):
             mask = search.find(_global(v, n_x), first_order if i == 0 else next(orders))
@@ -279,21 +281,3 @@ def simple_matches(
     ]
     mm = result_from_mask(maximum, engine.dead, gram, eps, count_dead)
     return SimpleMatches(matches, eps, mm, not_matched)
-
-
-class _NoBar:
-    def update(self, n: int) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def _progress_bar(total: int, progress: bool, eps: float):
-    if not progress:
-        return _NoBar()
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # tqdm is a dependency; stay usable without it all the same
-        return _NoBar()
-    return tqdm(total=total, desc=f"simple matches (eps={eps:g})", unit="neuron")

@@ -1,0 +1,22 @@
+"""Progress bars (tqdm) that can be switched off."""
+
+from __future__ import annotations
+
+
+class _NoBar:
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def progress_bar(total: int | None, enabled: bool, desc: str, unit: str):
+    """A tqdm bar, or an object with the same update/close that shows nothing."""
+    if not enabled:
+        return _NoBar()
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # tqdm is a dependency; stay usable without it all the same
+        return _NoBar()
+    return tqdm(total=total, desc=desc, unit=unit)
