@@ -66,3 +66,16 @@ def test_numpy_input_does_not_import_torch():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_nsm_torch_without_torch_says_how_to_install():
+    code = (
+        "import sys; sys.modules['torch'] = None\n"
+        "import nsm\n"
+        "try:\n"
+        "    nsm.compare\n"
+        "except ImportError as exc:\n"
+        "    print(exc)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "pip install 'neuron-subspace-match[torch]'" in out.stdout

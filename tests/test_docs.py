@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import doctest
 import importlib
+import importlib.util
 
 import pytest
 
 import nsm
 
-MODULES = ["nsm", "nsm.gram", "nsm.match", "nsm.thresholds", "nsm.simple"]
+MODULES = ["nsm", "nsm.gram", "nsm.match", "nsm.thresholds", "nsm.simple", "nsm.torch"]
 
 
 @pytest.mark.parametrize("name", MODULES)
 def test_docstring_examples(name):
+    if name == "nsm.torch" and importlib.util.find_spec("torch") is None:
+        pytest.skip("the torch extra is not installed")
     module = importlib.import_module(name)
     result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.failed == 0
