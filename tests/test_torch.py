@@ -220,3 +220,24 @@ def test_two_processes_sum_their_shards(tmp_path):
     r0 = nsm.torch.Comparison.load(tmp_path / "result0.json")
     assert r0["3"].n_samples == single["3"].n_samples
     np.testing.assert_allclose(r0["3"].thresholds.x, single["3"].thresholds.x, atol=1e-9)
+
+
+def test_baseline_gram_is_batch_i_of_a_against_batch_i_minus_1_of_b():
+    g = torch.Generator().manual_seed(5)
+    sizes = [40, 40, 40, 25]  # an unequal last batch: its partner is cut to 25 rows
+    data = [torch.randn(s, 1, 8, 8, generator=g) for s in sizes]
+    a, b = small_cnn(1), small_cnn(2)
+    c = nsm.torch.compare(a, b, data, ["3", "6"], progress=False)
+    for name, layout in (("3", "channels"), ("6", "units")):
+        per_a = [collect(a, [x], name, layout) for x in data]
+        per_b = [collect(b, [x], name, layout) for x in data]
+        xs, ys = [], []
+        for i in range(1, len(data)):
+            m = min(len(per_a[i]), len(per_b[i - 1]))
+            xs.append(per_a[i][:m])
+            ys.append(per_b[i - 1][:m])
+        expected = nsm.Gram.from_arrays(np.vstack(xs), np.vstack(ys))
+        got = c[name].baseline_gram
+        assert got.n_samples == expected.n_samples
+        np.testing.assert_allclose(got.matrix, expected.matrix, rtol=1e-9, atol=1e-8)
+        np.testing.assert_allclose(got.column_sums, expected.column_sums, rtol=1e-9, atol=1e-8)

@@ -43,15 +43,15 @@ Kind kind_of(const py::array& a, const char* name) {
 
 template <class TX>
 void update_with(GramAccumulator& g, const MatrixView<TX>& x, const py::array& y, Kind ky,
-                 int threads) {
+                 int threads, bool cross_only) {
   if (ky == Kind::f32) {
     const auto yv = view_of<float>(y, "Y");
     py::gil_scoped_release release;
-    g.update(x, yv, threads);
+    g.update(x, yv, threads, cross_only);
   } else {
     const auto yv = view_of<double>(y, "Y");
     py::gil_scoped_release release;
-    g.update(x, yv, threads);
+    g.update(x, yv, threads, cross_only);
   }
 }
 
@@ -66,16 +66,17 @@ void bind_gram(py::module_& m) {
       .def(py::init<Index, Index>(), py::arg("n_x"), py::arg("n_y"))
       .def(
           "update",
-          [](GramAccumulator& g, const py::array& x, const py::array& y, int threads) {
+          [](GramAccumulator& g, const py::array& x, const py::array& y, int threads,
+             bool cross_only) {
             const Kind kx = kind_of(x, "X");
             const Kind ky = kind_of(y, "Y");
             if (kx == Kind::f32) {
-              update_with(g, view_of<float>(x, "X"), y, ky, threads);
+              update_with(g, view_of<float>(x, "X"), y, ky, threads, cross_only);
             } else {
-              update_with(g, view_of<double>(x, "X"), y, ky, threads);
+              update_with(g, view_of<double>(x, "X"), y, ky, threads, cross_only);
             }
           },
-          py::arg("x"), py::arg("y"), py::arg("num_threads"))
+          py::arg("x"), py::arg("y"), py::arg("num_threads"), py::arg("cross_only") = false)
       .def("merge", &GramAccumulator::merge, py::arg("other"))
       .def("assign", &GramAccumulator::assign, py::arg("gram"), py::arg("column_sums"),
            py::arg("n_samples"))

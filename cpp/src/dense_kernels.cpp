@@ -18,6 +18,10 @@
 #include <cmath>
 #include <vector>
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 #include "dense_kernels.hpp"
 
 namespace nsm::kernels::NSM_ISA {
@@ -27,26 +31,78 @@ using Stride = Eigen::OuterStride<>;
 
 namespace {
 
-template <class Block>
-void accumulate(const Block& block, double* g, std::ptrdiff_t ldg, int num_threads) {
+// One thread's share: all of G(lower) += B^T B, or with cross_only just the block of X-Y
+// products, G[n_x:, :n_x] += B[:, n_x:]^T B[:, :n_x].
+template <class Block, class Gram>
+void add_products(const Block& block, Gram& gram, std::ptrdiff_t n_x, bool cross_only) {
   const std::ptrdiff_t n = block.cols();
-  Eigen::Map<Mat, 0, Eigen::OuterStride<>> gram(g, n, n, Eigen::OuterStride<>(ldg));
-
-  // One strip of rows per thread, cut so that every strip holds the same area of the lower
-  // triangle: strip k is rows [b_k, b_k+1) with b_k = n sqrt(k / T). Each is one rectangular
-  // GEMM (left of the diagonal) and one triangular product (on it), both single-threaded
-  // (Eigen does not nest its own threads inside a parallel region).
-  const int strips = static_cast<int>(std::max<std::ptrdiff_t>(1, std::min<std::ptrdiff_t>(num_threads, n / 64)));
-  std::vector<std::ptrdiff_t> bounds(static_cast<std::size_t>(strips) + 1);
-  for (int k = 0; k <= strips; ++k) {
-    bounds[static_cast<std::size_t>(k)] = static_cast<std::ptrdiff_t>(
-        std::lround(static_cast<double>(n) * std::sqrt(static_cast<double>(k) / strips)));
+  if (cross_only) {
+    gram.block(n_x, 0, n - n_x, n_x).noalias() += block.rightCols(n - n_x).transpose() * block.leftCols(n_x);
+  } else {
+    gram.template triangularView<Eigen::Lower>() += block.transpose() * block;
   }
-#pragma omp parallel for schedule(static, 1) num_threads(strips) if (strips > 1)
-  for (int k = 0; k < strips; ++k) {
+}
+
+template <class Block>
+void accumulate(const Block& block, double* g, std::ptrdiff_t ldg, std::ptrdiff_t n_x, bool cross_only,
+                int num_threads) {
+  const std::ptrdiff_t n = block.cols();
+  const std::ptrdiff_t rows = block.rows();
+  Eigen::Map<Mat, 0, Stride> gram(g, n, n, Stride(ldg));
+  const int threads = std::max(num_threads, 1);
+
+  if (threads == 1 || n < 128 * threads) {
+    // Few neurons: threads split the samples, each into a private n x n sum (small here).
+    const int used = static_cast<int>(std::min<std::ptrdiff_t>(threads, std::max<std::ptrdiff_t>(rows / 256, 1)));
+    if (used == 1) {
+      add_products(block, gram, n_x, cross_only);
+      return;
+    }
+#pragma omp parallel num_threads(used)
+    {
+      Mat local = Mat::Zero(n, n);
+#ifdef _OPENMP
+      const int t = omp_get_thread_num();
+#else
+      const int t = 0;
+#endif
+      const std::ptrdiff_t r0 = rows * t / used;
+      const std::ptrdiff_t r1 = rows * (t + 1) / used;
+      const auto part = block.middleRows(r0, r1 - r0);
+      add_products(part, local, n_x, cross_only);
+#pragma omp critical
+      {
+        if (cross_only) {
+          gram.block(n_x, 0, n - n_x, n_x) += local.block(n_x, 0, n - n_x, n_x);
+        } else {
+          gram.template triangularView<Eigen::Lower>() += local;
+        }
+      }
+    }
+    return;
+  }
+
+  // Many neurons: one strip of output rows per thread, cut so that every strip holds the same
+  // area: for the lower triangle strip k is rows [b_k, b_k+1) with b_k = n sqrt(k / T), one
+  // rectangular GEMM left of the diagonal and one triangular product on it; for the cross
+  // block, equal slices of its rows. Eigen does not nest its own threads inside the region.
+  const std::ptrdiff_t first = cross_only ? n_x : 0;
+  std::vector<std::ptrdiff_t> bounds(static_cast<std::size_t>(threads) + 1);
+  for (int k = 0; k <= threads; ++k) {
+    const double share = static_cast<double>(k) / threads;
+    bounds[static_cast<std::size_t>(k)] =
+        cross_only ? first + static_cast<std::ptrdiff_t>(std::lround(static_cast<double>(n - first) * share))
+                   : static_cast<std::ptrdiff_t>(std::lround(static_cast<double>(n) * std::sqrt(share)));
+  }
+#pragma omp parallel for schedule(static, 1) num_threads(threads)
+  for (int k = 0; k < threads; ++k) {
     const std::ptrdiff_t r0 = bounds[static_cast<std::size_t>(k)];
     const std::ptrdiff_t nr = bounds[static_cast<std::size_t>(k) + 1] - r0;
     if (nr == 0) continue;
+    if (cross_only) {
+      gram.block(r0, 0, nr, n_x).noalias() += block.middleCols(r0, nr).transpose() * block.leftCols(n_x);
+      continue;
+    }
     if (r0 > 0) {
       gram.block(r0, 0, nr, r0).noalias() += block.middleCols(r0, nr).transpose() * block.leftCols(r0);
     }
@@ -58,14 +114,14 @@ void accumulate(const Block& block, double* g, std::ptrdiff_t ldg, int num_threa
 }  // namespace
 
 void syrk_lower_add(const double* b, std::ptrdiff_t rows, std::ptrdiff_t n, bool row_major,
-                    double* g, std::ptrdiff_t ldg, int num_threads) {
+                    std::ptrdiff_t n_x, bool cross_only, double* g, std::ptrdiff_t ldg, int num_threads) {
   constexpr int Dyn = Eigen::Dynamic;
   if (row_major) {
     accumulate(Eigen::Map<const Eigen::Matrix<double, Dyn, Dyn, Eigen::RowMajor>>(b, rows, n), g,
-               ldg, num_threads);
+               ldg, n_x, cross_only, num_threads);
   } else {
     accumulate(Eigen::Map<const Eigen::Matrix<double, Dyn, Dyn, Eigen::ColMajor>>(b, rows, n), g,
-               ldg, num_threads);
+               ldg, n_x, cross_only, num_threads);
   }
 }
 

@@ -12,23 +12,35 @@ namespace {
 
 constexpr Index kTile = 64;  // columns per task when converting Fortran-order input
 
+// True if row i of a holds NaN or Inf. Branch-free so that the compiler vectorizes it.
+template <class T>
+bool row_has_non_finite(const MatrixView<T>& a, Index i) {
+  constexpr T largest = std::numeric_limits<T>::max();
+  unsigned flag = 0;
+  if (a.col_stride == 1) {
+    const T* row = &a(i, 0);
+    for (Index j = 0; j < a.cols; ++j) flag |= static_cast<unsigned>(!(std::abs(row[j]) <= largest));
+  } else {
+    for (Index j = 0; j < a.cols; ++j) flag |= static_cast<unsigned>(!(std::abs(a(i, j)) <= largest));
+  }
+  return flag != 0;
+}
+
 // Returns the first (row, col) holding NaN or Inf, or (-1, -1). Reads the array once.
 template <class T>
 std::pair<Index, Index> first_non_finite(const MatrixView<T>& a, int num_threads) {
-  Index bad = std::numeric_limits<Index>::max();
+  Index bad_row = std::numeric_limits<Index>::max();
   const Index rows = a.rows;
   (void)num_threads;
-#pragma omp parallel for schedule(static) reduction(min : bad) num_threads(num_threads)
+#pragma omp parallel for schedule(static) reduction(min : bad_row) num_threads(num_threads)
   for (Index i = 0; i < rows; ++i) {
-    for (Index j = 0; j < a.cols; ++j) {
-      if (!std::isfinite(a(i, j))) {
-        bad = std::min(bad, i * a.cols + j);
-        break;
-      }
-    }
+    if (i < bad_row && row_has_non_finite(a, i)) bad_row = i;
   }
-  if (bad == std::numeric_limits<Index>::max()) return {-1, -1};
-  return {bad / a.cols, bad % a.cols};
+  if (bad_row == std::numeric_limits<Index>::max()) return {-1, -1};
+  for (Index j = 0; j < a.cols; ++j) {
+    if (!std::isfinite(a(bad_row, j))) return {bad_row, j};
+  }
+  return {bad_row, 0};  // unreachable
 }
 
 template <class T>
@@ -110,11 +122,12 @@ GramAccumulator::GramAccumulator(Index n_x, Index n_y)
 
 Index GramAccumulator::block_rows(Index n) {
   const Index target = (Index{16} << 20) / (8 * std::max<Index>(n, 1));
-  return std::clamp<Index>(target, 256, 8192);
+  return std::clamp<Index>(target, 256, Index{1} << 16);
 }
 
 template <class TX, class TY>
-void GramAccumulator::update(const MatrixView<TX>& x, const MatrixView<TY>& y, int num_threads) {
+void GramAccumulator::update(const MatrixView<TX>& x, const MatrixView<TY>& y, int num_threads,
+                             bool cross_only) {
   if (x.cols != n_x_) {
     throw std::invalid_argument("X has " + std::to_string(x.cols) + " neurons but the Gram expects " +
                                 std::to_string(n_x_));
@@ -136,18 +149,21 @@ void GramAccumulator::update(const MatrixView<TX>& x, const MatrixView<TY>& y, i
   // One buffer, reused: the current block is nr x n, row-major (rows contiguous, like C-order
   // input) unless both inputs have contiguous columns (Fortran order), then column-major.
   const bool by_columns = columns_contiguous(x) && columns_contiguous(y);
+  Eigen::VectorXd ignored_sums;
+  if (cross_only) ignored_sums = Eigen::VectorXd::Zero(n);
+  double* sums = cross_only ? ignored_sums.data() : sums_.data();
   Eigen::VectorXd block(rows_per_block * n);
   for (Index r0 = 0; r0 < x.rows; r0 += rows_per_block) {
     const Index nr = std::min(rows_per_block, x.rows - r0);
     if (by_columns) {
-      convert_rows_to_columns(x, r0, nr, block.data(), nr, 0, sums_.data(), num_threads);
-      convert_rows_to_columns(y, r0, nr, block.data(), nr, n_x_, sums_.data(), num_threads);
+      convert_rows_to_columns(x, r0, nr, block.data(), nr, 0, sums, num_threads);
+      convert_rows_to_columns(y, r0, nr, block.data(), nr, n_x_, sums, num_threads);
     } else {
-      convert_rows_to_rows(x, y, r0, nr, block.data(), sums_.data(), num_threads);
+      convert_rows_to_rows(x, y, r0, nr, block.data(), sums, num_threads);
     }
-    syrk_lower_add(block.data(), nr, n, !by_columns, lower_.data(), n, num_threads);
+    syrk_lower_add(block.data(), nr, n, !by_columns, n_x_, cross_only, lower_.data(), n, num_threads);
   }
-  n_samples_ += static_cast<std::int64_t>(x.rows);
+  if (!cross_only) n_samples_ += static_cast<std::int64_t>(x.rows);
 }
 
 void GramAccumulator::merge(const GramAccumulator& other) {
@@ -185,9 +201,9 @@ Eigen::MatrixXd GramAccumulator::matrix() const {
   return full;
 }
 
-template void GramAccumulator::update(const MatrixView<float>&, const MatrixView<float>&, int);
-template void GramAccumulator::update(const MatrixView<float>&, const MatrixView<double>&, int);
-template void GramAccumulator::update(const MatrixView<double>&, const MatrixView<float>&, int);
-template void GramAccumulator::update(const MatrixView<double>&, const MatrixView<double>&, int);
+template void GramAccumulator::update(const MatrixView<float>&, const MatrixView<float>&, int, bool);
+template void GramAccumulator::update(const MatrixView<float>&, const MatrixView<double>&, int, bool);
+template void GramAccumulator::update(const MatrixView<double>&, const MatrixView<float>&, int, bool);
+template void GramAccumulator::update(const MatrixView<double>&, const MatrixView<double>&, int, bool);
 
 }  // namespace nsm

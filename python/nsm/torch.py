@@ -25,6 +25,7 @@ except ImportError as exc:  # pragma: no cover - exercised by the no-torch test 
         "(or `pip install torch`)"
     ) from exc
 
+from . import _core
 from .gram import Gram
 from .match import MatchResult, _check_eps
 from .progress import progress_bar
@@ -244,17 +245,78 @@ class _Accumulator:
         self.sums += block.sum(dim=0)
         self.n_samples += block.shape[0]
 
-    def result(self) -> Gram:
+    def local(self) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """(Gram, column sums, samples) of this process, as float64 tensors."""
         if self.gram is not None:
-            matrix = torch.from_numpy(np.array(self.gram.matrix))
-            sums = torch.from_numpy(self.gram.column_sums)
-            n_samples = self.gram.n_samples
+            return (torch.from_numpy(np.array(self.gram.matrix)), torch.from_numpy(self.gram.column_sums),
+                    self.gram.n_samples)
+        return self.matrix, self.sums, self.n_samples
+
+
+class _ShiftedBaseline:
+    """The Gram of [A_i, B_(i-1)] summed over batches i >= 1: batch i of model A against batch
+    i-1 of model B, which keeps each layer's statistics and breaks the pairing of samples.
+
+    Its diagonal blocks are the real Gram's, less the rows that have no partner (the first
+    batch of A, the last of B, and the tails of unequal batches), so only the cross block
+    A_i^T B_(i-1) is a new product.
+    """
+
+    def __init__(self, n_x: int, n_y: int, device: torch.device) -> None:
+        f64 = {"dtype": torch.float64, "device": device}
+        self.n_x, self.n_y = n_x, n_y
+        # The cross block: nsm's C++ kernel on the CPU, float64 torch matmuls on a GPU.
+        self.cpu_cross = _core.GramAccumulator(n_x, n_y) if device.type == "cpu" else None
+        self.cross = torch.zeros(n_x, n_y, **f64)
+        self.unpaired_a = torch.zeros(n_x, n_x, **f64)
+        self.unpaired_a_sums = torch.zeros(n_x, **f64)
+        self.unpaired_b = torch.zeros(n_y, n_y, **f64)
+        self.unpaired_b_sums = torch.zeros(n_y, **f64)
+        self.n_samples = 0
+
+    def unpaired(self, rows: torch.Tensor, side: str) -> None:
+        r = rows.to(torch.float64)
+        if side == "a":
+            self.unpaired_a.addmm_(r.T, r)
+            self.unpaired_a_sums += r.sum(dim=0)
         else:
-            matrix, sums, n_samples = self.matrix, self.sums, self.n_samples
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            matrix, sums, n_samples = _all_reduce(matrix, sums, n_samples)
-        return Gram.from_matrix(matrix.cpu().numpy(), self.n_x, int(n_samples),
-                                column_sums=sums.cpu().numpy())
+            self.unpaired_b.addmm_(r.T, r)
+            self.unpaired_b_sums += r.sum(dim=0)
+
+    def add(self, a: torch.Tensor, previous_b: torch.Tensor) -> None:
+        m = min(a.shape[0], previous_b.shape[0])
+        if self.cpu_cross is not None:
+            self.cpu_cross.update(_numpy_view(a[:m]), _numpy_view(previous_b[:m]),
+                                  torch.get_num_threads(), cross_only=True)
+        else:
+            self.cross.addmm_(a[:m].to(torch.float64).T, previous_b[:m].to(torch.float64))
+        if m < a.shape[0]:
+            self.unpaired(a[m:], "a")
+        if m < previous_b.shape[0]:
+            self.unpaired(previous_b[m:], "b")
+        self.n_samples += m
+
+    def local(self, matrix: torch.Tensor, sums: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """(Gram, column sums, samples) of this process, from the real Gram's."""
+        n_x = self.n_x
+        if self.cpu_cross is not None:
+            self.cross = torch.from_numpy(self.cpu_cross.matrix()[n_x:, :n_x].T.copy())
+        out = matrix.clone().to(self.cross.device)
+        total = sums.clone().to(self.cross.device)
+        out[:n_x, :n_x] -= self.unpaired_a
+        out[n_x:, n_x:] -= self.unpaired_b
+        out[:n_x, n_x:] = self.cross
+        out[n_x:, :n_x] = self.cross.T
+        total[:n_x] -= self.unpaired_a_sums
+        total[n_x:] -= self.unpaired_b_sums
+        return out, total, self.n_samples
+
+
+def _reduced_gram(matrix: torch.Tensor, sums: torch.Tensor, n_samples: int, n_x: int) -> Gram:
+    """A Gram from this process's parts, summed over all ranks when torch.distributed runs."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        matrix, sums, n_samples = _all_reduce(matrix, sums, n_samples)
+    return Gram.from_matrix(matrix.cpu().numpy(), n_x, int(n_samples), column_sums=sums.cpu().numpy())
 
 
 def _numpy_view(t: torch.Tensor) -> np.ndarray:
@@ -524,7 +586,7 @@ def compare(
             raise ValueError(f"{which} is on {d} but the comparison runs on {device}; move it there")
     mods_a, mods_b = _modules(model_a), _modules(model_b)
     accs: dict[LayerKey, _Accumulator] = {}
-    bases: dict[LayerKey, _Accumulator] = {}
+    bases: dict[LayerKey, _ShiftedBaseline] = {}
     previous_b: dict[LayerKey, torch.Tensor] = {}
     total = None
     if hasattr(data, "__len__"):
@@ -547,15 +609,15 @@ def compare(
                                          "same inputs at the same positions")
                     if key not in accs:
                         accs[key] = _Accumulator(a.shape[1], b.shape[1], a.device)
-                        bases[key] = _Accumulator(a.shape[1], b.shape[1], a.device)
+                        bases[key] = _ShiftedBaseline(a.shape[1], b.shape[1], a.device)
                     try:
                         accs[key].add(a, b)
-                        if key in previous_b:
-                            prev = previous_b[key]
-                            m = min(a.shape[0], prev.shape[0])
-                            bases[key].add(a[:m], prev[:m])
                     except ValueError as exc:
                         raise ValueError(f"layer {key!r}: {exc}") from None
+                    if key in previous_b:
+                        bases[key].add(a, previous_b[key])
+                    else:
+                        bases[key].unpaired(a, "a")  # the first batch of A has no partner
                     previous_b[key] = b
                 bar.update(1)
     finally:
@@ -564,8 +626,11 @@ def compare(
         raise ValueError("data gave no batch")
     results = {}
     for key, _, _ in pairs:
-        gram = accs[key].result()
-        base_gram = bases[key].result()
+        bases[key].unpaired(previous_b[key], "b")  # nor has the last batch of B
+        matrix, sums, n_samples = accs[key].local()
+        base_parts = bases[key].local(matrix, sums)
+        gram = _reduced_gram(matrix, sums, n_samples, accs[key].n_x)
+        base_gram = _reduced_gram(*base_parts, accs[key].n_x)
         results[key] = LayerComparison(
             name=key,
             thresholds=match_thresholds(gram, count_dead=count_dead),

@@ -34,8 +34,11 @@ class GramAccumulator {
   /// Adds the rows of x (rows x n_x) and y (rows x n_y), which must have the same number of
   /// rows. Throws std::invalid_argument if shapes disagree or a value is NaN or Inf (the
   /// accumulator is then unchanged). Converts to float64 one row block at a time.
+  /// With cross_only, adds only the X-Y products (the block G[n_x:, :n_x]) and leaves the column
+  /// sums and the sample count alone: the building block of a baseline that re-pairs samples.
   template <class TX, class TY>
-  void update(const MatrixView<TX>& x, const MatrixView<TY>& y, int num_threads);
+  void update(const MatrixView<TX>& x, const MatrixView<TY>& y, int num_threads,
+              bool cross_only = false);
 
   /// Adds another accumulator over disjoint samples (a distributed run's reduction).
   void merge(const GramAccumulator& other);
