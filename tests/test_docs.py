@@ -10,12 +10,13 @@ import pytest
 
 import nsm
 
-MODULES = ["nsm", "nsm.gram", "nsm.match", "nsm.thresholds", "nsm.simple", "nsm.torch"]
+MODULES = ["nsm", "nsm.gram", "nsm.match", "nsm.thresholds", "nsm.simple", "nsm.torch",
+           "nsm.report", "nsm.demo"]
 
 
 @pytest.mark.parametrize("name", MODULES)
 def test_docstring_examples(name):
-    if name == "nsm.torch" and importlib.util.find_spec("torch") is None:
+    if name in ("nsm.torch", "nsm.report", "nsm.demo") and importlib.util.find_spec("torch") is None:
         pytest.skip("the torch extra is not installed")
     module = importlib.import_module(name)
     result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)

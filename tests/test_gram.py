@@ -138,11 +138,16 @@ def test_every_compiled_kernel_agrees(rng):
         _core.set_kernels("sse1")
 
 
-def test_one_and_two_threads_give_the_same_gram(rng):
-    X, Y = rng.random((5000, 300)), rng.random((5000, 100)).astype(np.float32)
-    one = nsm.Gram.from_arrays(X, Y, num_threads=1).matrix
-    two = nsm.Gram.from_arrays(X, Y, num_threads=2).matrix
-    np.testing.assert_allclose(one, two, rtol=1e-14)
+@pytest.mark.parametrize("n_x, n_y", [(300, 100), (20, 12)])  # strips of neurons / of samples
+def test_one_and_two_threads_give_the_same_gram(rng, n_x, n_y):
+    X, Y = rng.random((5000, n_x)), rng.random((5000, n_y)).astype(np.float32)
+    one = nsm.Gram.from_arrays(X, Y, num_threads=1)
+    two = nsm.Gram.from_arrays(X, Y, num_threads=2)
+    np.testing.assert_allclose(one.matrix, two.matrix, rtol=1e-14)
+    np.testing.assert_allclose(one.column_sums, two.column_sums, rtol=1e-14)
+    again = nsm.Gram.from_arrays(X, Y, num_threads=2)  # deterministic, not just close
+    np.testing.assert_array_equal(again.matrix, two.matrix)
+    np.testing.assert_array_equal(again.column_sums, two.column_sums)
 
 
 def test_repr():

@@ -58,25 +58,27 @@ void accumulate(const Block& block, double* g, std::ptrdiff_t ldg, std::ptrdiff_
       add_products(block, gram, n_x, cross_only);
       return;
     }
+    // Private sums, added in thread order afterwards so that results do not depend on timing.
+    std::vector<Mat> partial(static_cast<std::size_t>(used));
 #pragma omp parallel num_threads(used)
     {
-      Mat local = Mat::Zero(n, n);
 #ifdef _OPENMP
       const int t = omp_get_thread_num();
 #else
       const int t = 0;
 #endif
+      Mat& local = partial[static_cast<std::size_t>(t)];
+      local = Mat::Zero(n, n);
       const std::ptrdiff_t r0 = rows * t / used;
       const std::ptrdiff_t r1 = rows * (t + 1) / used;
       const auto part = block.middleRows(r0, r1 - r0);
       add_products(part, local, n_x, cross_only);
-#pragma omp critical
-      {
-        if (cross_only) {
-          gram.block(n_x, 0, n - n_x, n_x) += local.block(n_x, 0, n - n_x, n_x);
-        } else {
-          gram.template triangularView<Eigen::Lower>() += local;
-        }
+    }
+    for (const Mat& local : partial) {
+      if (cross_only) {
+        gram.block(n_x, 0, n - n_x, n_x) += local.block(n_x, 0, n - n_x, n_x);
+      } else {
+        gram.template triangularView<Eigen::Lower>() += local;
       }
     }
     return;

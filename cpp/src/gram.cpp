@@ -1,5 +1,9 @@
 #include "nsm/gram.hpp"
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -85,10 +89,17 @@ template <class TX, class TY>
 void convert_rows_to_rows(const MatrixView<TX>& x, const MatrixView<TY>& y, Index r0, Index nr,
                           double* block, double* sums, int num_threads) {
   const Index n = x.cols + y.cols;
-  (void)num_threads;
+  // Column sums per thread, added in thread order afterwards (results do not depend on timing).
+  std::vector<std::vector<double>> partial(static_cast<std::size_t>(std::max(num_threads, 1)));
 #pragma omp parallel num_threads(num_threads)
   {
-    std::vector<double> local(static_cast<std::size_t>(n), 0.0);
+#ifdef _OPENMP
+    const auto t = static_cast<std::size_t>(omp_get_thread_num());
+#else
+    const std::size_t t = 0;
+#endif
+    std::vector<double>& local = partial[t];
+    local.assign(static_cast<std::size_t>(n), 0.0);
 #pragma omp for schedule(static)
     for (Index i = 0; i < nr; ++i) {
       double* out = block + i * n;
@@ -98,8 +109,9 @@ void convert_rows_to_rows(const MatrixView<TX>& x, const MatrixView<TY>& y, Inde
       for (Index j = 0; j < y.cols; ++j) out[x.cols + j] = static_cast<double>(yi[j * y.col_stride]);
       for (Index j = 0; j < n; ++j) local[static_cast<std::size_t>(j)] += out[j];
     }
-#pragma omp critical
-    for (Index j = 0; j < n; ++j) sums[j] += local[static_cast<std::size_t>(j)];
+  }
+  for (const auto& local : partial) {
+    for (std::size_t j = 0; j < local.size(); ++j) sums[j] += local[j];
   }
 }
 

@@ -1,0 +1,133 @@
+"""The nsm command line: demo, match, report; one-line errors and non-zero exits on bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from nsm.cli import main
+
+from conftest import related_layers
+
+FIGURES = ["curves.png", "similarity.png", "thresholds.png"]
+
+
+def run_cli(*args, cwd=None):
+    """The real console entry point in a subprocess: exit code, stdout, stderr."""
+    code = "import sys; from nsm.cli import main; sys.exit(main(sys.argv[1:]))"
+    out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=cwd,
+                         env={**os.environ, "MPLBACKEND": "Agg"})
+    return out.returncode, out.stdout, out.stderr
+
+
+@pytest.fixture
+def saved_layers(tmp_path, rng):
+    X, Y = related_layers(rng, 500, 12, 10)
+    np.save(tmp_path / "a.npy", X)
+    np.savez(tmp_path / "b.npz", acts=Y.astype(np.float32), other=np.zeros(3))
+    return X, Y, tmp_path
+
+
+def test_match_prints_summary_and_writes_json(saved_layers):
+    X, Y, tmp = saved_layers
+    code, out, err = run_cli("match", str(tmp / "a.npy"), str(tmp / "b.npz"), "--key-b", "acts",
+                             "--eps", "0.3", "0.6", "--json", str(tmp / "m.json"))
+    assert code == 0, err
+    assert "eps=0.3: A " in out and "eps=0.6: A " in out
+    saved = json.loads((tmp / "m.json").read_text())
+    import nsm
+
+    for item in saved:
+        expected = nsm.max_match(X, Y.astype(np.float32), item["eps"])
+        assert item["x"] == expected.x.tolist() and item["y"] == expected.y.tolist()
+        assert item["similarity"] == pytest.approx(expected.similarity)
+
+
+def test_match_reads_pt_files(saved_layers):
+    torch = pytest.importorskip("torch", reason="the torch extra is not installed")
+    X, Y, tmp = saved_layers
+    torch.save(torch.from_numpy(X), tmp / "a.pt")
+    torch.save({"h": torch.from_numpy(Y)}, tmp / "b.pt")
+    code, out, err = run_cli("match", str(tmp / "a.pt"), str(tmp / "b.pt"), "--key-b", "h", "--eps", "0.5")
+    assert code == 0, err
+    assert "eps=0.5" in out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["match", "missing.npy", "b.npz"], "nsm: error: A: no such file: missing.npy"),
+    (["match", "a.npy", "b.npz"], "nsm: error: B: "),  # two arrays and no --key-b
+    (["match", "a.npy", "b.npz", "--key-b", "nope"], "has no array 'nope'"),
+    (["match", "a.npy", "short.npy"], "nsm: error: X has 500 samples but Y has 100"),
+    (["match", "a.npy", "a.txt"], "expected a .npy, .npz or .pt file"),
+    (["report", "missing.json"], "nsm: error: no such file: missing.json"),
+    (["report", "bad.json"], "nsm: error: cannot read bad.json"),
+])
+def test_bad_input_gives_one_line_and_exit_code(saved_layers, args, message):
+    _, _, tmp = saved_layers
+    np.save(tmp / "short.npy", np.ones((100, 3)))
+    (tmp / "a.txt").write_text("1 2 3")
+    (tmp / "bad.json").write_text('{"format": "something else"}')
+    code, out, err = run_cli(*args, cwd=tmp)
+    assert code != 0
+    assert message in err
+    assert "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_bad_eps_is_a_usage_error(saved_layers):
+    _, _, tmp = saved_layers
+    code, _, err = run_cli("match", "a.npy", "a.npy", "--eps", "1.5", cwd=tmp)
+    assert code == 2 and "eps must be in [0, 1]" in err
+
+
+def test_few_samples_warning_is_one_line(tmp_path, rng):
+    np.save(tmp_path / "a.npy", rng.random((5, 4)))
+    np.save(tmp_path / "b.npy", rng.random((5, 4)))
+    code, out, err = run_cli("match", "a.npy", "b.npy", "--eps", "0.1", cwd=tmp_path)
+    assert code == 0
+    assert err.startswith("nsm: warning: 5 samples for 4 + 4 neurons")
+
+
+def test_demo_quick_then_report_round_trip(tmp_path):
+    pytest.importorskip("torch", reason="the torch extra is not installed")
+    pytest.importorskip("sklearn", reason="the torch extra is not installed")
+    pytest.importorskip("matplotlib", reason="the torch extra is not installed")
+    code, out, err = run_cli("demo", "--quick", "--no-progress", "--out", str(tmp_path / "r"))
+    assert code == 0, err
+    assert "held-out accuracy" in out and "relu2" in out
+    for name in ["report.json"] + FIGURES:
+        assert (tmp_path / "r" / name).stat().st_size > 0
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert [layer["name"] for layer in report["layers"]] == ["relu1", "relu2", "relu3"]
+    # Redraw elsewhere from the JSON alone; the table printed again is the demo's table.
+    code, out2, err = run_cli("report", str(tmp_path / "r" / "report.json"), "--out", str(tmp_path / "again"))
+    assert code == 0, err
+    for name in FIGURES:
+        assert (tmp_path / "again" / name).stat().st_size > 0
+    table = [line for line in out.splitlines() if line.startswith(("layer", "relu"))]
+    assert table == [line for line in out2.splitlines() if line.startswith(("layer", "relu"))]
+
+
+def test_demo_is_reproducible(tmp_path):
+    pytest.importorskip("torch", reason="the torch extra is not installed")
+    pytest.importorskip("sklearn", reason="the torch extra is not installed")
+    a = run_cli("demo", "--quick", "--no-progress", "--out", str(tmp_path / "a"))
+    b = run_cli("demo", "--quick", "--no-progress", "--out", str(tmp_path / "b"))
+    assert a[0] == 0 and b[0] == 0
+    ra = json.loads((tmp_path / "a" / "report.json").read_text())
+    rb = json.loads((tmp_path / "b" / "report.json").read_text())
+    assert ra == rb
+
+
+def test_main_in_process_and_version(capsys, saved_layers):
+    _, _, tmp = saved_layers
+    assert main(["match", str(tmp / "a.npy"), str(tmp / "a.npy"), "--eps", "0.0"]) == 0
+    assert "similarity 1.0000" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0
