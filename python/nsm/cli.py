@@ -47,8 +47,9 @@ def _load_array(path: str, key: str | None, which: str) -> Any:
             obj = torch.load(path, map_location="cpu", weights_only=True)
             if isinstance(obj, dict):
                 if key is None or key not in obj:
-                    raise CommandError(f"{which}: {path} holds a dict; pick a tensor with --key-{which.lower()} "
-                                       f"(keys: {', '.join(map(str, obj))})")
+                    keys = ", ".join(map(str, obj))
+                    raise CommandError(f"{which}: {path} holds a dict; pick a tensor with "
+                                       f"--key-{which.lower()} (keys: {keys})")
                 obj = obj[key]
             if not isinstance(obj, torch.Tensor):
                 raise CommandError(f"{which}: {path} does not hold a tensor")
