@@ -241,3 +241,18 @@ def test_baseline_gram_is_batch_i_of_a_against_batch_i_minus_1_of_b():
         assert got.n_samples == expected.n_samples
         np.testing.assert_allclose(got.matrix, expected.matrix, rtol=1e-9, atol=1e-8)
         np.testing.assert_allclose(got.column_sums, expected.column_sums, rtol=1e-9, atol=1e-8)
+
+
+def test_the_gpu_arithmetic_path_gives_the_same_grams(monkeypatch):
+    # On a GPU the Grams are float64 torch matmuls on the device; run that path on the CPU.
+    g = torch.Generator().manual_seed(6)
+    data = [torch.randn(s, 1, 8, 8, generator=g) for s in (30, 30, 30, 17)]
+    a, b = small_cnn(1), small_cnn(2)
+    core = nsm.torch.compare(a, b, data, ["3", "6"], progress=False)
+    monkeypatch.setattr(nsm.torch, "CORE_ON_CPU", False)
+    plain = nsm.torch.compare(a, b, data, ["3", "6"], progress=False)
+    for name in ("3", "6"):
+        np.testing.assert_allclose(plain[name].gram.matrix, core[name].gram.matrix, rtol=1e-10, atol=1e-9)
+        np.testing.assert_allclose(plain[name].baseline_gram.matrix, core[name].baseline_gram.matrix,
+                                   rtol=1e-10, atol=1e-9)
+        np.testing.assert_allclose(plain[name].gram.column_sums, core[name].gram.column_sums, rtol=1e-10)

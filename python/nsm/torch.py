@@ -36,6 +36,10 @@ TOKEN_MODES = ("samples", "mean", "cls")
 CHANNELS_FIRST_1D = (nn.Conv1d, nn.ConvTranspose1d, nn.BatchNorm1d, nn.MaxPool1d, nn.AvgPool1d,
                      nn.AdaptiveAvgPool1d, nn.AdaptiveMaxPool1d, nn.InstanceNorm1d)
 
+# CPU activations go to nsm's C++ Gram kernels; False sends them through the float64 torch
+# matmuls used on GPUs (the tests use it to check that path without a GPU).
+CORE_ON_CPU = True
+
 LayerSpec = Union[str, tuple, type, Callable[[str, "nn.Module"], bool], Sequence[Any]]
 
 
@@ -222,7 +226,7 @@ class _Accumulator:
 
     def __init__(self, n_x: int, n_y: int, device: torch.device) -> None:
         self.n_x, self.n_y, self.device = n_x, n_y, device
-        if device.type == "cpu":
+        if device.type == "cpu" and CORE_ON_CPU:
             self.gram: Gram | None = Gram(n_x, n_y)
         else:
             self.gram = None
@@ -262,7 +266,7 @@ class _ShiftedBaseline:
         f64 = {"dtype": torch.float64, "device": device}
         self.n_x, self.n_y = n_x, n_y
         # The cross block: nsm's C++ kernel on the CPU, float64 torch matmuls on a GPU.
-        self.cpu_cross = _core.GramAccumulator(n_x, n_y) if device.type == "cpu" else None
+        self.cpu_cross = _core.GramAccumulator(n_x, n_y) if device.type == "cpu" and CORE_ON_CPU else None
         self.cross = torch.zeros(n_x, n_y, **f64)
         self.unpaired_a = torch.zeros(n_x, n_x, **f64)
         self.unpaired_a_sums = torch.zeros(n_x, **f64)
