@@ -21,7 +21,7 @@ torch = pytest.importorskip("torch", reason="the torch extra is not installed")
 
 import nsm.torch  # noqa: E402
 
-N_INPUTS = 1000 if SMALL else 10_000
+N_INPUTS = 2000 if SMALL else 10_000
 BATCH = 100 if SMALL else 250
 
 CNN_SOURCE = textwrap.dedent("""
@@ -78,10 +78,11 @@ MEMORY_SCRIPT = CNN_SOURCE + textwrap.dedent("""
                 return int(line.split()[1]) * 1024
 
     a, b = cnn(1), cnn(2)
-    nsm.torch.compare(a, b, batches(500), ["1", "4", "8"], progress=False)  # warm up
+    n, batch = int(sys.argv[1]), int(sys.argv[2])
+    nsm.torch.compare(a, b, batches(3 * batch, batch), ["1", "4", "8"], progress=False)  # warm up
     open("/proc/self/clear_refs", "w").write("5")
     before = status("VmRSS:")
-    nsm.torch.compare(a, b, batches(int(sys.argv[1])), ["1", "4", "8"], progress=False)
+    nsm.torch.compare(a, b, batches(n, batch), ["1", "4", "8"], progress=False)
     print(json.dumps({"extra": status("VmHWM:") - before}))
 """)
 
@@ -90,7 +91,7 @@ def test_peak_memory_does_not_grow_with_inputs():
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(1 << 17)}
     peaks = {}
     for n in (N_INPUTS // 5, N_INPUTS):
-        out = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT, str(n)], capture_output=True,
+        out = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT, str(n), str(BATCH)], capture_output=True,
                              text=True, check=True, env=env)
         peaks[n] = json.loads(out.stdout)["extra"] / 2**20
         NOTES.append(f"compare over {n} inputs (streamed in batches of {BATCH}): peak extra memory "
