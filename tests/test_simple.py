@@ -7,12 +7,14 @@ import time
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 
 import nsm
 
 import oracle
 from conftest import related_layers
-from test_match import SPEC_X, SPEC_Y, quiet
+from test_match import SPEC_X, SPEC_Y, nasty_layers, quiet, with_layout
 
 
 def assert_v_minimal(X, Y, eps, m, neuron):
@@ -173,3 +175,34 @@ def test_ctrl_c_stops_the_search():
         timer.cancel()
     # Liveness, not speed: the run would take far longer than this if the signal were ignored.
     assert time.monotonic() - start < 30
+
+
+def robust_sub_match(X, Y, tx, ty, eps):
+    """The oracle's maximum match of the sub-layers, or None near a tie."""
+    r = oracle.robust_max_match(X[:, tx], Y[:, ty], eps)
+    return None if r is None else (tx[r[0]], ty[r[1]])
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
+@given(nasty_layers(), st.floats(0.05, 0.95), st.integers(0, 2**16), st.sampled_from(["xy", "random"]))
+def test_hypothesis_minimal_matches_are_v_minimal(layers, eps, pick, order):
+    X, Y, layout = layers
+    mm = oracle.robust_max_match(X, Y, eps)
+    assume(mm is not None and len(mm[0]) > 0)
+    members = [("x", int(i)) for i in mm[0]] + [("y", int(j)) for j in mm[1]]
+    side, v = members[pick % len(members)]
+    m = quiet(nsm.minimal_match, with_layout(X, layout), with_layout(Y, layout), eps, (side, v),
+              order=order, seed=pick)
+    assert m is not None and v in (m.x if side == "x" else m.y)
+    sub = robust_sub_match(X, Y, m.x, m.y, eps)
+    assume(sub is not None)
+    assert sub[0].tolist() == m.x.tolist() and sub[1].tolist() == m.y.tolist()  # an eps-match
+    for drop_side, arr in (("x", m.x), ("y", m.y)):
+        for u in arr:
+            if (drop_side, u) == (side, v):
+                continue
+            tx = m.x[m.x != u] if drop_side == "x" else m.x
+            ty = m.y[m.y != u] if drop_side == "y" else m.y
+            rest = robust_sub_match(X, Y, tx, ty, eps)
+            assume(rest is not None)
+            assert v not in (rest[0] if side == "x" else rest[1])
