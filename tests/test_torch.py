@@ -159,6 +159,9 @@ def test_baseline_breaks_the_pairing():
     assert lc.baseline_gram.n_samples == 5 * 32  # batch i of A with batch i-1 of B
     single = nsm.torch.compare(a, small_cnn(2), data[:1], "6", progress=False)
     assert math.isnan(single["6"].baseline(0.3))
+    without = nsm.torch.compare(a, small_cnn(1), data, "6", progress=False, baseline=False)
+    assert np.isnan(without["6"].baseline()).all() and without["6"].baseline_gram is None
+    np.testing.assert_array_equal(without["6"].gram.matrix, lc.gram.matrix)
 
 
 def test_save_load_round_trip(tmp_path):

@@ -373,6 +373,7 @@ def compare(
     tokens: str = "samples",
     progress: bool = True,
     count_dead: bool = True,
+    baseline: bool = True,
 ) -> Comparison:
     """Compare two models layer by layer on the same data.
 
@@ -405,6 +406,9 @@ def compare(
         Show a progress bar over batches (tqdm).
     count_dead : bool
         Count dead neurons in the similarity's denominator.
+    baseline : bool
+        Also accumulate the shifted-batch baseline (its cross block costs about half as much
+        again as the Gram itself); without it ``LayerComparison.baseline`` gives NaN.
 
     Returns
     -------
@@ -465,6 +469,8 @@ def compare(
                         accs[key].add(a, b)
                     except ValueError as exc:
                         raise ValueError(f"layer {key!r}: {exc}") from None
+                    if not baseline:
+                        continue
                     if key in previous_b:
                         bases[key].add(a, previous_b[key])
                     else:
@@ -477,17 +483,18 @@ def compare(
         raise ValueError("data gave no batch")
     results = {}
     for key, _, _ in pairs:
-        bases[key].unpaired(previous_b[key], "b")  # nor has the last batch of B
         matrix, sums, n_samples = accs[key].local()
-        base_parts = bases[key].local(matrix, sums)
         gram = _reduced_gram(matrix, sums, n_samples, accs[key].n_x)
-        base_gram = _reduced_gram(*base_parts, accs[key].n_x)
+        base_gram = None
+        if baseline:
+            bases[key].unpaired(previous_b[key], "b")  # nor has the last batch of B
+            base_gram = _reduced_gram(*bases[key].local(matrix, sums), accs[key].n_x)
         results[key] = LayerComparison(
             name=key,
             thresholds=match_thresholds(gram, count_dead=count_dead),
             baseline_thresholds=_optional_thresholds(base_gram, count_dead),
             eps=tuple(eps_values),
             gram=gram,
-            baseline_gram=base_gram if base_gram.n_samples else None,
+            baseline_gram=base_gram if base_gram is not None and base_gram.n_samples else None,
         )
     return Comparison(results, eps_values)
