@@ -13,22 +13,37 @@ namespace py = pybind11;
 namespace nsm::bindings {
 namespace {
 
+// A 2-D array (samples, neurons), or a 3-D channels-first array (N, C, P) read as N * P
+// samples of C neurons without a copy (nsm.torch passes convolution outputs this way).
 template <class T>
 MatrixView<T> view_of(const py::array& a, const char* name) {
-  if (a.ndim() != 2) {
+  if (a.ndim() != 2 && a.ndim() != 3) {
     throw std::invalid_argument(std::string(name) + " must be 2-D, got " + std::to_string(a.ndim()) +
                                 "-D");
   }
   const auto item = static_cast<py::ssize_t>(sizeof(T));
-  if (a.strides(0) % item != 0 || a.strides(1) % item != 0) {
-    throw std::invalid_argument(std::string(name) + " has strides that are not a multiple of its item size");
+  for (py::ssize_t d = 0; d < a.ndim(); ++d) {
+    if (a.strides(d) % item != 0) {
+      throw std::invalid_argument(std::string(name) +
+                                  " has strides that are not a multiple of its item size");
+    }
   }
   MatrixView<T> v;
   v.data = static_cast<const T*>(a.data());
-  v.rows = a.shape(0);
-  v.cols = a.shape(1);
-  v.row_stride = a.strides(0) / item;
-  v.col_stride = a.strides(1) / item;
+  if (a.ndim() == 2) {
+    v.rows = a.shape(0);
+    v.cols = a.shape(1);
+    v.row_stride = a.strides(0) / item;
+    v.col_stride = a.strides(1) / item;
+  } else {
+    v.rows = a.shape(0) * a.shape(2);
+    v.cols = a.shape(1);
+    v.inner = a.shape(2);
+    v.outer_stride = a.strides(0) / item;
+    v.row_stride = a.strides(2) / item;
+    v.col_stride = a.strides(1) / item;
+    if (v.inner == 0) v.rows = 0;
+  }
   return v;
 }
 

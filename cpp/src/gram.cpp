@@ -21,11 +21,13 @@ template <class T>
 bool row_has_non_finite(const MatrixView<T>& a, Index i) {
   constexpr T largest = std::numeric_limits<T>::max();
   unsigned flag = 0;
+  const T* row = a.row_start(i);
   if (a.col_stride == 1) {
-    const T* row = &a(i, 0);
     for (Index j = 0; j < a.cols; ++j) flag |= static_cast<unsigned>(!(std::abs(row[j]) <= largest));
   } else {
-    for (Index j = 0; j < a.cols; ++j) flag |= static_cast<unsigned>(!(std::abs(a(i, j)) <= largest));
+    for (Index j = 0; j < a.cols; ++j) {
+      flag |= static_cast<unsigned>(!(std::abs(row[j * a.col_stride]) <= largest));
+    }
   }
   return flag != 0;
 }
@@ -70,12 +72,16 @@ void convert_rows_to_columns(const MatrixView<T>& a, Index r0, Index nr, double*
     const Index j1 = std::min(a.cols, j0 + kTile);
     for (Index j = j0; j < j1; ++j) {
       double* out = block + (c0 + j) * ld;
-      const T* in = &a(r0, j);
       double sum = 0.0;
-      for (Index i = 0; i < nr; ++i) {
-        const double v = static_cast<double>(in[i * a.row_stride]);
-        out[i] = v;
-        sum += v;
+      for (Index i = 0; i < nr;) {  // one run of rows at a time (a whole group for images)
+        const Index len = std::min(nr - i, a.run(r0 + i));
+        const T* in = a.row_start(r0 + i) + j * a.col_stride;
+        for (Index k = 0; k < len; ++k) {
+          const double v = static_cast<double>(in[k * a.row_stride]);
+          out[i + k] = v;
+          sum += v;
+        }
+        i += len;
       }
       sums[c0 + j] += sum;
     }
@@ -103,9 +109,9 @@ void convert_rows_to_rows(const MatrixView<TX>& x, const MatrixView<TY>& y, Inde
 #pragma omp for schedule(static)
     for (Index i = 0; i < nr; ++i) {
       double* out = block + i * n;
-      const TX* xi = &x(r0 + i, 0);
+      const TX* xi = x.row_start(r0 + i);
       for (Index j = 0; j < x.cols; ++j) out[j] = static_cast<double>(xi[j * x.col_stride]);
-      const TY* yi = &y(r0 + i, 0);
+      const TY* yi = y.row_start(r0 + i);
       for (Index j = 0; j < y.cols; ++j) out[x.cols + j] = static_cast<double>(yi[j * y.col_stride]);
       for (Index j = 0; j < n; ++j) local[static_cast<std::size_t>(j)] += out[j];
     }

@@ -154,6 +154,12 @@ class Gram:
             staged.update(as_core_dtype(X[start:stop]), as_core_dtype(Y[start:stop]), threads)
         self._acc.merge(staged)
 
+    def _add_views(self, X: np.ndarray, Y: np.ndarray, threads: int) -> None:
+        """Add float32/float64 arrays the core reads as they are, without the checks of
+        ``update``; 3-D (N, C, P) arrays count as N * P samples (nsm.torch's conv outputs)."""
+        self._matrix = None
+        self._acc.update(X, Y, threads)
+
     @property
     def n_x(self) -> int:
         """Neurons of layer X."""

@@ -122,12 +122,17 @@ def _first_tensor(output: Any, layer: str) -> torch.Tensor:
                     "tuple or list whose first item is one, or an output with last_hidden_state")
 
 
-def activation_rows(t: torch.Tensor, layer: str, module: nn.Module, tokens: str) -> torch.Tensor:
+def activation_rows(t: torch.Tensor, layer: str, module: nn.Module, tokens: str,
+                    channels_first: bool = False) -> torch.Tensor:
     """Activations as (samples, neurons): channels are neurons and every (input, position) a
-    sample for (N, C, ...) outputs; units for (N, C); tokens (or pooled tokens) for (N, T, C)."""
+    sample for (N, C, ...) outputs; units for (N, C); tokens (or pooled tokens) for (N, T, C).
+    With ``channels_first``, (N, C, ...) outputs stay a (N, C, positions) view instead (nsm's
+    C++ Gram reads it as N * positions samples without a copy)."""
     if t.ndim == 2:
         return t
     if t.ndim >= 4 or (t.ndim == 3 and isinstance(module, CHANNELS_FIRST_1D)):
+        if channels_first:
+            return t.reshape(t.shape[0], t.shape[1], -1)
         return t.movedim(1, -1).reshape(-1, t.shape[1])
     if t.ndim == 3:
         if tokens == "samples":
@@ -137,6 +142,15 @@ def activation_rows(t: torch.Tensor, layer: str, module: nn.Module, tokens: str)
         return t[:, 0]
     raise ValueError(f"layer {layer!r} gives outputs of shape {tuple(t.shape)}; nsm needs (N, C) "
                      "units, (N, C, H, W) channels or (N, T, C) tokens: pick another layer")
+
+
+def _rows(v: torch.Tensor) -> torch.Tensor:
+    """(samples, neurons) rows of an activation_rows result."""
+    return v.movedim(1, -1).reshape(-1, v.shape[1]) if v.ndim == 3 else v
+
+
+def _samples(v: torch.Tensor) -> int:
+    return v.shape[0] * v.shape[2] if v.ndim == 3 else v.shape[0]
 
 
 def _restore_modes(model: nn.Module) -> Callable[[], None]:
@@ -236,9 +250,9 @@ class _Accumulator:
 
     def add(self, a: torch.Tensor, b: torch.Tensor) -> None:
         if self.gram is not None:
-            self.gram.update(_numpy_view(a), _numpy_view(b), num_threads=torch.get_num_threads())
+            self.gram._add_views(_numpy_view(a), _numpy_view(b), torch.get_num_threads())
             return
-        block = torch.cat([a, b], dim=1).to(torch.float64)
+        block = torch.cat([_rows(a), _rows(b)], dim=1).to(torch.float64)
         if not torch.isfinite(block).all():
             raise ValueError("activations contain NaN or Inf")
         self.matrix.addmm_(block.T, block)
@@ -275,7 +289,7 @@ class _ShiftedBaseline:
         self.n_samples = 0
 
     def unpaired(self, rows: torch.Tensor, side: str) -> None:
-        r = rows.to(torch.float64)
+        r = _rows(rows).to(torch.float64)
         if side == "a":
             self.unpaired_a.addmm_(r.T, r)
             self.unpaired_a_sums += r.sum(dim=0)
@@ -284,17 +298,17 @@ class _ShiftedBaseline:
             self.unpaired_b_sums += r.sum(dim=0)
 
     def add(self, a: torch.Tensor, previous_b: torch.Tensor) -> None:
-        m = min(a.shape[0], previous_b.shape[0])
+        m = min(a.shape[0], previous_b.shape[0])  # inputs (or samples) that have a partner
         if self.cpu_cross is not None:
             self.cpu_cross.update(_numpy_view(a[:m]), _numpy_view(previous_b[:m]),
                                   torch.get_num_threads(), cross_only=True)
         else:
-            self.cross.addmm_(a[:m].to(torch.float64).T, previous_b[:m].to(torch.float64))
+            self.cross.addmm_(_rows(a[:m]).to(torch.float64).T, _rows(previous_b[:m]).to(torch.float64))
         if m < a.shape[0]:
             self.unpaired(a[m:], "a")
         if m < previous_b.shape[0]:
             self.unpaired(previous_b[m:], "b")
-        self.n_samples += m
+        self.n_samples += _samples(a[:m])
 
     def local(self, matrix: torch.Tensor, sums: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
         """(Gram, column sums, samples) of this process, from the real Gram's."""
@@ -456,11 +470,12 @@ def compare(
                 _forward(model_a, batch)
                 _forward(model_b, batch)
                 for key, name_a, name_b in pairs:
-                    a = activation_rows(seen.a[name_a], name_a, mods_a[name_a], tokens)
-                    b = activation_rows(seen.b[name_b], name_b, mods_b[name_b], tokens)
-                    if a.shape[0] != b.shape[0]:
-                        raise ValueError(f"layer {key!r}: model_a gives {a.shape[0]} samples per "
-                                         f"batch but model_b gives {b.shape[0]}; both must see the "
+                    views = device.type == "cpu" and CORE_ON_CPU
+                    a = activation_rows(seen.a[name_a], name_a, mods_a[name_a], tokens, views)
+                    b = activation_rows(seen.b[name_b], name_b, mods_b[name_b], tokens, views)
+                    if _samples(a) != _samples(b) or a.shape[0] != b.shape[0]:
+                        raise ValueError(f"layer {key!r}: model_a gives {_samples(a)} samples per "
+                                         f"batch but model_b gives {_samples(b)}; both must see the "
                                          "same inputs at the same positions")
                     if key not in accs:
                         accs[key] = _Accumulator(a.shape[1], b.shape[1], a.device)

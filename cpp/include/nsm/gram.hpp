@@ -14,6 +14,9 @@ using Index = Eigen::Index;
 
 /// A read-only 2-D array of T with arbitrary element strides (in elements, may be any sign
 /// but must address valid memory): element (i, j) is data[i * row_stride + j * col_stride].
+/// With inner > 0 the rows come in groups of `inner` (a channels-first activation tensor
+/// (N, C, P) read as N * P samples of C neurons, without a copy): element (i, j) is
+/// data[(i / inner) * outer_stride + (i % inner) * row_stride + j * col_stride].
 template <class T>
 struct MatrixView {
   const T* data = nullptr;
@@ -21,8 +24,16 @@ struct MatrixView {
   Index cols = 0;
   Index row_stride = 0;
   Index col_stride = 0;
+  Index inner = 0;
+  Index outer_stride = 0;
 
-  const T& operator()(Index i, Index j) const { return data[i * row_stride + j * col_stride]; }
+  const T* row_start(Index i) const {
+    if (inner > 0) return data + (i / inner) * outer_stride + (i % inner) * row_stride;
+    return data + i * row_stride;
+  }
+  const T& operator()(Index i, Index j) const { return row_start(i)[j * col_stride]; }
+  /// How many rows from row i on lie in the same group (all the rest without groups).
+  Index run(Index i) const { return inner > 0 ? inner - i % inner : rows - i; }
 };
 
 /// Float64 accumulator of G = [X Y]^T [X Y] and of the column sums, updated block by block.
