@@ -115,16 +115,10 @@ void accumulate(const Block& block, double* g, std::ptrdiff_t ldg, std::ptrdiff_
 
 }  // namespace
 
-void syrk_lower_add(const double* b, std::ptrdiff_t rows, std::ptrdiff_t n, bool row_major,
-                    std::ptrdiff_t n_x, bool cross_only, double* g, std::ptrdiff_t ldg, int num_threads) {
-  constexpr int Dyn = Eigen::Dynamic;
-  if (row_major) {
-    accumulate(Eigen::Map<const Eigen::Matrix<double, Dyn, Dyn, Eigen::RowMajor>>(b, rows, n), g,
-               ldg, n_x, cross_only, num_threads);
-  } else {
-    accumulate(Eigen::Map<const Eigen::Matrix<double, Dyn, Dyn, Eigen::ColMajor>>(b, rows, n), g,
-               ldg, n_x, cross_only, num_threads);
-  }
+void syrk_lower_add(const double* b, std::ptrdiff_t rows, std::ptrdiff_t n, std::ptrdiff_t n_x,
+                    bool cross_only, double* g, std::ptrdiff_t ldg, int num_threads) {
+  using RowMajorBlock = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  accumulate(Eigen::Map<const RowMajorBlock>(b, rows, n), g, ldg, n_x, cross_only, num_threads);
 }
 
 void subtract_aat(const double* a, std::ptrdiff_t lda, std::ptrdiff_t rows, std::ptrdiff_t k,

@@ -10,11 +10,10 @@ namespace nsm::kernels {
 
 struct KernelSet {
   const char* name;
-  /// G(lower) += B^T B for the rows x n block B (row-major or column-major, dense); with
-  /// cross_only, only the block G[n_x:, :n_x].
-  void (*syrk_lower_add)(const double* b, std::ptrdiff_t rows, std::ptrdiff_t n, bool row_major,
-                         std::ptrdiff_t n_x, bool cross_only, double* g, std::ptrdiff_t ldg,
-                         int num_threads);
+  /// G(lower) += B^T B for the dense row-major rows x n block B; with cross_only, only the
+  /// block G[n_x:, :n_x].
+  void (*syrk_lower_add)(const double* b, std::ptrdiff_t rows, std::ptrdiff_t n, std::ptrdiff_t n_x,
+                         bool cross_only, double* g, std::ptrdiff_t ldg, int num_threads);
   /// C -= A A^T (all of C, rows x rows) for A rows x k.
   void (*subtract_aat)(const double* a, std::ptrdiff_t lda, std::ptrdiff_t rows, std::ptrdiff_t k,
                        double* c, std::ptrdiff_t ldc);

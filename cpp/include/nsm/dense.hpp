@@ -17,11 +17,11 @@ std::string kernel_name();
 /// is not compiled in or the CPU lacks it. An empty name restores the automatic choice.
 void set_kernels(const std::string& name);
 
-/// G += B^T B on the lower triangle of the n x n matrix g, where B is a dense rows x n block,
-/// row-major (each sample contiguous) or column-major (each neuron contiguous). With
-/// cross_only, only the block G[n_x:, :n_x] (products of Y's columns with X's).
-void syrk_lower_add(const double* b, Index rows, Index n, bool row_major, Index n_x, bool cross_only,
-                    double* g, Index ldg, int num_threads);
+/// G += B^T B on the lower triangle of the n x n matrix g, where B is a dense row-major
+/// rows x n block (each sample contiguous). With cross_only, only the block G[n_x:, :n_x]
+/// (products of Y's columns with X's).
+void syrk_lower_add(const double* b, Index rows, Index n, Index n_x, bool cross_only, double* g,
+                    Index ldg, int num_threads);
 
 /// C -= A A^T on all of the rows x rows matrix C, for A rows x k.
 void subtract_aat(const double* a, Index lda, Index rows, Index k, double* c, Index ldc);
