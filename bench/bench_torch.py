@@ -59,13 +59,13 @@ def test_compare_against_forward_passes(run):
                 b(x)
 
     forwards()  # warm up
-    timed("forward passes of both models alone", forwards, rounds=3)
+    timed("forward passes of both models alone", forwards, rounds=5)
     c = run("nsm.torch.compare, 3 layer pairs", lambda: nsm.torch.compare(a, b, data, LAYERS, progress=False),
-            rounds=3)
+            rounds=5)
     assert c["1"].n_samples == N_INPUTS * 28 * 28
     assert c["8"].n_samples == N_INPUTS
     timed("nsm.torch.compare, 3 layer pairs, baseline=False",
-          lambda: nsm.torch.compare(a, b, data, LAYERS, progress=False, baseline=False), rounds=3)
+          lambda: nsm.torch.compare(a, b, data, LAYERS, progress=False, baseline=False), rounds=5)
     RATIOS.append(("compare / forward passes alone", "nsm.torch.compare, 3 layer pairs",
                    "forward passes of both models alone", "<= 1.3"))
     RATIOS.append(("compare without the baseline / forward passes alone",
