@@ -131,3 +131,15 @@ def test_main_in_process_and_version(capsys, saved_layers):
     with pytest.raises(SystemExit) as exc:
         main(["--version"])
     assert exc.value.code == 0
+
+
+def test_report_redraws_without_torch(tmp_path):
+    pytest.importorskip("torch", reason="making the report needs torch")
+    pytest.importorskip("matplotlib", reason="the torch extra is not installed")
+    assert run_cli("demo", "--quick", "--no-progress", "--out", str(tmp_path / "r"))[0] == 0
+    args = ["report", str(tmp_path / "r" / "report.json"), "--out", str(tmp_path / "x")]
+    code = f"import sys; sys.modules['torch'] = None\nfrom nsm.cli import main\nsys.exit(main({args!r}))\n"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ, "MPLBACKEND": "Agg"})
+    assert out.returncode == 0, out.stderr
+    assert all((tmp_path / "x" / name).stat().st_size > 0 for name in FIGURES)
