@@ -45,37 +45,34 @@ def test_complex_tensor_is_rejected():
         nsm.max_match(torch.ones((10, 2), dtype=torch.complex64), np.ones((10, 2)), 0.1)
 
 
-def test_nsm_works_without_torch():
-    code = (
-        "import sys; sys.modules['torch'] = None\n"
-        "import numpy as np, nsm\n"
-        "rng = np.random.default_rng(0)\n"
-        "X = rng.random((200, 5)); m = nsm.max_match(X, X[:, ::-1], 0.01)\n"
-        "assert m.similarity == 1.0, m\n"
-        "print('ok')\n"
-    )
+def python_prints(*lines: str, hide_torch: bool = False) -> str:
+    """What a fresh interpreter prints running these lines (torch made unimportable if asked)."""
+    code = "\n".join((["import sys; sys.modules['torch'] = None"] if hide_torch else []) + list(lines))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "ok"
+    return out.stdout.strip()
+
+
+def test_nsm_works_without_torch():
+    assert python_prints(
+        "import numpy as np, nsm",
+        "X = np.random.default_rng(0).random((200, 5)); m = nsm.max_match(X, X[:, ::-1], 0.01)",
+        "print(m.similarity)",
+        hide_torch=True,
+    ) == "1.0"
 
 
 def test_numpy_input_does_not_import_torch():
-    code = (
-        "import sys, numpy as np, nsm\n"
-        "nsm.max_match(np.random.default_rng(0).random((50, 3)), np.ones((50, 2)), 0.5)\n"
-        "print('torch' in sys.modules)\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"
+    assert python_prints(
+        "import sys, numpy as np, nsm",
+        "nsm.max_match(np.random.default_rng(0).random((50, 3)), np.ones((50, 2)), 0.5)",
+        "print('torch' in sys.modules)",
+    ) == "False"
 
 
 def test_nsm_torch_without_torch_says_how_to_install():
-    code = (
-        "import sys; sys.modules['torch'] = None\n"
-        "import nsm\n"
-        "try:\n"
-        "    nsm.compare\n"
-        "except ImportError as exc:\n"
-        "    print(exc)\n"
+    out = python_prints(
+        "import nsm",
+        "try:\n    nsm.compare\nexcept ImportError as exc:\n    print(exc)",
+        hide_torch=True,
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert "pip install 'neuron-subspace-match[torch]'" in out.stdout
+    assert "pip install 'neuron-subspace-match[torch]'" in out

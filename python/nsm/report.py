@@ -27,6 +27,12 @@ def _pyplot():
     return plt
 
 
+def _save(plt, fig, path: Any) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def _label(key: Any) -> str:
     return key if isinstance(key, str) else f"{key[0]} / {key[1]}"
 
@@ -67,9 +73,7 @@ def plot_similarity(comparison: Any, path: Any) -> None:
     ax.set_title("How much of each layer the other network shares")
     ax.legend(fontsize=8, ncol=min(len(eps) + 1, 6), loc="upper center", bbox_to_anchor=(0.5, -0.14),
               frameon=False)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(plt, fig, path)
 
 
 def plot_curves(comparison: Any, path: Any) -> None:
@@ -103,9 +107,7 @@ def plot_curves(comparison: Any, path: Any) -> None:
     ax.set_title("Similarity against ε, per layer")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(plt, fig, path)
 
 
 def plot_thresholds(comparison: Any, path: Any) -> None:
@@ -138,9 +140,7 @@ def plot_thresholds(comparison: Any, path: Any) -> None:
     ax.set_ylabel("critical ε of a neuron")
     ax.set_title("At what ε each neuron joins the maximum match")
     ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(plt, fig, path)
 
 
 def write_report(comparison: Any, out_dir: Any) -> list[str]:
