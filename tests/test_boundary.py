@@ -127,6 +127,8 @@ def test_from_matrix_checks():
         nsm.Gram.from_matrix(np.full((3, 3), np.nan), 1, 10)
     with pytest.raises(ValueError, match="column_sums must have shape"):
         nsm.Gram.from_matrix(np.eye(3), 1, 10, column_sums=np.ones(2))
+    with pytest.raises(ValueError, match="negative diagonal entry at 1"):
+        nsm.Gram.from_matrix(np.diag([1.0, -1.0, 1.0]), 1, 10)
 
 
 def test_few_samples_warns(rng):

@@ -174,3 +174,15 @@ def test_core_reads_channels_first_activations_without_a_copy(rng, cross_only):
     bad[2, 3, 7] = np.inf
     with pytest.raises(ValueError, match=r"X contains NaN or Inf \(first at row 33, column 3\)"):
         g.update(bad, B, 2)
+
+
+def test_save_load_round_trip(tmp_path, rng):
+    g = nsm.Gram.from_arrays(rng.random((300, 4)), rng.random((300, 3)))
+    g.save(tmp_path / "g.npz")
+    h = nsm.Gram.load(tmp_path / "g.npz")
+    np.testing.assert_array_equal(h.matrix, g.matrix)
+    np.testing.assert_array_equal(h.column_sums, g.column_sums)
+    assert (h.n_x, h.n_y, h.n_samples) == (4, 3, 300)
+    np.savez(tmp_path / "other.npz", matrix=np.eye(3))
+    with pytest.raises(ValueError, match="not a saved nsm Gram"):
+        nsm.Gram.load(tmp_path / "other.npz")

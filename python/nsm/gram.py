@@ -110,6 +110,10 @@ class Gram:
             raise ValueError(f"n_samples must be an int >= 0, got {n_samples!r}")
         if not np.all(np.isfinite(m)):
             raise ValueError("matrix contains NaN or Inf")
+        if np.any(np.diag(m) < 0):
+            bad = int(np.flatnonzero(np.diag(m) < 0)[0])
+            raise ValueError(f"matrix has a negative diagonal entry at {bad}: a Gram matrix's diagonal "
+                             "holds squared norms")
         sums = np.zeros(m.shape[0]) if column_sums is None else np.asarray(column_sums, dtype=np.float64)
         if sums.shape != (m.shape[0],):
             raise ValueError(f"column_sums must have shape ({m.shape[0]},), got {sums.shape}")
@@ -222,6 +226,32 @@ class Gram:
         if not isinstance(other, Gram):
             return NotImplemented
         return self.merge(other)
+
+    def save(self, path: Any) -> None:
+        """Write the Gram to a ``.npz`` file (matrix, column sums, n_x, n_samples), for example
+        to merge accumulators computed on several machines.
+
+        Examples
+        --------
+        >>> import numpy as np, nsm, tempfile, os
+        >>> g = nsm.Gram.from_arrays(np.ones((5, 2)), np.ones((5, 1)))
+        >>> path = os.path.join(tempfile.mkdtemp(), "gram.npz")
+        >>> g.save(path)
+        >>> nsm.Gram.load(path).n_samples
+        5
+        """
+        np.savez(path, matrix=self.matrix, column_sums=self.column_sums,
+                 n_x=np.int64(self.n_x), n_samples=np.int64(self.n_samples))
+
+    @classmethod
+    def load(cls, path: Any) -> Gram:
+        """Read a Gram written by :meth:`save` (see its example)."""
+        with np.load(path, allow_pickle=False) as f:
+            missing = {"matrix", "column_sums", "n_x", "n_samples"} - set(f.files)
+            if missing:
+                raise ValueError(f"{path} is not a saved nsm Gram (missing {', '.join(sorted(missing))})")
+            return cls.from_matrix(f["matrix"], int(f["n_x"]), int(f["n_samples"]),
+                                   column_sums=f["column_sums"])
 
     def __repr__(self) -> str:
         return f"Gram(n_x={self.n_x}, n_y={self.n_y}, n_samples={self.n_samples})"
