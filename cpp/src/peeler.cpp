@@ -82,11 +82,13 @@ void Peeler::remove(const std::vector<Index>& batch) {
     gone[side(v)].push_back(v);
   }
   if (in_trial_) trial_removed_.insert(trial_removed_.end(), batch.begin(), batch.end());
-  std::vector<Index> members[2];
-  std::vector<Index> columns;
-  collect(members, columns);
   for (int s = 0; s < 2; ++s) {
-    spans_[s].remove_members(gone[s], members[s], columns, leaves_soon(s));
+    auto lists = [this, s](std::vector<Index>& members, std::vector<Index>& columns) {
+      std::vector<Index> both[2];
+      collect(both, columns);
+      members = std::move(both[s]);
+    };
+    spans_[s].remove_members(gone[s], count_[0] + count_[1], lists, leaves_soon(s));
   }
 }
 

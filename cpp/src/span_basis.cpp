@@ -159,8 +159,7 @@ double SpanBasis::residual(Index v) const {
 }
 
 void SpanBasis::remove_members(const std::vector<Index>& gone,
-                               const std::vector<Index>& members_after,
-                               const std::vector<Index>& columns_after,
+                               Index columns_after, const Lists& lists_after,
                                const Priority& leaves_soon) {
   if (gone.empty()) return;
   std::vector<Index> positions;
@@ -180,19 +179,24 @@ void SpanBasis::remove_members(const std::vector<Index>& gone,
   Index k = rank();
   for (Index p : positions) rotations += static_cast<double>(--k - p);
   const auto ncols = static_cast<double>(columns_.size());
-  const auto m_after = static_cast<double>(members_after.size());
-  const auto cols_after = static_cast<double>(columns_after.size());
+  const auto m_after = static_cast<double>(members_.size() - gone.size());
+  const auto cols_after = static_cast<double>(columns_after);
   const double downdate_cost = 6.0 * rotations * ncols;
   const double rebuild_cost =
       (2.0 / 3.0 * m_after * m_after * m_after + m_after * m_after * cols_after) / kBlas3Advantage;
   const auto removals = static_cast<Index>(positions.size());
   if (!in_trial_ &&
       (downdate_cost > rebuild_cost || removed_since_rebuild_ + removals > drift_limit())) {
-    rebuild(members_after, columns_after, leaves_soon);
+    std::vector<Index> members;
+    std::vector<Index> columns;
+    lists_after(members, columns);
+    rebuild(members, columns, leaves_soon);
     return;
   }
   for (Index v : gone) is_member_[static_cast<std::size_t>(v)] = 0;
-  members_ = members_after;
+  members_.erase(std::remove_if(members_.begin(), members_.end(),
+                                [this](Index v) { return !is_member_[static_cast<std::size_t>(v)]; }),
+                 members_.end());
   for (Index p : positions) {  // descending, so positions stay valid
     if (in_trial_) save_rows_from(p);
     downdate_at(p);

@@ -41,10 +41,13 @@ class SpanBasis {
   void rebuild(const std::vector<Index>& members, const std::vector<Index>& columns,
                const Priority& leaves_soon = {});
 
-  /// Removes `gone` (a subset of the current members) from the span. `members_after` and
-  /// `columns_after` are the members and tracked neurons left, used if a rebuild is chosen.
-  void remove_members(const std::vector<Index>& gone, const std::vector<Index>& members_after,
-                      const std::vector<Index>& columns_after, const Priority& leaves_soon = {});
+  /// Fills the members and the tracked neurons that are left (asked only for a rebuild).
+  using Lists = std::function<void(std::vector<Index>& members, std::vector<Index>& columns)>;
+
+  /// Removes `gone` (a subset of the current members) from the span. `columns_after` counts the
+  /// tracked neurons left; `lists_after` gives them if the cost model chooses a rebuild.
+  void remove_members(const std::vector<Index>& gone, Index columns_after, const Lists& lists_after,
+                      const Priority& leaves_soon = {});
 
   /// sin^2 of the angle between neuron v (global index, tracked) and the span, in [0, 1];
   /// exactly 0 when it is at most rank_tol (v counts as lying in the span).
