@@ -22,7 +22,9 @@ def ratios_against(targets: np.ndarray, span: np.ndarray) -> np.ndarray:
     t = unit_columns(targets)
     rcond = np.finfo(np.float64).eps * max(d, s.shape[1])
     coef = np.linalg.lstsq(s, t, rcond=rcond)[0]
-    return np.linalg.norm(s @ coef - t, axis=0)
+    # A sine is at most 1; rounding can push an orthogonal vector's to 1 + 2e-16, which would
+    # wrongly drop it at eps = 1.
+    return np.minimum(np.linalg.norm(s @ coef - t, axis=0), 1.0)
 
 
 def live(a: np.ndarray) -> np.ndarray:
