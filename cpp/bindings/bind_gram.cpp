@@ -42,7 +42,6 @@ MatrixView<T> view_of(const py::array& a, const char* name) {
     v.outer_stride = a.strides(0) / item;
     v.row_stride = a.strides(2) / item;
     v.col_stride = a.strides(1) / item;
-    if (v.inner == 0) v.rows = 0;
   }
   return v;
 }

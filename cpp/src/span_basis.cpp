@@ -78,7 +78,6 @@ SpanBasis::SpanBasis(const Eigen::MatrixXd& cosine, double rank_tol)
 void SpanBasis::rebuild(const std::vector<Index>& members, const std::vector<Index>& columns,
                         const Priority& leaves_soon) {
   if (in_trial_) throw std::logic_error("SpanBasis::rebuild: not during a trial");
-  ++rebuilds_;
   for (Index v : columns_) local_[static_cast<std::size_t>(v)] = -1;
   for (Index v : members_) is_member_[static_cast<std::size_t>(v)] = 0;
   for (Index v : basis_) is_basis_[static_cast<std::size_t>(v)] = 0;
@@ -248,7 +247,6 @@ void SpanBasis::end_trial(bool rollback) {
 }
 
 void SpanBasis::downdate_at(Index position) {
-  ++downdates_;
   const Index k = rank();
   const Index first = position + 1;  // basis members first..k-1 move up one row
   const Index count = k - first;

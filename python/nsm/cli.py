@@ -160,9 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         warnings.showwarning = _print_warning
         try:
             return args.run(args)
-        except CommandError as exc:
-            print(f"nsm: error: {exc}", file=sys.stderr)
-        except (ValueError, TypeError, ImportError) as exc:
+        except (CommandError, ValueError, TypeError, ImportError) as exc:
             print(f"nsm: error: {exc}", file=sys.stderr)
         except KeyboardInterrupt:
             print("nsm: interrupted", file=sys.stderr)

@@ -108,6 +108,14 @@ def _check_eps(eps: Any) -> tuple[list[float], bool]:
     return out, single
 
 
+def single_eps(eps: Any, message: str) -> float:
+    """One checked eps; TypeError(message) for a sequence."""
+    values, single = _check_eps(eps)
+    if not single:
+        raise TypeError(message)
+    return values[0]
+
+
 def _check_dead_tol(dead_tol: Any) -> float:
     if dead_tol is None:
         return DEFAULT_DEAD_TOL

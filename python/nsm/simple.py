@@ -12,7 +12,7 @@ import numpy as np
 
 from . import _core
 from .arrays import check_threads
-from .match import MatchResult, _check_eps, _frozen, engine_of, gram_of, result_from_mask
+from .match import MatchResult, _frozen, engine_of, gram_of, result_from_mask, single_eps
 from .progress import progress_bar
 
 __all__ = ["SimpleMatch", "SimpleMatches", "minimal_match", "simple_matches"]
@@ -50,13 +50,6 @@ def _orders(order: str, seed: Any, n: int) -> Iterator[list[int]]:
     rng = np.random.default_rng(seed)
     while True:
         yield rng.permutation(n).tolist()
-
-
-def _single_eps(eps: Any) -> float:
-    values, single = _check_eps(eps)
-    if not single:
-        raise TypeError("eps must be a single number here")
-    return values[0]
 
 
 def minimal_match(
@@ -109,7 +102,7 @@ def minimal_match(
     gram, rest = gram_of(args, "minimal_match", ", eps, neuron", threads)
     if len(rest) != 2:
         raise TypeError("minimal_match() takes (X, Y, eps, neuron) or (gram, eps, neuron)")
-    eps = _single_eps(rest[0])
+    eps = single_eps(rest[0], "eps must be a single number here")
     neuron = _check_neuron(rest[1], gram.n_x, gram.n_y)
     order = _check_order(order)
     engine = engine_of(gram, dead_tol, threads)
@@ -245,7 +238,7 @@ def simple_matches(
     gram, rest = gram_of(args, "simple_matches", ", eps", threads)
     if len(rest) != 1:
         raise TypeError("simple_matches() takes (X, Y, eps) or (gram, eps)")
-    eps = _single_eps(rest[0])
+    eps = single_eps(rest[0], "eps must be a single number here")
     order = _check_order(order)
     engine = engine_of(gram, dead_tol, threads)
     orders = _orders(order, seed, gram.n)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -11,11 +12,11 @@ import numpy as np
 from .arrays import check_threads
 from .match import (
     MatchResult,
-    _check_eps,
     _frozen,
     engine_of,
     gram_of,
     result_from_mask,
+    single_eps,
 )
 
 __all__ = ["Curve", "Thresholds", "match_thresholds"]
@@ -54,10 +55,21 @@ class Thresholds:
     n_y: int
     count_dead: bool = True
 
-    @property
+    # Derived once, on first use (the fields never change).
+    @cached_property
+    def _all(self) -> np.ndarray:
+        return np.concatenate([self.x, self.y])
+
+    @cached_property
+    def _dead(self) -> np.ndarray:
+        dead = np.zeros(self.n_x + self.n_y, dtype=bool)
+        dead[self.dead_x] = True
+        dead[self.n_x + self.dead_y] = True
+        return dead
+
+    @cached_property
     def _sorted(self) -> np.ndarray:
-        t = np.concatenate([self.x, self.y])
-        return np.sort(t[np.isfinite(t)])
+        return np.sort(self._all[np.isfinite(self._all)])
 
     @property
     def _denominator(self) -> int:
@@ -75,15 +87,10 @@ class Thresholds:
         >>> t.max_match(0.0).y.tolist()
         [0, 1]
         """
-        values, single = _check_eps(eps)
-        if not single:
-            raise TypeError("Thresholds.max_match takes one eps; use a loop or nsm.max_match for several")
-        e = values[0]
-        mask = np.concatenate([self.x, self.y]) <= e
-        dead = np.zeros(self.n_x + self.n_y, dtype=bool)
-        dead[self.dead_x] = True
-        dead[self.n_x + self.dead_y] = True
-        return result_from_mask(mask, dead, _Sizes(self.n_x, self.n_y, self.n_samples), e, self.count_dead)
+        e = single_eps(eps, "Thresholds.max_match takes one eps; use a loop or nsm.max_match "
+                       "for several")
+        sizes = _Sizes(self.n_x, self.n_y, self.n_samples)
+        return result_from_mask(self._all <= e, self._dead, sizes, e, self.count_dead)
 
     def similarity(self, eps: Any) -> Any:
         """Maximum-match similarity at ``eps`` (a number or an array of numbers in [0, 1]).
@@ -148,11 +155,7 @@ class Thresholds:
         >>> nsm.match_thresholds(X, X[:, ::-1]).all_live_eps()
         0.0
         """
-        t = np.concatenate([self.x, self.y])
-        dead = np.zeros(len(t), dtype=bool)
-        dead[self.dead_x] = True
-        dead[self.n_x + self.dead_y] = True
-        live = t[~dead]
+        live = self._all[~self._dead]
         return float(live.max()) if len(live) else math.inf
 
     def __repr__(self) -> str:

@@ -187,7 +187,14 @@ def capture(model_a: nn.Module, model_b: nn.Module, layers: LayerSpec) -> Iterat
     >>> seen.a["1"].shape, seen.b["1"].shape
     (torch.Size([3, 8]), torch.Size([3, 6]))
     """
-    pairs = resolve_layers(model_a, model_b, layers)
+    with _hooked(model_a, model_b, resolve_layers(model_a, model_b, layers)) as seen:
+        yield seen
+
+
+@contextlib.contextmanager
+def _hooked(model_a: nn.Module, model_b: nn.Module, pairs: list[tuple[LayerKey, str, str]]
+            ) -> Iterator[Capture]:
+    """capture() for layer pairs that resolve_layers already checked."""
     seen = Capture()
     handles = []
     restores = [_restore_modes(model_a), _restore_modes(model_b)]
@@ -238,9 +245,9 @@ def _forward(model: nn.Module, batch: Any) -> None:
 class _Accumulator:
     """A layer pair's Gram: nsm's C++ Gram for CPU tensors, float64 torch matmuls on a GPU."""
 
-    def __init__(self, n_x: int, n_y: int, device: torch.device) -> None:
+    def __init__(self, n_x: int, n_y: int, device: torch.device, core: bool) -> None:
         self.n_x, self.n_y, self.device = n_x, n_y, device
-        if device.type == "cpu" and CORE_ON_CPU:
+        if core:
             self.gram: Gram | None = Gram(n_x, n_y)
         else:
             self.gram = None
@@ -276,12 +283,12 @@ class _ShiftedBaseline:
     A_i^T B_(i-1) is a new product.
     """
 
-    def __init__(self, n_x: int, n_y: int, device: torch.device) -> None:
+    def __init__(self, n_x: int, n_y: int, device: torch.device, core: bool) -> None:
         f64 = {"dtype": torch.float64, "device": device}
         self.n_x, self.n_y = n_x, n_y
         # The cross block: nsm's C++ kernel on the CPU, float64 torch matmuls on a GPU.
-        self.cpu_cross = _core.GramAccumulator(n_x, n_y) if device.type == "cpu" and CORE_ON_CPU else None
-        self.cross = torch.zeros(n_x, n_y, **f64)
+        self.cpu_cross = _core.GramAccumulator(n_x, n_y) if core else None
+        self.cross = None if core else torch.zeros(n_x, n_y, **f64)
         self.unpaired_a = torch.zeros(n_x, n_x, **f64)
         self.unpaired_a_sums = torch.zeros(n_x, **f64)
         self.unpaired_b = torch.zeros(n_y, n_y, **f64)
@@ -314,13 +321,15 @@ class _ShiftedBaseline:
         """(Gram, column sums, samples) of this process, from the real Gram's."""
         n_x = self.n_x
         if self.cpu_cross is not None:
-            self.cross = torch.from_numpy(self.cpu_cross.matrix()[n_x:, :n_x].T.copy())
-        out = matrix.clone().to(self.cross.device)
-        total = sums.clone().to(self.cross.device)
+            cross = torch.from_numpy(self.cpu_cross.matrix()[n_x:, :n_x].T.copy())
+        else:
+            cross = self.cross
+        out = matrix.clone().to(cross.device)
+        total = sums.clone().to(cross.device)
         out[:n_x, :n_x] -= self.unpaired_a
         out[n_x:, n_x:] -= self.unpaired_b
-        out[:n_x, n_x:] = self.cross
-        out[n_x:, :n_x] = self.cross.T
+        out[:n_x, n_x:] = cross
+        out[n_x:, :n_x] = cross.T
         total[:n_x] -= self.unpaired_a_sums
         total[n_x:] -= self.unpaired_b_sums
         return out, total, self.n_samples
@@ -454,6 +463,8 @@ def compare(
         if d.type != device.type or other_index:
             raise ValueError(f"{which} is on {d} but the comparison runs on {device}; move it there")
     mods_a, mods_b = _modules(model_a), _modules(model_b)
+    # CPU activations go to the C++ kernels, as (N, C, positions) views for conv layers.
+    core = device.type == "cpu" and CORE_ON_CPU
     accs: dict[LayerKey, _Accumulator] = {}
     bases: dict[LayerKey, _ShiftedBaseline] = {}
     previous_b: dict[LayerKey, torch.Tensor] = {}
@@ -462,7 +473,7 @@ def compare(
         total = len(data) if max_batches is None else min(len(data), max_batches)
     bar = progress_bar(total, progress, "nsm compare", "batch")
     try:
-        with capture(model_a, model_b, layers) as seen, torch.no_grad():
+        with _hooked(model_a, model_b, pairs) as seen, torch.no_grad():
             for i, batch in enumerate(data):
                 if max_batches is not None and i >= max_batches:
                     break
@@ -470,16 +481,15 @@ def compare(
                 _forward(model_a, batch)
                 _forward(model_b, batch)
                 for key, name_a, name_b in pairs:
-                    views = device.type == "cpu" and CORE_ON_CPU
-                    a = activation_rows(seen.a[name_a], name_a, mods_a[name_a], tokens, views)
-                    b = activation_rows(seen.b[name_b], name_b, mods_b[name_b], tokens, views)
+                    a = activation_rows(seen.a[name_a], name_a, mods_a[name_a], tokens, core)
+                    b = activation_rows(seen.b[name_b], name_b, mods_b[name_b], tokens, core)
                     if _samples(a) != _samples(b) or a.shape[0] != b.shape[0]:
                         raise ValueError(f"layer {key!r}: model_a gives {_samples(a)} samples per "
                                          f"batch but model_b gives {_samples(b)}; both must see the "
                                          "same inputs at the same positions")
                     if key not in accs:
-                        accs[key] = _Accumulator(a.shape[1], b.shape[1], a.device)
-                        bases[key] = _ShiftedBaseline(a.shape[1], b.shape[1], a.device)
+                        accs[key] = _Accumulator(a.shape[1], b.shape[1], a.device, core)
+                        bases[key] = _ShiftedBaseline(a.shape[1], b.shape[1], a.device, core)
                     try:
                         accs[key].add(a, b)
                     except ValueError as exc:

@@ -32,8 +32,6 @@ struct MatrixView {
     return data + i * row_stride;
   }
   const T& operator()(Index i, Index j) const { return row_start(i)[j * col_stride]; }
-  /// How many rows from row i on lie in the same group (all the rest without groups).
-  Index run(Index i) const { return inner > 0 ? inner - i % inner : rows - i; }
 };
 
 /// Float64 accumulator of G = [X Y]^T [X Y] and of the column sums, updated block by block.

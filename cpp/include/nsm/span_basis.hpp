@@ -64,10 +64,6 @@ class SpanBasis {
   /// True when kept downdates have reached the refresh rule's limit (see the class comment).
   bool needs_refresh() const;
 
-  /// How many from-scratch factorizations and Givens downdates this basis has done.
-  Index rebuilds() const { return rebuilds_; }
-  Index downdates() const { return downdates_; }
-
  private:
   void downdate_at(Index position);
   void promote_dependents();
@@ -96,8 +92,6 @@ class SpanBasis {
   std::vector<Index> saved_members_;
   Index saved_removed_ = 0;
   Index rank_at_rebuild_ = 0;
-  Index rebuilds_ = 0;
-  Index downdates_ = 0;
 };
 
 /// Rank-revealing Cholesky with diagonal pivoting (blocked, like LAPACK's dpstrf) of the
