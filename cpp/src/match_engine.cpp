@@ -52,7 +52,8 @@ MatchEngine::MatchEngine(const Eigen::MatrixXd& gram, Index n_x, std::int64_t n_
 
 Eigen::VectorXd MatchEngine::ratios() const {
   ThreadScope threads(num_threads_);
-  const Peeler peeler(cosine_, n_x_, dead_, rank_tol_);
+  // Nothing is removed here, so the factors' order does not matter: one build per layer.
+  const Peeler peeler(cosine_, n_x_, dead_, rank_tol_, [](Index) { return 0.0; });
   Eigen::VectorXd out = Eigen::VectorXd::Zero(n_);
   for (Index v = 0; v < n_; ++v) {
     if (peeler.in(v)) out[v] = peeler.ratio(v);
