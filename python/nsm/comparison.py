@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Union
@@ -29,6 +30,11 @@ class LayerComparison:
     layer are kept, the pairing of samples is broken. Its similarity says what "unrelated"
     looks like for these layers (post-ReLU layers of unrelated networks already match fully
     near ε ≈ 0.85).
+
+    ``layout`` is the layout each model's site was read with (``("nchw", "nchw")``), ``tokens``
+    the token mode of token sites, ``notes`` what the table flags (``"few samples"``: at most
+    as many samples as neurons, where the similarity is inflated). ``gram`` is None for a
+    comparison loaded from JSON saved without its Grams.
     """
 
     name: LayerKey
@@ -37,6 +43,9 @@ class LayerComparison:
     eps: tuple[float, ...] = DEFAULT_EPS
     gram: Gram | None = field(default=None, repr=False)
     baseline_gram: Gram | None = field(default=None, repr=False)
+    layout: tuple[str, str] | None = None
+    tokens: str | None = None
+    notes: tuple[str, ...] = ()
 
     @property
     def n_x(self) -> int:
@@ -74,12 +83,28 @@ class LayerComparison:
             return float(out) if out.ndim == 0 else out
         return self.baseline_thresholds.similarity(e)
 
+    def require_gram(self) -> Gram:
+        """The Gram, or a ValueError saying how to keep it."""
+        if self.gram is None:
+            raise ValueError(f"layer {self.name!r} has no Gram: it was loaded from a comparison saved "
+                             "without Grams; save it with save(path, grams=True) to keep them")
+        return self.gram
+
+    def simple_matches(self, eps: float) -> Any:
+        """The simple matches at ``eps`` (:func:`nsm.simple_matches` on this pair's Gram)."""
+        from .simple import simple_matches
+
+        return simple_matches(self.require_gram(), eps)
+
     def to_dict(self) -> dict:
         return {
             "name": list(self.name) if isinstance(self.name, tuple) else self.name,
             "thresholds": _thresholds_dict(self.thresholds),
             "baseline_thresholds": (None if self.baseline_thresholds is None
                                     else _thresholds_dict(self.baseline_thresholds)),
+            "layout": None if self.layout is None else list(self.layout),
+            "tokens": self.tokens,
+            "notes": list(self.notes),
         }
 
 
@@ -123,15 +148,15 @@ class Comparison(Mapping):
 
     def table(self) -> str:
         """A plain-text table: similarity and baseline at each ε, per layer."""
-        head = ["layer", "neurons"] + [f"ε={e:g}" for e in self.eps] + [
-            f"base {e:g}" for e in self.eps] + ["dead"]
+        head = ["layer", "layout", "neurons"] + [f"ε={e:g}" for e in self.eps] + [
+            f"base {e:g}" for e in self.eps] + ["dead", "note"]
         rows = []
         for key, lc in self._layers.items():
             name = key if isinstance(key, str) else f"{key[0]} / {key[1]}"
             sims = [f"{s:.3f}" for s in np.atleast_1d(lc.similarity(self.eps))]
             bases = ["-" if math.isnan(b) else f"{b:.3f}" for b in np.atleast_1d(lc.baseline(self.eps))]
-            rows.append([name, f"{lc.n_x}+{lc.n_y}"] + sims + bases +
-                        [f"{len(lc.dead_x)}+{len(lc.dead_y)}"])
+            rows.append([name, _layout_text(lc), f"{lc.n_x}+{lc.n_y}"] + sims + bases +
+                        [f"{len(lc.dead_x)}+{len(lc.dead_y)}", "; ".join(lc.notes) or "-"])
         widths = [max(len(str(r[i])) for r in [head] + rows) for i in range(len(head))]
         lines = ["  ".join(str(c).rjust(w) if i else str(c).ljust(w) for i, (c, w) in
                            enumerate(zip(r, widths))) for r in [head] + rows]
@@ -145,10 +170,22 @@ class Comparison(Mapping):
         return {"format": "nsm-comparison", "version": 1, "eps": list(self.eps),
                 "layers": [lc.to_dict() for lc in self._layers.values()]}
 
-    def save(self, path: Any) -> None:
-        """Write ``to_dict()`` as JSON."""
+    def save(self, path: Any, grams: bool = False) -> None:
+        """Write ``to_dict()`` as JSON; with ``grams``, also every Gram (``<path>.grams.npz``),
+        which :meth:`load` reads back so that ``simple_matches`` works after loading. Without
+        them a loaded comparison redraws every figure and table but has no Gram."""
         with open(path, "w", encoding="utf-8") as f:
             json.dump(self.to_dict(), f, indent=1)
+        if grams:
+            arrays = {}
+            for i, lc in enumerate(self._layers.values()):
+                for tag, g in (("gram", lc.gram), ("baseline", lc.baseline_gram)):
+                    if g is not None:
+                        arrays[f"{tag}{i}_matrix"] = g.matrix
+                        arrays[f"{tag}{i}_sums"] = g.column_sums
+                        arrays[f"{tag}{i}_meta"] = np.array([g.n_x, g.n_samples], dtype=np.int64)
+            with open(_grams_path(path), "wb") as f:
+                np.savez(f, **arrays)
 
     @classmethod
     def from_dict(cls, d: dict) -> Comparison:
@@ -159,12 +196,37 @@ class Comparison(Mapping):
         for item in d["layers"]:
             key = item["name"] if isinstance(item["name"], str) else tuple(item["name"])
             base = item.get("baseline_thresholds")
+            layout = item.get("layout")
             layers[key] = LayerComparison(key, _thresholds_from(item["thresholds"]),
-                                          None if base is None else _thresholds_from(base), eps)
+                                          None if base is None else _thresholds_from(base), eps,
+                                          layout=None if layout is None else tuple(layout),
+                                          tokens=item.get("tokens"), notes=tuple(item.get("notes", ())))
         return cls(layers, eps)
 
     @classmethod
     def load(cls, path: Any) -> Comparison:
-        """Read a comparison written by ``save``."""
+        """Read a comparison written by ``save`` (and its Grams, if they were saved)."""
         with open(path, encoding="utf-8") as f:
-            return cls.from_dict(json.load(f))
+            out = cls.from_dict(json.load(f))
+        grams = _grams_path(path)
+        if os.path.exists(grams):
+            with np.load(grams, allow_pickle=False) as f:
+                for i, lc in enumerate(out._layers.values()):
+                    for tag in ("gram", "baseline"):
+                        if f"{tag}{i}_matrix" in f.files:
+                            n_x, n_samples = (int(v) for v in f[f"{tag}{i}_meta"])
+                            g = Gram.from_matrix(f[f"{tag}{i}_matrix"], n_x, n_samples,
+                                                 column_sums=f[f"{tag}{i}_sums"])
+                            setattr(lc, "gram" if tag == "gram" else "baseline_gram", g)
+        return out
+
+
+def _grams_path(path: Any) -> str:
+    return os.fspath(path) + ".grams.npz"
+
+
+def _layout_text(lc: LayerComparison) -> str:
+    if lc.layout is None:
+        return "-"
+    text = lc.layout[0] if lc.layout[0] == lc.layout[1] else f"{lc.layout[0]}/{lc.layout[1]}"
+    return f"{text} {lc.tokens}" if lc.tokens else text
