@@ -129,20 +129,15 @@ def test_a_site_that_does_not_run_in_every_batch_is_an_error_naming_it():
     with pytest.raises(ValueError, match=r"site 'never' did not run in model_a in the first batch"):
         nsm.torch.compare(Branchy(1), Branchy(2), data, "never", progress=False)
     # a site that runs in model A but not in model B
-    with pytest.raises(ValueError, match=r"site 'branch' did not run in model_b"):
-        nsm.torch.compare(Branchy(1), Branchy(2), data[:1], [("branch", "branch")], progress=False,
-                          max_batches=1, mask=None) if False else _run_mixed(data)
-    # the trunk runs every time: its sample count is exactly what was fed
-    c = nsm.torch.compare(Branchy(1), Branchy(2), data, "trunk", progress=False)
-    assert c["trunk"].n_samples == 48
-
-
-def _run_mixed(data):
     class Never(Branchy):
         def forward(self, x):
             return torch.relu(self.trunk(x))
 
-    return nsm.torch.compare(Branchy(1), Never(2), data[:1], "branch", progress=False)
+    with pytest.raises(ValueError, match=r"site 'branch' did not run in model_b"):
+        nsm.torch.compare(Branchy(1), Never(2), data[:1], "branch", progress=False)
+    # the trunk runs every time: its sample count is exactly what was fed
+    c = nsm.torch.compare(Branchy(1), Branchy(2), data, "trunk", progress=False)
+    assert c["trunk"].n_samples == 48
 
 
 def test_conv1d_sites_are_channels_first_whatever_follows():
@@ -323,3 +318,44 @@ def test_saved_grams_let_simple_matches_work_after_load(tmp_path):
     assert back["6"].layout == ("nc", "nc")
     expected = nsm.simple_matches(c["6"].gram, 0.5)
     assert len(back["6"].simple_matches(0.5)) == len(expected)
+
+
+def test_a_rank_with_no_batch_takes_part_in_the_sums(tmp_path):
+    from torch_models import distributed_worker, image_batches
+
+    torch.multiprocessing.spawn(distributed_worker, args=(2, str(tmp_path / "init"), str(tmp_path), "empty"),
+                                nprocs=2, join=True)
+    single = nsm.torch.compare(small_cnn(1), small_cnn(2), image_batches(8), ["1", "3"], progress=False)
+    for rank in (0, 1):
+        np.testing.assert_allclose(np.load(tmp_path / f"gram{rank}.npy"), single["3"].gram.matrix, rtol=1e-10)
+        back = nsm.torch.Comparison.load(tmp_path / f"result{rank}.json")
+        assert back["3"].n_samples == single["3"].n_samples
+        np.testing.assert_allclose(back["3"].baseline(), single["3"].baseline())
+
+
+def test_hugging_face_bert_with_padding():
+    transformers = pytest.importorskip("transformers", reason="transformers is not installed")
+    config = transformers.BertConfig(vocab_size=60, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                     intermediate_size=48, max_position_embeddings=16)
+    torch.manual_seed(1)
+    a = transformers.BertModel(config).eval()
+    torch.manual_seed(2)
+    b = transformers.BertModel(config).eval()
+    data = padded_batches(n_batches=8, batch=8, length=9, side="right")
+    sites = ["encoder.layer.0.output", "encoder.layer.1.intermediate.intermediate_act_fn", "pooler"]
+    c = nsm.torch.compare(a, b, data, sites, tokens={"encoder.layer.0.output": "mean"}, progress=False)
+    assert [c[s].layout[0] for s in sites] == ["nlc", "nlc", "nc"]
+    assert c["encoder.layer.1.intermediate.intermediate_act_fn"].n_x == 48
+    X, Y = {s: [] for s in sites}, {s: [] for s in sites}
+    for batch in data:
+        real = batch["attention_mask"].bool()
+        for model, out in ((a, X), (b, Y)):
+            with torch.no_grad():
+                o = model(**batch, output_hidden_states=True)
+                h0 = o.hidden_states[1]  # the first layer's output
+                inter = model.encoder.layer[1].intermediate(o.hidden_states[1])
+            out[sites[0]].append(torch.stack([h0[i, real[i]].mean(dim=0) for i in range(len(h0))]).double().numpy())
+            out[sites[1]].append(inter[real].double().numpy())
+            out[sites[2]].append(o.pooler_output.double().numpy())
+    for s in sites:
+        assert_gram(c[s], X[s], Y[s], rtol=1e-6)

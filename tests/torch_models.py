@@ -34,8 +34,10 @@ def token_batches(n_batches: int = 5, batch: int = 32, tokens: int = 10, seed: i
     return [torch.randn(batch, tokens, 16, generator=g) for _ in range(n_batches)]
 
 
-def distributed_worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
-    """One rank of the two-process test: compare on this rank's shard, save the result."""
+def distributed_worker(rank: int, world: int, init_file: str, out_dir: str, split: str = "deal") -> None:
+    """One rank of a two-process test: compare on this rank's shard, save the result. With
+    split="deal" the batches are dealt round-robin; with "empty" rank 0 gets them all and the
+    other ranks none."""
     import numpy as np
 
     import nsm.torch
@@ -44,7 +46,7 @@ def distributed_worker(rank: int, world: int, init_file: str, out_dir: str) -> N
                                          world_size=world)
     try:
         data = image_batches(8)
-        shard = data[rank::world]
+        shard = data[rank::world] if split == "deal" else (data if rank == 0 else [])
         c = nsm.torch.compare(small_cnn(1), small_cnn(2), shard, ["1", "3"], progress=False)
         np.save(os.path.join(out_dir, f"gram{rank}.npy"), c["3"].gram.matrix)
         c.save(os.path.join(out_dir, f"result{rank}.json"))
@@ -152,13 +154,13 @@ def conv1d_net(seed: int) -> nn.Module:
 class TokenEncoder(nn.Module):
     """A Hugging Face-style encoder: keyword inputs, an attention mask (1 = real token)."""
 
-    def __init__(self, seed: int, d: int = 16) -> None:
+    def __init__(self, seed: int, d: int = 16, ffn: int = 24, layers: int = 2) -> None:
         super().__init__()
         torch.manual_seed(seed)
         self.embed = nn.Embedding(50, d)
-        layer = nn.TransformerEncoderLayer(d_model=d, nhead=2, dim_feedforward=24, dropout=0.0,
+        layer = nn.TransformerEncoderLayer(d_model=d, nhead=2, dim_feedforward=ffn, dropout=0.0,
                                            batch_first=True)
-        self.encoder = nn.TransformerEncoder(layer, num_layers=2, enable_nested_tensor=False)
+        self.encoder = nn.TransformerEncoder(layer, num_layers=layers, enable_nested_tensor=False)
         self.head = nn.Linear(d, 7)
 
     def forward(self, input_ids, attention_mask=None):

@@ -14,7 +14,7 @@ from typing import Any, Callable, Union
 
 from torch import nn
 
-__all__ = ["LayerSpec", "Selection", "Site", "SitePair", "model_modules", "site_label", "unwrap"]
+__all__ = ["LayerSpec", "ModelSelection", "Selection", "Site", "SitePair", "model_modules", "site_label", "unwrap"]
 
 LayerSpec = Union[str, tuple, type, Callable[[str, nn.Module], bool], Sequence[Any]]
 
@@ -77,6 +77,45 @@ def _lookup(modules: dict[str, nn.Module], name: str, which: str) -> None:
     if name not in modules:
         known = ", ".join(list(modules)[:12]) + (", ..." if len(modules) > 12 else "")
         raise ValueError(f"layer {name!r} not found in {which}; its modules are: {known}")
+
+
+class ModelSelection:
+    """The sites ``layers`` selects in one model (for grids of every site against every site):
+    site names (``"name"``, ``"name#i"``), a list of them, a module type or a predicate
+    ``f(name, module) -> bool`` (every site of the matching modules, in call order)."""
+
+    def __init__(self, model: nn.Module, layers: Any, which: str) -> None:
+        modules = model_modules(model)
+        self.which = which
+        self.spec = layers
+        self.names: list[tuple[str, int | None]] | None = None
+        if isinstance(layers, type) or (callable(layers) and not isinstance(layers, (str, tuple, list))):
+            pick = (lambda name, m: isinstance(m, layers)) if isinstance(layers, type) else layers
+            self.watch = [n for n, m in modules.items() if pick(n, m)]
+            if not self.watch:
+                raise ValueError(f"no module of {which} matches {layers!r}")
+            return
+        specs = [layers] if isinstance(layers, str) else list(layers)
+        if not specs or not all(isinstance(s, str) for s in specs):
+            raise TypeError(f"the sites of {which} must be a site name, a list of them, a module type or "
+                            f"a predicate, got {layers!r}")
+        self.names = [_parse_site(s, which) for s in specs]
+        for name, _ in self.names:
+            _lookup(modules, name, which)
+        self.watch = list(dict.fromkeys(name for name, _ in self.names))
+
+    def resolve(self, calls: dict[str, int], order: list[tuple[str, int]]) -> list[Site]:
+        """The selected sites, from the calls of the first forward pass."""
+        if self.names is None:
+            sites = [Site(m, i, calls[m]) for m, i in order]
+            if not sites:
+                raise ValueError(f"no module of {self.which} that matches {self.spec!r} ran in the first batch")
+        else:
+            sites = [_site(spec, calls, self.which) for spec in self.names]
+        labels = [s.label for s in sites]
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"a site of {self.which} is selected twice")
+        return sites
 
 
 class Selection:
