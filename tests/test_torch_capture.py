@@ -341,7 +341,7 @@ def test_hugging_face_bert_with_padding():
     a = transformers.BertModel(config).eval()
     torch.manual_seed(2)
     b = transformers.BertModel(config).eval()
-    data = padded_batches(n_batches=8, batch=8, length=9, side="right")
+    data = padded_batches(n_batches=12, batch=8, length=9, side="right")
     sites = ["encoder.layer.0.output", "encoder.layer.1.intermediate.intermediate_act_fn", "pooler"]
     c = nsm.torch.compare(a, b, data, sites, tokens={"encoder.layer.0.output": "mean"}, progress=False)
     assert [c[s].layout[0] for s in sites] == ["nlc", "nlc", "nc"]
@@ -350,10 +350,13 @@ def test_hugging_face_bert_with_padding():
     for batch in data:
         real = batch["attention_mask"].bool()
         for model, out in ((a, X), (b, Y)):
+            seen = []  # the intermediate activation, copied by a plain hook of our own
+            act = model.encoder.layer[1].intermediate.intermediate_act_fn
+            handle = act.register_forward_hook(lambda m, i, o: seen.append(o.clone()))
             with torch.no_grad():
                 o = model(**batch, output_hidden_states=True)
-                h0 = o.hidden_states[1]  # the first layer's output
-                inter = model.encoder.layer[1].intermediate(o.hidden_states[1])
+            handle.remove()
+            h0, inter = o.hidden_states[1], seen[0]  # the first layer's output
             out[sites[0]].append(torch.stack([h0[i, real[i]].mean(dim=0) for i in range(len(h0))]).double().numpy())
             out[sites[1]].append(inter[real].double().numpy())
             out[sites[2]].append(o.pooler_output.double().numpy())
