@@ -10,7 +10,7 @@ import pytest
 
 import nsm
 
-MODULES = ["nsm", "nsm.gram", "nsm.match", "nsm.thresholds", "nsm.simple", "nsm.torch",
+MODULES = ["nsm", "nsm.gram", "nsm.match", "nsm.thresholds", "nsm.simple", "nsm.measures", "nsm.torch",
            "nsm.report", "nsm.demo"]
 
 

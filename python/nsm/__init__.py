@@ -22,6 +22,7 @@ except ImportError as exc:  # pragma: no cover - only on a broken install
         f"a C++17 compiler. Original error: {exc}"
     ) from exc
 
+from . import measures
 from .exceptions import FewSamplesWarning, NsmWarning
 from .gram import Gram
 from .match import MatchResult, Ratios, max_match, ratios
@@ -56,6 +57,7 @@ __all__ = [
     "__version__",
     "match_thresholds",
     "max_match",
+    "measures",
     "minimal_match",
     "ratios",
     "simple_matches",
