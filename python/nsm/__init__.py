@@ -23,6 +23,7 @@ except ImportError as exc:  # pragma: no cover - only on a broken install
     ) from exc
 
 from . import measures
+from .cross import CrossComparison
 from .exceptions import FewSamplesWarning, NsmWarning
 from .gram import Gram
 from .match import MatchResult, Ratios, max_match, ratios
@@ -45,6 +46,7 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'nsm' has no attribute {name!r}")
 
 __all__ = [
+    "CrossComparison",
     "Curve",
     "FewSamplesWarning",
     "Gram",
