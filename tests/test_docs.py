@@ -11,7 +11,7 @@ import pytest
 import nsm
 
 MODULES = ["nsm", "nsm.gram", "nsm.match", "nsm.thresholds", "nsm.simple", "nsm.measures", "nsm.cross",
-           "nsm.comparison", "nsm.export", "nsm.torch",
+           "nsm.comparison", "nsm.export", "nsm.labels", "nsm.heatmap", "nsm.torch",
            "nsm.report", "nsm.demo"]
 
 
