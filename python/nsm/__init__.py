@@ -22,6 +22,8 @@ except ImportError as exc:  # pragma: no cover - only on a broken install
         f"a C++17 compiler. Original error: {exc}"
     ) from exc
 
+from . import measures
+from .cross import CrossComparison
 from .exceptions import FewSamplesWarning, NsmWarning
 from .gram import Gram
 from .match import MatchResult, Ratios, max_match, ratios
@@ -44,6 +46,7 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'nsm' has no attribute {name!r}")
 
 __all__ = [
+    "CrossComparison",
     "Curve",
     "FewSamplesWarning",
     "Gram",
@@ -56,6 +59,7 @@ __all__ = [
     "__version__",
     "match_thresholds",
     "max_match",
+    "measures",
     "minimal_match",
     "ratios",
     "simple_matches",

@@ -96,6 +96,37 @@ class LayerComparison:
 
         return simple_matches(self.require_gram(), eps)
 
+    def match_auc(self) -> float:
+        """Area under the similarity curve, ∫₀¹ similarity(ε) dε (:func:`nsm.measures.match_auc`);
+        from the thresholds alone, so it works on a loaded comparison."""
+        from .measures import match_auc
+
+        return match_auc(self.thresholds, names=self._names())
+
+    def baseline_match_auc(self) -> float:
+        """The baseline's :meth:`match_auc` (NaN when there is no baseline)."""
+        from .measures import match_auc
+
+        if self.baseline_thresholds is None:
+            return math.nan
+        return match_auc(self.baseline_thresholds, names=self._names())
+
+    def linear_cka(self) -> float:
+        """Linear CKA of the pair (:func:`nsm.measures.linear_cka`), exact from the Gram (computed
+        once, then kept); a ValueError when the comparison was loaded without its Grams."""
+        from .measures import linear_cka
+
+        cache = self.__dict__.setdefault("_measure_cache", {})
+        if "linear_cka" not in cache:
+            cache["linear_cka"] = linear_cka(self.require_gram(), names=self._names())
+        return cache["linear_cka"]
+
+    def _names(self) -> tuple[str, str]:
+        """The two sites' names, for warnings."""
+        if isinstance(self.name, tuple) and len(self.name) == 2:
+            return str(self.name[0]), str(self.name[1])
+        return str(self.name), str(self.name)
+
     def to_dict(self) -> dict:
         return {
             "name": list(self.name) if isinstance(self.name, tuple) else self.name,
@@ -149,13 +180,16 @@ class Comparison(Mapping):
     def table(self) -> str:
         """A plain-text table: similarity and baseline at each ε, per layer."""
         head = ["layer", "layout", "neurons"] + [f"ε={e:g}" for e in self.eps] + [
-            f"base {e:g}" for e in self.eps] + ["dead", "note"]
+            f"base {e:g}" for e in self.eps] + ["auc", "base auc", "cka", "dead", "note"]
         rows = []
         for key, lc in self._layers.items():
             name = key if isinstance(key, str) else f"{key[0]} / {key[1]}"
             sims = [f"{s:.3f}" for s in np.atleast_1d(lc.similarity(self.eps))]
             bases = ["-" if math.isnan(b) else f"{b:.3f}" for b in np.atleast_1d(lc.baseline(self.eps))]
-            rows.append([name, _layout_text(lc), f"{lc.n_x}+{lc.n_y}"] + sims + bases +
+            cka = math.nan if lc.gram is None else lc.linear_cka()
+            measures = [_number_text(lc.match_auc()), _number_text(lc.baseline_match_auc()),
+                        _number_text(cka)]
+            rows.append([name, _layout_text(lc), f"{lc.n_x}+{lc.n_y}"] + sims + bases + measures +
                         [f"{len(lc.dead_x)}+{len(lc.dead_y)}", "; ".join(lc.notes) or "-"])
         widths = [max(len(str(r[i])) for r in [head] + rows) for i in range(len(head))]
         lines = ["  ".join(str(c).rjust(w) if i else str(c).ljust(w) for i, (c, w) in
@@ -164,6 +198,65 @@ class Comparison(Mapping):
 
     def __repr__(self) -> str:
         return f"Comparison of {len(self)} layer pairs\n{self.table()}"
+
+    def to_rows(self) -> list[dict[str, Any]]:
+        """One dict per layer pair (long format): the layer names, sizes, similarity and
+        baseline at each ε, ``match_auc``, ``baseline_match_auc`` and ``linear_cka`` (NaN when
+        loaded without Grams or undefined).
+
+        Examples
+        --------
+        >>> import numpy as np, nsm
+        >>> from nsm.comparison import Comparison, LayerComparison
+        >>> X = np.random.default_rng(0).random((500, 4))
+        >>> g = nsm.Gram.from_arrays(X, X[:, :2])
+        >>> c = Comparison({"fc": LayerComparison("fc", nsm.match_thresholds(g), None, gram=g)},
+        ...                eps=[0.1])
+        >>> row = c.to_rows()[0]
+        >>> row["layer"], round(row["similarity_0.1"], 3), round(row["linear_cka"], 3)
+        ('fc', 0.667, 0.709)
+        """
+        rows = []
+        for key, lc in self._layers.items():
+            name_a, name_b = (key, key) if isinstance(key, str) else (str(key[0]), str(key[1]))
+            row: dict[str, Any] = {"layer": _key_text(key), "layer_a": name_a, "layer_b": name_b,
+                                   "n_x": lc.n_x, "n_y": lc.n_y, "n_samples": lc.n_samples,
+                                   "dead_x": len(lc.dead_x), "dead_y": len(lc.dead_y)}
+            sims = np.atleast_1d(lc.similarity(self.eps))
+            bases = np.atleast_1d(lc.baseline(self.eps))
+            for e, sim, base in zip(self.eps, sims, bases):
+                row[f"similarity_{e:g}"] = float(sim)
+                row[f"baseline_{e:g}"] = float(base)
+            row["match_auc"] = lc.match_auc()
+            row["baseline_match_auc"] = lc.baseline_match_auc()
+            row["linear_cka"] = math.nan if lc.gram is None else lc.linear_cka()
+            rows.append(row)
+        return rows
+
+    def to_csv(self, path: Any) -> None:
+        """Write :meth:`to_rows` as CSV (one row per layer pair; NaN written as ``nan``).
+
+        Examples
+        --------
+        >>> import numpy as np, nsm, tempfile, os
+        >>> from nsm.comparison import Comparison, LayerComparison
+        >>> X = np.random.default_rng(0).random((500, 4))
+        >>> t = nsm.match_thresholds(X, X[:, :2])
+        >>> path = os.path.join(tempfile.mkdtemp(), "layers.csv")
+        >>> Comparison({"fc": LayerComparison("fc", t, None)}, eps=[0.1]).to_csv(path)
+        >>> with open(path) as f:
+        ...     f.readline().split(",")[:4]
+        ['layer', 'layer_a', 'layer_b', 'n_x']
+        """
+        from .export import write_csv
+
+        write_csv(self.to_rows(), path)
+
+    def to_pandas(self) -> Any:
+        """:meth:`to_rows` as a pandas DataFrame (needs pandas: ``pip install pandas``)."""
+        from .export import to_dataframe
+
+        return to_dataframe(self.to_rows())
 
     def to_dict(self) -> dict:
         """Everything needed to redraw the results (no Gram matrices)."""
@@ -223,6 +316,14 @@ class Comparison(Mapping):
 
 def _grams_path(path: Any) -> str:
     return os.fspath(path) + ".grams.npz"
+
+
+def _key_text(key: LayerKey) -> str:
+    return key if isinstance(key, str) else f"{key[0]} / {key[1]}"
+
+
+def _number_text(value: float) -> str:
+    return "-" if math.isnan(value) else f"{value:.3f}"
 
 
 def _layout_text(lc: LayerComparison) -> str:
