@@ -22,6 +22,7 @@ except ImportError as exc:  # pragma: no cover - exercised by the no-torch test 
 from ..comparison import Comparison, LayerComparison
 from .capture_context import Capture, capture
 from .compare import compare
+from .grid import compare_all
 from .layout import LAYOUTS, TOKEN_MODES
 
-__all__ = ["LAYOUTS", "TOKEN_MODES", "Capture", "Comparison", "LayerComparison", "capture", "compare"]
+__all__ = ["LAYOUTS", "TOKEN_MODES", "Capture", "Comparison", "LayerComparison", "capture", "compare", "compare_all"]
