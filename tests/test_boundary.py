@@ -61,10 +61,18 @@ def test_eps_out_of_range(layers, eps):
         nsm.max_match(*layers, eps)
 
 
-@pytest.mark.parametrize("eps", ["0.1", None, True, [[0.1]], {"a": 1}])
+@pytest.mark.parametrize("eps", ["0.1", True, [[0.1]], {"a": 1}])
 def test_eps_wrong_type(layers, eps):
     with pytest.raises(TypeError, match="eps must be"):
         nsm.max_match(*layers, eps)
+    thresholds = nsm.match_thresholds(*layers)  # accepted strings while max_match refused them
+    with pytest.raises(TypeError, match="eps must be"):
+        thresholds.similarity(eps)
+
+
+def test_eps_none_is_a_missing_eps(layers):
+    with pytest.raises(TypeError, match=r"max_match\(\) takes \(X, Y, eps\) or \(gram, eps\)"):
+        nsm.max_match(*layers, None)
 
 
 def test_empty_eps_sequence(layers):

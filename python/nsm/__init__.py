@@ -22,6 +22,7 @@ except ImportError as exc:  # pragma: no cover - only on a broken install
         f"a C++17 compiler. Original error: {exc}"
     ) from exc
 
+from .comparison import Comparison, LayerComparison
 from .exceptions import FewSamplesWarning, NsmWarning
 from .gram import Gram
 from .match import MatchResult, Ratios, max_match, ratios
@@ -44,9 +45,11 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'nsm' has no attribute {name!r}")
 
 __all__ = [
+    "Comparison",
     "Curve",
     "FewSamplesWarning",
     "Gram",
+    "LayerComparison",
     "MatchResult",
     "NsmWarning",
     "Ratios",
