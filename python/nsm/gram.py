@@ -264,24 +264,22 @@ class Gram:
         whose fields are malformed (a count that is not an integer, a complex or impossible
         matrix), raises ValueError naming what is wrong."""
         fields = ("matrix", "column_sums", "n_x", "n_samples")
-        try:
-            archive = np.load(path, allow_pickle=False)
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-            if isinstance(exc, FileNotFoundError):
-                raise
-            raise ValueError(f"{path} is not a saved nsm Gram (an .npz file written by "
-                             f"Gram.save): {exc}") from exc
-        if not isinstance(archive, np.lib.npyio.NpzFile):
-            raise ValueError(f"{path} is not a saved nsm Gram: it holds a single array, not the "
-                             "npz archive that Gram.save writes")
-        with archive as f:
-            missing = set(fields) - set(f.files)
-            if missing:
-                raise ValueError(f"{path} is not a saved nsm Gram (missing {', '.join(sorted(missing))})")
+        not_gram = f"{path} is not a saved nsm Gram (an .npz file written by Gram.save)"
+        with open(path, "rb") as handle:
             try:
-                values = {k: f[k] for k in fields}
-            except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-                raise ValueError(f"{path} is a damaged nsm Gram: {exc}") from exc
+                archive = np.load(handle, allow_pickle=False)
+            except (ValueError, EOFError, zipfile.BadZipFile) as exc:
+                raise ValueError(f"{not_gram}: {exc}") from exc
+            if not isinstance(archive, np.lib.npyio.NpzFile):
+                raise ValueError(f"{not_gram}: it holds a single array")
+            with archive as f:
+                missing = set(fields) - set(f.files)
+                if missing:
+                    raise ValueError(f"{path} is not a saved nsm Gram (missing {', '.join(sorted(missing))})")
+                try:
+                    values = {k: f[k] for k in fields}
+                except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+                    raise ValueError(f"{path} is a damaged nsm Gram: {exc}") from exc
         for name in ("n_x", "n_samples"):
             v = values[name]
             if v.ndim != 0 or v.dtype.kind not in "iu":
