@@ -234,7 +234,8 @@ def test_load_rejects_malformed_fields(tmp_path, rng, field, value, message):
     A = rng.random((30, 5))
     fields = {"matrix": A.T @ A, "column_sums": A.sum(axis=0), "n_x": np.int64(2),
               "n_samples": np.int64(30)}
-    fields[field] = fields["matrix"] * (1 + 1j) if isinstance(value, str) and value == "complex" else np.asarray(value)
+    complex_matrix = isinstance(value, str) and value == "complex"
+    fields[field] = fields["matrix"] * (1 + 1j) if complex_matrix else np.asarray(value)
     np.savez(tmp_path / "bad.npz", **fields)
     with pytest.raises((ValueError, TypeError), match=message):
         nsm.Gram.load(tmp_path / "bad.npz")
