@@ -61,10 +61,18 @@ def test_eps_out_of_range(layers, eps):
         nsm.max_match(*layers, eps)
 
 
-@pytest.mark.parametrize("eps", ["0.1", None, True, [[0.1]], {"a": 1}])
+@pytest.mark.parametrize("eps", ["0.1", True, [[0.1]], {"a": 1}])
 def test_eps_wrong_type(layers, eps):
     with pytest.raises(TypeError, match="eps must be"):
         nsm.max_match(*layers, eps)
+    thresholds = nsm.match_thresholds(*layers)  # accepted strings while max_match refused them
+    with pytest.raises(TypeError, match="eps must be"):
+        thresholds.similarity(eps)
+
+
+def test_eps_none_is_a_missing_eps(layers):
+    with pytest.raises(TypeError, match=r"max_match\(\) takes \(X, Y, eps\) or \(gram, eps\)"):
+        nsm.max_match(*layers, None)
 
 
 def test_empty_eps_sequence(layers):
@@ -158,3 +166,78 @@ def test_inputs_are_not_modified(rng):
     np.testing.assert_array_equal(X, X0)
     np.testing.assert_array_equal(Y, Y0)
     assert X.flags.writeable and Y.flags.writeable
+
+
+@pytest.mark.parametrize("value", ["no", 0, 1, None])
+def test_flags_must_be_bools(layers, value):
+    # count_dead="no" used to be taken as True.
+    with pytest.raises(TypeError, match="count_dead must be True or False"):
+        nsm.max_match(*layers, 0.1, count_dead=value)
+    with pytest.raises(TypeError, match="count_dead must be True or False"):
+        nsm.match_thresholds(*layers, count_dead=value)
+    assert nsm.max_match(*layers, 0.1, count_dead=np.bool_(False)).count_dead is False
+
+
+@pytest.mark.parametrize("eps", [10**400, [0.1, 10**400], -(10**400)])
+def test_huge_eps_names_eps(layers, eps):
+    # 10**400 raised OverflowError without naming eps.
+    with pytest.raises(ValueError, match=r"eps must be finite and in \[0, 1\]"):
+        nsm.max_match(*layers, eps)
+
+
+@pytest.mark.parametrize("seed, error", [("abc", TypeError), (1.5, TypeError), (-1, ValueError)])
+def test_seed_is_checked(layers, seed, error):
+    with pytest.raises(error, match="seed must be"):
+        nsm.minimal_match(*layers, 0.5, ("x", 0), order="random", seed=seed)
+    with pytest.raises(error, match="seed must be"):
+        nsm.simple_matches(*layers, 0.5, order="random", seed=seed, progress=False)
+
+
+def test_struct_field_views_are_read(rng):
+    # A field of a structured array has strides that are not whole items: it was rejected.
+    rec = np.zeros(300, dtype=[("x", "f8", (4,)), ("flag", "i1"), ("y", "f4", (3,))])
+    rec["x"] = rng.random((300, 4))
+    rec["y"] = rng.random((300, 3))
+    X, Y = rec["x"], rec["y"]
+    assert X.strides[0] % 8 != 0
+    A = np.hstack([np.array(X), np.array(Y, dtype=np.float64)])
+    np.testing.assert_allclose(nsm.Gram.from_arrays(X, Y).matrix, A.T @ A, rtol=1e-12)
+    np.testing.assert_array_equal(nsm.max_match(X, Y, 0.5).x, nsm.max_match(np.array(X), np.array(Y), 0.5).x)
+
+
+def test_gram_form_and_keywords(layers):
+    g = nsm.Gram.from_arrays(*layers)
+    a = nsm.max_match(g, 0.4)
+    for r in (nsm.max_match(g, eps=0.4), nsm.max_match(*layers, eps=0.4)):
+        assert r.x.tolist() == a.x.tolist() and r.y.tolist() == a.y.tolist()
+    m = nsm.minimal_match(g, 0.9, ("x", 0))
+    for r in (nsm.minimal_match(g, 0.9, neuron=("x", 0)), nsm.minimal_match(g, eps=0.9, neuron=("x", 0)),
+              nsm.minimal_match(*layers, 0.9, ("x", 0))):
+        assert r.x.tolist() == m.x.tolist() and r.y.tolist() == m.y.tolist()
+    with pytest.raises(TypeError, match=r"got a Gram and 2 more arguments"):
+        nsm.max_match(g, 0.1, 0.2)
+    usage = r"minimal_match\(\) takes \(X, Y, eps, neuron\) or \(gram, eps, neuron\)"
+    with pytest.raises(TypeError, match=usage):
+        nsm.minimal_match(g, 0.1)
+
+
+def test_public_signatures_are_explicit():
+    import inspect
+
+    for f in (nsm.max_match, nsm.ratios, nsm.match_thresholds, nsm.minimal_match, nsm.simple_matches):
+        params = inspect.signature(f).parameters
+        assert not any(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in params.values()), f
+        assert list(params)[:2] == ["X", "Y"] and "num_threads" in params
+    assert nsm.Comparison.__module__ == "nsm.comparison" and "LayerComparison" in nsm.__all__
+
+
+def test_few_samples_warning_says_what_is_true(rng):
+    # It said "every neuron lies in the other layer's span and the similarity is trivially 1"
+    # for X 10x2 and Y 10x9, where the similarity at eps = 0.1 is 0.
+    X, Y = rng.random((10, 2)), rng.random((10, 9))
+    with pytest.warns(nsm.FewSamplesWarning) as record:
+        m = nsm.max_match(X, Y, 0.1)
+    assert m.similarity == 0.0
+    text = str(record[0].message)
+    assert "trivially" not in text and "every neuron lies" not in text
+    assert "10 samples for 2 + 9 neurons" in text and "inflated" in text

@@ -62,7 +62,12 @@ def test_match_reads_pt_files(saved_layers):
     (["match", "missing.npy", "b.npz"], "nsm: error: A: no such file: missing.npy"),
     (["match", "a.npy", "b.npz"], "nsm: error: B: "),  # two arrays and no --key-b
     (["match", "a.npy", "b.npz", "--key-b", "nope"], "has no array 'nope'"),
-    (["match", "a.npy", "short.npy"], "nsm: error: X has 500 samples but Y has 100"),
+    (["match", "a.npy", "short.npy"], "nsm: error: A has 500 samples but B has 100"),
+    (["match", "a.npy", "nan.npy"], "nsm: error: B contains NaN or Inf (first at row 3, column 1)"),
+    (["match", "a.npy", "a.npy", "--json", "/proc/nsm/x.json"], "--json: no such folder: /proc/nsm"),
+    (["match", "a.npy", "a.npy", "--json", "."], "--json: . is a folder"),
+    (["match", "a.npy", "a.npy", "--json", "a.npy"], "--json: a.npy is an input"),
+    (["match", "a.npy", "a.npy", "--json", "a.txt"], "--json: a.txt exists; pass --force"),
     (["match", "a.npy", "a.txt"], "expected a .npy, .npz or .pt file"),
     (["report", "missing.json"], "nsm: error: no such file: missing.json"),
     (["report", "bad.json"], "nsm: error: cannot read bad.json"),
@@ -70,6 +75,9 @@ def test_match_reads_pt_files(saved_layers):
 def test_bad_input_gives_one_line_and_exit_code(saved_layers, args, message):
     _, _, tmp = saved_layers
     np.save(tmp / "short.npy", np.ones((100, 3)))
+    nan = np.ones((500, 3))
+    nan[3, 1] = np.nan
+    np.save(tmp / "nan.npy", nan)
     (tmp / "a.txt").write_text("1 2 3")
     (tmp / "bad.json").write_text('{"format": "something else"}')
     code, out, err = run_cli(*args, cwd=tmp)
@@ -143,3 +151,95 @@ def test_report_redraws_without_torch(tmp_path):
                          env={**os.environ, "MPLBACKEND": "Agg"})
     assert out.returncode == 0, out.stderr
     assert all((tmp_path / "x" / name).stat().st_size > 0 for name in FIGURES)
+
+
+def _report_dict(**changes):
+    thresholds = {"x": [0.1, 0.5, None], "y": [0.2, 0.3], "dead_x": [2], "dead_y": [],
+                  "n_samples": 100, "count_dead": True}
+    layer = {"name": "fc", "thresholds": thresholds, "baseline_thresholds": None}
+    d = {"format": "nsm-comparison", "version": 1, "eps": [0.1, 0.5], "layers": [layer]}
+    for key, value in changes.items():
+        target = d
+        *path, last = key.split(".")
+        for p in path:
+            target = target[int(p)] if isinstance(target, list) else target[p]
+        target[last] = value
+    return d
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"eps": []}, "eps must be a non-empty list"),  # was ZeroDivisionError
+    ({"layers.0.name": ["a"]}, "name must be a layer name or a [name_a, name_b] pair"),  # IndexError
+    ({"layers.0.thresholds.dead_x": [7]}, "dead_x must list neuron indices in [0, 3)"),
+    ({"layers.0.thresholds.n_samples": -5}, "n_samples must be an int >= 1"),
+    ({"layers.0.thresholds.x": [0.1, float("nan"), None]}, "holds nan"),
+    ({"layers.0.thresholds.x": [0.1, 3.0, None]}, "holds 3.0"),
+])
+def test_malformed_reports_are_one_line_errors(tmp_path, changes, message):
+    (tmp_path / "r.json").write_text(json.dumps(_report_dict(**changes)))
+    code, out, err = run_cli("report", "r.json", "--out", "figs", cwd=tmp_path)
+    assert code == 1 and message in err, err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_duplicate_layers_are_refused(tmp_path):
+    d = _report_dict()
+    d["layers"].append(d["layers"][0])
+    (tmp_path / "r.json").write_text(json.dumps(d))
+    code, _, err = run_cli("report", "r.json", "--out", "figs", cwd=tmp_path)
+    assert code == 1 and "appears twice" in err
+
+
+def test_report_never_overwrites_another_report(tmp_path):
+    # `nsm report dir/other.json` used to replace dir/report.json.
+    pytest.importorskip("matplotlib", reason="the torch extra is not installed")
+    (tmp_path / "report.json").write_text(json.dumps(_report_dict()))
+    other = _report_dict(**{"eps": [0.3]})
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    before = (tmp_path / "report.json").read_text()
+    code, _, err = run_cli("report", "other.json", cwd=tmp_path)
+    assert code == 1 and "already holds a report (report.json); pass --force" in err
+    assert (tmp_path / "report.json").read_text() == before
+    assert not (tmp_path / "curves.png").exists()
+    # Redrawing a report in its own folder keeps its JSON and draws the figures.
+    code, out, err = run_cli("report", "report.json", cwd=tmp_path)
+    assert code == 0, err
+    assert (tmp_path / "report.json").read_text() == before
+    assert all((tmp_path / f).stat().st_size > 0 for f in FIGURES)
+    # Asked to, it replaces it.
+    code, out, err = run_cli("report", "other.json", "--force", cwd=tmp_path)
+    assert code == 0, err
+    assert json.loads((tmp_path / "report.json").read_text())["eps"] == [0.3]
+
+
+@pytest.mark.parametrize("out, message", [
+    ("/proc/nsm-x", "--out: cannot create the folder /proc/nsm-x"),
+    ("a_file", "--out: a_file is a file, not a folder"),
+])
+def test_unwritable_out_fails_before_any_work(tmp_path, out, message):
+    (tmp_path / "a_file").write_text("x")
+    (tmp_path / "r.json").write_text(json.dumps(_report_dict()))
+    for args in (["demo", "--quick", "--out", out], ["report", "r.json", "--out", out]):
+        code, _, err = run_cli(*args, cwd=tmp_path)
+        assert code == 1 and message in err, err
+        assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_demo_refuses_to_overwrite_a_report(tmp_path):
+    (tmp_path / "report.json").write_text("{}")
+    code, _, err = run_cli("demo", "--quick", "--out", str(tmp_path))
+    assert code == 1 and "already holds a report" in err
+
+
+def test_internal_errors_keep_their_traceback(monkeypatch, tmp_path):
+    # A ValueError from nsm's own code (here: drawing) is a bug to report, not a one-line
+    # message: it used to be printed as "nsm: error: ..." like bad input.
+    import nsm.report
+
+    def broken(*args, **kwargs):
+        raise ValueError("a bug")
+
+    monkeypatch.setattr(nsm.report, "write_report", broken)
+    (tmp_path / "r.json").write_text(json.dumps(_report_dict()))
+    with pytest.raises(ValueError, match="a bug"):
+        main(["report", str(tmp_path / "r.json"), "--out", str(tmp_path / "figs")])

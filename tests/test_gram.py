@@ -186,3 +186,110 @@ def test_save_load_round_trip(tmp_path, rng):
     np.savez(tmp_path / "other.npz", matrix=np.eye(3))
     with pytest.raises(ValueError, match="not a saved nsm Gram"):
         nsm.Gram.load(tmp_path / "other.npz")
+
+
+@pytest.mark.parametrize("matrix, what", [
+    ([[1, 2], [2, 1]], "cosine of 2"),  # |G_01| > sqrt(G_00 G_11)
+    ([[1, .9, -.9], [.9, 1, .9], [-.9, .9, 1]], "not positive semi-definite"),
+    ([[1, .6, .6, -.6], [.6, 1, -.6, .6], [.6, -.6, 1, .6], [-.6, .6, .6, 1]], "not positive semi-definite"),
+    ([[0, 1e-3], [1e-3, 1]], "cosine of inf"),  # a zero vector has zero inner products
+])
+def test_impossible_grams_are_rejected(matrix, what):
+    # [[1, 2], [2, 1]] used to report a perfect match at eps = 0.
+    m = np.asarray(matrix, dtype=float)
+    assert np.linalg.eigvalsh(m)[0] < -1e-4 or np.any(np.abs(m) > np.sqrt(np.outer(np.diag(m), np.diag(m))))
+    with pytest.raises(ValueError, match=f"not a Gram matrix.*{what}|{what}"):
+        nsm.Gram.from_matrix(m, 1, 10)
+
+
+def test_grams_of_real_data_pass_the_check(rng):
+    # Rank-deficient Grams, duplicated and zero neurons, and float32 rounding are Grams.
+    X = rng.random((50, 6)).astype(np.float32)
+    A = np.hstack([X, X[:, :2] * 3, np.zeros((50, 1)), X[:, :3] @ rng.random((3, 4))]).astype(np.float32)
+    for G in (A.T.astype(np.float64) @ A, (A.T @ A).astype(np.float64)):
+        g = nsm.Gram.from_matrix(G, 6, 50)
+        assert g.n == 13
+    few = rng.random((3, 40))  # 3 samples of 40 neurons: rank 3
+    nsm.Gram.from_matrix(few.T @ few, 20, 3, column_sums=few.sum(axis=0))
+
+
+def test_column_sums_must_fit_the_matrix():
+    with pytest.raises(ValueError, match=r"column_sums\[1\] = 5 is impossible"):
+        nsm.Gram.from_matrix(np.eye(2), 1, 4, column_sums=[0.0, 5.0])
+    with pytest.raises(TypeError, match="column_sums must be real"):
+        nsm.Gram.from_matrix(np.eye(2), 1, 4, column_sums=[0j, 1j])
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("n_x", 2.7, "n_x must be an integer"),
+    ("n_samples", 1.9, "n_samples must be an integer"),
+    ("n_samples", "400", "n_samples must be an integer"),
+    ("n_samples", -3, "n_samples must be >= 0"),
+    ("matrix", "complex", "matrix must be real"),
+    ("column_sums", np.array([1.0, np.nan, 0.0, 0.0, 0.0]), "column_sums contains NaN"),
+])
+def test_load_rejects_malformed_fields(tmp_path, rng, field, value, message):
+    # Gram.load truncated n_x = 2.7 to 2 and n_samples = 1.9 to 1, read "400" as a count and
+    # dropped the imaginary part of a complex matrix.
+    A = rng.random((30, 5))
+    fields = {"matrix": A.T @ A, "column_sums": A.sum(axis=0), "n_x": np.int64(2),
+              "n_samples": np.int64(30)}
+    complex_matrix = isinstance(value, str) and value == "complex"
+    fields[field] = fields["matrix"] * (1 + 1j) if complex_matrix else np.asarray(value)
+    np.savez(tmp_path / "bad.npz", **fields)
+    with pytest.raises((ValueError, TypeError), match=message):
+        nsm.Gram.load(tmp_path / "bad.npz")
+
+
+def test_load_of_other_files_says_what_it_expected(tmp_path, rng):
+    np.save(tmp_path / "a.npy", np.eye(3))
+    with pytest.raises(ValueError, match="not a saved nsm Gram .*: it holds a single array"):
+        nsm.Gram.load(tmp_path / "a.npy")
+    (tmp_path / "junk.npz").write_bytes(b"this is not a zip file at all")
+    with pytest.raises(ValueError, match="is not a saved nsm Gram"):
+        nsm.Gram.load(tmp_path / "junk.npz")
+    g = nsm.Gram.from_arrays(rng.random((40, 3)), rng.random((40, 2)))
+    g.save(tmp_path / "g.npz")
+    data = (tmp_path / "g.npz").read_bytes()
+    (tmp_path / "cut.npz").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="nsm Gram"):
+        nsm.Gram.load(tmp_path / "cut.npz")
+    with pytest.raises(FileNotFoundError):
+        nsm.Gram.load(tmp_path / "missing.npz")
+
+
+@pytest.mark.parametrize("side", ["X", "Y"])
+def test_overflowing_update_is_refused_and_leaves_the_gram(rng, side):
+    # A value of 1e200 used to put inf in the Gram forever; save then wrote a file load refused.
+    X, Y = rng.random((20, 3)), rng.random((20, 2))
+    g = nsm.Gram.from_arrays(X, Y)
+    before = g.matrix.copy()
+    bad = (X if side == "X" else Y).copy()
+    bad[4, 1] = 1e200
+    args = (bad, Y) if side == "X" else (X, bad)
+    with pytest.raises(ValueError, match=f"{side} holds values up to 1e\\+200: the Gram sums their squares, "
+                                         "which overflow float64"):
+        g.update(*args)
+    np.testing.assert_array_equal(g.matrix, before)
+    assert g.n_samples == 20
+    big = np.full((4, 3), 1e154)  # squares fit, their sum over the samples does not
+    with pytest.raises(ValueError, match="X holds values up to 1e\\+154"):
+        nsm.Gram(3, 2).update(big, np.ones((4, 2)))
+    one = nsm.Gram.from_arrays(np.full((2, 3), 9e153), np.ones((2, 2)))  # diagonal 1.6e308
+    with pytest.raises(ValueError, match="merged Gram overflows float64"):
+        one.merge(one)
+
+
+def test_tiny_data_is_refused_not_called_dead(rng):
+    # Data scaled by 1e-163 used to be reported as all dead.
+    X, Y = rng.random((200, 4)), rng.random((200, 3))
+    with pytest.raises(ValueError, match="Y holds values no larger than .*underflow float64"):
+        nsm.max_match(X, Y * 1e-163, 0.1)
+    small = 1e-120  # small but representable: same answer as unscaled
+    a, b = nsm.max_match(X, Y, [0.3, 0.6]), nsm.max_match(X * small, Y * small, [0.3, 0.6])
+    for r, s in zip(a, b):
+        assert r.x.tolist() == s.x.tolist() and r.y.tolist() == s.y.tolist()
+        assert len(s.dead_x) == len(s.dead_y) == 0
+    # A tiny batch added to a Gram of ordinary values is harmless and accepted.
+    g = nsm.Gram.from_arrays(X, Y).update(X[:5] * 1e-160, Y[:5])
+    assert g.n_samples == 205

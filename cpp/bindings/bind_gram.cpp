@@ -48,9 +48,11 @@ MatrixView<T> view_of(const py::array& a, const char* name) {
 
 enum class Kind { f32, f64 };
 
+// By equality, not identity: an array that went through pickle (multiprocessing, many data
+// loaders) carries its own float64 dtype object.
 Kind kind_of(const py::array& a, const char* name) {
-  if (a.dtype().is(py::dtype::of<float>())) return Kind::f32;
-  if (a.dtype().is(py::dtype::of<double>())) return Kind::f64;
+  if (py::isinstance<py::array_t<float>>(a)) return Kind::f32;  // numpy's PyArray_EquivTypes
+  if (py::isinstance<py::array_t<double>>(a)) return Kind::f64;
   throw py::type_error(std::string(name) + " must be float32 or float64 here, got " +
                        std::string(py::str(a.dtype())));
 }
@@ -91,12 +93,28 @@ void bind_gram(py::module_& m) {
             }
           },
           py::arg("x"), py::arg("y"), py::arg("num_threads"), py::arg("cross_only") = false)
-      .def("merge", &GramAccumulator::merge, py::arg("other"))
+      // The accumulator locks itself; waiting for a lock (an update running in another
+      // thread) must not hold the GIL.
+      .def("merge", &GramAccumulator::merge, py::arg("other"),
+           py::call_guard<py::gil_scoped_release>())
       .def("assign", &GramAccumulator::assign, py::arg("gram"), py::arg("column_sums"),
-           py::arg("n_samples"))
-      .def("matrix", &GramAccumulator::matrix)
-      .def("column_sums", [](const GramAccumulator& g) { return Eigen::VectorXd(g.column_sums()); })
-      .def_property_readonly("n_samples", &GramAccumulator::n_samples)
+           py::arg("n_samples"), py::call_guard<py::gil_scoped_release>())
+      .def("matrix", &GramAccumulator::matrix, py::call_guard<py::gil_scoped_release>())
+      .def("column_sums", &GramAccumulator::column_sums, py::call_guard<py::gil_scoped_release>())
+      .def(
+          "state",
+          [](const GramAccumulator& g) {
+            GramState s;
+            {
+              py::gil_scoped_release release;
+              s = g.state();
+            }
+            return py::make_tuple(std::move(s.matrix), std::move(s.sums), s.n_samples);
+          },
+          "(matrix, column_sums, n_samples) taken together, between two whole updates.")
+      .def_property_readonly("n_samples",
+                             py::cpp_function(&GramAccumulator::n_samples,
+                                              py::call_guard<py::gil_scoped_release>()))
       .def_property_readonly("n_x", &GramAccumulator::n_x)
       .def_property_readonly("n_y", &GramAccumulator::n_y)
       .def_static("block_rows", &GramAccumulator::block_rows, py::arg("n"));

@@ -6,54 +6,92 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <limits>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "thread_scope.hpp"
+
 namespace nsm {
 namespace {
 
-// True if row i of a holds NaN or Inf. Branch-free so that the compiler vectorizes it.
+// Row i's largest |value|, and whether it holds NaN or Inf. Branch-free so that the compiler
+// vectorizes it.
 template <class T>
-bool row_has_non_finite(const MatrixView<T>& a, Index i) {
+T row_max_abs(const MatrixView<T>& a, Index i, unsigned& non_finite) {
   constexpr T largest = std::numeric_limits<T>::max();
   unsigned flag = 0;
+  T top = 0;
   const T* row = a.row_start(i);
   if (a.col_stride == 1) {
-    for (Index j = 0; j < a.cols; ++j) flag |= static_cast<unsigned>(!(std::abs(row[j]) <= largest));
+    for (Index j = 0; j < a.cols; ++j) {
+      const T v = std::abs(row[j]);
+      flag |= static_cast<unsigned>(!(v <= largest));
+      top = v > top ? v : top;
+    }
   } else {
     for (Index j = 0; j < a.cols; ++j) {
-      flag |= static_cast<unsigned>(!(std::abs(row[j * a.col_stride]) <= largest));
+      const T v = std::abs(row[j * a.col_stride]);
+      flag |= static_cast<unsigned>(!(v <= largest));
+      top = v > top ? v : top;
     }
   }
-  return flag != 0;
+  non_finite = flag;
+  return top;
 }
 
-// Returns the first (row, col) holding NaN or Inf, or (-1, -1). Reads the array once.
+struct Scan {
+  Index bad_row = -1;  // first row holding NaN or Inf, or -1
+  Index bad_col = -1;
+  double max_abs = 0.0;
+};
+
+// Finds the first NaN/Inf and the largest |value| in one read of the array.
 template <class T>
-std::pair<Index, Index> first_non_finite(const MatrixView<T>& a, int num_threads) {
+Scan scan(const MatrixView<T>& a, int num_threads) {
   Index bad_row = std::numeric_limits<Index>::max();
+  double top = 0.0;
   const Index rows = a.rows;
   (void)num_threads;
-#pragma omp parallel for schedule(static) reduction(min : bad_row) num_threads(num_threads)
+#pragma omp parallel for schedule(static) reduction(min : bad_row) reduction(max : top) \
+    num_threads(num_threads)
   for (Index i = 0; i < rows; ++i) {
-    if (i < bad_row && row_has_non_finite(a, i)) bad_row = i;
+    unsigned non_finite = 0;
+    const double m = static_cast<double>(row_max_abs(a, i, non_finite));
+    if (non_finite != 0 && i < bad_row) bad_row = i;
+    top = m > top ? m : top;
   }
-  if (bad_row == std::numeric_limits<Index>::max()) return {-1, -1};
+  Scan out;
+  out.max_abs = top;
+  if (bad_row == std::numeric_limits<Index>::max()) return out;
+  out.bad_row = bad_row;
+  out.bad_col = 0;
   for (Index j = 0; j < a.cols; ++j) {
-    if (!std::isfinite(a(bad_row, j))) return {bad_row, j};
+    if (!std::isfinite(a(bad_row, j))) {
+      out.bad_col = j;
+      break;
+    }
   }
-  return {bad_row, 0};  // unreachable
+  return out;
 }
 
 template <class T>
-void check_finite(const MatrixView<T>& a, const char* name, int num_threads) {
-  const auto [row, col] = first_non_finite(a, num_threads);
-  if (row >= 0) {
+double checked_max_abs(const MatrixView<T>& a, const char* name, int num_threads) {
+  const Scan s = scan(a, num_threads);
+  if (s.bad_row >= 0) {
     throw std::invalid_argument(std::string(name) + " contains NaN or Inf (first at row " +
-                                std::to_string(row) + ", column " + std::to_string(col) + ")");
+                                std::to_string(s.bad_row) + ", column " + std::to_string(s.bad_col) +
+                                ")");
   }
+  return s.max_abs;
+}
+
+std::string scientific(double v) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.3g", v);
+  return text;
 }
 
 // Copies rows [r0, r0 + nr) of x and y side by side into the row-major block (row length n =
@@ -121,9 +159,11 @@ void GramAccumulator::update(const MatrixView<TX>& x, const MatrixView<TY>& y, i
     throw std::invalid_argument("X has " + std::to_string(x.rows) + " samples but Y has " +
                                 std::to_string(y.rows));
   }
-  num_threads = std::max(num_threads, 1);
-  check_finite(x, "X", num_threads);
-  check_finite(y, "Y", num_threads);
+  num_threads = usable_threads(num_threads);
+  const double max_abs_x = checked_max_abs(x, "X", num_threads);
+  const double max_abs_y = checked_max_abs(y, "Y", num_threads);
+  std::lock_guard<std::mutex> lock(mutex_);
+  check_magnitudes(max_abs_x, max_abs_y, x.rows);
 
   const Index n = n_x_ + n_y_;
   const Index rows_per_block = std::min(block_rows(n), std::max<Index>(x.rows, 1));
@@ -142,15 +182,55 @@ void GramAccumulator::update(const MatrixView<TX>& x, const MatrixView<TY>& y, i
   if (!cross_only) n_samples_ += static_cast<std::int64_t>(x.rows);
 }
 
+double GramAccumulator::tiny_limit() {
+  return std::sqrt(std::numeric_limits<double>::min()) / std::numeric_limits<double>::epsilon();
+}
+
+// Refuses an update whose squares overflow float64 in the Gram (bounded by the layer's largest
+// diagonal entry plus rows * max|value|^2; off-diagonal entries are bounded by the diagonal),
+// or whose values are so small that their squares underflow while the layer holds nothing
+// larger (the Gram would call every neuron dead).
+void GramAccumulator::check_magnitudes(double max_abs_x, double max_abs_y, Index rows) const {
+  const double largest = std::numeric_limits<double>::max();
+  const double tiny = tiny_limit();
+  const Index n = n_x_ + n_y_;
+  for (int side = 0; side < 2; ++side) {
+    const double top = side == 0 ? max_abs_x : max_abs_y;
+    const char* name = side == 0 ? "X" : "Y";
+    const Index first = side == 0 ? 0 : n_x_;
+    const Index size = side == 0 ? n_x_ : n - n_x_;
+    const double diag = lower_.diagonal().segment(first, size).maxCoeff();
+    if (!(diag + static_cast<double>(rows) * (top * top) <= largest)) {
+      throw std::invalid_argument(
+          std::string(name) + " holds values up to " + scientific(top) +
+          ": the Gram sums their squares, which overflow float64; rescale the activations "
+          "(the match does not depend on scale)");
+    }
+    if (top > 0.0 && top < tiny && diag < tiny * tiny) {
+      throw std::invalid_argument(
+          std::string(name) + " holds values no larger than " + scientific(top) +
+          ": their squares underflow float64 and every neuron would look dead; rescale the "
+          "activations (the match does not depend on scale)");
+    }
+  }
+}
+
 void GramAccumulator::merge(const GramAccumulator& other) {
   if (other.n_x_ != n_x_ || other.n_y_ != n_y_) {
     throw std::invalid_argument("cannot merge Grams of layers (" + std::to_string(n_x_) + ", " +
                                 std::to_string(n_y_) + ") and (" + std::to_string(other.n_x_) +
                                 ", " + std::to_string(other.n_y_) + ")");
   }
-  lower_.triangularView<Eigen::Lower>() += other.lower_;
-  sums_ += other.sums_;
-  n_samples_ += other.n_samples_;
+  const GramState theirs = other.state();  // a copy first: merging an accumulator into itself
+  std::lock_guard<std::mutex> lock(mutex_);
+  Eigen::MatrixXd sum = lower_;
+  sum.triangularView<Eigen::Lower>() += theirs.matrix;
+  if (!sum.allFinite()) {
+    throw std::invalid_argument("the merged Gram overflows float64; rescale the activations");
+  }
+  lower_ = std::move(sum);
+  sums_ += theirs.sums;
+  n_samples_ += theirs.n_samples;
 }
 
 void GramAccumulator::assign(const Eigen::MatrixXd& gram, const Eigen::VectorXd& sums,
@@ -166,15 +246,42 @@ void GramAccumulator::assign(const Eigen::MatrixXd& gram, const Eigen::VectorXd&
                                 std::to_string(sums.size()));
   }
   if (n_samples < 0) throw std::invalid_argument("n_samples must be >= 0");
+  if (!gram.allFinite() || !sums.allFinite()) {
+    throw std::invalid_argument("gram and column_sums must be finite");
+  }
+  std::lock_guard<std::mutex> lock(mutex_);
   lower_ = gram;
   sums_ = sums;
   n_samples_ = n_samples;
 }
 
 Eigen::MatrixXd GramAccumulator::matrix() const {
+  std::lock_guard<std::mutex> lock(mutex_);
   Eigen::MatrixXd full = lower_.triangularView<Eigen::Lower>();
   full.triangularView<Eigen::StrictlyUpper>() = full.transpose();
   return full;
+}
+
+Eigen::VectorXd GramAccumulator::column_sums() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return sums_;
+}
+
+std::int64_t GramAccumulator::n_samples() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return n_samples_;
+}
+
+GramState GramAccumulator::state() const {
+  GramState out;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    out.matrix = lower_.triangularView<Eigen::Lower>();
+    out.sums = sums_;
+    out.n_samples = n_samples_;
+  }
+  out.matrix.triangularView<Eigen::StrictlyUpper>() = out.matrix.transpose();
+  return out;
 }
 
 template void GramAccumulator::update(const MatrixView<float>&, const MatrixView<float>&, int, bool);

@@ -23,6 +23,7 @@ except ImportError as exc:  # pragma: no cover - only on a broken install
     ) from exc
 
 from . import measures
+from .comparison import Comparison, LayerComparison
 from .cross import CrossComparison
 from .exceptions import FewSamplesWarning, NsmWarning
 from .gram import Gram
@@ -46,10 +47,12 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'nsm' has no attribute {name!r}")
 
 __all__ = [
+    "Comparison",
     "CrossComparison",
     "Curve",
     "FewSamplesWarning",
     "Gram",
+    "LayerComparison",
     "MatchResult",
     "NsmWarning",
     "Ratios",

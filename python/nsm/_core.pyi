@@ -21,6 +21,10 @@ class GramAccumulator:
         ...
     def merge(self, other: GramAccumulator) -> None:
         ...
+    def state(self) -> tuple[typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, n]"], typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, 1]"], int]:
+        """
+        (matrix, column_sums, n_samples) taken together, between two whole updates.
+        """
     def update(self, x: numpy.ndarray, y: numpy.ndarray, num_threads: typing.SupportsInt | typing.SupportsIndex, cross_only: bool = False) -> None:
         ...
     @property

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import warnings
 from collections.abc import Sequence
@@ -13,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from . import __version__
+from .validation import single_eps
 
 
 class CommandError(Exception):
@@ -61,12 +63,67 @@ def _load_array(path: str, key: str | None, which: str) -> Any:
     raise CommandError(f"{which}: {path}: expected a .npy, .npz or .pt file")
 
 
+def _as_files(message: str) -> str:
+    """An nsm message about arrays X and Y, about the files A and B the user named."""
+    return re.sub(r"\b[XY]\b", lambda m: "A" if m.group() == "X" else "B", message)
+
+
+def _same_file(a: str, b: str) -> bool:
+    return os.path.exists(a) and os.path.exists(b) and os.path.samefile(a, b)
+
+
+def _writable_file(path: str, force: bool, what: str) -> None:
+    """Fail now, before any work, if ``path`` cannot be written or would be overwritten."""
+    if os.path.isdir(path):
+        raise CommandError(f"{what}: {path} is a folder; give a file name")
+    if os.path.exists(path) and not force:
+        raise CommandError(f"{what}: {path} exists; pass --force to overwrite it")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise CommandError(f"{what}: no such folder: {folder}")
+    if not os.access(folder, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
+        raise CommandError(f"{what}: cannot write {path}: permission denied")
+
+
+def _writable_folder(out: str, what: str) -> None:
+    """Create ``out`` if needed, and fail now if it is a file or cannot be written."""
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise CommandError(f"{what}: {out} is a file, not a folder")
+    try:
+        os.makedirs(out, exist_ok=True)
+    except OSError as exc:
+        raise CommandError(f"{what}: cannot create the folder {out}: {exc.strerror or exc}") from exc
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise CommandError(f"{what}: cannot write into {out}: permission denied")
+
+
+def _check_report_folder(out: str, force: bool, source: str | None = None) -> None:
+    """Refuse to overwrite a report in ``out`` unless asked; ``source`` (a report.json being
+    redrawn in place) may be replaced by its own figures."""
+    from .report import REPORT_FILES
+
+    existing = [f for f in REPORT_FILES if os.path.exists(os.path.join(out, f))]
+    in_place = source is not None and _same_file(source, os.path.join(out, "report.json"))
+    if existing and not force and not in_place:
+        raise CommandError(f"{out} already holds a report ({', '.join(existing)}); pass --force to "
+                           "overwrite it, or --out to choose another folder")
+    _writable_folder(out, "--out")
+
+
 def _cmd_match(args: argparse.Namespace) -> int:
     from . import max_match
 
+    if args.json:
+        for source in (args.a, args.b):
+            if _same_file(source, args.json):
+                raise CommandError(f"--json: {args.json} is an input; choose another file")
+        _writable_file(args.json, args.force, "--json")
     X = _load_array(args.a, args.key_a, "A")
     Y = _load_array(args.b, args.key_b, "B")
-    results = max_match(X, Y, list(args.eps), count_dead=not args.exclude_dead)
+    try:
+        results = max_match(X, Y, list(args.eps), count_dead=not args.exclude_dead)
+    except (ValueError, TypeError) as exc:  # what is wrong with the files' arrays
+        raise CommandError(_as_files(str(exc))) from exc
     for r in results:
         print(f"eps={r.eps:g}: A {len(r.x)}/{r.n_x} and B {len(r.y)}/{r.n_y} neurons matched, "
               f"similarity {r.similarity:.4f} (dead {len(r.dead_x)}+{len(r.dead_y)}, "
@@ -88,7 +145,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from .comparison import Comparison
     from .report import write_report
 
-    if not os.path.exists(args.report):
+    if not os.path.isfile(args.report):
         raise CommandError(f"no such file: {args.report}")
     if _saved_format(args.report) == "nsm-cross-comparison":
         return _report_cross(args)
@@ -97,7 +154,12 @@ def _cmd_report(args: argparse.Namespace) -> int:
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise CommandError(f"cannot read {args.report}: {exc}") from exc
     out = args.out or os.path.dirname(os.path.abspath(args.report))
-    paths = write_report(comparison, out)
+    _check_report_folder(out, args.force, source=args.report)
+    in_place = _same_file(args.report, os.path.join(out, "report.json"))
+    try:  # a report redrawn in place keeps its JSON as it is
+        paths = write_report(comparison, out, write_json=not in_place)
+    except ImportError as exc:  # matplotlib missing
+        raise CommandError(str(exc)) from exc
     print(comparison.table())
     print(f"wrote {', '.join(paths)}")
     return 0
@@ -126,8 +188,12 @@ def _report_cross(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
-
+    _check_report_folder(args.out, args.force)
+    try:
+        from .demo import run_demo
+    except ImportError as exc:  # torch or scikit-learn missing
+        raise CommandError(f"the demo needs the torch extra (pip install "
+                           f"'neuron-subspace-match[torch]'): {exc}") from exc
     run_demo(out_dir=args.out, quick=args.quick, progress=not args.no_progress)
     return 0
 
@@ -137,9 +203,10 @@ def _eps_value(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"eps must be in [0, 1], got {text}")
-    return value
+    try:
+        return single_eps(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"eps must be in [0, 1], got {text}") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -153,6 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="nsm-report", help="report folder (default: nsm-report)")
     demo.add_argument("--quick", action="store_true", help="a smoke run of a few seconds")
     demo.add_argument("--no-progress", action="store_true", help="no progress bars")
+    demo.add_argument("--force", action="store_true", help="overwrite a report already in --out")
     demo.set_defaults(run=_cmd_demo)
 
     match = sub.add_parser("match", help="maximum match of two saved activation arrays")
@@ -161,6 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     match.add_argument("--eps", type=_eps_value, nargs="+", default=[0.1, 0.2, 0.3, 0.4, 0.5],
                        help="relative errors in [0, 1] (default: 0.1 0.2 0.3 0.4 0.5)")
     match.add_argument("--json", help="also write the matched neurons to this JSON file")
+    match.add_argument("--force", action="store_true", help="overwrite the --json file if it exists")
     match.add_argument("--key-a", help="array name in A's .npz (or key in A's .pt dict)")
     match.add_argument("--key-b", help="array name in B's .npz (or key in B's .pt dict)")
     match.add_argument("--exclude-dead", action="store_true",
@@ -171,6 +240,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("report", help="a report.json written by nsm demo or Comparison.save, or a "
                         "CrossComparison.save JSON (drawn as heatmaps)")
     report.add_argument("--out", help="folder for the figures (default: the report's folder)")
+    report.add_argument("--force", action="store_true",
+                        help="overwrite another report already in --out")
     report.set_defaults(run=_cmd_report)
     return parser
 
@@ -185,7 +256,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         warnings.showwarning = _print_warning
         try:
             return args.run(args)
-        except (CommandError, ValueError, TypeError, ImportError) as exc:
+        except CommandError as exc:  # the user's input; anything else keeps its traceback
             print(f"nsm: error: {exc}", file=sys.stderr)
         except KeyboardInterrupt:
             print("nsm: interrupted", file=sys.stderr)

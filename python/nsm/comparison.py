@@ -14,6 +14,7 @@ import numpy as np
 from .gram import Gram
 from .match import MatchResult
 from .thresholds import Thresholds
+from .validation import check_comparison_dict
 
 __all__ = ["DEFAULT_EPS", "Comparison", "LayerComparison"]
 
@@ -282,8 +283,7 @@ class Comparison(Mapping):
 
     @classmethod
     def from_dict(cls, d: dict) -> Comparison:
-        if not isinstance(d, dict) or d.get("format") != "nsm-comparison":
-            raise ValueError("not an nsm comparison (expected the JSON that Comparison.save writes)")
+        check_comparison_dict(d)
         eps = tuple(d["eps"])
         layers = {}
         for item in d["layers"]:

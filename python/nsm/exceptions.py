@@ -10,5 +10,8 @@ class NsmWarning(UserWarning):
 
 
 class FewSamplesWarning(NsmWarning):
-    """Fewer samples than the two layers have neurons: every neuron then lies in the span of
-    the other layer and the similarity is trivially 1 (SPEC section 6)."""
+    """Raised (as a warning) when ``n_samples <= n_x + n_y``: with at most as many samples as
+    neurons, one layer's span can hold the other layer's neurons without any shared structure
+    (``n_samples`` independent neurons span every vector), so the similarity is inflated and
+    says little. It is not always 1: a small layer against a layer of fewer than
+    ``n_samples`` neurons can still match nothing (SPEC section 6)."""

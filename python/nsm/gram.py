@@ -2,23 +2,24 @@
 
 from __future__ import annotations
 
-import numbers
+import threading
+import zipfile
 from typing import Any
 
 import numpy as np
 
 from . import _core
-from .arrays import CORE_DTYPES, as_activations, as_core_dtype, check_threads
+from .arrays import as_core_dtype, read_in_place
+from .validation import (
+    check_activations,
+    check_column_sums,
+    check_count,
+    check_gram_matrix,
+    check_layer_size,
+    check_threads,
+)
 
 __all__ = ["Gram"]
-
-
-def _check_layer_size(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {value!r}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1 (a layer needs a neuron), got {value}")
-    return int(value)
 
 
 class Gram:
@@ -48,8 +49,13 @@ class Gram:
     """
 
     def __init__(self, n_x: int, n_y: int) -> None:
-        self._acc = _core.GramAccumulator(_check_layer_size(n_x, "n_x"), _check_layer_size(n_y, "n_y"))
-        self._matrix: np.ndarray | None = None
+        self._acc = _core.GramAccumulator(check_layer_size(n_x, "n_x"), check_layer_size(n_y, "n_y"))
+        # The core locks itself; this lock only guards the cached read-only copy of the state,
+        # which every change invalidates (the version check keeps a reader that raced an
+        # update from caching what it read before).
+        self._lock = threading.Lock()
+        self._version = 0
+        self._cache: tuple[np.ndarray, np.ndarray, int] | None = None
 
     @classmethod
     def from_arrays(cls, X: Any, Y: Any, *, num_threads: int | None = None) -> Gram:
@@ -65,8 +71,8 @@ class Gram:
         >>> nsm.Gram.from_arrays(X, 2 * X).matrix[0]
         array([1., 0., 0., 2., 0., 0.])
         """
-        X = as_activations(X, "X")
-        Y = as_activations(Y, "Y")
+        X = check_activations(X, "X")
+        Y = check_activations(Y, "Y")
         gram = cls(X.shape[1], Y.shape[1])
         gram._add(X, Y, check_threads(num_threads))
         return gram
@@ -84,11 +90,13 @@ class Gram:
         Parameters
         ----------
         matrix : array of shape (n, n)
-            Symmetric ``[X Y]ᵀ[X Y]``; only its lower triangle is read.
+            Symmetric ``[X Y]ᵀ[X Y]``; only its lower triangle is read. A matrix that cannot
+            be a Gram (a cosine above 1 or a negative eigenvalue beyond rounding) raises
+            ValueError.
         n_x : int
             The first ``n_x`` neurons are layer X's.
         n_samples : int
-            Number of samples it sums over (sets the rank tolerance, SPEC section 4).
+            Number of samples it sums over, an int (sets the rank tolerance, SPEC section 4).
         column_sums : array of shape (n,), optional
             Column sums of ``[X Y]``; zeros if not given.
 
@@ -100,25 +108,14 @@ class Gram:
         >>> g.n_x, g.n_y
         (2, 3)
         """
-        m = np.asarray(matrix, dtype=np.float64)
-        if m.ndim != 2 or m.shape[0] != m.shape[1]:
-            raise ValueError(f"matrix must be square, got shape {m.shape}")
-        n_x = _check_layer_size(n_x, "n_x")
-        if n_x >= m.shape[0]:
-            raise ValueError(f"n_x must be less than the matrix size {m.shape[0]}, got {n_x}")
-        if isinstance(n_samples, bool) or not isinstance(n_samples, numbers.Integral) or n_samples < 0:
-            raise ValueError(f"n_samples must be an int >= 0, got {n_samples!r}")
-        if not np.all(np.isfinite(m)):
-            raise ValueError("matrix contains NaN or Inf")
-        if np.any(np.diag(m) < 0):
-            bad = int(np.flatnonzero(np.diag(m) < 0)[0])
-            raise ValueError(f"matrix has a negative diagonal entry at {bad}: a Gram matrix's diagonal "
-                             "holds squared norms")
-        sums = np.zeros(m.shape[0]) if column_sums is None else np.asarray(column_sums, dtype=np.float64)
-        if sums.shape != (m.shape[0],):
-            raise ValueError(f"column_sums must have shape ({m.shape[0]},), got {sums.shape}")
-        gram = cls(n_x, m.shape[0] - n_x)
-        gram._acc.assign(np.tril(m), sums, int(n_samples))
+        lower = check_gram_matrix(matrix)
+        n_x = check_layer_size(n_x, "n_x")
+        if n_x >= lower.shape[0]:
+            raise ValueError(f"n_x must be less than the matrix size {lower.shape[0]}, got {n_x}")
+        n_samples = check_count(n_samples, "n_samples")
+        sums = check_column_sums(column_sums, np.diag(lower), n_samples)
+        gram = cls(n_x, lower.shape[0] - n_x)
+        gram._acc.assign(lower, sums, n_samples)
         return gram
 
     def update(self, X: Any, Y: Any, *, num_threads: int | None = None) -> Gram:
@@ -133,8 +130,8 @@ class Gram:
         >>> g.n_samples
         4
         """
-        X = as_activations(X, "X")
-        Y = as_activations(Y, "Y")
+        X = check_activations(X, "X")
+        Y = check_activations(Y, "Y")
         if X.shape[1] != self.n_x:
             raise ValueError(f"X has {X.shape[1]} neurons but this Gram's layer X has {self.n_x}")
         if Y.shape[1] != self.n_y:
@@ -145,24 +142,45 @@ class Gram:
     def _add(self, X: np.ndarray, Y: np.ndarray, threads: int) -> None:
         if X.shape[0] != Y.shape[0]:
             raise ValueError(f"X has {X.shape[0]} samples but Y has {Y.shape[0]}")
-        self._matrix = None
-        if X.dtype in CORE_DTYPES and Y.dtype in CORE_DTYPES:
-            self._acc.update(X, Y, threads)
+        if read_in_place(X) and read_in_place(Y):
+            self._add_views(X, Y, threads)
             return
-        # Dtypes the core does not read are converted one block of rows at a time. Check all
-        # blocks for NaN/Inf first so that a bad batch leaves the Gram unchanged.
+        # Arrays the core does not read in place are converted one block of rows at a time
+        # into a staging Gram, merged at the end so that a bad block leaves this one unchanged.
         rows = _core.GramAccumulator.block_rows(self.n)
         staged = _core.GramAccumulator(self.n_x, self.n_y)
         for start in range(0, X.shape[0], rows):
             stop = start + rows
             staged.update(as_core_dtype(X[start:stop]), as_core_dtype(Y[start:stop]), threads)
-        self._acc.merge(staged)
+        self._changed(self._acc.merge, staged)
 
-    def _add_views(self, X: np.ndarray, Y: np.ndarray, threads: int) -> None:
+    def _add_views(self, X: np.ndarray, Y: np.ndarray, threads: int, cross_only: bool = False) -> None:
         """Add float32/float64 arrays the core reads as they are, without the checks of
         ``update``; 3-D (N, C, P) arrays count as N * P samples (nsm.torch's conv outputs)."""
-        self._matrix = None
-        self._acc.update(X, Y, threads)
+        self._changed(self._acc.update, X, Y, threads, cross_only)
+
+    def _changed(self, change: Any, *args: Any) -> None:
+        try:
+            change(*args)
+        finally:
+            with self._lock:
+                self._version += 1
+                self._cache = None
+
+    def _state(self) -> tuple[np.ndarray, np.ndarray, int]:
+        """(matrix, column sums, n_samples) from one moment between whole updates; read-only."""
+        with self._lock:
+            if self._cache is not None:
+                return self._cache
+            version = self._version
+        matrix, sums, n_samples = self._acc.state()
+        matrix.setflags(write=False)
+        sums.setflags(write=False)
+        state = (matrix, sums, int(n_samples))
+        with self._lock:
+            if self._version == version:
+                self._cache = state
+        return state
 
     @property
     def n_x(self) -> int:
@@ -182,21 +200,17 @@ class Gram:
     @property
     def n_samples(self) -> int:
         """Samples accumulated so far."""
-        return int(self._acc.n_samples)
+        return self._state()[2]
 
     @property
     def matrix(self) -> np.ndarray:
         """The symmetric (n, n) float64 Gram matrix (read-only)."""
-        if self._matrix is None:
-            m = self._acc.matrix()
-            m.setflags(write=False)
-            self._matrix = m
-        return self._matrix
+        return self._state()[0]
 
     @property
     def column_sums(self) -> np.ndarray:
         """Sum over samples of each neuron's activation, shape (n,) (a copy)."""
-        return self._acc.column_sums()
+        return self._state()[1].copy()
 
     def merge(self, other: Gram) -> Gram:
         """A new Gram over the samples of both (they must be disjoint sets of samples).
@@ -240,18 +254,38 @@ class Gram:
         >>> nsm.Gram.load(path).n_samples
         5
         """
-        np.savez(path, matrix=self.matrix, column_sums=self.column_sums,
-                 n_x=np.int64(self.n_x), n_samples=np.int64(self.n_samples))
+        matrix, sums, n_samples = self._state()
+        np.savez(path, matrix=matrix, column_sums=sums, n_x=np.int64(self.n_x),
+                 n_samples=np.int64(n_samples))
 
     @classmethod
     def load(cls, path: Any) -> Gram:
-        """Read a Gram written by :meth:`save` (see its example)."""
-        with np.load(path, allow_pickle=False) as f:
-            missing = {"matrix", "column_sums", "n_x", "n_samples"} - set(f.files)
-            if missing:
-                raise ValueError(f"{path} is not a saved nsm Gram (missing {', '.join(sorted(missing))})")
-            return cls.from_matrix(f["matrix"], int(f["n_x"]), int(f["n_samples"]),
-                                   column_sums=f["column_sums"])
+        """Read a Gram written by :meth:`save` (see its example). A file that is not one, or
+        whose fields are malformed (a count that is not an integer, a complex or impossible
+        matrix), raises ValueError naming what is wrong."""
+        fields = ("matrix", "column_sums", "n_x", "n_samples")
+        not_gram = f"{path} is not a saved nsm Gram (an .npz file written by Gram.save)"
+        with open(path, "rb") as handle:
+            try:
+                archive = np.load(handle, allow_pickle=False)
+            except (ValueError, EOFError, zipfile.BadZipFile) as exc:
+                raise ValueError(f"{not_gram}: {exc}") from exc
+            if not isinstance(archive, np.lib.npyio.NpzFile):
+                raise ValueError(f"{not_gram}: it holds a single array")
+            with archive as f:
+                missing = set(fields) - set(f.files)
+                if missing:
+                    raise ValueError(f"{path} is not a saved nsm Gram (missing {', '.join(sorted(missing))})")
+                try:
+                    values = {k: f[k] for k in fields}
+                except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+                    raise ValueError(f"{path} is a damaged nsm Gram: {exc}") from exc
+        for name in ("n_x", "n_samples"):
+            v = values[name]
+            if v.ndim != 0 or v.dtype.kind not in "iu":
+                raise ValueError(f"{path}: saved {name} must be an integer, got {v!r}")
+        return cls.from_matrix(values["matrix"], int(values["n_x"]), int(values["n_samples"]),
+                               column_sums=values["column_sums"])
 
     def __repr__(self) -> str:
         return f"Gram(n_x={self.n_x}, n_y={self.n_y}, n_samples={self.n_samples})"

@@ -2,25 +2,28 @@
 
 from __future__ import annotations
 
-import math
-import numbers
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Union
+from typing import Any, NamedTuple, Union, overload
 
 import numpy as np
 
 from . import _core
-from .arrays import check_threads
 from .exceptions import FewSamplesWarning
 from .gram import Gram
+from .validation import check_bool, check_dead_tol, check_eps, check_threads, single_eps  # noqa: F401
 
 __all__ = ["MatchResult", "Ratios", "max_match", "ratios"]
 
-DEFAULT_DEAD_TOL = 1e-20
-
-EpsLike = Union[float, Sequence[float], np.ndarray]
+#: Activations of one layer: a numpy array or CPU torch tensor (n_samples, n_neurons), or
+#: anything ``numpy.asarray`` reads as one.
+Activations = Any
+#: One relative error ε in [0, 1].
+Eps = Union[float, np.floating]
+#: Several ε at once (one result each).
+EpsSequence = Union[Sequence[float], np.ndarray]
+EpsLike = Union[Eps, EpsSequence]
 
 
 def _frozen(a: np.ndarray) -> np.ndarray:
@@ -80,76 +83,58 @@ class Ratios(NamedTuple):
     y: np.ndarray
 
 
-def _check_eps(eps: Any) -> tuple[list[float], bool]:
-    """The ε values as floats, and whether a single value was given."""
-    single = isinstance(eps, numbers.Real) and not isinstance(eps, bool)
-    if single:
-        values = [eps]
-    elif isinstance(eps, (str, bytes)) or isinstance(eps, bool) or eps is None:
-        raise TypeError(f"eps must be a number or a sequence of numbers, got {eps!r}")
-    else:
-        try:
-            arr = np.asarray(eps)
-        except Exception as exc:
-            raise TypeError(f"eps must be a number or a sequence of numbers, got {eps!r}") from exc
-        if arr.ndim == 0 and arr.dtype.kind in "iuf":
-            return _check_eps(float(arr))
-        if arr.ndim != 1 or arr.dtype.kind not in "iuf":
-            raise TypeError(f"eps must be a number or a 1-D sequence of numbers, got {eps!r}")
-        if arr.size == 0:
-            raise ValueError("eps is an empty sequence")
-        values = arr.tolist()
-    out = []
-    for e in values:
-        e = float(e)
-        if not math.isfinite(e) or not 0.0 <= e <= 1.0:
-            raise ValueError(f"eps must be finite and in [0, 1], got {e}")
-        out.append(e)
-    return out, single
+# nsm.torch (being rewritten) imports this name.
+_check_eps = check_eps
 
 
-def single_eps(eps: Any, message: str) -> float:
-    """One checked eps; TypeError(message) for a sequence."""
-    values, single = _check_eps(eps)
-    if not single:
-        raise TypeError(message)
-    return values[0]
+def gram_of(function: str, X: Any, Y: Any, num_threads: int, form: str) -> Gram:
+    """The Gram of ``(X, Y)``; ``form`` names the arguments after them (", eps")."""
+    if isinstance(X, Gram):
+        return X
+    if X is None or Y is None or isinstance(Y, Gram):
+        raise TypeError(f"{function}() takes (X, Y{form}) or (gram{form})")
+    return Gram.from_arrays(X, Y, num_threads=num_threads)
 
 
-def _check_dead_tol(dead_tol: Any) -> float:
-    if dead_tol is None:
-        return DEFAULT_DEAD_TOL
-    if isinstance(dead_tol, bool) or not isinstance(dead_tol, numbers.Real):
-        raise TypeError(f"dead_tol must be a number, got {dead_tol!r}")
-    dead_tol = float(dead_tol)
-    if not math.isfinite(dead_tol) or not 0.0 <= dead_tol < 1.0:
-        raise ValueError(f"dead_tol must be in [0, 1), got {dead_tol}")
-    return dead_tol
+def split_gram_form(function: str, X: Any, Y: Any, rest: tuple, form: str) -> tuple:
+    """The arguments after the Gram or the two arrays, by meaning.
 
-
-def gram_of(args: tuple, function: str, extra: str, num_threads: int) -> tuple[Gram, tuple]:
-    """Split ``(X, Y, *rest)`` or ``(gram, *rest)`` into a Gram and the rest."""
-    if args and isinstance(args[0], Gram):
-        return args[0], args[1:]
-    if len(args) < 2:
-        raise TypeError(f"{function}() takes (X, Y{extra}) or (gram{extra})")
-    return Gram.from_arrays(args[0], args[1], num_threads=num_threads), args[2:]
+    The signatures name the arrays form, ``f(X, Y, a, b)``; in the Gram form ``f(gram, a, b)``
+    positional arguments land one slot early (``Y=a, a=b``) while keywords keep their names.
+    Returns ``(a, b)`` either way; a missing or extra argument raises TypeError showing both
+    forms."""
+    usage = f"{function}() takes (X, Y{form}) or (gram{form})"
+    if isinstance(X, Gram):
+        slots = (Y, *rest)
+        if Y is not None:
+            given = next((i for i, v in enumerate(slots) if v is None), len(slots))
+            if given > len(rest):
+                raise TypeError(f"{usage}; got a Gram and {given} more arguments")
+            rest = tuple(slots[i] if i < given else rest[i] for i in range(len(rest)))
+    if any(r is None for r in rest):
+        raise TypeError(usage)
+    return rest
 
 
 def engine_of(gram: Gram, dead_tol: Any, num_threads: int, stacklevel: int = 2) -> Any:
     """A core MatchEngine for ``gram``, after checks and the few-samples warning."""
-    if gram.n_samples == 0:
+    matrix, _, n_samples = gram._state()
+    if n_samples == 0:
         raise ValueError("gram has no samples: update it with activations first")
-    if gram.n_samples <= gram.n:
-        warnings.warn(
-            f"{gram.n_samples} samples for {gram.n_x} + {gram.n_y} neurons: with n_samples <= "
-            "n_x + n_y every neuron lies in the other layer's span and the similarity is "
-            "trivially 1; use many more samples than neurons",
-            FewSamplesWarning,
-            stacklevel=stacklevel + 1,
-        )
-    return _core.MatchEngine(
-        gram.matrix, gram.n_x, gram.n_samples, _check_dead_tol(dead_tol), 0.0, num_threads
+    if n_samples <= gram.n:
+        warn_few_samples(n_samples, gram.n_x, gram.n_y, stacklevel + 1)
+    return _core.MatchEngine(matrix, gram.n_x, n_samples, check_dead_tol(dead_tol), 0.0, num_threads)
+
+
+def warn_few_samples(n_samples: int, n_x: int, n_y: int, stacklevel: int) -> None:
+    """FewSamplesWarning: with n_samples <= n_x + n_y the similarity is inflated."""
+    warnings.warn(
+        f"{n_samples} samples for {n_x} + {n_y} neurons: with n_samples <= n_x + n_y, one "
+        "layer's span can hold the other layer's neurons whatever the networks compute "
+        "(n_samples independent neurons span every vector), so the similarity is inflated; "
+        "use many more samples than neurons",
+        FewSamplesWarning,
+        stacklevel=stacklevel + 1,
     )
 
 
@@ -181,8 +166,23 @@ def result_from_mask(
     )
 
 
+@overload
+def max_match(gram: Gram, eps: Eps, /, *, dead_tol: float | None = ..., count_dead: bool = ...,
+              num_threads: int | None = ...) -> MatchResult: ...
+@overload
+def max_match(gram: Gram, eps: EpsSequence, /, *, dead_tol: float | None = ..., count_dead: bool = ...,
+              num_threads: int | None = ...) -> list[MatchResult]: ...
+@overload
+def max_match(X: Activations, Y: Activations, eps: Eps, *, dead_tol: float | None = ...,
+              count_dead: bool = ..., num_threads: int | None = ...) -> MatchResult: ...
+@overload
+def max_match(X: Activations, Y: Activations, eps: EpsSequence, *, dead_tol: float | None = ...,
+              count_dead: bool = ..., num_threads: int | None = ...) -> list[MatchResult]: ...
 def max_match(
-    *args: Any,
+    X: Activations | Gram,
+    Y: Activations | Eps | EpsSequence = None,
+    eps: Eps | EpsSequence | None = None,
+    *,
     dead_tol: float | None = None,
     count_dead: bool = True,
     num_threads: int | None = None,
@@ -198,17 +198,17 @@ def max_match(
     X, Y : array-like of shape (n_samples, n_x) and (n_samples, n_y)
         Activations of two layers on the same inputs, neurons as columns (numpy arrays or CPU
         torch tensors, any real dtype and layout; torch is not imported for numpy input).
-    gram : Gram
-        Instead of ``X, Y``: a Gram accumulated beforehand.
+        Or, in place of both, a :class:`Gram` accumulated beforehand: ``max_match(gram, eps)``.
     eps : float or sequence of floats in [0, 1]
         Relative error. A sequence gives a list of results from one Gram pass and one peeling.
     dead_tol : float, optional
         A neuron is dead when ``G_vv <= dead_tol * max G_uu`` over its own layer (default
-        1e-20: zero vectors up to rounding). Dead neurons are never matched.
+        1e-20: zero vectors up to rounding); in [0, 1). Dead neurons are never matched.
     count_dead : bool
         Count dead neurons in the similarity's denominator (the authors' convention).
     num_threads : int, optional
-        Threads for the core (default: all cores of this process).
+        Threads for the core (default: all cores of this process; more are capped at that,
+        see :func:`nsm.validation.check_threads`).
 
     Returns
     -------
@@ -228,10 +228,10 @@ def max_match(
     0.889
     """
     threads = check_threads(num_threads)
-    gram, rest = gram_of(args, "max_match", ", eps", threads)
-    if len(rest) != 1:
-        raise TypeError("max_match() takes (X, Y, eps) or (gram, eps)")
-    eps_list, single = _check_eps(rest[0])
+    (eps,) = split_gram_form("max_match", X, Y, (eps,), ", eps")
+    eps_list, single = check_eps(eps)
+    count_dead = check_bool(count_dead, "count_dead")
+    gram = gram_of("max_match", X, Y, threads, ", eps")
     engine = engine_of(gram, dead_tol, threads)
     masks = engine.max_match(eps_list)
     dead = engine.dead
@@ -239,12 +239,25 @@ def max_match(
     return results[0] if single else results
 
 
-def ratios(*args: Any, dead_tol: float | None = None, num_threads: int | None = None) -> Ratios:
+def ratios(
+    X: Activations | Gram,
+    Y: Activations | None = None,
+    *,
+    dead_tol: float | None = None,
+    num_threads: int | None = None,
+) -> Ratios:
     """Each neuron's ratio against the whole other layer: ``ratios(X, Y)`` or ``ratios(gram)``.
 
     The ratio of neuron v is ``dist(z_v, span(other layer)) / ||z_v||``, the sine of the angle
     between its activation vector and the other layer's span. See :class:`Ratios` for dead
     neurons.
+
+    Parameters
+    ----------
+    X, Y : array-like, or a Gram in place of both
+        As for :func:`nsm.max_match`.
+    dead_tol, num_threads
+        As for :func:`nsm.max_match`.
 
     Examples
     --------
@@ -254,11 +267,11 @@ def ratios(*args: Any, dead_tol: float | None = None, num_threads: int | None = 
     0.70710678
     """
     threads = check_threads(num_threads)
+    if isinstance(X, Gram) and Y is not None:
+        raise TypeError("ratios() takes (X, Y) or (gram)")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FewSamplesWarning)  # ratios are exact whatever d is
-        gram, rest = gram_of(args, "ratios", "", threads)
-        if rest:
-            raise TypeError("ratios() takes (X, Y) or (gram)")
+        gram = gram_of("ratios", X, Y, threads, "")
         engine = engine_of(gram, dead_tol, threads)
     r = engine.ratios()
     return Ratios(x=_frozen(r[: gram.n_x].copy()), y=_frozen(r[gram.n_x :].copy()))

@@ -13,9 +13,11 @@ import numpy as np
 
 from .labels import shorten_labels
 
-__all__ = ["plot_curves", "plot_similarity", "plot_thresholds", "write_report"]
+__all__ = ["REPORT_FILES", "plot_curves", "plot_similarity", "plot_thresholds", "write_report"]
 
 FIGURES = ("similarity.png", "curves.png", "thresholds.png")
+#: What write_report writes into its folder.
+REPORT_FILES = ("report.json", *FIGURES)
 
 
 def _pyplot():
@@ -192,9 +194,10 @@ def plot_thresholds(comparison: Any, path: Any) -> None:
     _save(plt, fig, path)
 
 
-def write_report(comparison: Any, out_dir: Any) -> list[str]:
-    """Write ``report.json`` and the three figures into ``out_dir`` (created if needed).
-    Returns the paths written.
+def write_report(comparison: Any, out_dir: Any, write_json: bool = True) -> list[str]:
+    """Write ``report.json`` and the three figures into ``out_dir`` (created if needed),
+    replacing files of those names (``nsm report`` and ``nsm demo`` refuse to unless given
+    ``--force``). With ``write_json=False`` only the figures. Returns the paths written.
 
     Examples
     --------
@@ -205,8 +208,10 @@ def write_report(comparison: Any, out_dir: Any) -> list[str]:
     ['report.json', 'similarity.png', 'curves.png', 'thresholds.png']
     """
     os.makedirs(out_dir, exist_ok=True)
-    paths = [os.path.join(out_dir, "report.json")]
-    comparison.save(paths[0])
+    paths = []
+    if write_json:
+        paths.append(os.path.join(out_dir, "report.json"))
+        comparison.save(paths[0])
     for name, draw in zip(FIGURES, (plot_similarity, plot_curves, plot_thresholds)):
         path = os.path.join(out_dir, name)
         draw(comparison, path)

@@ -2,43 +2,45 @@
 
 from __future__ import annotations
 
-import numbers
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Union, overload
 
 import numpy as np
 
 from . import _core
-from .arrays import check_threads
-from .match import MatchResult, _frozen, engine_of, gram_of, result_from_mask, single_eps
+from .gram import Gram
+from .match import (
+    Activations,
+    Eps,
+    MatchResult,
+    _frozen,
+    engine_of,
+    gram_of,
+    result_from_mask,
+    split_gram_form,
+)
 from .progress import progress_bar
+from .validation import (
+    check_bool,
+    check_neuron,
+    check_order,
+    check_seed,
+    check_threads,
+    single_eps,
+)
 
 __all__ = ["SimpleMatch", "SimpleMatches", "minimal_match", "simple_matches"]
 
-ORDERS = ("xy", "random")
-
-
-def _check_neuron(neuron: Any, n_x: int, n_y: int, name: str = "neuron") -> tuple[str, int]:
-    if (not isinstance(neuron, (tuple, list)) or len(neuron) != 2 or neuron[0] not in ("x", "y")
-            or isinstance(neuron[1], bool) or not isinstance(neuron[1], numbers.Integral)):
-        raise TypeError(f"{name} must be ('x', i) or ('y', j), got {neuron!r}")
-    side, index = neuron[0], int(neuron[1])
-    size = n_x if side == "x" else n_y
-    if not 0 <= index < size:
-        raise ValueError(f"{name} {neuron!r} is out of range: layer {side.upper()} has {size} neurons")
-    return side, index
+#: A neuron: ('x', i) or ('y', j).
+Neuron = tuple[str, int]
+#: The seed of a random trial order.
+Seed = Union[int, np.random.Generator, None]
 
 
 def _global(neuron: tuple[str, int], n_x: int) -> int:
     return neuron[1] if neuron[0] == "x" else n_x + neuron[1]
-
-
-def _check_order(order: Any) -> str:
-    if order not in ORDERS:
-        raise ValueError(f"order must be 'xy' or 'random', got {order!r}")
-    return order
 
 
 def _orders(order: str, seed: Any, n: int) -> Iterator[list[int]]:
@@ -52,10 +54,22 @@ def _orders(order: str, seed: Any, n: int) -> Iterator[list[int]]:
         yield rng.permutation(n).tolist()
 
 
+@overload
+def minimal_match(gram: Gram, eps: Eps, neuron: Neuron, /, *, order: str = ..., seed: Seed = ...,
+                  dead_tol: float | None = ..., count_dead: bool = ...,
+                  num_threads: int | None = ...) -> MatchResult | None: ...
+@overload
+def minimal_match(X: Activations, Y: Activations, eps: Eps, neuron: Neuron, *, order: str = ...,
+                  seed: Seed = ..., dead_tol: float | None = ..., count_dead: bool = ...,
+                  num_threads: int | None = ...) -> MatchResult | None: ...
 def minimal_match(
-    *args: Any,
+    X: Activations | Gram,
+    Y: Activations | Eps = None,
+    eps: Eps | Neuron | None = None,
+    neuron: Neuron | None = None,
+    *,
     order: str = "xy",
-    seed: Any = None,
+    seed: Seed = None,
     dead_tol: float | None = None,
     count_dead: bool = True,
     num_threads: int | None = None,
@@ -99,12 +113,13 @@ def minimal_match(
     ([0, 1], [1, 2])
     """
     threads = check_threads(num_threads)
-    gram, rest = gram_of(args, "minimal_match", ", eps, neuron", threads)
-    if len(rest) != 2:
-        raise TypeError("minimal_match() takes (X, Y, eps, neuron) or (gram, eps, neuron)")
-    eps = single_eps(rest[0], "eps must be a single number here")
-    neuron = _check_neuron(rest[1], gram.n_x, gram.n_y)
-    order = _check_order(order)
+    eps, neuron = split_gram_form("minimal_match", X, Y, (eps, neuron), ", eps, neuron")
+    eps = single_eps(eps)
+    order = check_order(order)
+    seed = check_seed(seed)
+    count_dead = check_bool(count_dead, "count_dead")
+    gram = gram_of("minimal_match", X, Y, threads, ", eps, neuron")
+    neuron = check_neuron(neuron, gram.n_x, gram.n_y)
     engine = engine_of(gram, dead_tol, threads)
     trial_order = next(_orders(order, seed, gram.n))
     search = _core.MinimalMatchSearch(engine, eps, trial_order)
@@ -195,11 +210,23 @@ class SimpleMatches(Sequence[SimpleMatch]):
         return f"SimpleMatches(eps={self.eps:g}, {len(self)} matches ({kinds}))"
 
 
+@overload
+def simple_matches(gram: Gram, eps: Eps, /, *, neurons: Iterable[Neuron] | None = ..., order: str = ...,
+                   seed: Seed = ..., progress: bool = ..., dead_tol: float | None = ...,
+                   count_dead: bool = ..., num_threads: int | None = ...) -> SimpleMatches: ...
+@overload
+def simple_matches(X: Activations, Y: Activations, eps: Eps, *,
+                   neurons: Iterable[Neuron] | None = ..., order: str = ..., seed: Seed = ...,
+                   progress: bool = ..., dead_tol: float | None = ..., count_dead: bool = ...,
+                   num_threads: int | None = ...) -> SimpleMatches: ...
 def simple_matches(
-    *args: Any,
-    neurons: Iterable[tuple[str, int]] | None = None,
+    X: Activations | Gram,
+    Y: Activations | Eps = None,
+    eps: Eps | None = None,
+    *,
+    neurons: Iterable[Neuron] | None = None,
     order: str = "xy",
-    seed: Any = None,
+    seed: Seed = None,
     progress: bool = True,
     dead_tol: float | None = None,
     count_dead: bool = True,
@@ -235,11 +262,13 @@ def simple_matches(
     {'1-1': 1, '1-many': 0, 'many-many': 1}
     """
     threads = check_threads(num_threads)
-    gram, rest = gram_of(args, "simple_matches", ", eps", threads)
-    if len(rest) != 1:
-        raise TypeError("simple_matches() takes (X, Y, eps) or (gram, eps)")
-    eps = single_eps(rest[0], "eps must be a single number here")
-    order = _check_order(order)
+    (eps,) = split_gram_form("simple_matches", X, Y, (eps,), ", eps")
+    eps = single_eps(eps)
+    order = check_order(order)
+    seed = check_seed(seed)
+    progress = check_bool(progress, "progress")
+    count_dead = check_bool(count_dead, "count_dead")
+    gram = gram_of("simple_matches", X, Y, threads, ", eps")
     engine = engine_of(gram, dead_tol, threads)
     orders = _orders(order, seed, gram.n)
     first_order = next(orders)
@@ -249,7 +278,7 @@ def simple_matches(
     if neurons is None:
         wanted = [("x", i) for i in range(n_x)] + [("y", j) for j in range(gram.n_y)]
     else:
-        wanted = [_check_neuron(v, n_x, gram.n_y, "each of neurons") for v in neurons]
+        wanted = [check_neuron(v, n_x, gram.n_y, "each of neurons") for v in neurons]
     todo = [v for v in wanted if maximum[_global(v, n_x)]]
     not_matched = tuple(v for v in wanted if not maximum[_global(v, n_x)])
     found: dict[bytes, tuple[np.ndarray, list[tuple[str, int]]]] = {}

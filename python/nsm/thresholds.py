@@ -9,15 +9,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .arrays import check_threads
-from .match import (
-    MatchResult,
-    _frozen,
-    engine_of,
-    gram_of,
-    result_from_mask,
-    single_eps,
-)
+from .gram import Gram
+from .match import Activations, MatchResult, _frozen, engine_of, gram_of, result_from_mask
+from .validation import check_bool, check_eps, check_threads, single_eps
 
 __all__ = ["Curve", "Thresholds", "match_thresholds"]
 
@@ -103,9 +97,8 @@ class Thresholds:
         >>> t.similarity([0.0, 1.0]).tolist()
         [0.6666666666666666, 1.0]
         """
-        e = np.asarray(eps, dtype=np.float64)
-        if not np.all(np.isfinite(e)) or np.any((e < 0) | (e > 1)):
-            raise ValueError("eps must be finite and in [0, 1]")
+        values, single = check_eps(eps)
+        e = np.asarray(values[0] if single else values, dtype=np.float64)
         denominator = self._denominator
         if denominator == 0:
             out = np.zeros_like(e)
@@ -180,7 +173,9 @@ class _Sizes(NamedTuple):
 
 
 def match_thresholds(
-    *args: Any,
+    X: Activations | Gram,
+    Y: Activations | None = None,
+    *,
     dead_tol: float | None = None,
     count_dead: bool = True,
     num_threads: int | None = None,
@@ -193,7 +188,7 @@ def match_thresholds(
 
     Parameters
     ----------
-    X, Y : array-like of shape (n_samples, n_x) and (n_samples, n_y), or a Gram
+    X, Y : array-like of shape (n_samples, n_x) and (n_samples, n_y), or a Gram in place of both
         As for :func:`nsm.max_match`.
     dead_tol, count_dead, num_threads
         As for :func:`nsm.max_match`.
@@ -211,9 +206,10 @@ def match_thresholds(
     [0, 1, 2]
     """
     threads = check_threads(num_threads)
-    gram, rest = gram_of(args, "match_thresholds", "", threads)
-    if rest:
+    count_dead = check_bool(count_dead, "count_dead")
+    if isinstance(X, Gram) and Y is not None:
         raise TypeError("match_thresholds() takes (X, Y) or (gram)")
+    gram = gram_of("match_thresholds", X, Y, threads, "")
     engine = engine_of(gram, dead_tol, threads)
     t = engine.thresholds()
     dead = engine.dead
@@ -226,6 +222,6 @@ def match_thresholds(
         n_samples=gram.n_samples,
         n_x=n_x,
         n_y=gram.n_y,
-        count_dead=bool(count_dead),
+        count_dead=count_dead,
     )
 

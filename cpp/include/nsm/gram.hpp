@@ -4,6 +4,7 @@
 #include <Eigen/Core>
 
 #include <cstdint>
+#include <mutex>
 #include <string>
 
 #include "nsm/dense.hpp"
@@ -34,22 +35,35 @@ struct MatrixView {
   const T& operator()(Index i, Index j) const { return row_start(i)[j * col_stride]; }
 };
 
+/// A consistent copy of an accumulator's state.
+struct GramState {
+  Eigen::MatrixXd matrix;  // full symmetric n x n
+  Eigen::VectorXd sums;
+  std::int64_t n_samples = 0;
+};
+
 /// Float64 accumulator of G = [X Y]^T [X Y] and of the column sums, updated block by block.
 /// Memory: the n x n matrix plus one row block of at most `block_bytes` (16 MiB by default).
+/// Thread-safe: updates, merges and reads from several threads are serialized by a mutex, so
+/// concurrent updates give what the same updates give one after another (up to the order of
+/// the floating-point sums) and a reader sees the state between two whole updates.
 class GramAccumulator {
  public:
   GramAccumulator(Index n_x, Index n_y);
 
   /// Adds the rows of x (rows x n_x) and y (rows x n_y), which must have the same number of
-  /// rows. Throws std::invalid_argument if shapes disagree or a value is NaN or Inf (the
-  /// accumulator is then unchanged). Converts to float64 one row block at a time.
+  /// rows. Throws std::invalid_argument if shapes disagree, a value is NaN or Inf, its squares
+  /// would overflow float64 in the Gram, or an array's largest |value| is so small (below
+  /// tiny_limit()) that its squares would underflow (the accumulator is then unchanged).
+  /// Converts to float64 one row block at a time.
   /// With cross_only, adds only the X-Y products (the block G[n_x:, :n_x]) and leaves the column
   /// sums and the sample count alone: the building block of a baseline that re-pairs samples.
   template <class TX, class TY>
   void update(const MatrixView<TX>& x, const MatrixView<TY>& y, int num_threads,
               bool cross_only = false);
 
-  /// Adds another accumulator over disjoint samples (a distributed run's reduction).
+  /// Adds another accumulator over disjoint samples (a distributed run's reduction). Throws
+  /// std::invalid_argument (this accumulator unchanged) if the sum overflows float64.
   void merge(const GramAccumulator& other);
 
   /// Replaces the state (used to rebuild an accumulator from saved parts).
@@ -57,15 +71,24 @@ class GramAccumulator {
 
   /// The full symmetric n x n Gram matrix.
   Eigen::MatrixXd matrix() const;
-  const Eigen::VectorXd& column_sums() const { return sums_; }
-  std::int64_t n_samples() const { return n_samples_; }
+  Eigen::VectorXd column_sums() const;
+  std::int64_t n_samples() const;
+  /// Matrix, column sums and sample count taken together (no update in between).
+  GramState state() const;
   Index n_x() const { return n_x_; }
   Index n_y() const { return n_y_; }
 
   /// Rows per block for n neurons: about 16 MiB of float64.
   static Index block_rows(Index n);
 
+  /// The smallest largest-|value| an update takes: sqrt(smallest normal double) / eps_machine
+  /// (about 6.7e-139), so that products down to eps_machine of the largest stay normal numbers.
+  static double tiny_limit();
+
  private:
+  void check_magnitudes(double max_abs_x, double max_abs_y, Index rows) const;
+
+  mutable std::mutex mutex_;
   Index n_x_;
   Index n_y_;
   Eigen::MatrixXd lower_;  // only the lower triangle is meaningful

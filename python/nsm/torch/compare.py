@@ -13,9 +13,9 @@ from torch import nn
 
 from ..comparison import DEFAULT_EPS, Comparison, LayerComparison
 from ..gram import Gram
-from ..match import _check_eps
 from ..progress import progress_bar
 from ..thresholds import Thresholds, match_thresholds
+from ..validation import check_bool, check_eps
 from . import distributed
 from .accumulate import DeviceGram, gram_from_parts
 from .baseline import ShiftedBaseline
@@ -231,8 +231,11 @@ def compare(
     >>> bool(c["1"].similarity(0.5) > 0)
     True
     """
-    eps_values, _ = _check_eps(eps)
+    eps_values, _ = check_eps(eps)
     max_batches = _check_max_batches(max_batches)
+    progress = check_bool(progress, "progress")
+    count_dead = check_bool(count_dead, "count_dead")
+    baseline = check_bool(baseline, "baseline")
     layouts = _PerSite(_check_per_site(layout, "layout", check_layout), "layout")
     modes = _PerSite(_check_per_site(tokens, "tokens", _check_tokens), "tokens")
     if mask is not None and not callable(mask):

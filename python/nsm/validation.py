@@ -1,0 +1,364 @@
+"""Every check of what users pass, in one place: each raises TypeError or ValueError naming the
+argument and saying what to pass. The compiled core keeps only invariants."""
+
+from __future__ import annotations
+
+import math
+import numbers
+import os
+import sys
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "MAX_EPS",
+    "check_activations",
+    "check_bool",
+    "check_column_sums",
+    "check_comparison_dict",
+    "check_count",
+    "check_dead_tol",
+    "check_eps",
+    "check_gram_matrix",
+    "check_layer_size",
+    "check_neuron",
+    "check_order",
+    "check_seed",
+    "check_threads",
+    "default_threads",
+    "single_eps",
+]
+
+MAX_EPS = 1.0
+DEFAULT_DEAD_TOL = 1e-20
+ORDERS = ("xy", "random")
+
+# A saved or user-built Gram is a Gram up to rounding when its cosine matrix (the Gram scaled
+# to a unit diagonal) has no cosine above 1 + COSINE_SLACK and no eigenvalue below
+# -PSD_SLACK * n. Both are far above the rounding of a float64 (or even float32) accumulation
+# and far below anything that changes a match.
+COSINE_SLACK = 1e-6
+PSD_SLACK = 1e-6
+
+
+def default_threads() -> int:
+    """Cores this process may use (its CPU affinity on Linux)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def check_threads(num_threads: Any) -> int:
+    """The rule for every ``num_threads`` argument of nsm.
+
+    None means every core this process may use. An int >= 1 asks for that many threads,
+    capped at the cores this process may use: the work is compute-bound, so more threads
+    than cores only slows it down, and tens of thousands of OpenMP threads exhaust the
+    process. The compiled core applies the same cap (and runs on one thread in a process
+    forked from one that ran nsm's threads: GNU OpenMP's thread pool does not survive fork).
+    """
+    if num_threads is None:
+        return default_threads()
+    if isinstance(num_threads, bool) or not isinstance(num_threads, numbers.Integral):
+        raise TypeError(f"num_threads must be a positive int or None, got {num_threads!r}")
+    if num_threads < 1:
+        raise ValueError(f"num_threads must be >= 1, got {num_threads}")
+    return min(int(num_threads), default_threads())
+
+
+def check_bool(value: Any, name: str) -> bool:
+    """A flag: True or False (numpy bools too), never a string or a number."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    raise TypeError(f"{name} must be True or False, got {value!r}")
+
+
+def _eps_float(e: Any) -> float:
+    try:
+        value = float(e)
+    except OverflowError:
+        raise ValueError(f"eps must be finite and in [0, 1], got {e!r}") from None
+    if not math.isfinite(value) or not 0.0 <= value <= MAX_EPS:
+        raise ValueError(f"eps must be finite and in [0, 1], got {value}")
+    return value
+
+
+def check_eps(eps: Any) -> tuple[list[float], bool]:
+    """The ε values as floats in [0, 1], and whether a single number was given (numbers and
+    0-d arrays are single; 1-D sequences and arrays give one result per value)."""
+    if isinstance(eps, numbers.Real) and not isinstance(eps, (bool, np.bool_)):
+        return [_eps_float(eps)], True
+    if isinstance(eps, (str, bytes, bool, np.bool_)) or eps is None:
+        raise TypeError(f"eps must be a number or a sequence of numbers, got {eps!r}")
+    try:
+        arr = np.asarray(eps)
+    except Exception as exc:
+        raise TypeError(f"eps must be a number or a sequence of numbers, got {eps!r}") from exc
+    if arr.dtype.kind == "O" and arr.ndim == 1:  # Python ints too large for int64
+        if not all(isinstance(e, numbers.Real) and not isinstance(e, bool) for e in arr.tolist()):
+            raise TypeError(f"eps must be a number or a 1-D sequence of numbers, got {eps!r}")
+    elif arr.dtype.kind not in "iuf" or arr.ndim > 1:
+        raise TypeError(f"eps must be a number or a 1-D sequence of numbers, got {eps!r}")
+    if arr.ndim == 0:
+        return [_eps_float(arr.item())], True
+    if arr.size == 0:
+        raise ValueError("eps is an empty sequence")
+    return [_eps_float(e) for e in arr.tolist()], False
+
+
+def single_eps(eps: Any, message: str = "eps must be a single number here") -> float:
+    """One checked ε; TypeError(message) for a sequence."""
+    values, single = check_eps(eps)
+    if not single:
+        raise TypeError(message)
+    return values[0]
+
+
+def check_dead_tol(dead_tol: Any) -> float:
+    """``dead_tol`` in [0, 1): a neuron is dead when G_vv <= dead_tol * max G_uu of its layer
+    (1 or more would call the largest neuron dead)."""
+    if dead_tol is None:
+        return DEFAULT_DEAD_TOL
+    if isinstance(dead_tol, (bool, np.bool_)) or not isinstance(dead_tol, numbers.Real):
+        raise TypeError(f"dead_tol must be a number, got {dead_tol!r}")
+    value = float(dead_tol)
+    if not math.isfinite(value) or not 0.0 <= value < 1.0:
+        raise ValueError(f"dead_tol must be in [0, 1), got {value}")
+    return value
+
+
+def check_layer_size(value: Any, name: str) -> int:
+    """A number of neurons: an int >= 1."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1 (a layer needs a neuron), got {value}")
+    return int(value)
+
+
+def check_count(value: Any, name: str) -> int:
+    """A count such as ``n_samples``: an int >= 0 (a float, even 2.0, is refused)."""
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value[()]
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    if value < 0:
+        raise ValueError(f"{name} must be >= 0, got {value}")
+    return int(value)
+
+
+def check_seed(seed: Any) -> Any:
+    """``seed`` for a random order: None, an int >= 0 or a numpy Generator."""
+    if seed is None or isinstance(seed, np.random.Generator):
+        return seed
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"seed must be None, an int or a numpy Generator, got {seed!r}")
+    if seed < 0:
+        raise ValueError(f"seed must be >= 0, got {seed}")
+    return int(seed)
+
+
+def check_order(order: Any) -> str:
+    """The trial order of a minimal-match search: 'xy' or 'random'."""
+    if not isinstance(order, str) or order not in ORDERS:
+        raise ValueError(f"order must be 'xy' or 'random', got {order!r}")
+    return order
+
+
+def check_neuron(neuron: Any, n_x: int, n_y: int, name: str = "neuron") -> tuple[str, int]:
+    """A neuron as ('x', i) or ('y', j), in range."""
+    if (not isinstance(neuron, (tuple, list)) or len(neuron) != 2 or neuron[0] not in ("x", "y")
+            or isinstance(neuron[1], (bool, np.bool_)) or not isinstance(neuron[1], numbers.Integral)):
+        raise TypeError(f"{name} must be ('x', i) or ('y', j), got {neuron!r}")
+    side, index = neuron[0], int(neuron[1])
+    size = n_x if side == "x" else n_y
+    if not 0 <= index < size:
+        raise ValueError(f"{name} {tuple(neuron)!r} is out of range: layer {side.upper()} has {size} neurons")
+    return side, index
+
+
+def _is_torch_tensor(a: Any) -> bool:
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(a, torch.Tensor)
+
+
+def check_activations(a: Any, name: str) -> np.ndarray:
+    """View ``a`` as a 2-D real numpy array of shape (n_samples, n_neurons), without copying
+    numpy input or CPU tensors. Raises TypeError or ValueError naming ``name``."""
+    if _is_torch_tensor(a):
+        torch = sys.modules["torch"]
+        if a.device.type != "cpu":
+            raise TypeError(
+                f"{name} is a torch tensor on {a.device}; pass a CPU tensor (.cpu()) or "
+                "accumulate the Gram with nsm.Gram.update batch by batch"
+            )
+        a = a.detach()
+        if a.is_complex():
+            raise TypeError(f"{name} must be real, got a complex tensor ({a.dtype})")
+        if a.dtype not in (torch.float32, torch.float64, torch.float16):
+            a = a.to(torch.float64)  # ints, bool, bfloat16: numpy has no view of these
+        a = a.numpy()
+    elif not isinstance(a, np.ndarray):
+        try:
+            a = np.asarray(a)
+        except Exception as exc:  # ragged lists and the like
+            raise TypeError(f"{name} must be an array of shape (n_samples, n_neurons): {exc}") from exc
+    if a.dtype.kind == "c":
+        raise TypeError(f"{name} must be real, got complex dtype {a.dtype}")
+    if a.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must have a numeric dtype, got {a.dtype}")
+    if a.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (n_samples, n_neurons), got shape {a.shape}")
+    if a.shape[1] == 0:
+        raise ValueError(f"{name} has no neurons (shape {a.shape})")
+    if a.shape[0] == 0:
+        raise ValueError(f"{name} has no samples (shape {a.shape})")
+    return a
+
+
+def _real_array(value: Any, name: str) -> np.ndarray:
+    """``value`` as a float64 array; complex, non-numeric and object input refused."""
+    if _is_torch_tensor(value):
+        value = value.detach().cpu().numpy()
+    arr = np.asarray(value)
+    if arr.dtype.kind == "c":
+        raise TypeError(f"{name} must be real, got complex dtype {arr.dtype}")
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold numbers, got dtype {arr.dtype}")
+    return arr.astype(np.float64, copy=False)
+
+
+def check_gram_matrix(matrix: Any, name: str = "matrix") -> np.ndarray:
+    """A symmetric positive semi-definite (n, n) float64 matrix up to rounding: finite, a
+    non-negative diagonal, cosines ``|G_uv| / sqrt(G_uu G_vv)`` at most 1 + 1e-6 and no
+    eigenvalue of the cosine matrix below -1e-6 n. Only the lower triangle is read (the upper
+    one is taken as its mirror)."""
+    m = _real_array(matrix, name)
+    if m.ndim != 2 or m.shape[0] != m.shape[1]:
+        raise ValueError(f"{name} must be square, got shape {m.shape}")
+    if not np.all(np.isfinite(m)):
+        raise ValueError(f"{name} contains NaN or Inf")
+    lower = np.tril(m)
+    full = lower + np.tril(m, -1).T
+    diag = np.diag(full)
+    if np.any(diag < 0):
+        bad = int(np.flatnonzero(diag < 0)[0])
+        raise ValueError(f"{name} has a negative diagonal entry at {bad}: a Gram matrix's diagonal "
+                         "holds squared norms")
+    norms = np.sqrt(diag)
+    bound = np.outer(norms, norms) * (1.0 + COSINE_SLACK)
+    over = np.abs(full) > bound
+    if np.any(over):
+        i, j = (int(k) for k in np.argwhere(over)[0])
+        cosine = "inf" if bound[i, j] == 0 else f"{abs(full[i, j]) / np.sqrt(diag[i] * diag[j]):.6g}"
+        raise ValueError(
+            f"{name} is not a Gram matrix: entry ({i}, {j}) exceeds sqrt(G_ii G_jj) (a cosine of "
+            f"{cosine}, above 1); pass [X Y]ᵀ[X Y] of real activations"
+        )
+    live = diag > 0
+    scale = np.where(live, 1.0 / np.where(live, norms, 1.0), 0.0)
+    cosine = full * np.outer(scale, scale)
+    n = m.shape[0]
+    shift = PSD_SLACK * n
+    try:
+        np.linalg.cholesky(cosine + shift * np.eye(n))
+    except np.linalg.LinAlgError:
+        smallest = float(np.linalg.eigvalsh(cosine)[0])
+        raise ValueError(
+            f"{name} is not a Gram matrix: it is not positive semi-definite (its cosine matrix "
+            f"has an eigenvalue {smallest:.3g} < 0 beyond rounding); pass [X Y]ᵀ[X Y] of real "
+            "activations"
+        ) from None
+    return lower
+
+
+def check_column_sums(sums: Any, diag: np.ndarray, n_samples: int) -> np.ndarray:
+    """Column sums of (n,) floats consistent with the Gram's diagonal: by Cauchy-Schwarz
+    ``|s_v| <= sqrt(n_samples G_vv)``; None gives zeros."""
+    n = diag.shape[0]
+    if sums is None:
+        return np.zeros(n)
+    s = _real_array(sums, "column_sums")
+    if s.shape != (n,):
+        raise ValueError(f"column_sums must have shape ({n},), got {s.shape}")
+    if not np.all(np.isfinite(s)):
+        raise ValueError("column_sums contains NaN or Inf")
+    bound = np.sqrt(n_samples * np.maximum(diag, 0.0)) * (1.0 + COSINE_SLACK)
+    over = np.abs(s) > bound
+    if np.any(over):
+        v = int(np.flatnonzero(over)[0])
+        raise ValueError(
+            f"column_sums[{v}] = {s[v]:g} is impossible for a neuron of squared norm {diag[v]:g} "
+            f"over {n_samples} samples (|sum| <= sqrt(n_samples * G_vv))"
+        )
+    return s
+
+
+def _check_thresholds_dict(d: Any, where: str) -> None:
+    if not isinstance(d, dict):
+        raise ValueError(f"{where} must be an object, got {type(d).__name__}")
+    missing = {"x", "y", "dead_x", "dead_y", "n_samples", "count_dead"} - set(d)
+    if missing:
+        raise ValueError(f"{where} lacks {', '.join(sorted(missing))}")
+    sizes = {}
+    for side in ("x", "y"):
+        values = d[side]
+        if not isinstance(values, list) or not values:
+            raise ValueError(f"{where}.{side} must be a non-empty list of critical eps")
+        for v in values:  # None stands for inf (dead neurons, or never matched)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))
+                                  or not math.isfinite(v) or not 0.0 <= v <= MAX_EPS):
+                raise ValueError(f"{where}.{side} holds {v!r}; a critical eps is a number in "
+                                 "[0, 1] or null")
+        sizes[side] = len(values)
+    for side in ("x", "y"):
+        dead = d[f"dead_{side}"]
+        if not isinstance(dead, list) or not all(
+                isinstance(i, int) and not isinstance(i, bool) and 0 <= i < sizes[side] for i in dead):
+            raise ValueError(f"{where}.dead_{side} must list neuron indices in [0, {sizes[side]})")
+        if len(set(dead)) != len(dead):
+            raise ValueError(f"{where}.dead_{side} lists a neuron twice")
+        values = d[side]
+        if any(values[i] is not None for i in dead):
+            raise ValueError(f"{where}.dead_{side} names a neuron with a finite critical eps")
+    n_samples = d["n_samples"]
+    if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1:
+        raise ValueError(f"{where}.n_samples must be an int >= 1, got {n_samples!r}")
+    if not isinstance(d["count_dead"], bool):
+        raise ValueError(f"{where}.count_dead must be true or false, got {d['count_dead']!r}")
+
+
+def check_comparison_dict(d: Any) -> None:
+    """A saved comparison (what ``Comparison.save`` writes), checked field by field: ValueError
+    naming the first malformed field."""
+    if not isinstance(d, dict) or d.get("format") != "nsm-comparison":
+        raise ValueError("not an nsm comparison (expected the JSON that Comparison.save writes)")
+    eps = d.get("eps")
+    if not isinstance(eps, list) or not eps:
+        raise ValueError("eps must be a non-empty list of numbers in [0, 1]")
+    for e in eps:
+        if isinstance(e, bool) or not isinstance(e, (int, float)) or not math.isfinite(e) \
+                or not 0.0 <= e <= MAX_EPS:
+            raise ValueError(f"eps holds {e!r}; each must be a number in [0, 1]")
+    layers = d.get("layers")
+    if not isinstance(layers, list) or not layers:
+        raise ValueError("layers must be a non-empty list")
+    names = set()
+    for k, item in enumerate(layers):
+        where = f"layers[{k}]"
+        if not isinstance(item, dict) or "name" not in item or "thresholds" not in item:
+            raise ValueError(f"{where} must be an object with a name and thresholds")
+        name = item["name"]
+        if isinstance(name, list) and len(name) == 2 and all(isinstance(p, str) for p in name):
+            name = tuple(name)
+        elif not isinstance(name, str):
+            raise ValueError(f"{where}.name must be a layer name or a [name_a, name_b] pair, got {name!r}")
+        if name in names:
+            raise ValueError(f"{where}.name {item['name']!r} appears twice")
+        names.add(name)
+        _check_thresholds_dict(item["thresholds"], f"{where}.thresholds")
+        base = item.get("baseline_thresholds")
+        if base is not None:
+            _check_thresholds_dict(base, f"{where}.baseline_thresholds")
