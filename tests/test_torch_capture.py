@@ -362,3 +362,14 @@ def test_hugging_face_bert_with_padding():
             out[sites[2]].append(o.pooler_output.double().numpy())
     for s in sites:
         assert_gram(c[s], X[s], Y[s], rtol=1e-6)
+
+
+def test_a_model_compared_with_itself_or_sharing_modules():
+    a, data = small_cnn(1), __import__("torch_models").image_batches(3)
+    c = nsm.torch.compare(a, a, data, ["3", "6"], progress=False)
+    assert c["6"].n_samples == 96
+    live = 24 - len(c["6"].dead_x) - len(c["6"].dead_y)
+    assert c["6"].similarity(0.0) == pytest.approx(live / 24)
+    b = torch.nn.Sequential(a[0], a[1], torch.nn.Conv2d(6, 8, 3), torch.nn.ReLU())  # shares a's first layers
+    c = nsm.torch.compare(a, b, data, "1", progress=False)
+    assert c["1"].n_samples == 3 * 32 * 64
