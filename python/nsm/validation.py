@@ -14,6 +14,7 @@ import numpy as np
 __all__ = [
     "MAX_EPS",
     "check_activations",
+    "check_batch",
     "check_bool",
     "check_column_sums",
     "check_comparison_dict",
@@ -25,6 +26,7 @@ __all__ = [
     "check_neuron",
     "check_order",
     "check_seed",
+    "check_similarity",
     "check_threads",
     "default_threads",
     "single_eps",
@@ -114,6 +116,16 @@ def single_eps(eps: Any, message: str = "eps must be a single number here") -> f
     if not single:
         raise TypeError(message)
     return values[0]
+
+
+def check_similarity(similarity: Any) -> float:
+    """A target similarity in (0, 1]."""
+    if isinstance(similarity, (bool, np.bool_)) or not isinstance(similarity, numbers.Real):
+        raise TypeError(f"similarity must be a number in (0, 1], got {similarity!r}")
+    value = float(similarity)
+    if not 0.0 < value <= 1.0:
+        raise ValueError(f"similarity must be in (0, 1], got {value}")
+    return value
 
 
 def check_dead_tol(dead_tol: Any) -> float:
@@ -216,6 +228,21 @@ def check_activations(a: Any, name: str) -> np.ndarray:
     if a.shape[0] == 0:
         raise ValueError(f"{name} has no samples (shape {a.shape})")
     return a
+
+
+def check_batch(X: Any, Y: Any, n_x: int | None = None, n_y: int | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Two layers' activations on the same samples (and, for an existing Gram, with its
+    numbers of neurons)."""
+    X = check_activations(X, "X")
+    Y = check_activations(Y, "Y")
+    if n_x is not None and X.shape[1] != n_x:
+        raise ValueError(f"X has {X.shape[1]} neurons but this Gram's layer X has {n_x}")
+    if n_y is not None and Y.shape[1] != n_y:
+        raise ValueError(f"Y has {Y.shape[1]} neurons but this Gram's layer Y has {n_y}")
+    if X.shape[0] != Y.shape[0]:
+        raise ValueError(f"X has {X.shape[0]} samples but Y has {Y.shape[0]}")
+    return X, Y
 
 
 def _real_array(value: Any, name: str) -> np.ndarray:
