@@ -1,5 +1,13 @@
 """Every check of what users pass, in one place: each raises TypeError or ValueError naming the
-argument and saying what to pass. The compiled core keeps only invariants."""
+argument and saying what to pass. The compiled core keeps only invariants.
+
+>>> from nsm.validation import check_eps
+>>> check_eps([0.1, 0.5])
+([0.1, 0.5], False)
+>>> check_eps("0.1")
+Traceback (most recent call last):
+TypeError: eps must be a number or a sequence of numbers, got '0.1'
+"""
 
 from __future__ import annotations
 
@@ -42,6 +50,7 @@ ORDERS = ("xy", "random")
 # and far below anything that changes a match.
 COSINE_SLACK = 1e-6
 PSD_SLACK = 1e-6
+ROUNDING_SLACK = 1e-10
 
 
 def default_threads() -> int:
@@ -60,6 +69,10 @@ def check_threads(num_threads: Any) -> int:
     than cores only slows it down, and tens of thousands of OpenMP threads exhaust the
     process. The compiled core applies the same cap (and runs on one thread in a process
     forked from one that ran nsm's threads: GNU OpenMP's thread pool does not survive fork).
+
+    >>> from nsm.validation import check_threads, default_threads
+    >>> check_threads(10**6) == default_threads()
+    True
     """
     if num_threads is None:
         return default_threads()
@@ -259,9 +272,17 @@ def _real_array(value: Any, name: str) -> np.ndarray:
 
 def check_gram_matrix(matrix: Any, name: str = "matrix") -> np.ndarray:
     """A symmetric positive semi-definite (n, n) float64 matrix up to rounding: finite, a
-    non-negative diagonal, cosines ``|G_uv| / sqrt(G_uu G_vv)`` at most 1 + 1e-6 and no
-    eigenvalue of the cosine matrix below -1e-6 n. Only the lower triangle is read (the upper
-    one is taken as its mirror)."""
+    non-negative diagonal, cosines ``|G_uv| / sqrt(G_uu G_vv)`` at most 1 + 1e-6 (entries of
+    1e-10 max G_ww and less always pass) and no eigenvalue of the cosine matrix of the neurons
+    with G_vv > 1e-10 max G_ww below -1e-6 n. Only the lower triangle is read (the upper
+    one is taken as its mirror); returns it.
+
+    >>> import numpy as np
+    >>> from nsm.validation import check_gram_matrix
+    >>> check_gram_matrix(np.array([[1.0, 2.0], [2.0, 1.0]]))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ValueError: matrix is not a Gram matrix: entry (0, 1) exceeds sqrt(G_ii G_jj) (a cosine of 2, ...
+    """
     m = _real_array(matrix, name)
     if m.ndim != 2 or m.shape[0] != m.shape[1]:
         raise ValueError(f"{name} must be square, got shape {m.shape}")
@@ -269,22 +290,28 @@ def check_gram_matrix(matrix: Any, name: str = "matrix") -> np.ndarray:
         raise ValueError(f"{name} contains NaN or Inf")
     lower = np.tril(m)
     full = lower + np.tril(m, -1).T
+    # Rounding of a Gram assembled from parts (a difference of sums, say) leaves entries of
+    # about eps_machine * its largest entry, even a slightly negative squared norm: allowed
+    # around neurons whose norm is that small (they are dead).
+    rounding = ROUNDING_SLACK * float(np.abs(np.diag(full)).max(initial=0.0))
     diag = np.diag(full)
-    if np.any(diag < 0):
-        bad = int(np.flatnonzero(diag < 0)[0])
+    if np.any(diag < -rounding):
+        bad = int(np.flatnonzero(diag < -rounding)[0])
         raise ValueError(f"{name} has a negative diagonal entry at {bad}: a Gram matrix's diagonal "
                          "holds squared norms")
+    diag = np.maximum(diag, 0.0)
     norms = np.sqrt(diag)
-    bound = np.outer(norms, norms) * (1.0 + COSINE_SLACK)
+    bound = np.outer(norms, norms) * (1.0 + COSINE_SLACK) + rounding
     over = np.abs(full) > bound
     if np.any(over):
         i, j = (int(k) for k in np.argwhere(over)[0])
-        cosine = "inf" if bound[i, j] == 0 else f"{abs(full[i, j]) / np.sqrt(diag[i] * diag[j]):.6g}"
+        product = diag[i] * diag[j]
+        cosine = "inf" if product == 0 else f"{abs(full[i, j]) / np.sqrt(product):.6g}"
         raise ValueError(
             f"{name} is not a Gram matrix: entry ({i}, {j}) exceeds sqrt(G_ii G_jj) (a cosine of "
             f"{cosine}, above 1); pass [X Y]ᵀ[X Y] of real activations"
         )
-    live = diag > 0
+    live = diag > rounding  # the others are rounding
     scale = np.where(live, 1.0 / np.where(live, norms, 1.0), 0.0)
     cosine = full * np.outer(scale, scale)
     n = m.shape[0]
