@@ -3,9 +3,16 @@ with a table of ratios between cases measured in this same run (never lone absol
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 
 import pytest
+
+# The benchmarks build their models with the tests' model zoo.
+TESTS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests")
+if TESTS_DIR not in sys.path:
+    sys.path.insert(0, TESTS_DIR)
 
 TIMES: dict[str, float] = {}
 RATIOS: list[tuple[str, str, str, str]] = []  # (what, numerator case, denominator case, target)

@@ -10,7 +10,8 @@ import pytest
 
 import nsm
 
-MODULES = ["nsm", "nsm.gram", "nsm.match", "nsm.thresholds", "nsm.simple", "nsm.torch",
+MODULES = ["nsm", "nsm.gram", "nsm.match", "nsm.thresholds", "nsm.simple", "nsm.measures", "nsm.cross",
+           "nsm.comparison", "nsm.export", "nsm.labels", "nsm.heatmap", "nsm.torch",
            "nsm.report", "nsm.demo"]
 
 

@@ -185,11 +185,11 @@ def test_errors_name_the_layer():
     a, b, data = small_cnn(1), small_cnn(2), image_batches(2)
     with pytest.raises(ValueError, match="layer 'nope' not found in model_a; its modules are: 0, 1"):
         nsm.torch.compare(a, b, data, "nope", progress=False)
-    with pytest.raises(ValueError, match=r"layer \('1', '6'\): model_a gives 2048 samples per batch"):
+    with pytest.raises(ValueError, match=r"site \('1', '6'\): model_a gives 2048 samples per batch"):
         nsm.torch.compare(a, b, data, [("1", "6")], progress=False)
     with pytest.raises(ValueError, match="tokens must be one of"):
         nsm.torch.compare(a, b, data, "1", tokens="first", progress=False)
-    with pytest.raises(ValueError, match="selects 3 modules of model_a but 2 of model_b"):
+    with pytest.raises(ValueError, match="selects 3 sites of model_a .* but 2 of model_b"):
         nsm.torch.compare(a, torch.nn.Sequential(torch.nn.ReLU(), torch.nn.ReLU()), data,
                           torch.nn.ReLU, progress=False)
     with pytest.raises(ValueError, match="data gave no batch"):
@@ -201,7 +201,7 @@ def test_errors_name_the_layer():
         def forward(self, x):
             return x.sum(dim=(1, 2, 3))
 
-    with pytest.raises(ValueError, match=r"layer '0' gives outputs of shape \(32,\); nsm needs"):
+    with pytest.raises(ValueError, match=r"site '0' of model_a gives outputs of shape \(32,\); nsm needs"):
         nsm.torch.compare(torch.nn.Sequential(Scalar()), torch.nn.Sequential(Scalar()), data, "0",
                           progress=False)
 
@@ -252,7 +252,7 @@ def test_the_gpu_arithmetic_path_gives_the_same_grams(monkeypatch):
     data = [torch.randn(s, 1, 8, 8, generator=g) for s in (30, 30, 30, 17)]
     a, b = small_cnn(1), small_cnn(2)
     core = nsm.torch.compare(a, b, data, ["3", "6"], progress=False)
-    monkeypatch.setattr(nsm.torch, "CORE_ON_CPU", False)
+    monkeypatch.setattr(nsm.torch.accumulate, "CORE_ON_CPU", False)
     plain = nsm.torch.compare(a, b, data, ["3", "6"], progress=False)
     for name in ("3", "6"):
         np.testing.assert_allclose(plain[name].gram.matrix, core[name].gram.matrix, rtol=1e-10, atol=1e-9)

@@ -34,8 +34,10 @@ def token_batches(n_batches: int = 5, batch: int = 32, tokens: int = 10, seed: i
     return [torch.randn(batch, tokens, 16, generator=g) for _ in range(n_batches)]
 
 
-def distributed_worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
-    """One rank of the two-process test: compare on this rank's shard, save the result."""
+def distributed_worker(rank: int, world: int, init_file: str, out_dir: str, split: str = "deal") -> None:
+    """One rank of a two-process test: compare on this rank's shard, save the result. With
+    split="deal" the batches are dealt round-robin; with "empty" rank 0 gets them all and the
+    other ranks none."""
     import numpy as np
 
     import nsm.torch
@@ -44,9 +46,138 @@ def distributed_worker(rank: int, world: int, init_file: str, out_dir: str) -> N
                                          world_size=world)
     try:
         data = image_batches(8)
-        shard = data[rank::world]
+        shard = data[rank::world] if split == "deal" else (data if rank == 0 else [])
         c = nsm.torch.compare(small_cnn(1), small_cnn(2), shard, ["1", "3"], progress=False)
         np.save(os.path.join(out_dir, f"gram{rank}.npy"), c["3"].gram.matrix)
         c.save(os.path.join(out_dir, f"result{rank}.json"))
     finally:
         torch.distributed.destroy_process_group()
+
+
+class BasicBlock(nn.Module):
+    """torchvision's ResNet BasicBlock: in-place ReLUs, one ReLU module called twice, and
+    `out += identity` on the second norm's output."""
+
+    def __init__(self, cin: int, cout: int, stride: int = 1) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.downsample = None
+        if stride != 1 or cin != cout:
+            self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        identity = x
+        out = self.conv1(x)
+        out = self.bn1(out)
+        out = self.relu(out)
+        out = self.conv2(out)
+        out = self.bn2(out)
+        if self.downsample is not None:
+            identity = self.downsample(x)
+        out += identity
+        out = self.relu(out)
+        return out
+
+
+class ResNet18(nn.Module):
+    """torchvision's resnet18 layout (BasicBlock, [2, 2, 2, 2]), narrower by `width`."""
+
+    def __init__(self, width: int = 8, classes: int = 10) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, width, 7, 2, 3, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, 2, 1)
+        widths = [width, 2 * width, 4 * width, 8 * width]
+        cin = width
+        for i, w in enumerate(widths):
+            stride = 1 if i == 0 else 2
+            setattr(self, f"layer{i + 1}", nn.Sequential(BasicBlock(cin, w, stride), BasicBlock(w, w)))
+            cin = w
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(cin, classes)
+
+    def forward(self, x):
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+def resnet18(seed: int, width: int = 8) -> nn.Module:
+    """A ResNet-18 replica with random weights and non-trivial batch-norm statistics."""
+    torch.manual_seed(seed)
+    model = ResNet18(width)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.5, 0.5)
+    return model.eval()
+
+
+class ConvNeXtBlock(nn.Module):
+    """ConvNeXt's block: depthwise conv, permute to channels-last, LayerNorm, Linear-GELU-Linear
+    on (N, H, W, C), permute back, residual."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.dwconv = nn.Conv2d(dim, dim, 7, padding=3, groups=dim)
+        self.norm = nn.LayerNorm(dim)
+        self.pwconv1 = nn.Linear(dim, 4 * dim)
+        self.act = nn.GELU()
+        self.pwconv2 = nn.Linear(4 * dim, dim)
+        self.drop_path = nn.Identity()
+
+    def forward(self, x):
+        shortcut = x
+        x = self.dwconv(x).permute(0, 2, 3, 1)
+        x = self.pwconv2(self.act(self.pwconv1(self.norm(x))))
+        return shortcut + self.drop_path(x.permute(0, 3, 1, 2))
+
+
+def convnext(seed: int, dim: int = 6) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Conv2d(3, dim, 2, stride=2), ConvNeXtBlock(dim), nn.ReLU()).eval()
+
+
+def conv1d_net(seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Conv1d(4, 6, 3, padding=1), nn.ReLU(), nn.Conv1d(6, 5, 3), nn.GELU(),
+                         nn.Dropout(0.1), nn.AdaptiveAvgPool1d(1), nn.Flatten(), nn.ReLU()).eval()
+
+
+class TokenEncoder(nn.Module):
+    """A Hugging Face-style encoder: keyword inputs, an attention mask (1 = real token)."""
+
+    def __init__(self, seed: int, d: int = 16, ffn: int = 24, layers: int = 2) -> None:
+        super().__init__()
+        torch.manual_seed(seed)
+        self.embed = nn.Embedding(50, d)
+        layer = nn.TransformerEncoderLayer(d_model=d, nhead=2, dim_feedforward=ffn, dropout=0.0,
+                                           batch_first=True)
+        self.encoder = nn.TransformerEncoder(layer, num_layers=layers, enable_nested_tensor=False)
+        self.head = nn.Linear(d, 7)
+
+    def forward(self, input_ids, attention_mask=None):
+        pad = None if attention_mask is None else attention_mask == 0
+        h = self.encoder(self.embed(input_ids), src_key_padding_mask=pad)
+        return self.head(h)
+
+
+def padded_batches(n_batches: int = 4, batch: int = 8, length: int = 9, side: str = "right",
+                   seed: int = 3):
+    """Dict batches with padding on one side: at least one real token per input."""
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(n_batches):
+        ids = torch.randint(1, 50, (batch, length), generator=g)
+        real = torch.randint(1, length + 1, (batch,), generator=g)
+        pos = torch.arange(length)
+        mask = pos[None, :] < real[:, None] if side == "right" else pos[None, :] >= (length - real)[:, None]
+        out.append({"input_ids": ids.masked_fill(~mask, 0), "attention_mask": mask.long()})
+    return out

@@ -22,7 +22,9 @@ except ImportError as exc:  # pragma: no cover - only on a broken install
         f"a C++17 compiler. Original error: {exc}"
     ) from exc
 
+from . import measures
 from .comparison import Comparison, LayerComparison
+from .cross import CrossComparison
 from .exceptions import FewSamplesWarning, NsmWarning
 from .gram import Gram
 from .match import MatchResult, Ratios, max_match, ratios
@@ -46,6 +48,7 @@ def __getattr__(name: str):
 
 __all__ = [
     "Comparison",
+    "CrossComparison",
     "Curve",
     "FewSamplesWarning",
     "Gram",
@@ -59,6 +62,7 @@ __all__ = [
     "__version__",
     "match_thresholds",
     "max_match",
+    "measures",
     "minimal_match",
     "ratios",
     "simple_matches",

@@ -147,6 +147,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
     if not os.path.isfile(args.report):
         raise CommandError(f"no such file: {args.report}")
+    if _saved_format(args.report) == "nsm-cross-comparison":
+        return _report_cross(args)
     try:
         comparison = Comparison.load(args.report)
     except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -160,6 +162,28 @@ def _cmd_report(args: argparse.Namespace) -> int:
         raise CommandError(str(exc)) from exc
     print(comparison.table())
     print(f"wrote {', '.join(paths)}")
+    return 0
+
+
+def _saved_format(path: str) -> Any:
+    """The "format" field of a saved result (None when unreadable: the loader then says why)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f).get("format")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _report_cross(args: argparse.Namespace) -> int:
+    from .cross import CrossComparison
+    from .heatmap import write_cross_report
+
+    try:
+        cross = CrossComparison.load(args.report)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise CommandError(f"cannot read {args.report}: {exc}") from exc
+    paths = write_cross_report(cross, args.out or os.path.dirname(os.path.abspath(args.report)))
+    print(f"{cross}: wrote {', '.join(paths)}")
     return 0
 
 
@@ -213,7 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
     match.set_defaults(run=_cmd_match)
 
     report = sub.add_parser("report", help="redraw the figures of a saved report.json")
-    report.add_argument("report", help="a report.json written by nsm demo or Comparison.save")
+    report.add_argument("report", help="a report.json written by nsm demo or Comparison.save, or a "
+                        "CrossComparison.save JSON (drawn as heatmaps)")
     report.add_argument("--out", help="folder for the figures (default: the report's folder)")
     report.add_argument("--force", action="store_true",
                         help="overwrite another report already in --out")

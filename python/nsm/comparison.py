@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Union
@@ -30,6 +31,11 @@ class LayerComparison:
     layer are kept, the pairing of samples is broken. Its similarity says what "unrelated"
     looks like for these layers (post-ReLU layers of unrelated networks already match fully
     near ε ≈ 0.85).
+
+    ``layout`` is the layout each model's site was read with (``("nchw", "nchw")``), ``tokens``
+    the token mode of token sites, ``notes`` what the table flags (``"few samples"``: at most
+    as many samples as neurons, where the similarity is inflated). ``gram`` is None for a
+    comparison loaded from JSON saved without its Grams.
     """
 
     name: LayerKey
@@ -38,6 +44,9 @@ class LayerComparison:
     eps: tuple[float, ...] = DEFAULT_EPS
     gram: Gram | None = field(default=None, repr=False)
     baseline_gram: Gram | None = field(default=None, repr=False)
+    layout: tuple[str, str] | None = None
+    tokens: str | None = None
+    notes: tuple[str, ...] = ()
 
     @property
     def n_x(self) -> int:
@@ -75,12 +84,59 @@ class LayerComparison:
             return float(out) if out.ndim == 0 else out
         return self.baseline_thresholds.similarity(e)
 
+    def require_gram(self) -> Gram:
+        """The Gram, or a ValueError saying how to keep it."""
+        if self.gram is None:
+            raise ValueError(f"layer {self.name!r} has no Gram: it was loaded from a comparison saved "
+                             "without Grams; save it with save(path, grams=True) to keep them")
+        return self.gram
+
+    def simple_matches(self, eps: float) -> Any:
+        """The simple matches at ``eps`` (:func:`nsm.simple_matches` on this pair's Gram)."""
+        from .simple import simple_matches
+
+        return simple_matches(self.require_gram(), eps)
+
+    def match_auc(self) -> float:
+        """Area under the similarity curve, ∫₀¹ similarity(ε) dε (:func:`nsm.measures.match_auc`);
+        from the thresholds alone, so it works on a loaded comparison."""
+        from .measures import match_auc
+
+        return match_auc(self.thresholds, names=self._names())
+
+    def baseline_match_auc(self) -> float:
+        """The baseline's :meth:`match_auc` (NaN when there is no baseline)."""
+        from .measures import match_auc
+
+        if self.baseline_thresholds is None:
+            return math.nan
+        return match_auc(self.baseline_thresholds, names=self._names())
+
+    def linear_cka(self) -> float:
+        """Linear CKA of the pair (:func:`nsm.measures.linear_cka`), exact from the Gram (computed
+        once, then kept); a ValueError when the comparison was loaded without its Grams."""
+        from .measures import linear_cka
+
+        cache = self.__dict__.setdefault("_measure_cache", {})
+        if "linear_cka" not in cache:
+            cache["linear_cka"] = linear_cka(self.require_gram(), names=self._names())
+        return cache["linear_cka"]
+
+    def _names(self) -> tuple[str, str]:
+        """The two sites' names, for warnings."""
+        if isinstance(self.name, tuple) and len(self.name) == 2:
+            return str(self.name[0]), str(self.name[1])
+        return str(self.name), str(self.name)
+
     def to_dict(self) -> dict:
         return {
             "name": list(self.name) if isinstance(self.name, tuple) else self.name,
             "thresholds": _thresholds_dict(self.thresholds),
             "baseline_thresholds": (None if self.baseline_thresholds is None
                                     else _thresholds_dict(self.baseline_thresholds)),
+            "layout": None if self.layout is None else list(self.layout),
+            "tokens": self.tokens,
+            "notes": list(self.notes),
         }
 
 
@@ -124,15 +180,18 @@ class Comparison(Mapping):
 
     def table(self) -> str:
         """A plain-text table: similarity and baseline at each ε, per layer."""
-        head = ["layer", "neurons"] + [f"ε={e:g}" for e in self.eps] + [
-            f"base {e:g}" for e in self.eps] + ["dead"]
+        head = ["layer", "layout", "neurons"] + [f"ε={e:g}" for e in self.eps] + [
+            f"base {e:g}" for e in self.eps] + ["auc", "base auc", "cka", "dead", "note"]
         rows = []
         for key, lc in self._layers.items():
             name = key if isinstance(key, str) else f"{key[0]} / {key[1]}"
             sims = [f"{s:.3f}" for s in np.atleast_1d(lc.similarity(self.eps))]
             bases = ["-" if math.isnan(b) else f"{b:.3f}" for b in np.atleast_1d(lc.baseline(self.eps))]
-            rows.append([name, f"{lc.n_x}+{lc.n_y}"] + sims + bases +
-                        [f"{len(lc.dead_x)}+{len(lc.dead_y)}"])
+            cka = math.nan if lc.gram is None else lc.linear_cka()
+            measures = [_number_text(lc.match_auc()), _number_text(lc.baseline_match_auc()),
+                        _number_text(cka)]
+            rows.append([name, _layout_text(lc), f"{lc.n_x}+{lc.n_y}"] + sims + bases + measures +
+                        [f"{len(lc.dead_x)}+{len(lc.dead_y)}", "; ".join(lc.notes) or "-"])
         widths = [max(len(str(r[i])) for r in [head] + rows) for i in range(len(head))]
         lines = ["  ".join(str(c).rjust(w) if i else str(c).ljust(w) for i, (c, w) in
                            enumerate(zip(r, widths))) for r in [head] + rows]
@@ -141,15 +200,86 @@ class Comparison(Mapping):
     def __repr__(self) -> str:
         return f"Comparison of {len(self)} layer pairs\n{self.table()}"
 
+    def to_rows(self) -> list[dict[str, Any]]:
+        """One dict per layer pair (long format): the layer names, sizes, similarity and
+        baseline at each ε, ``match_auc``, ``baseline_match_auc`` and ``linear_cka`` (NaN when
+        loaded without Grams or undefined).
+
+        Examples
+        --------
+        >>> import numpy as np, nsm
+        >>> from nsm.comparison import Comparison, LayerComparison
+        >>> X = np.random.default_rng(0).random((500, 4))
+        >>> g = nsm.Gram.from_arrays(X, X[:, :2])
+        >>> c = Comparison({"fc": LayerComparison("fc", nsm.match_thresholds(g), None, gram=g)},
+        ...                eps=[0.1])
+        >>> row = c.to_rows()[0]
+        >>> row["layer"], round(row["similarity_0.1"], 3), round(row["linear_cka"], 3)
+        ('fc', 0.667, 0.709)
+        """
+        rows = []
+        for key, lc in self._layers.items():
+            name_a, name_b = (key, key) if isinstance(key, str) else (str(key[0]), str(key[1]))
+            row: dict[str, Any] = {"layer": _key_text(key), "layer_a": name_a, "layer_b": name_b,
+                                   "n_x": lc.n_x, "n_y": lc.n_y, "n_samples": lc.n_samples,
+                                   "dead_x": len(lc.dead_x), "dead_y": len(lc.dead_y)}
+            sims = np.atleast_1d(lc.similarity(self.eps))
+            bases = np.atleast_1d(lc.baseline(self.eps))
+            for e, sim, base in zip(self.eps, sims, bases):
+                row[f"similarity_{e:g}"] = float(sim)
+                row[f"baseline_{e:g}"] = float(base)
+            row["match_auc"] = lc.match_auc()
+            row["baseline_match_auc"] = lc.baseline_match_auc()
+            row["linear_cka"] = math.nan if lc.gram is None else lc.linear_cka()
+            rows.append(row)
+        return rows
+
+    def to_csv(self, path: Any) -> None:
+        """Write :meth:`to_rows` as CSV (one row per layer pair; NaN written as ``nan``).
+
+        Examples
+        --------
+        >>> import numpy as np, nsm, tempfile, os
+        >>> from nsm.comparison import Comparison, LayerComparison
+        >>> X = np.random.default_rng(0).random((500, 4))
+        >>> t = nsm.match_thresholds(X, X[:, :2])
+        >>> path = os.path.join(tempfile.mkdtemp(), "layers.csv")
+        >>> Comparison({"fc": LayerComparison("fc", t, None)}, eps=[0.1]).to_csv(path)
+        >>> with open(path) as f:
+        ...     f.readline().split(",")[:4]
+        ['layer', 'layer_a', 'layer_b', 'n_x']
+        """
+        from .export import write_csv
+
+        write_csv(self.to_rows(), path)
+
+    def to_pandas(self) -> Any:
+        """:meth:`to_rows` as a pandas DataFrame (needs pandas: ``pip install pandas``)."""
+        from .export import to_dataframe
+
+        return to_dataframe(self.to_rows())
+
     def to_dict(self) -> dict:
         """Everything needed to redraw the results (no Gram matrices)."""
         return {"format": "nsm-comparison", "version": 1, "eps": list(self.eps),
                 "layers": [lc.to_dict() for lc in self._layers.values()]}
 
-    def save(self, path: Any) -> None:
-        """Write ``to_dict()`` as JSON."""
+    def save(self, path: Any, grams: bool = False) -> None:
+        """Write ``to_dict()`` as JSON; with ``grams``, also every Gram (``<path>.grams.npz``),
+        which :meth:`load` reads back so that ``simple_matches`` works after loading. Without
+        them a loaded comparison redraws every figure and table but has no Gram."""
         with open(path, "w", encoding="utf-8") as f:
             json.dump(self.to_dict(), f, indent=1)
+        if grams:
+            arrays = {}
+            for i, lc in enumerate(self._layers.values()):
+                for tag, g in (("gram", lc.gram), ("baseline", lc.baseline_gram)):
+                    if g is not None:
+                        arrays[f"{tag}{i}_matrix"] = g.matrix
+                        arrays[f"{tag}{i}_sums"] = g.column_sums
+                        arrays[f"{tag}{i}_meta"] = np.array([g.n_x, g.n_samples], dtype=np.int64)
+            with open(_grams_path(path), "wb") as f:
+                np.savez(f, **arrays)
 
     @classmethod
     def from_dict(cls, d: dict) -> Comparison:
@@ -159,12 +289,45 @@ class Comparison(Mapping):
         for item in d["layers"]:
             key = item["name"] if isinstance(item["name"], str) else tuple(item["name"])
             base = item.get("baseline_thresholds")
+            layout = item.get("layout")
             layers[key] = LayerComparison(key, _thresholds_from(item["thresholds"]),
-                                          None if base is None else _thresholds_from(base), eps)
+                                          None if base is None else _thresholds_from(base), eps,
+                                          layout=None if layout is None else tuple(layout),
+                                          tokens=item.get("tokens"), notes=tuple(item.get("notes", ())))
         return cls(layers, eps)
 
     @classmethod
     def load(cls, path: Any) -> Comparison:
-        """Read a comparison written by ``save``."""
+        """Read a comparison written by ``save`` (and its Grams, if they were saved)."""
         with open(path, encoding="utf-8") as f:
-            return cls.from_dict(json.load(f))
+            out = cls.from_dict(json.load(f))
+        grams = _grams_path(path)
+        if os.path.exists(grams):
+            with np.load(grams, allow_pickle=False) as f:
+                for i, lc in enumerate(out._layers.values()):
+                    for tag in ("gram", "baseline"):
+                        if f"{tag}{i}_matrix" in f.files:
+                            n_x, n_samples = (int(v) for v in f[f"{tag}{i}_meta"])
+                            g = Gram.from_matrix(f[f"{tag}{i}_matrix"], n_x, n_samples,
+                                                 column_sums=f[f"{tag}{i}_sums"])
+                            setattr(lc, "gram" if tag == "gram" else "baseline_gram", g)
+        return out
+
+
+def _grams_path(path: Any) -> str:
+    return os.fspath(path) + ".grams.npz"
+
+
+def _key_text(key: LayerKey) -> str:
+    return key if isinstance(key, str) else f"{key[0]} / {key[1]}"
+
+
+def _number_text(value: float) -> str:
+    return "-" if math.isnan(value) else f"{value:.3f}"
+
+
+def _layout_text(lc: LayerComparison) -> str:
+    if lc.layout is None:
+        return "-"
+    text = lc.layout[0] if lc.layout[0] == lc.layout[1] else f"{lc.layout[0]}/{lc.layout[1]}"
+    return f"{text} {lc.tokens}" if lc.tokens else text

@@ -5,10 +5,13 @@ matplotlib is imported when a figure is drawn, with the non-interactive Agg back
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Any
 
 import numpy as np
+
+from .labels import shorten_labels
 
 __all__ = ["REPORT_FILES", "plot_curves", "plot_similarity", "plot_thresholds", "write_report"]
 
@@ -30,13 +33,39 @@ def _pyplot():
 
 
 def _save(plt, fig, path: Any) -> None:
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    # bbox_inches="tight" makes room for rotated labels and an outside legend at any count,
+    # where tight_layout gives up (with a warning) on crowded axes.
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
 
 
 def _label(key: Any) -> str:
     return key if isinstance(key, str) else f"{key[0]} / {key[1]}"
+
+
+def _labels(keys: list) -> tuple[str, list[str]]:
+    """Short, distinct labels of layer keys and the prefix they all shared."""
+    return shorten_labels([_label(k) for k in keys])
+
+
+def _slot(n: int, most: float) -> float:
+    """Inches per layer: ``most`` for a few layers, shrinking so 60 stay under ~26 in."""
+    return max(0.4, min(most, 24.0 / max(n, 1)))
+
+
+def _layer_ticks(ax, positions: Any, labels: list[str], prefix: str) -> None:
+    crowded = len(labels) > 8 or max((len(s) for s in labels), default=0) > 14
+    ax.set_xticks(positions, labels, rotation=90 if crowded else 0,
+                  fontsize=7 if len(labels) > 30 else 8 if crowded else 9)
+    ax.set_xlabel("layer" + (f" ({prefix}…)" if prefix else ""))
+
+
+def curve_colors(plt: Any, n: int) -> np.ndarray:
+    """``n`` distinct RGBA colours: tab10's for up to ten curves, then evenly spaced along a
+    continuous colormap (turbo), so no colour repeats whatever the number of layers."""
+    if n <= 10:
+        return plt.cm.tab10(np.arange(n))
+    return plt.cm.turbo(np.linspace(0.05, 0.95, n))
 
 
 def plot_similarity(comparison: Any, path: Any) -> None:
@@ -56,24 +85,37 @@ def plot_similarity(comparison: Any, path: Any) -> None:
     plt = _pyplot()
     keys = list(comparison)
     eps = comparison.eps
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.6 * len(keys) + 2), 4.8))
+    prefix, labels = _labels(keys)
+    fig, ax = plt.subplots(figsize=(max(6.0, _slot(len(keys), 1.6) * len(keys) + 2),
+                                    4.8 if len(keys) <= 20 else 6.0))
     width = 0.8 / len(eps)
     colors = plt.cm.viridis(np.linspace(0.1, 0.85, len(eps)))
     x = np.arange(len(keys))
+    zero_marks = False
     for i, (e, color) in enumerate(zip(eps, colors)):
-        sims = [float(comparison[k].similarity(e)) for k in keys]
-        bases = [float(comparison[k].baseline(e)) for k in keys]
+        sims = np.array([float(comparison[k].similarity(e)) for k in keys])
+        bases = np.array([float(comparison[k].baseline(e)) for k in keys])
         offset = x - 0.4 + (i + 0.5) * width
         ax.bar(offset - width * 0.2, sims, width * 0.6, color=color, label=f"ε = {e:g}")
         ax.bar(offset + width * 0.3, np.nan_to_num(bases), width * 0.4, color=color, alpha=0.35,
                hatch="//", edgecolor="grey", linewidth=0.4)
+        # A bar of height 0 is invisible: mark it, so "0" differs from "not drawn".
+        for where, values in ((offset - width * 0.2, sims), (offset + width * 0.3, bases)):
+            zero = values == 0
+            if zero.any():
+                zero_marks = True
+                ax.plot(where[zero], np.zeros(int(zero.sum())), ls="", marker="^", ms=4, color=color,
+                        markeredgecolor="black", markeredgewidth=0.4, clip_on=False, zorder=3)
     ax.bar([np.nan], [np.nan], color="white", hatch="//", edgecolor="grey", label="baseline (hatched)")
-    ax.set_xticks(x, [_label(k) for k in keys])
+    if zero_marks:
+        ax.plot([], [], ls="", marker="^", ms=4, color="white", markeredgecolor="black",
+                label="similarity 0")
+    _layer_ticks(ax, x, labels, prefix)
+    ax.set_xlim(-0.6, len(keys) - 0.4)
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("maximum-match similarity")
-    ax.set_xlabel("layer")
     ax.set_title("How much of each layer the other network shares")
-    ax.legend(fontsize=8, ncol=min(len(eps) + 1, 6), loc="upper center", bbox_to_anchor=(0.5, -0.14),
+    ax.legend(fontsize=8, ncol=min(len(eps) + 2, 7), loc="lower center", bbox_to_anchor=(0.5, 1.08),
               frameon=False)
     _save(plt, fig, path)
 
@@ -92,15 +134,18 @@ def plot_curves(comparison: Any, path: Any) -> None:
     """
     plt = _pyplot()
     grid = np.linspace(0.0, 1.0, 401)
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    colors = plt.cm.tab10(np.arange(len(comparison)) % 10)
-    for key, color in zip(comparison, colors):
+    keys = list(comparison)
+    prefix, labels = _labels(keys)
+    columns = max(1, math.ceil(len(keys) / 30))
+    fig, ax = plt.subplots(figsize=(6.4 + 2.2 * columns, 4.4 if len(keys) <= 20 else 6.4))
+    colors = curve_colors(plt, len(keys))
+    for key, label, color in zip(keys, labels, colors):
         lc = comparison[key]
-        ax.plot(grid, lc.similarity(grid), color=color, lw=2, drawstyle="steps-post",
-                label=_label(key))
+        ax.plot(grid, lc.similarity(grid), color=color, lw=2 if len(keys) <= 20 else 1.2,
+                drawstyle="steps-post", label=label)
         base = lc.baseline(grid)
         if not np.all(np.isnan(base)):
-            ax.plot(grid, base, color=color, lw=1.2, ls="--", drawstyle="steps-post")
+            ax.plot(grid, base, color=color, lw=1.0, ls="--", drawstyle="steps-post")
     ax.plot([], [], color="grey", ls="--", label="baseline (pairing broken)")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1.02)
@@ -108,7 +153,9 @@ def plot_curves(comparison: Any, path: Any) -> None:
     ax.set_ylabel("maximum-match similarity")
     ax.set_title("Similarity against ε, per layer")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    # Outside the axes, so it never covers a curve.
+    ax.legend(fontsize=8 if len(keys) <= 20 else 6.5, loc="upper left", bbox_to_anchor=(1.02, 1.0),
+              ncol=columns, frameon=False, title=f"{prefix}…" if prefix else None, title_fontsize=8)
     _save(plt, fig, path)
 
 
@@ -127,17 +174,19 @@ def plot_thresholds(comparison: Any, path: Any) -> None:
     """
     plt = _pyplot()
     keys = list(comparison)
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.4 * len(keys) + 2), 4.2))
+    prefix, short = _labels(keys)
+    fig, ax = plt.subplots(figsize=(max(6.0, _slot(len(keys), 1.4) * len(keys) + 2), 4.2))
     data, labels = [], []
-    for key in keys:
+    for key, label in zip(keys, short):
         t = np.concatenate([comparison[key].thresholds.x, comparison[key].thresholds.y])
         t = t[np.isfinite(t)]
         data.append(t if len(t) else np.array([np.nan]))
-        labels.append(f"{_label(key)}\n(n={len(t)})")
+        labels.append(f"{label} (n={len(t)})" if len(keys) > 8 else f"{label}\n(n={len(t)})")
     parts = ax.violinplot(data, showmedians=True, showextrema=True)
     for body in parts["bodies"]:
         body.set_alpha(0.5)
-    ax.set_xticks(np.arange(1, len(keys) + 1), labels)
+    _layer_ticks(ax, np.arange(1, len(keys) + 1), labels, prefix)
+    ax.set_xlim(0.4, len(keys) + 0.6)
     ax.set_ylim(0, 1.02)
     ax.set_ylabel("critical ε of a neuron")
     ax.set_title("At what ε each neuron joins the maximum match")

@@ -1,0 +1,497 @@
+"""Every site of network A against every site of network B: one Gram per pair, any measure as a
+matrix. Needs no torch: ``nsm.torch.compare_all`` builds it, ``load`` reads it back."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from .comparison import (
+    DEFAULT_EPS,
+    LayerComparison,
+    _grams_path,
+    _thresholds_dict,
+    _thresholds_from,
+)
+from .gram import Gram
+from .match import _check_eps, single_eps
+from .measures import MEASURES, _centred_measures, _check_keep, match_auc
+from .thresholds import Thresholds, match_thresholds
+
+__all__ = ["MATRIX_MEASURES", "CrossComparison"]
+
+#: What :meth:`CrossComparison.matrix` draws: the measures of :mod:`nsm.measures`, the
+#: similarity at one ε, and the similarity minus the baseline's at one ε.
+MATRIX_MEASURES = MEASURES + ("similarity", "similarity_gap")
+
+Pair = tuple[str, str]
+
+# The centred measures computed together for a pair (they share the centring and the
+# eigen-decompositions); linear CKA needs neither, so it is computed alone.
+_GROUPS = {"linear_cka": ("linear_cka",), "cca": ("cca", "svcca", "procrustes"),
+           "svcca": ("cca", "svcca", "procrustes"), "procrustes": ("cca", "svcca", "procrustes")}
+
+
+def _check_sites(sites: Any, name: str) -> tuple[str, ...]:
+    if isinstance(sites, str) or not isinstance(sites, Sequence):
+        raise TypeError(f"{name} must be a list of site names (str), got {sites!r}")
+    out = tuple(sites)
+    if not out:
+        raise ValueError(f"{name} is empty: give at least one site")
+    for s in out:
+        if not isinstance(s, str):
+            raise TypeError(f"{name} must hold site names (str), got {s!r}")
+    dup = sorted({s for s in out if out.count(s) > 1})
+    if dup:
+        raise ValueError(f"{name} names a site twice: {', '.join(dup)}")
+    return out
+
+
+class CrossComparison:
+    """Every site of network A against every site of network B.
+
+    Each pair ``(site_a, site_b)`` holds the Gram of the two sites' activations on shared
+    samples (or None when the pair could not share samples, with the reason), its thresholds
+    (every neuron's critical ε, computed when first needed) and optionally a baseline Gram
+    (the same statistics with the pairing of samples broken). Measures are computed lazily,
+    once, and kept.
+
+    Parameters
+    ----------
+    sites_a, sites_b : list of str
+        The sites of A (rows of every matrix) and of B (columns), in order.
+    grams : mapping {(site_a, site_b): Gram or None}
+        One entry for every pair of ``sites_a × sites_b``; the Gram's X side is site_a's
+        neurons. None: the pair could not be compared (give the reason in ``reasons``).
+    reasons : mapping {(site_a, site_b): str}, optional
+        Why each None pair could not be compared (required for every None pair).
+    baselines : mapping {(site_a, site_b): Gram or None}, optional
+        Baseline Grams of compared pairs (same sizes as the pair's Gram); missing or None:
+        no baseline (``similarity_gap`` is then NaN).
+    eps : sequence of float
+        The ε values of tables and saved reports (every ε is available from the thresholds).
+    keep : float
+        SVCCA's fraction of variance kept (see :func:`nsm.measures.svcca`).
+    count_dead : bool
+        Whether dead neurons count in the similarity's denominator.
+    info : mapping, optional
+        JSON-serialisable facts about how the Grams were made (for example
+        ``{"samples": "pool"}``); saved and loaded unchanged.
+
+    Examples
+    --------
+    >>> import numpy as np, nsm
+    >>> from nsm.cross import CrossComparison
+    >>> rng = np.random.default_rng(0)
+    >>> a = {"a1": rng.random((400, 6)), "a2": rng.random((400, 5))}
+    >>> b = {"b1": a["a1"] @ rng.random((6, 6)), "tok": None}
+    >>> grams = {(sa, "b1"): nsm.Gram.from_arrays(a[sa], b["b1"]) for sa in a}
+    >>> grams.update({(sa, "tok"): None for sa in a})
+    >>> cc = CrossComparison(list(a), ["b1", "tok"], grams,
+    ...                      reasons={(sa, "tok"): "token site against a spatial site" for sa in a})
+    >>> cc.matrix("cca").round(3)
+    array([[1.   ,   nan],
+           [0.018,   nan]])
+    >>> cc.pair("a1", "b1").similarity(0.01)
+    1.0
+    """
+
+    def __init__(
+        self,
+        sites_a: Sequence[str],
+        sites_b: Sequence[str],
+        grams: Mapping[Pair, Gram | None],
+        *,
+        reasons: Mapping[Pair, str] | None = None,
+        baselines: Mapping[Pair, Gram | None] | None = None,
+        eps: Sequence[float] = DEFAULT_EPS,
+        keep: float = 0.99,
+        count_dead: bool = True,
+        info: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.sites_a = _check_sites(sites_a, "sites_a")
+        self.sites_b = _check_sites(sites_b, "sites_b")
+        eps_values, _ = _check_eps(list(eps))
+        self.eps = tuple(eps_values)
+        self.keep = _check_keep(keep)
+        self.count_dead = bool(count_dead)
+        self.info = dict(info or {})
+        grams = self._check_pairs(grams, "grams")
+        reasons = dict(reasons or {})
+        baselines = dict(baselines or {})
+        self._grams: dict[Pair, Gram | None] = {}
+        self._baselines: dict[Pair, Gram | None] = {}
+        self._reasons: dict[Pair, str] = {}
+        for key in list(reasons) + list(baselines):
+            self._check_key(key, "reasons" if key in reasons else "baselines")
+        for pair, gram in grams.items():
+            base = baselines.get(pair)
+            if gram is None:
+                reason = reasons.get(pair)
+                if not isinstance(reason, str) or not reason:
+                    raise ValueError(f"pair {pair} has no Gram: give the reason it could not be "
+                                     "compared in reasons[(site_a, site_b)]")
+                if base is not None:
+                    raise ValueError(f"pair {pair} has a baseline but no Gram")
+                self._reasons[pair] = reason
+                continue
+            if not isinstance(gram, Gram):
+                raise TypeError(f"grams[{pair}] must be an nsm.Gram or None, got {type(gram).__name__}")
+            if gram.n_samples == 0:
+                raise ValueError(f"grams[{pair}] has no samples")
+            if pair in reasons:
+                raise ValueError(f"pair {pair} has a Gram and a reason for not being compared")
+            if base is not None:
+                if not isinstance(base, Gram):
+                    raise TypeError(f"baselines[{pair}] must be an nsm.Gram or None, got "
+                                    f"{type(base).__name__}")
+                if (base.n_x, base.n_y) != (gram.n_x, gram.n_y):
+                    raise ValueError(f"baselines[{pair}] has {base.n_x} + {base.n_y} neurons but the "
+                                     f"pair's Gram has {gram.n_x} + {gram.n_y}")
+            self._grams[pair] = gram
+            self._baselines[pair] = base if base is not None and base.n_samples else None
+        self._thresholds: dict[Pair, Thresholds] = {}
+        self._base_thresholds: dict[Pair, Thresholds | None] = {}
+        self._values: dict[str, dict[Pair, float]] = {}
+
+    # ---- construction checks ----------------------------------------------------------------
+
+    def _check_key(self, key: Any, name: str) -> Pair:
+        if not isinstance(key, tuple) or len(key) != 2:
+            raise TypeError(f"{name} must be keyed by (site_a, site_b) pairs, got {key!r}")
+        if key[0] not in self.sites_a:
+            raise ValueError(f"{name}: {key[0]!r} is not in sites_a")
+        if key[1] not in self.sites_b:
+            raise ValueError(f"{name}: {key[1]!r} is not in sites_b")
+        return key
+
+    def _check_pairs(self, grams: Any, name: str) -> dict[Pair, Any]:
+        if not isinstance(grams, Mapping):
+            raise TypeError(f"{name} must be a mapping {{(site_a, site_b): Gram or None}}")
+        for key in grams:
+            self._check_key(key, name)
+        missing = [(a, b) for a in self.sites_a for b in self.sites_b if (a, b) not in grams]
+        if missing:
+            more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+            raise ValueError(f"{name} has no entry for {', '.join(map(str, missing[:3]))}{more}: give "
+                             "every (site_a, site_b) pair a Gram, or None with a reason")
+        return {(a, b): grams[(a, b)] for a in self.sites_a for b in self.sites_b}
+
+    def _site_pair(self, site_a: Any, site_b: Any) -> Pair:
+        if site_a not in self.sites_a:
+            raise KeyError(f"{site_a!r} is not a site of A (sites_a: {', '.join(self.sites_a)})")
+        if site_b not in self.sites_b:
+            raise KeyError(f"{site_b!r} is not a site of B (sites_b: {', '.join(self.sites_b)})")
+        return site_a, site_b
+
+    # ---- what was compared ------------------------------------------------------------------
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(len(sites_a), len(sites_b))``."""
+        return len(self.sites_a), len(self.sites_b)
+
+    @property
+    def reasons(self) -> dict[Pair, str]:
+        """The pairs that could not be compared, with the reason for each."""
+        return dict(self._reasons)
+
+    def compared(self, site_a: str, site_b: str) -> bool:
+        """Whether the pair shares samples (has a Gram, or had one when saved)."""
+        return self._site_pair(site_a, site_b) not in self._reasons
+
+    def has_grams(self) -> bool:
+        """Whether every compared pair has its Gram (False after loading without Grams: the
+        measures are then the saved ones)."""
+        return len(self._grams) + len(self._reasons) == len(self.sites_a) * len(self.sites_b)
+
+    def thresholds(self, site_a: str, site_b: str) -> Thresholds:
+        """Every neuron's critical ε for the pair (computed once)."""
+        pair = self._site_pair(site_a, site_b)
+        self._require_compared(pair)
+        if pair not in self._thresholds:
+            self._thresholds[pair] = match_thresholds(self._grams[pair], count_dead=self.count_dead)
+        return self._thresholds[pair]
+
+    def _baseline_thresholds(self, pair: Pair) -> Thresholds | None:
+        if pair not in self._base_thresholds:
+            base = self._baselines.get(pair)
+            self._base_thresholds[pair] = (None if base is None
+                                           else match_thresholds(base, count_dead=self.count_dead))
+        return self._base_thresholds[pair]
+
+    def _require_compared(self, pair: Pair) -> None:
+        if pair in self._reasons:
+            raise ValueError(f"pair {pair} was not compared: {self._reasons[pair]}")
+
+    def pair(self, site_a: str, site_b: str) -> LayerComparison:
+        """The pair as a :class:`nsm.comparison.LayerComparison`, the object a layer of
+        ``nsm.torch.compare`` is: thresholds, ``max_match``, ``similarity``, baseline, Gram.
+
+        Examples
+        --------
+        >>> import numpy as np, nsm
+        >>> from nsm.cross import CrossComparison
+        >>> X = np.random.default_rng(0).random((300, 4))
+        >>> cc = CrossComparison(["a"], ["b"], {("a", "b"): nsm.Gram.from_arrays(X, X[:, :2])})
+        >>> cc.pair("a", "b").max_match(0.0).y.tolist()
+        [0, 1]
+        """
+        pair = self._site_pair(site_a, site_b)
+        t = self.thresholds(*pair)
+        return LayerComparison(pair, t, self._baseline_thresholds(pair), self.eps,
+                               gram=self._grams.get(pair), baseline_gram=self._baselines.get(pair))
+
+    # ---- measures ---------------------------------------------------------------------------
+
+    def _value(self, measure: str, pair: Pair) -> float:
+        cache = self._values.setdefault(measure, {})
+        if pair in cache:
+            return cache[pair]
+        if pair not in self._grams:
+            raise ValueError(f"{measure} of {pair} needs the pair's Gram, and this comparison was "
+                             "loaded without it and without that measure")
+        if measure == "match_auc":
+            cache[pair] = _auc_or_nan(self.thresholds(*pair), pair)
+        else:
+            group = _GROUPS[measure]
+            values = _centred_measures(self._grams[pair], group, self.keep, pair)
+            for m in group:
+                self._values.setdefault(m, {})[pair] = values[m]
+        return cache[pair]
+
+    def _similarity(self, pair: Pair, eps: float, gap: bool) -> float:
+        sim = float(self.thresholds(*pair).similarity(eps))
+        if not gap:
+            return sim
+        base = self._baseline_thresholds(pair)
+        return math.nan if base is None else sim - float(base.similarity(eps))
+
+    def matrix(self, measure: str, eps: float | None = None) -> np.ndarray:
+        """One number per pair: a ``(len(sites_a), len(sites_b))`` float64 array, rows = sites
+        of A; NaN where the pair could not be compared (see :attr:`reasons`) or the measure is
+        undefined (a site with no variance, with an NsmWarning).
+
+        Parameters
+        ----------
+        measure : str
+            ``"linear_cka"``, ``"cca"``, ``"svcca"``, ``"procrustes"``, ``"match_auc"`` (see
+            :mod:`nsm.measures`), ``"similarity"`` (the maximum-match similarity at ``eps``) or
+            ``"similarity_gap"`` (the similarity minus the baseline's at ``eps``; NaN for pairs
+            without a baseline).
+        eps : float, optional
+            The ε of ``"similarity"`` and ``"similarity_gap"``; only for those.
+
+        Examples
+        --------
+        >>> import numpy as np, nsm
+        >>> from nsm.cross import CrossComparison
+        >>> X = np.random.default_rng(0).random((300, 4))
+        >>> cc = CrossComparison(["a"], ["b", "c"], {("a", "b"): nsm.Gram.from_arrays(X, X),
+        ...                                          ("a", "c"): nsm.Gram.from_arrays(X, X[:, :1])})
+        >>> cc.matrix("similarity", eps=0.0)
+        array([[1. , 0.4]])
+        """
+        if measure not in MATRIX_MEASURES:
+            raise ValueError(f"measure must be one of {', '.join(MATRIX_MEASURES)}, got {measure!r}")
+        needs_eps = measure in ("similarity", "similarity_gap")
+        if needs_eps:
+            if eps is None:
+                raise ValueError(f"measure {measure!r} needs an eps in [0, 1]: matrix({measure!r}, eps=0.5)")
+            e = single_eps(eps, f"matrix({measure!r}) takes one eps; call it once per ε")
+        elif eps is not None:
+            raise ValueError(f"measure {measure!r} takes no eps (only 'similarity' and 'similarity_gap' do)")
+        out = np.full(self.shape, np.nan)
+        for i, a in enumerate(self.sites_a):
+            for j, b in enumerate(self.sites_b):
+                if (a, b) in self._reasons:
+                    continue
+                if needs_eps:
+                    out[i, j] = self._similarity((a, b), e, measure == "similarity_gap")
+                else:
+                    out[i, j] = self._value(measure, (a, b))
+        return out
+
+    # ---- tables -----------------------------------------------------------------------------
+
+    def to_rows(self) -> list[dict[str, Any]]:
+        """One dict per pair (long format), rows of A first: ``site_a``, ``site_b``,
+        ``compared``, sizes, every measure, the baseline's ``match_auc``, the similarity and the
+        baseline's at each ε, and ``reason`` (empty for compared pairs). Computes every measure.
+
+        Examples
+        --------
+        >>> import numpy as np, nsm
+        >>> from nsm.cross import CrossComparison
+        >>> X = np.random.default_rng(0).random((300, 4))
+        >>> cc = CrossComparison(["a"], ["b"], {("a", "b"): nsm.Gram.from_arrays(X, X)}, eps=[0.5])
+        >>> sorted(cc.to_rows()[0])[:6]
+        ['baseline_0.5', 'baseline_match_auc', 'cca', 'compared', 'linear_cka', 'match_auc']
+        """
+        rows = []
+        for a in self.sites_a:
+            for b in self.sites_b:
+                pair = (a, b)
+                row: dict[str, Any] = {"site_a": a, "site_b": b, "compared": pair not in self._reasons}
+                if pair in self._reasons:
+                    row.update({"n_a": None, "n_b": None, "n_samples": None})
+                    row.update(dict.fromkeys(MEASURES + ("baseline_match_auc",), math.nan))
+                    for e in self.eps:
+                        row[f"similarity_{e:g}"] = row[f"baseline_{e:g}"] = math.nan
+                    row["reason"] = self._reasons[pair]
+                    rows.append(row)
+                    continue
+                t = self.thresholds(a, b)
+                row.update({"n_a": t.n_x, "n_b": t.n_y, "n_samples": t.n_samples})
+                for m in MEASURES:
+                    row[m] = self._value(m, pair)
+                base = self._baseline_thresholds(pair)
+                row["baseline_match_auc"] = math.nan if base is None else _auc_or_nan(base, pair)
+                for e in self.eps:
+                    row[f"similarity_{e:g}"] = float(t.similarity(e))
+                    row[f"baseline_{e:g}"] = math.nan if base is None else float(base.similarity(e))
+                row["reason"] = ""
+                rows.append(row)
+        return rows
+
+    def to_csv(self, path: Any) -> None:
+        """Write :meth:`to_rows` as CSV (NaN as ``nan``)."""
+        from .export import write_csv
+
+        write_csv(self.to_rows(), path)
+
+    def to_pandas(self) -> Any:
+        """:meth:`to_rows` as a pandas DataFrame (needs pandas)."""
+        from .export import to_dataframe
+
+        return to_dataframe(self.to_rows())
+
+    def __repr__(self) -> str:
+        skipped = f", {len(self._reasons)} not compared" if self._reasons else ""
+        return (f"CrossComparison({len(self.sites_a)} sites of A x {len(self.sites_b)} sites of B"
+                f"{skipped})")
+
+    # ---- save and load ----------------------------------------------------------------------
+
+    def to_dict(self) -> dict:
+        """Everything :meth:`load` needs to redraw tables and heatmaps without Grams: every
+        measure's value (computed now, if not yet) and every pair's thresholds."""
+        pairs = []
+        for row in self.to_rows():
+            pair = (row["site_a"], row["site_b"])
+            item: dict[str, Any] = {"site_a": pair[0], "site_b": pair[1]}
+            if pair in self._reasons:
+                item["reason"] = self._reasons[pair]
+            else:
+                item["measures"] = {m: _json_float(row[m]) for m in MEASURES}
+                item["thresholds"] = _thresholds_dict(self.thresholds(*pair))
+                base = self._baseline_thresholds(pair)
+                item["baseline_thresholds"] = None if base is None else _thresholds_dict(base)
+            pairs.append(item)
+        return {"format": "nsm-cross-comparison", "version": 1, "sites_a": list(self.sites_a),
+                "sites_b": list(self.sites_b), "eps": list(self.eps), "keep": self.keep,
+                "count_dead": self.count_dead, "info": self.info, "pairs": pairs}
+
+    def save(self, path: Any, grams: bool = False) -> None:
+        """Write :meth:`to_dict` as JSON, computing every measure first.
+
+        A loaded comparison redraws every heatmap and table and gives ``pair()`` with
+        thresholds, maximum matches and similarity at every ε; what it loses without Grams is
+        what needs them: measures with another SVCCA ``keep``, the pairs' ``ratios``, simple
+        and minimal matches. With ``grams=True`` the Grams (and baselines) are also written to
+        ``<path>.grams.npz`` (n² floats per pair), which :meth:`load` reads back.
+
+        Examples
+        --------
+        >>> import numpy as np, nsm, tempfile, os
+        >>> from nsm.cross import CrossComparison
+        >>> X = np.random.default_rng(0).random((300, 4))
+        >>> cc = CrossComparison(["a"], ["b"], {("a", "b"): nsm.Gram.from_arrays(X, X ** 2)})
+        >>> path = os.path.join(tempfile.mkdtemp(), "cross.json")
+        >>> cc.save(path)
+        >>> bool(np.array_equal(CrossComparison.load(path).matrix("cca"), cc.matrix("cca")))
+        True
+        """
+        d = self.to_dict()
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(d, f, indent=1)
+        if grams:
+            arrays = {}
+            for k, item in enumerate(d["pairs"]):
+                pair = (item["site_a"], item["site_b"])
+                for tag, g in (("gram", self._grams.get(pair)), ("baseline", self._baselines.get(pair))):
+                    if g is not None:
+                        arrays[f"{tag}{k}_matrix"] = g.matrix
+                        arrays[f"{tag}{k}_sums"] = g.column_sums
+                        arrays[f"{tag}{k}_meta"] = np.array([g.n_x, g.n_samples], dtype=np.int64)
+            with open(_grams_path(path), "wb") as f:
+                np.savez(f, **arrays)
+
+    @classmethod
+    def from_dict(cls, d: dict, grams: Mapping[Pair, Gram] | None = None,
+                  baselines: Mapping[Pair, Gram] | None = None) -> CrossComparison:
+        """The comparison :meth:`to_dict` describes, with the saved measures and thresholds,
+        and the Grams of ``grams``/``baselines`` where given."""
+        if not isinstance(d, dict) or d.get("format") != "nsm-cross-comparison":
+            raise ValueError("not an nsm cross comparison (expected the JSON that "
+                             "CrossComparison.save writes)")
+        out = cls.__new__(cls)
+        out.sites_a = _check_sites(d["sites_a"], "sites_a")
+        out.sites_b = _check_sites(d["sites_b"], "sites_b")
+        out.eps = tuple(_check_eps(list(d["eps"]))[0])
+        out.keep = _check_keep(d["keep"])
+        out.count_dead = bool(d["count_dead"])
+        out.info = dict(d.get("info") or {})
+        items = out._check_pairs({(item["site_a"], item["site_b"]): item for item in d["pairs"]}, "pairs")
+        out._reasons = {p: str(item["reason"]) for p, item in items.items() if "reason" in item}
+        out._grams, out._baselines = {}, {}
+        out._thresholds, out._base_thresholds, out._values = {}, {}, {}
+        grams, baselines = dict(grams or {}), dict(baselines or {})
+        for pair, item in items.items():
+            if pair in out._reasons:
+                continue
+            t = _thresholds_from(item["thresholds"])
+            out._thresholds[pair] = t
+            base = item.get("baseline_thresholds")
+            out._base_thresholds[pair] = None if base is None else _thresholds_from(base)
+            for m, v in item["measures"].items():
+                out._values.setdefault(m, {})[pair] = math.nan if v is None else float(v)
+            if grams.get(pair) is not None:
+                if (grams[pair].n_x, grams[pair].n_y) != (t.n_x, t.n_y):
+                    raise ValueError(f"the Gram of {pair} does not match its saved thresholds")
+                out._grams[pair] = grams[pair]
+                out._baselines[pair] = baselines.get(pair)
+        return out
+
+    @classmethod
+    def load(cls, path: Any) -> CrossComparison:
+        """Read a comparison written by :meth:`save` (and its Grams, if they were saved)."""
+        with open(path, encoding="utf-8") as f:
+            d = json.load(f)
+        grams: dict[Pair, Gram] = {}
+        baselines: dict[Pair, Gram] = {}
+        gram_file = _grams_path(path)
+        if os.path.exists(gram_file) and isinstance(d, dict) and "pairs" in d:
+            with np.load(gram_file, allow_pickle=False) as f:
+                for k, item in enumerate(d["pairs"]):
+                    pair = (item["site_a"], item["site_b"])
+                    for tag, target in (("gram", grams), ("baseline", baselines)):
+                        if f"{tag}{k}_matrix" in f.files:
+                            n_x, n_samples = (int(v) for v in f[f"{tag}{k}_meta"])
+                            target[pair] = Gram.from_matrix(f[f"{tag}{k}_matrix"], n_x, n_samples,
+                                                            column_sums=f[f"{tag}{k}_sums"])
+        return cls.from_dict(d, grams, baselines)
+
+
+def _auc_or_nan(t: Thresholds, pair: Pair) -> float:
+    return match_auc(t, names=pair)
+
+
+def _json_float(v: float) -> float | None:
+    return None if not math.isfinite(v) else float(v)
+

@@ -1,0 +1,391 @@
+"""The standard representation-similarity measures of two layers, exact from one Gram.
+
+Every measure here depends on the activations only through the float64 Gram matrix
+``G = [X Y]ᵀ[X Y]``, its column sums ``s`` and the number of samples ``d``, so it comes from the
+same single streaming pass as the maximum match, on all the data. The feature-space measures
+centre the activations from those sums, ``Gc = G - s sᵀ / d``, never with a second pass.
+
+Each function takes ``(X, Y)`` (samples × neurons, as :func:`nsm.max_match` takes them) or one
+:class:`nsm.Gram`, and returns a float. A layer with no variance (every neuron dead or
+constant) gives NaN with an :class:`nsm.NsmWarning` naming it.
+
+Rank decisions (which directions of a layer carry variance) use the cutoff of SPEC section 4 on
+the centred block scaled by each neuron's uncentred norm, ``Ĉ = D Gc D`` with
+``D = diag(G)^-1/2``: an eigenvalue counts when it exceeds
+``eps_machine * max(d, n) * max(1, λ_max(Ĉ))``. Dead, constant and duplicated neurons add
+nothing, whatever their scale.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import warnings
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from .exceptions import FewSamplesWarning, NsmWarning
+from .gram import Gram
+from .match import DEFAULT_DEAD_TOL
+from .thresholds import Thresholds, match_thresholds
+
+__all__ = ["MEASURES", "cca", "linear_cka", "match_auc", "procrustes", "svcca"]
+
+#: The measures' names, as :meth:`nsm.cross.CrossComparison.matrix` takes them.
+MEASURES = ("linear_cka", "cca", "svcca", "procrustes", "match_auc")
+
+_EPS = np.finfo(np.float64).eps
+
+
+def _gram_of(X: Any, Y: Any, function: str, num_threads: int | None) -> Gram:
+    """``X`` itself when it is a Gram (and ``Y`` is None), else the Gram of arrays ``X, Y``."""
+    if isinstance(X, Gram):
+        if Y is not None:
+            raise TypeError(f"{function}() takes (X, Y) or (gram): got a Gram and a second argument")
+        gram = X
+    elif Y is None:
+        raise TypeError(f"{function}() takes (X, Y) or (gram): pass both layers' activations")
+    else:
+        gram = Gram.from_arrays(X, Y, num_threads=num_threads)
+    if gram.n_samples == 0:
+        raise ValueError("gram has no samples: update it with activations first")
+    return gram
+
+
+def _check_names(names: Any) -> tuple[str, str]:
+    if (not isinstance(names, (tuple, list)) or len(names) != 2
+            or not all(isinstance(n, str) for n in names)):
+        raise TypeError(f"names must be a pair of layer names (str, str), got {names!r}")
+    return names[0], names[1]
+
+
+def _check_keep(keep: Any) -> float:
+    if isinstance(keep, bool) or not isinstance(keep, numbers.Real):
+        raise TypeError(f"keep must be a number in (0, 1], got {keep!r}")
+    keep = float(keep)
+    if not 0.0 < keep <= 1.0:
+        raise ValueError(f"keep must be in (0, 1] (the fraction of variance kept), got {keep}")
+    return keep
+
+
+def _no_variance(function: str, name: str, which: str) -> float:
+    warnings.warn(f"{function}: layer {name!r} ({which}) has no variance across the samples (every "
+                  "neuron is dead or constant), so the measure is undefined: NaN", NsmWarning,
+                  stacklevel=4)
+    return math.nan
+
+
+def _few_samples(function: str, gram: Gram) -> None:
+    if gram.n_samples <= gram.n:
+        warnings.warn(f"{function}: {gram.n_samples} samples for {gram.n_x} + {gram.n_y} neurons: with "
+                      "n_samples <= n_x + n_y canonical correlations are forced towards 1; use many "
+                      "more samples than neurons", FewSamplesWarning, stacklevel=4)
+
+
+class _Side(NamedTuple):
+    """One layer's centred block, restricted to its live neurons."""
+
+    live: np.ndarray      # indices (into the Gram) of the live neurons
+    scale: np.ndarray     # 1 / uncentred norm of each live neuron
+    centred: np.ndarray   # Gc restricted to the live neurons (unscaled)
+
+
+class _Centred:
+    """The centred Gram of two layers, split into its blocks, and the rank cutoff; each side's
+    eigen-decompositions are computed once and shared by the measures."""
+
+    def __init__(self, gram: Gram) -> None:
+        G = gram.matrix
+        s = gram.column_sums
+        d = gram.n_samples
+        diag = np.diag(G)
+        sides = []
+        for lo, hi in ((0, gram.n_x), (gram.n_x, gram.n)):
+            g = diag[lo:hi]
+            live = lo + np.flatnonzero((g > DEFAULT_DEAD_TOL * g.max()) & (g > 0))
+            block = G[np.ix_(live, live)] - np.outer(s[live], s[live]) / d
+            sides.append(_Side(live, 1.0 / np.sqrt(diag[live]), block))
+        self.x, self.y = sides
+        self.cross = G[np.ix_(self.x.live, self.y.live)] - np.outer(s[self.x.live], s[self.y.live]) / d
+        self.tol = _EPS * max(d, gram.n)
+        self._whiteners: dict[int, np.ndarray] = {}
+
+    def has_variance(self, side: _Side) -> bool:
+        """Any direction above the cutoff? (The largest scaled centred variance bounds them.)"""
+        if len(side.live) == 0:
+            return False
+        scaled_diag = np.diag(side.centred) * side.scale**2
+        return bool(scaled_diag.max() > self.tol)
+
+    def whitener(self, side: _Side) -> np.ndarray:
+        """W (live × rank) with Wᵀ Gc W = I over the directions above the cutoff."""
+        if id(side) not in self._whiteners:
+            scaled = side.centred * np.outer(side.scale, side.scale)
+            lam, vec = np.linalg.eigh(scaled)
+            keep = lam > self.tol * max(1.0, float(lam[-1]))
+            self._whiteners[id(side)] = (side.scale[:, None] * vec[:, keep]) / np.sqrt(lam[keep])
+        return self._whiteners[id(side)]
+
+    def principal(self, side: _Side, keep: float) -> np.ndarray:
+        """W (live × k) whitening the fewest principal directions of Gc that explain at least
+        ``keep`` of its variance (never more directions than the rank the cutoff gives)."""
+        lam, vec = np.linalg.eigh(side.centred)
+        lam, vec = lam[::-1], vec[:, ::-1]
+        rank = int(np.sum(lam > self.tol * max(float(lam[0]), 0.0)))
+        rank = min(rank, self.whitener(side).shape[1])
+        lam = lam[:rank]
+        k = int(np.searchsorted(np.cumsum(lam), keep * lam.sum(), side="left")) + 1
+        k = max(1, min(k, rank))
+        return vec[:, :k] / np.sqrt(lam[:k])
+
+
+def _canonical_correlations(c: _Centred, wx: np.ndarray, wy: np.ndarray) -> np.ndarray:
+    if wx.shape[1] == 0 or wy.shape[1] == 0:
+        return np.zeros(0)
+    rho = np.linalg.svd(wx.T @ c.cross @ wy, compute_uv=False)
+    return np.minimum(rho, 1.0)  # rounding can push a perfect correlation to 1 + 1e-15
+
+
+CENTRED = ("linear_cka", "cca", "svcca", "procrustes")
+
+
+def _centred_measures(gram: Gram, which: tuple[str, ...], keep: float,
+                      names: tuple[str, str]) -> dict[str, float]:
+    """The centred measures named in ``which``, sharing one centring and eigen-decompositions."""
+    c = _Centred(gram)
+    for side, name, label in ((c.x, names[0], "X"), (c.y, names[1], "Y")):
+        if not c.has_variance(side):
+            return dict.fromkeys(which, _no_variance("/".join(which), name, label))
+    if "cca" in which or "svcca" in which:
+        _few_samples("cca" if "cca" in which else "svcca", gram)
+    out = {}
+    for m in which:
+        if m == "linear_cka":
+            cross = float(np.sum(c.cross**2))
+            out[m] = cross / (float(np.linalg.norm(c.x.centred)) * float(np.linalg.norm(c.y.centred)))
+        elif m == "cca":
+            wx, wy = c.whitener(c.x), c.whitener(c.y)
+            rho = _canonical_correlations(c, wx, wy)
+            out[m] = float(np.sum(rho**2) / min(wx.shape[1], wy.shape[1]))
+        elif m == "svcca":
+            wx, wy = c.principal(c.x, keep), c.principal(c.y, keep)
+            rho = _canonical_correlations(c, wx, wy)
+            out[m] = float(np.sum(rho) / min(wx.shape[1], wy.shape[1]))
+        elif m == "procrustes":
+            nuclear = float(np.linalg.svd(c.cross, compute_uv=False).sum())
+            norm = math.sqrt(max(float(np.trace(c.x.centred)), 0.0) *
+                             max(float(np.trace(c.y.centred)), 0.0))
+            out[m] = min(nuclear / norm, 1.0)
+        else:
+            raise ValueError(f"unknown centred measure {m!r}")
+    return out
+
+
+def linear_cka(X: Any, Y: Any = None, /, *, names: tuple[str, str] = ("X", "Y"),
+               num_threads: int | None = None) -> float:
+    """Linear centred kernel alignment (Kornblith, Norouzi, Lee and Hinton, ICML 2019).
+
+    ``‖XcᵀYc‖²_F / (‖XcᵀXc‖_F ‖YcᵀYc‖_F)`` with ``Xc``, ``Yc`` the column-centred activations:
+    the similarity of the two layers' centred sample-by-sample linear kernels. It is invariant
+    to orthogonal transforms and isotropic scaling of either layer, but not to arbitrary
+    invertible ones, and it is dominated by the directions of largest variance. Computed
+    exactly from the Gram on all samples (minibatch CKA estimates it).
+
+    Parameters
+    ----------
+    X, Y : array-like of shape (n_samples, n_x) and (n_samples, n_y)
+        Activations (as for :func:`nsm.max_match`); or instead one :class:`nsm.Gram`.
+    names : (str, str)
+        The layers' names, used in warnings.
+    num_threads : int, optional
+        Threads for the Gram of arrays.
+
+    Returns
+    -------
+    float in [0, 1]; NaN (with an NsmWarning) when a layer has no variance.
+
+    Examples
+    --------
+    >>> import numpy as np, nsm
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.standard_normal((1000, 8))
+    >>> round(nsm.measures.linear_cka(X, 3 * X @ np.linalg.qr(rng.standard_normal((8, 8)))[0] + 5), 12)
+    1.0
+    >>> g = nsm.Gram.from_arrays(X, rng.standard_normal((1000, 4)))
+    >>> nsm.measures.linear_cka(g) < 0.05
+    True
+    """
+    gram = _gram_of(X, Y, "linear_cka", num_threads)
+    names = _check_names(names)
+    return _centred_measures(gram, ("linear_cka",), 0.99, names)["linear_cka"]
+
+
+def cca(X: Any, Y: Any = None, /, *, names: tuple[str, str] = ("X", "Y"),
+        num_threads: int | None = None) -> float:
+    """Mean squared canonical correlation, R²_CCA (Hotelling 1936; as compared in Kornblith et
+    al., ICML 2019).
+
+    The canonical correlations ``ρ_1 >= ρ_2 >= ...`` of the centred activations are the cosines
+    of the principal angles between the column spans of ``Xc`` and ``Yc``; this returns
+    ``Σ ρ_i² / min(rank Xc, rank Yc)``. It is invariant to any invertible linear transform of
+    either layer, so it weighs a direction of tiny variance as much as the main ones. Ranks come
+    from the cutoff described in the module docstring: dead, constant and duplicated neurons add
+    no direction.
+
+    Parameters
+    ----------
+    X, Y, names, num_threads
+        As for :func:`linear_cka`.
+
+    Returns
+    -------
+    float in [0, 1]; NaN (with an NsmWarning) when a layer has no variance. Warns
+    (FewSamplesWarning) when ``n_samples <= n_x + n_y``.
+
+    Examples
+    --------
+    >>> import numpy as np, nsm
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.standard_normal((1000, 6))
+    >>> Y = np.hstack([X[:, :3] @ rng.standard_normal((3, 3)), rng.standard_normal((1000, 3))])
+    >>> round(nsm.measures.cca(X, Y), 2)  # three shared directions out of six
+    0.5
+    """
+    gram = _gram_of(X, Y, "cca", num_threads)
+    names = _check_names(names)
+    return _centred_measures(gram, ("cca",), 0.99, names)["cca"]
+
+
+def svcca(X: Any, Y: Any = None, /, *, keep: float = 0.99, names: tuple[str, str] = ("X", "Y"),
+          num_threads: int | None = None) -> float:
+    """Singular vector CCA (Raghu, Gilmer, Yosinski and Sohl-Dickstein, NeurIPS 2017).
+
+    Keep on each side the fewest principal directions of the centred covariance ``XcᵀXc`` that
+    explain at least ``keep`` of its variance (its trace), then return the mean canonical
+    correlation between the kept parts, ``Σ ρ_i / min(k_x, k_y)``. Dropping the low-variance
+    directions makes it less sensitive than :func:`cca` to noise, but it depends on the scale
+    of each neuron (PCA does).
+
+    Parameters
+    ----------
+    X, Y, names, num_threads
+        As for :func:`linear_cka`.
+    keep : float in (0, 1]
+        Fraction of each layer's variance the kept directions must explain (default 0.99).
+
+    Returns
+    -------
+    float in [0, 1]; NaN (with an NsmWarning) when a layer has no variance. Warns
+    (FewSamplesWarning) when ``n_samples <= n_x + n_y``.
+
+    Examples
+    --------
+    >>> import numpy as np, nsm
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.standard_normal((2000, 5)) * [10, 10, 10, 0.01, 0.01]  # two directions are noise
+    >>> Y = X[:, :3] @ rng.standard_normal((3, 3))
+    >>> round(nsm.measures.svcca(X, Y), 6)
+    1.0
+    """
+    gram = _gram_of(X, Y, "svcca", num_threads)
+    names = _check_names(names)
+    keep = _check_keep(keep)
+    return _centred_measures(gram, ("svcca",), keep, names)["svcca"]
+
+
+def procrustes(X: Any, Y: Any = None, /, *, names: tuple[str, str] = ("X", "Y"),
+               num_threads: int | None = None) -> float:
+    """Cosine of the angular Procrustes distance (Williams, Kunz, Kornblith and Linderman,
+    NeurIPS 2021; orthogonal Procrustes, Schönemann 1966).
+
+    ``‖XcᵀYc‖_* / (‖Xc‖_F ‖Yc‖_F)`` (``‖·‖_*`` the nuclear norm): the largest cosine between
+    ``Xc`` and ``Yc Q`` over all orthogonal maps ``Q`` (the narrower layer padded with zero
+    neurons). ``arccos`` of it is a metric on shapes of representations; it is invariant to
+    rotations and isotropic scaling.
+
+    Parameters
+    ----------
+    X, Y, names, num_threads
+        As for :func:`linear_cka`.
+
+    Returns
+    -------
+    float in [0, 1]; NaN (with an NsmWarning) when a layer has no variance.
+
+    Examples
+    --------
+    >>> import numpy as np, nsm
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.standard_normal((1000, 4))
+    >>> Q = np.linalg.qr(rng.standard_normal((4, 4)))[0]
+    >>> round(nsm.measures.procrustes(X, 2 * X @ Q - 1), 12)
+    1.0
+    """
+    gram = _gram_of(X, Y, "procrustes", num_threads)
+    names = _check_names(names)
+    return _centred_measures(gram, ("procrustes",), 0.99, names)["procrustes"]
+
+
+def match_auc(X: Any, Y: Any = None, /, *, count_dead: bool = True, dead_tol: float | None = None,
+              names: tuple[str, str] = ("X", "Y"), num_threads: int | None = None) -> float:
+    """Area under the maximum-match similarity curve, ``∫₀¹ MMS(ε) dε`` (nsm's ε-free summary).
+
+    ``MMS(ε)`` is the fraction of both layers' neurons in the maximum ε-match (Wang et al.,
+    NeurIPS 2018). It is a step function of ε that rises by ``1 / n`` at each neuron's critical
+    ε ``t_v`` (:func:`nsm.match_thresholds`), so the area is exactly
+    ``Σ_v (1 - t_v) / n`` over the neurons that ever match, ``n`` the denominator of the
+    similarity (dead neurons count in it unless ``count_dead=False``). 1 means every neuron
+    matches at ε = 0; a neuron that only matches at ε = 1 adds nothing. Uncentred, like the
+    match itself: compare with the baseline's value, which post-ReLU layers keep high.
+
+    Parameters
+    ----------
+    X, Y : array-like, or a Gram, or a :class:`nsm.Thresholds`
+        Activations, a Gram, or thresholds computed before (then ``count_dead`` and
+        ``dead_tol`` are the thresholds' own).
+    count_dead, dead_tol, num_threads
+        As for :func:`nsm.match_thresholds`.
+    names
+        As for :func:`linear_cka`.
+
+    Returns
+    -------
+    float in [0, 1]; NaN (with an NsmWarning) when a layer has no live neuron.
+
+    Examples
+    --------
+    >>> import numpy as np, nsm
+    >>> X = np.array([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]] * 100)
+    >>> Y = np.array([[0.0], [np.sqrt(3) / 2], [0.5]] * 100)  # 30° from X's second neuron
+    >>> t = nsm.match_thresholds(X, Y)
+    >>> np.round(t.x, 6).tolist(), np.round(t.y, 6).tolist()
+    ([1.0, 0.5], [0.5])
+    >>> round(nsm.measures.match_auc(t), 6)  # ((1 - 1) + (1 - 0.5) + (1 - 0.5)) / 3
+    0.333333
+    """
+    name_x, name_y = _check_names(names)
+    if isinstance(X, Thresholds):
+        if Y is not None:
+            raise TypeError("match_auc() takes (X, Y), (gram) or (thresholds): got thresholds and a "
+                            "second argument")
+        t = X
+    else:
+        t = match_thresholds(_gram_of(X, Y, "match_auc", num_threads), count_dead=count_dead,
+                             dead_tol=dead_tol, num_threads=num_threads)
+    for n, dead, name, which in ((t.n_x, t.dead_x, name_x, "X"), (t.n_y, t.dead_y, name_y, "Y")):
+        if len(dead) == n:
+            warnings.warn(f"match_auc: layer {name!r} ({which}) has no live neuron (all are zero on "
+                          "these samples), so the measure is undefined: NaN", NsmWarning, stacklevel=2)
+            return math.nan
+    return _auc_of(t)
+
+
+def _auc_of(t: Thresholds) -> float:
+    """``∫₀¹ t.similarity(ε) dε`` from the critical ε (0 when nothing ever matches)."""
+    denominator = t.n_x + t.n_y - (0 if t.count_dead else len(t.dead_x) + len(t.dead_y))
+    every = np.concatenate([t.x, t.y])
+    finite = every[np.isfinite(every)]
+    if denominator == 0:
+        return 0.0
+    return float(np.sum(1.0 - np.clip(finite, 0.0, 1.0)) / denominator)

@@ -1,0 +1,65 @@
+"""Batches: moving them to the device, feeding them to a model, and their padding masks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+__all__ = ["as_batches", "batch_mask", "feed", "move"]
+
+
+def as_batches(data: Any) -> Iterable[Any]:
+    """``data`` as an iterable of batches: a bare tensor or a dict is one batch."""
+    if isinstance(data, (torch.Tensor, Mapping)):
+        return [data]
+    if not isinstance(data, Iterable):
+        raise TypeError(f"data must be an iterable of batches (a DataLoader, a list) or one tensor, "
+                        f"got {type(data).__name__}")
+    return data
+
+
+def move(batch: Any, device: torch.device) -> Any:
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, Mapping):
+        return {k: move(v, device) for k, v in batch.items()}
+    if isinstance(batch, tuple) and hasattr(batch, "_fields"):  # a namedtuple
+        return type(batch)(*(move(v, device) for v in batch))
+    if isinstance(batch, (tuple, list)):
+        return type(batch)(move(v, device) for v in batch)
+    return batch
+
+
+def feed(model: nn.Module, batch: Any) -> None:
+    """Run a model on a batch: a tensor, a tuple or list (its first item is the input, the
+    rest labels), or a dict of keyword arguments."""
+    if isinstance(batch, torch.Tensor):
+        model(batch)
+    elif isinstance(batch, Mapping):
+        model(**batch)
+    elif isinstance(batch, (tuple, list)) and batch:
+        model(batch[0])
+    else:
+        raise TypeError(f"cannot feed a batch of type {type(batch).__name__} to a model; use "
+                        "tensors, (input, label) tuples or dicts of keyword arguments")
+
+
+def batch_mask(batch: Any, mask: Callable[[Any], Any] | None, number: int) -> torch.Tensor | None:
+    """The (N, L) bool mask of real tokens: ``mask(batch)`` when given, else the batch's
+    ``"attention_mask"`` when it is a dict (the Hugging Face convention), else None."""
+    if mask is not None:
+        m = mask(batch)
+        where = "mask(batch)"
+    elif isinstance(batch, Mapping) and batch.get("attention_mask") is not None:
+        m = batch["attention_mask"]
+        where = "the batch's attention_mask"
+    else:
+        return None
+    if not isinstance(m, torch.Tensor) or m.ndim != 2:
+        raise ValueError(f"{where} must be an (N, L) tensor, got "
+                         f"{tuple(m.shape) if isinstance(m, torch.Tensor) else type(m).__name__} "
+                         f"in batch {number}")
+    return m.bool() if m.dtype != torch.bool else m

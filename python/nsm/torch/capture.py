@@ -1,0 +1,132 @@
+"""Forward hooks that record what each watched module returned, call by call, in one forward.
+
+The value kept for a call is the module's output at the moment the module returned, whatever
+in-place operation follows (``ReLU(inplace=True)``, ``out += identity``): outputs are kept by
+reference, and a tensor whose version counter moved before it was read is recaptured by
+running the forward again with that call's output cloned (``Tap.run``), so only outputs that
+are really overwritten are ever copied.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from .layout import Provenance, infer_layout
+from .sites import model_modules, site_label, unwrap
+
+__all__ = ["Tap", "first_tensor"]
+
+
+def first_tensor(output: Any, module: str) -> torch.Tensor:
+    """The activation tensor in a module's output."""
+    if isinstance(output, torch.Tensor):
+        return output
+    hidden = getattr(output, "last_hidden_state", None)  # Hugging Face ModelOutput
+    if isinstance(hidden, torch.Tensor):
+        return hidden
+    if isinstance(output, Mapping) and isinstance(output.get("last_hidden_state"), torch.Tensor):
+        return output["last_hidden_state"]
+    if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
+        return output[0]
+    raise TypeError(f"module {module!r} returned {type(output).__name__}; nsm needs a tensor, a "
+                    "tuple or list whose first item is one, or an output with last_hidden_state")
+
+
+class Tap:
+    """Hooks on one model: the outputs of the watched modules in the current forward pass.
+
+    ``discover`` also hooks every module, to count calls and infer each call's layout (needed
+    for the first batch only). ``clone_all`` copies every watched output at once (for callers
+    that cannot run a forward twice).
+    """
+
+    def __init__(self, model: nn.Module, which: str, watch: list[str], discover: bool,
+                 clone_all: bool = False) -> None:
+        self.which = which
+        self.root = unwrap(model)
+        self.watch = set(watch)
+        self.clone_all = clone_all
+        self.clone: set[tuple[str, int]] = set()
+        self.provenance = Provenance() if discover else None
+        self.handles: list[Any] = []
+        self.reset()
+        for name, module in model_modules(self.root).items():
+            if name in self.watch or discover:
+                self.handles.append(module.register_forward_hook(self._hook(name)))
+
+    def reset(self) -> None:
+        """Forget the last forward pass."""
+        self.outputs: dict[str, list[torch.Tensor]] = {}
+        self.versions: dict[str, list[int]] = {}
+        self.layouts: dict[tuple[str, int], str | None] = {}
+        self.order: list[tuple[str, int]] = []
+        if self.provenance is not None:
+            self.provenance.clear()
+
+    def _hook(self, name: str) -> Callable[..., None]:
+        def hook(module: nn.Module, inputs: tuple, output: Any) -> None:
+            watched = name in self.watch
+            if not watched and self.provenance is None:
+                return
+            try:
+                t = first_tensor(output, name)
+            except TypeError:
+                if watched:
+                    raise
+                return
+            index = len(self.outputs.get(name, ()))
+            if self.provenance is not None:
+                layout = infer_layout(module, inputs, t, self.provenance, name)
+                self.provenance.record(t, layout)
+                if watched:
+                    self.layouts[(name, index)] = layout
+            if not watched:
+                return
+            t = t.detach()
+            if self.clone_all or (name, index) in self.clone:
+                t = t.clone()
+            self.outputs.setdefault(name, []).append(t)
+            self.versions.setdefault(name, []).append(t._version)
+            self.order.append((name, index))
+
+        return hook
+
+    def overwritten(self) -> list[tuple[str, int]]:
+        """Calls whose output was modified in place after the module returned."""
+        return [(name, i) for name, ts in self.outputs.items() for i, t in enumerate(ts)
+                if t._version != self.versions[name][i]]
+
+    def run(self, forward: Callable[[], Any]) -> None:
+        """One forward pass; again, with the overwritten outputs cloned, if any was overwritten."""
+        self.reset()
+        forward()
+        moved = self.overwritten()
+        if moved:
+            self.clone.update(moved)
+            self.reset()
+            forward()
+            still = self.overwritten()
+            if still:  # only a forward that differs from run to run can get here
+                raise RuntimeError(f"the outputs of {still} in {self.which} were overwritten in place "
+                                   "in two forward passes of the same batch")
+
+    def calls(self) -> dict[str, int]:
+        """Watched module -> calls in the last forward pass."""
+        return {name: len(ts) for name, ts in self.outputs.items()}
+
+    def value(self, module: str, index: int) -> torch.Tensor:
+        return self.outputs[module][index]
+
+    def by_label(self) -> dict[str, torch.Tensor]:
+        """Outputs of the last forward pass by site label."""
+        calls = self.calls()
+        return {site_label(m, i, calls[m]): self.outputs[m][i] for m, i in self.order}
+
+    def remove(self) -> None:
+        for h in self.handles:
+            h.remove()
+        self.handles.clear()

@@ -1,0 +1,415 @@
+"""nsm.torch.compare: stream batches through two models and compare their sites pair by pair."""
+
+from __future__ import annotations
+
+import numbers
+import warnings
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Callable, Union
+
+import torch
+from torch import nn
+
+from ..comparison import DEFAULT_EPS, Comparison, LayerComparison
+from ..gram import Gram
+from ..progress import progress_bar
+from ..thresholds import Thresholds, match_thresholds
+from ..validation import check_bool, check_eps
+from . import distributed
+from .accumulate import DeviceGram, gram_from_parts
+from .baseline import ShiftedBaseline
+from .batches import as_batches, batch_mask, feed, move
+from .capture import Tap
+from .layout import TOKEN_MODES, check_layout, n_samples, sample_rows
+from .sites import LayerSpec, Selection, Site, SitePair, unwrap
+
+__all__ = ["compare"]
+
+PerSite = Union[str, Mapping[Any, str], None]
+
+
+def _check_max_batches(max_batches: Any) -> int | None:
+    if max_batches is None:
+        return None
+    if isinstance(max_batches, bool) or not isinstance(max_batches, numbers.Integral) or max_batches < 1:
+        raise ValueError(f"max_batches must be a positive int or None, got {max_batches!r}")
+    return int(max_batches)
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    for p in model.parameters():
+        return p.device
+    for b in model.buffers():
+        return b.device
+    return torch.device("cpu")
+
+
+def _check_per_site(value: Any, name: str, check: Callable[[Any, str], str]) -> Any:
+    """A str for every site, or a dict of them by site label or (label_a, label_b)."""
+    if value is None:
+        return None
+    if isinstance(value, Mapping):
+        for key, v in value.items():
+            check(v, f"{name}[{key!r}]")
+        return dict(value)
+    return check(value, name)
+
+
+def _check_tokens(value: Any, name: str) -> str:
+    if value not in TOKEN_MODES:
+        raise ValueError(f"{name} must be one of {TOKEN_MODES}, got {value!r}")
+    return value
+
+
+class _PerSite:
+    """Looks up a per-site setting; every key of a dict must name a selected site."""
+
+    def __init__(self, value: Any, name: str) -> None:
+        self.value, self.name, self.used = value, name, set()
+
+    def get(self, pair: SitePair, site: Site) -> Any:
+        if not isinstance(self.value, dict):
+            return self.value
+        for key in (pair.key, site.label):
+            if key in self.value:
+                self.used.add(key)
+                return self.value[key]
+        return None
+
+    def check_used(self) -> None:
+        if isinstance(self.value, dict):
+            unused = [k for k in self.value if k not in self.used]
+            if unused:
+                raise ValueError(f"{self.name} names {unused!r}, which no selected site is")
+
+
+@dataclass
+class _Plan:
+    """One site pair: where its values come from and how they become samples."""
+
+    pair: SitePair
+    layout_a: str
+    layout_b: str
+    tokens: str
+    gram: DeviceGram | None = None
+    baseline: ShiftedBaseline | None = None
+
+
+def _layout_of(tap: Tap, site: Site, given: str | None, which: str) -> str:
+    value = tap.value(site.module, site.index)
+    if given is not None:
+        if len(given) != value.ndim:
+            raise ValueError(f"layout {given!r} for site {site.label!r} of {which} does not fit its "
+                             f"outputs of shape {tuple(value.shape)}")
+        return given
+    if value.ndim not in (2, 3, 4, 5):
+        raise ValueError(f"site {site.label!r} of {which} gives outputs of shape {tuple(value.shape)}; "
+                         "nsm needs (N, C) units, (N, C, ...) channels or (N, L, C) tokens: pick "
+                         "another site")
+    inferred = tap.layouts.get((site.module, site.index))
+    if inferred is None:
+        raise ValueError(
+            f"cannot tell which axis holds the neurons of site {site.label!r} of {which} (outputs "
+            f"of shape {tuple(value.shape)}): pass layout= for it, one of 'nc', 'ncl', 'nlc', "
+            "'nchw', 'nhwc', 'ncdhw', 'ndhwc'")
+    return inferred
+
+
+def _check_calls(tap: Tap, expected: dict[str, int], number: int) -> None:
+    calls = tap.calls()
+    for module in set(calls) | set(expected):
+        got, want = calls.get(module, 0), expected.get(module, 0)
+        if got != want:
+            raise ValueError(
+                f"module {module!r} of {tap.which} ran {got} time{'s' if got != 1 else ''} in batch "
+                f"{number} but {want} in the first batch: nsm compares the same sites in every batch "
+                "and never reuses an earlier batch's activations; select sites that run in every "
+                "batch")
+
+
+def _thresholds(gram: Gram | None, count_dead: bool, label: str, notes: list[str]
+                ) -> Thresholds | None:
+    """Thresholds, with nsm's warnings re-issued at the caller's line under the site's name."""
+    if gram is None or gram.n_samples == 0:
+        return None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        t = match_thresholds(gram, count_dead=count_dead)
+    for w in caught:
+        if w.category.__name__ == "FewSamplesWarning":
+            notes.append(f"few samples{' (baseline)' if 'baseline' in label else ''}")
+        warnings.warn(f"{label}: {w.message}", w.category, stacklevel=4)
+    return t
+
+
+def compare(
+    model_a: nn.Module,
+    model_b: nn.Module,
+    data: Iterable[Any] | torch.Tensor,
+    layers: LayerSpec,
+    *,
+    eps: float | Iterable[float] = DEFAULT_EPS,
+    device: Any = None,
+    max_batches: int | None = None,
+    layout: PerSite = None,
+    tokens: PerSite = "samples",
+    mask: Callable[[Any], torch.Tensor] | None = None,
+    progress: bool = True,
+    count_dead: bool = True,
+    baseline: bool = True,
+) -> Comparison:
+    """Compare two models site by site on the same data.
+
+    Streams ``data`` through both models under ``torch.no_grad()`` in eval mode and adds each
+    batch's activations of every selected site pair to that pair's float64 Gram, computed where
+    the activations live (nsm's C++ kernels on the CPU, float64 matmuls on a GPU). Memory is
+    O(n²) per pair whatever the number of samples. Under ``torch.distributed`` each rank
+    streams its own shard and the Grams are summed (every rank gets the same result; a rank
+    with no batch takes part).
+
+    A *site* is one call of a module: ``"name"`` for a module called once per forward,
+    ``"name#0"``, ``"name#1"``... for a module called several times (torchvision's
+    ``BasicBlock.relu``). The values compared are each module's output at the moment it
+    returned, whatever in-place operation follows.
+
+    Parameters
+    ----------
+    model_a, model_b : torch.nn.Module
+        The two networks. DataParallel, DistributedDataParallel and ``torch.compile`` wrappers
+        are unwrapped (site names never carry ``module.`` or ``_orig_mod.``) and the module
+        inside runs.
+    data : iterable of batches, or one tensor
+        Batches: tensors, tuples or lists whose first item is the input, or dicts of keyword
+        arguments for the models. A bare tensor is one batch.
+    layers : site, (site_a, site_b), list of those, module type, or predicate(name, module)
+        Which sites to compare. A type or predicate selects every site of the matching modules,
+        paired in call order. A module that runs several times must be named with ``#i``.
+    eps : float or sequence of floats
+        The ε values of the summary table (every ε is available afterwards).
+    device : torch device, optional
+        Where to run; default: the device of ``model_a``'s parameters.
+    max_batches : int, optional
+        Stop after this many batches.
+    layout : str or dict, optional
+        The axes of the outputs, for every site or per site label (or ``(label_a, label_b)``):
+        ``"nc"``, ``"ncl"``, ``"nlc"``, ``"nchw"``, ``"nhwc"``, ``"ncdhw"``, ``"ndhwc"`` (``n``
+        the batch, ``c`` the neurons; positions are samples; ``l`` in ``"nlc"`` is a token axis).
+        By default it is inferred from the module's type (convolutions, pools and norms are
+        channels first; Linear, LayerNorm and attention channels last) or, for element-wise and
+        other modules, from the module that produced the tensor; a ValueError asks for it
+        where nothing decides.
+    tokens : {'samples', 'mean', 'cls', 'last'} or dict
+        For ``"nlc"`` sites: every real token is a sample, or the mean of the real tokens, or
+        the first or the last real token of each input. Per site like ``layout``.
+    mask : callable, optional
+        ``mask(batch)`` gives the (N, L) bool tensor of real tokens. By default a dict batch's
+        ``"attention_mask"`` is used (the Hugging Face convention); masked positions are not
+        samples and do not enter the mean.
+    progress : bool
+        Show a progress bar over batches (tqdm).
+    count_dead : bool
+        Count dead neurons in the similarity's denominator.
+    baseline : bool
+        Also accumulate the shifted-batch baseline (batch i of A against batch i-1 of B; about
+        as costly again as the Gram); without it ``LayerComparison.baseline`` gives NaN.
+
+    Returns
+    -------
+    Comparison
+
+    Examples
+    --------
+    >>> import torch, nsm.torch
+    >>> _ = torch.manual_seed(0)
+    >>> a = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU())
+    >>> b = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU())
+    >>> data = [torch.randn(256, 8) for _ in range(8)]
+    >>> c = nsm.torch.compare(a, b, data, "1", progress=False)
+    >>> c["1"].n_samples, c["1"].layout
+    (2048, ('nc', 'nc'))
+    >>> bool(c["1"].similarity(0.5) > 0)
+    True
+    """
+    eps_values, _ = check_eps(eps)
+    max_batches = _check_max_batches(max_batches)
+    progress = check_bool(progress, "progress")
+    count_dead = check_bool(count_dead, "count_dead")
+    baseline = check_bool(baseline, "baseline")
+    layouts = _PerSite(_check_per_site(layout, "layout", check_layout), "layout")
+    modes = _PerSite(_check_per_site(tokens, "tokens", _check_tokens), "tokens")
+    if mask is not None and not callable(mask):
+        raise TypeError(f"mask must be a callable mask(batch) -> (N, L) bool tensor, got {mask!r}")
+    selection = Selection(model_a, model_b, layers)
+    device = torch.device(device) if device is not None else _model_device(model_a)
+    for which, model in (("model_a", model_a), ("model_b", model_b)):
+        d = _model_device(model)
+        other_index = d.index is not None and device.index is not None and d.index != device.index
+        if d.type != device.type or other_index:
+            raise ValueError(f"{which} is on {d} but the comparison runs on {device}; move it there")
+    root_a, root_b = unwrap(model_a), unwrap(model_b)
+    batches = as_batches(data)
+    total = None
+    if hasattr(batches, "__len__"):
+        total = len(batches) if max_batches is None else min(len(batches), max_batches)
+
+    plans: list[_Plan] | None = None
+    first_calls: tuple[dict[str, int], dict[str, int]] = ({}, {})
+    error: BaseException | None = None
+    restore = [_modes(root_a), _modes(root_b)]
+    tap_a = Tap(root_a, "model_a", selection.watch_a, discover=True)
+    tap_b = Tap(root_b, "model_b", selection.watch_b, discover=True)
+    bar = progress_bar(total, progress, "nsm compare", "batch")
+    try:
+        root_a.eval()
+        root_b.eval()
+        with torch.no_grad():
+            for number, batch in enumerate(batches):
+                if max_batches is not None and number >= max_batches:
+                    break
+                batch = move(batch, device)
+                real = batch_mask(batch, mask, number)
+                tap_a.run(lambda: feed(root_a, batch))
+                tap_b.run(lambda: feed(root_b, batch))
+                if plans is None:
+                    plans = _plan(selection, tap_a, tap_b, layouts, modes)
+                    first_calls = (tap_a.calls(), tap_b.calls())
+                else:
+                    _check_calls(tap_a, first_calls[0], number)
+                    _check_calls(tap_b, first_calls[1], number)
+                for plan in plans:
+                    _add(plan, tap_a, tap_b, real, baseline)
+                if tap_a.provenance is not None:
+                    # Later batches need no layout inference: hook the watched modules only.
+                    tap_a = _retap(tap_a, root_a, selection.watch_a)
+                    tap_b = _retap(tap_b, root_b, selection.watch_b)
+                bar.update(1)
+    except Exception as exc:  # every rank must hear of it before the sums below
+        error = exc
+    finally:
+        bar.close()
+        tap_a.remove()
+        tap_b.remove()
+        for r in restore:
+            r()
+    if distributed.running():
+        description = None if plans is None else [_describe(p) for p in plans]
+        description = distributed.agree(description, error)
+        if description is None:
+            raise ValueError("data gave no batch on any rank")
+        return _finish(_reduced(plans, description, device, baseline), eps_values, count_dead)
+    if error is not None:
+        raise error
+    if plans is None:
+        raise ValueError("data gave no batch")
+    results = [(p, p.gram.result(), p.baseline.acc.result() if p.baseline else None) for p in plans]
+    return _finish(results, eps_values, count_dead)
+
+
+def _modes(model: nn.Module) -> Callable[[], None]:
+    saved = [(m, m.training) for m in model.modules()]
+
+    def restore() -> None:
+        for m, training in saved:
+            m.training = training
+
+    return restore
+
+
+def _retap(tap: Tap, root: nn.Module, watch: list[str]) -> Tap:
+    tap.remove()
+    lean = Tap(root, tap.which, watch, discover=False)
+    lean.clone = set(tap.clone)
+    return lean
+
+
+def _plan(selection: Selection, tap_a: Tap, tap_b: Tap, layouts: _PerSite, modes: _PerSite) -> list[_Plan]:
+    pairs = selection.resolve(tap_a.calls(), tap_a.order, tap_b.calls(), tap_b.order)
+    plans = []
+    for pair in pairs:
+        la = _layout_of(tap_a, pair.a, layouts.get(pair, pair.a), "model_a")
+        lb = _layout_of(tap_b, pair.b, layouts.get(pair, pair.b), "model_b")
+        mode_a, mode_b = modes.get(pair, pair.a), modes.get(pair, pair.b)
+        if mode_a != mode_b:
+            raise ValueError(f"tokens for {pair.key!r}: {mode_a!r} for model_a's site but {mode_b!r} "
+                             "for model_b's; both sides of a pair need the same samples")
+        plans.append(_Plan(pair, la, lb, mode_a or "samples"))
+    layouts.check_used()
+    modes.check_used()
+    return plans
+
+
+def _add(plan: _Plan, tap_a: Tap, tap_b: Tap, real: torch.Tensor | None, baseline: bool) -> None:
+    pair = plan.pair
+    a = sample_rows(tap_a.value(pair.a.module, pair.a.index), plan.layout_a, plan.tokens, real, pair.a.label)
+    b = sample_rows(tap_b.value(pair.b.module, pair.b.index), plan.layout_b, plan.tokens, real, pair.b.label)
+    if n_samples(a) != n_samples(b):
+        raise ValueError(f"site {pair.key!r}: model_a gives {n_samples(a)} samples per batch "
+                         f"(layout {plan.layout_a!r}) but model_b gives {n_samples(b)} (layout "
+                         f"{plan.layout_b!r}); both must see the same inputs at the same positions")
+    if plan.gram is None:
+        plan.gram = DeviceGram(a.shape[1], b.shape[1], a.device)
+        plan.baseline = ShiftedBaseline(a.shape[1], b.shape[1], a.device) if baseline else None
+    try:
+        plan.gram.update(a, b)
+        if plan.baseline is not None:
+            plan.baseline.update(a, b)
+    except ValueError as exc:
+        raise ValueError(f"site {pair.key!r}: {exc}") from None
+
+
+def _describe(plan: _Plan) -> tuple:
+    g = plan.gram
+    return (plan.pair.key, g.n_x, g.n_y, plan.layout_a, plan.layout_b, plan.tokens)
+
+
+@dataclass
+class _Described:
+    """A site pair on a rank that may have seen no batch: enough to take part in the sums."""
+
+    key: Any
+    layout_a: str
+    layout_b: str
+    tokens: str
+
+
+def _reduced(plans: list[_Plan] | None, description: list[tuple], device: torch.device,
+             baseline: bool) -> list[tuple[Any, Gram, Gram | None]]:
+    out = []
+    for i, (key, n_x, n_y, la, lb, mode) in enumerate(description):
+        plan = plans[i] if plans is not None else None
+        parts = []
+        for which in ("gram", "baseline"):
+            if which == "baseline" and not baseline:
+                parts.append(None)
+                continue
+            acc = None if plan is None else (plan.gram if which == "gram" else plan.baseline.acc)
+            if acc is None:
+                acc = DeviceGram(n_x, n_y, device)
+            m, s, c = distributed.all_reduce_parts(*acc.parts())
+            parts.append(gram_from_parts(m, s, c, n_x))
+        out.append((_Described(key, la, lb, mode), parts[0], parts[1]))
+    return out
+
+
+def _finish(results: list[tuple[Any, Gram, Gram | None]], eps: list[float], count_dead: bool
+            ) -> Comparison:
+    layers = {}
+    for plan, gram, base in results:
+        key = plan.pair.key if isinstance(plan, _Plan) else plan.key
+        label = key if isinstance(key, str) else f"{key[0]} / {key[1]}"
+        notes: list[str] = []
+        thresholds = _thresholds(gram, count_dead, f"site {label!r}", notes)
+        base_thresholds = _thresholds(base, count_dead, f"site {label!r}, baseline", notes)
+        layers[key] = LayerComparison(
+            name=key,
+            thresholds=thresholds,
+            baseline_thresholds=base_thresholds,
+            eps=tuple(eps),
+            gram=gram,
+            baseline_gram=base if base is not None and base.n_samples else None,
+            layout=(plan.layout_a, plan.layout_b),
+            tokens=plan.tokens if "nlc" in (plan.layout_a, plan.layout_b) else None,
+            notes=tuple(notes),
+        )
+    return Comparison(layers, eps)

@@ -1,0 +1,337 @@
+"""nsm.torch.compare_all: every site of model A against every site of model B, in one pass.
+
+Pairs share samples in one of two ways. ``samples="inputs"``: every site is reduced to one
+vector per input (the mean over positions and real tokens), so every pair has the inputs as
+samples. ``samples="pool"``: a pair's finer spatial map is average-pooled to the coarser one's
+grid, so (input, coarse position) pairs are the samples; a site with one vector per input pools
+the other to one position; token sites pair with token sites of the same length. For each grid
+that some pair needs, one Gram over all the sites pooled to it is accumulated (nsm's C++ kernels
+on the CPU), and each pair's Gram is cut out of it when first asked for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..gram import Gram
+from ..progress import progress_bar
+from .accumulate import DeviceGram
+from .batches import as_batches, batch_mask, feed, move
+from .capture import Tap
+from .compare import (
+    PerSite,
+    _check_calls,
+    _check_max_batches,
+    _check_per_site,
+    _check_tokens,
+    _layout_of,
+    _model_device,
+    _modes,
+    _PerSite,
+    _retap,
+)
+from .layout import check_layout, sample_rows
+from .sites import ModelSelection, Site, SitePair, unwrap
+
+__all__ = ["compare_all"]
+
+SAMPLE_MODES = ("pool", "inputs")
+DEFAULT_MAX_BYTES = 4 * 2**30
+Grid = tuple  # () one vector per input; ("tokens", L); or spatial sizes such as (H, W)
+
+
+class _SiteInfo:
+    """A site of one model: its layout, token mode, width and grid."""
+
+    def __init__(self, site: Site, which: str, layout: str, tokens: str, shape: tuple[int, ...]) -> None:
+        self.site, self.which, self.layout, self.tokens = site, which, layout, tokens
+        if layout == "nc":
+            self.width, self.grid = shape[1], ()
+        elif layout == "nlc":
+            self.width = shape[2]
+            self.grid = ("tokens", shape[1]) if tokens == "samples" else ()
+        elif layout[1] == "c":
+            self.width, self.grid = shape[1], tuple(shape[2:])
+        else:
+            self.width, self.grid = shape[-1], tuple(shape[1:-1])
+
+    @property
+    def label(self) -> str:
+        return self.site.label
+
+
+def _common_grid(a: Grid, b: Grid) -> tuple[Grid | None, str]:
+    """The grid a pair shares its samples on, or None and why it cannot."""
+    if a == b:
+        return a, ""
+    if a == () or b == ():
+        return (), ""
+    if a[:1] == ("tokens",) or b[:1] == ("tokens",):
+        return None, f"a token site with {a} cannot share samples with one with {b}"
+    if len(a) != len(b):
+        return None, f"grids {a} and {b} have different dimensions"
+    fine, coarse = (a, b) if a[0] >= b[0] else (b, a)
+    if all(f >= c and f % c == 0 for f, c in zip(fine, coarse)):
+        return coarse, ""
+    return None, f"the grid {fine} does not pool evenly onto {coarse}"
+
+
+def _to_grid(t: torch.Tensor, info: _SiteInfo, grid: Grid, mask: torch.Tensor | None) -> torch.Tensor:
+    """A site's output as (samples, width) rows on ``grid``."""
+    if info.layout == "nc":
+        return t
+    if info.layout == "nlc":
+        if mask is not None and tuple(mask.shape) != tuple(t.shape[:2]):
+            raise ValueError(f"site {info.label!r} of {info.which} has {tuple(t.shape[:2])} (batch, tokens) "
+                             f"but the mask is {tuple(mask.shape)}")
+        if info.tokens == "samples" and grid != ():
+            return t.reshape(-1, t.shape[2]) if mask is None else t[mask]
+        mode = "mean" if info.tokens == "samples" else info.tokens
+        return sample_rows(t, "nlc", mode, mask, info.label)
+    x = t if info.layout[1] == "c" else t.movedim(-1, 1)  # channels first
+    if grid == ():
+        return x.reshape(x.shape[0], x.shape[1], -1).mean(dim=2)
+    if tuple(x.shape[2:]) != grid:
+        pool = {1: F.adaptive_avg_pool1d, 2: F.adaptive_avg_pool2d, 3: F.adaptive_avg_pool3d}[len(grid)]
+        x = pool(x, grid)
+    return x.reshape(x.shape[0], x.shape[1], -1).transpose(1, 2).reshape(-1, x.shape[1])
+
+
+class _GridGram:
+    """One Gram over the sites of both models that some pair needs on this grid."""
+
+    def __init__(self, grid: Grid, sites_a: list[_SiteInfo], sites_b: list[_SiteInfo],
+                 device: torch.device) -> None:
+        self.grid, self.sites_a, self.sites_b = grid, sites_a, sites_b
+        self.offsets: dict[tuple[str, str], tuple[int, int]] = {}
+        start = 0
+        for info in sites_a + sites_b:
+            self.offsets[(info.which, info.label)] = (start, start + info.width)
+            start += info.width
+        self.n_x = sum(i.width for i in sites_a)
+        self.acc = DeviceGram(self.n_x, start - self.n_x, device)
+
+    def nbytes(self) -> int:
+        n = self.acc.n_x + self.acc.n_y
+        return 2 * 8 * n * n  # the accumulator and the symmetric matrix read from it
+
+    def update(self, values_a: dict[str, torch.Tensor], values_b: dict[str, torch.Tensor],
+               mask: torch.Tensor | None) -> None:
+        xs = [_to_grid(values_a[i.label], i, self.grid, mask) for i in self.sites_a]
+        ys = [_to_grid(values_b[i.label], i, self.grid, mask) for i in self.sites_b]
+        rows = {r.shape[0] for r in xs + ys}
+        if len(rows) != 1:
+            raise ValueError(f"sites on the grid {self.grid} give different numbers of samples: {sorted(rows)}")
+        self.acc.update(torch.cat(xs, dim=1), torch.cat(ys, dim=1))
+
+    def pair(self, a: _SiteInfo, b: _SiteInfo) -> Gram:
+        full = self.acc.result()
+        m, sums = full.matrix, full.column_sums
+        ia = slice(*self.offsets[("model_a", a.label)])
+        ib = slice(*self.offsets[("model_b", b.label)])
+        index = np.r_[ia, ib]
+        return Gram.from_matrix(m[np.ix_(index, index)], a.width, full.n_samples, column_sums=sums[index])
+
+
+class PairGrams(Mapping):
+    """``{(site_a, site_b): Gram or None}``, cut out of the grid Grams when first read (None:
+    the pair could not share samples; ``reasons`` says why)."""
+
+    def __init__(self, pairs: dict[tuple[str, str], tuple[_GridGram | None, _SiteInfo, _SiteInfo]],
+                 reasons: dict[tuple[str, str], str]) -> None:
+        self._pairs, self.reasons, self._cache = pairs, reasons, {}
+
+    def __getitem__(self, key: tuple[str, str]) -> Gram | None:
+        if key not in self._cache:
+            grid, a, b = self._pairs[key]
+            self._cache[key] = None if grid is None else grid.pair(a, b)
+        return self._cache[key]
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        return iter(self._pairs)
+
+    def __len__(self) -> int:
+        return len(self._pairs)
+
+
+def compare_all(
+    model_a: nn.Module,
+    model_b: nn.Module,
+    data: Iterable[Any] | torch.Tensor,
+    layers_a: Any,
+    layers_b: Any = None,
+    *,
+    samples: str = "pool",
+    eps: Any = None,
+    device: Any = None,
+    max_batches: int | None = None,
+    layout: PerSite = None,
+    tokens: PerSite = "samples",
+    mask: Callable[[Any], torch.Tensor] | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    progress: bool = True,
+) -> Any:
+    """Every site of model A against every site of model B, streaming the data once.
+
+    Parameters
+    ----------
+    model_a, model_b : torch.nn.Module
+        The two networks (as for :func:`nsm.torch.compare`).
+    data : iterable of batches, or one tensor
+        As for :func:`nsm.torch.compare`.
+    layers_a, layers_b : site names, a module type or a predicate
+        The sites of each model (``layers_b=None``: the same selection in model B).
+    samples : {'pool', 'inputs'}
+        ``"pool"``: a pair's finer spatial map is average-pooled to the coarser grid ((input,
+        coarse position) pairs are samples; a token site pairs only with token sites of the same
+        length or with sites of one vector per input). ``"inputs"``: every site becomes one vector
+        per input (mean over positions and real tokens).
+    eps : float or sequence of floats, optional
+        The ε values of the pairs' summary (default: nsm's).
+    device, max_batches, layout, tokens, mask, progress
+        As for :func:`nsm.torch.compare` (``layout`` and ``tokens`` per site label).
+    max_bytes : int
+        Refuse to start when the Grams would need more memory than this (default 4 GiB); the
+        error names the total and the largest sites.
+
+    Returns
+    -------
+    nsm.CrossComparison
+
+    Examples
+    --------
+    >>> import torch, nsm.torch
+    >>> _ = torch.manual_seed(0)
+    >>> def net():
+    ...     return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(),
+    ...                                torch.nn.MaxPool2d(2), torch.nn.Conv2d(4, 6, 3, padding=1),
+    ...                                torch.nn.ReLU())
+    >>> data = [torch.randn(16, 3, 8, 8) for _ in range(4)]
+    >>> grid = nsm.torch.compare_all(net(), net(), data, torch.nn.ReLU, progress=False)
+    >>> grid.sites_a
+    ('1', '4')
+    >>> grid.matrix("linear_cka").shape
+    (2, 2)
+    """
+    from ..cross import CrossComparison
+
+    if samples not in SAMPLE_MODES:
+        raise ValueError(f"samples must be one of {SAMPLE_MODES}, got {samples!r}")
+    if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 1:
+        raise ValueError(f"max_bytes must be a positive int, got {max_bytes!r}")
+    max_batches = _check_max_batches(max_batches)
+    layouts = _PerSite(_check_per_site(layout, "layout", check_layout), "layout")
+    modes = _PerSite(_check_per_site(tokens, "tokens", _check_tokens), "tokens")
+    sel_a = ModelSelection(model_a, layers_a, "model_a")
+    sel_b = ModelSelection(model_b, layers_a if layers_b is None else layers_b, "model_b")
+    device = torch.device(device) if device is not None else _model_device(model_a)
+    for which, model in (("model_a", model_a), ("model_b", model_b)):
+        if _model_device(model).type != device.type:
+            raise ValueError(f"{which} is on {_model_device(model)} but the comparison runs on {device}")
+    root_a, root_b = unwrap(model_a), unwrap(model_b)
+    batches = as_batches(data)
+    total = None
+    if hasattr(batches, "__len__"):
+        total = len(batches) if max_batches is None else min(len(batches), max_batches)
+    restore = [_modes(root_a), _modes(root_b)]
+    tap_a = Tap(root_a, "model_a", sel_a.watch, discover=True)
+    tap_b = Tap(root_b, "model_b", sel_b.watch, discover=True)
+    bar = progress_bar(total, progress, "nsm compare_all", "batch")
+    grids: list[_GridGram] | None = None
+    infos: tuple[list[_SiteInfo], list[_SiteInfo]] = ([], [])
+    pairs: dict[tuple[str, str], tuple[_GridGram | None, _SiteInfo, _SiteInfo]] = {}
+    reasons: dict[tuple[str, str], str] = {}
+    first_calls: tuple[dict[str, int], dict[str, int]] = ({}, {})
+    try:
+        root_a.eval()
+        root_b.eval()
+        with torch.no_grad():
+            for number, batch in enumerate(batches):
+                if max_batches is not None and number >= max_batches:
+                    break
+                batch = move(batch, device)
+                real = batch_mask(batch, mask, number)
+                tap_a.run(lambda: feed(root_a, batch))
+                tap_b.run(lambda: feed(root_b, batch))
+                if grids is None:
+                    infos = (_infos(sel_a, tap_a, layouts, modes), _infos(sel_b, tap_b, layouts, modes))
+                    layouts.check_used()
+                    modes.check_used()
+                    grids = _plan_grids(infos, samples, device, pairs, reasons)
+                    _check_memory(grids, max_bytes)
+                    first_calls = (tap_a.calls(), tap_b.calls())
+                else:
+                    _check_calls(tap_a, first_calls[0], number)
+                    _check_calls(tap_b, first_calls[1], number)
+                values_a = {i.label: tap_a.value(i.site.module, i.site.index) for i in infos[0]}
+                values_b = {i.label: tap_b.value(i.site.module, i.site.index) for i in infos[1]}
+                for g in grids:
+                    g.update(values_a, values_b, real)
+                if tap_a.provenance is not None:
+                    tap_a = _retap(tap_a, root_a, sel_a.watch)
+                    tap_b = _retap(tap_b, root_b, sel_b.watch)
+                bar.update(1)
+    finally:
+        bar.close()
+        tap_a.remove()
+        tap_b.remove()
+        for r in restore:
+            r()
+    if grids is None:
+        raise ValueError("data gave no batch")
+    kwargs = {} if eps is None else {"eps": eps}
+    return CrossComparison([i.label for i in infos[0]], [i.label for i in infos[1]],
+                           PairGrams(pairs, reasons), reasons=reasons, **kwargs)
+
+
+def _infos(selection: ModelSelection, tap: Tap, layouts: _PerSite, modes: _PerSite) -> list[_SiteInfo]:
+    out = []
+    for site in selection.resolve(tap.calls(), tap.order):
+        fake = SitePair(site.label, site, site)
+        layout = _layout_of(tap, site, layouts.get(fake, site), tap.which)
+        mode = modes.get(fake, site) or "samples"
+        out.append(_SiteInfo(site, tap.which, layout, mode, tuple(tap.value(site.module, site.index).shape)))
+    return out
+
+
+def _plan_grids(infos: tuple[list[_SiteInfo], list[_SiteInfo]], samples: str, device: torch.device,
+                pairs: dict, reasons: dict) -> list[_GridGram]:
+    needed: dict[Grid, tuple[dict[str, _SiteInfo], dict[str, _SiteInfo]]] = {}
+    where: dict[tuple[str, str], Grid | None] = {}
+    for a in infos[0]:
+        for b in infos[1]:
+            grid, why = ((), "") if samples == "inputs" else _common_grid(a.grid, b.grid)
+            where[(a.label, b.label)] = grid
+            if grid is None:
+                reasons[(a.label, b.label)] = why
+                continue
+            sa, sb = needed.setdefault(grid, ({}, {}))
+            sa[a.label], sb[b.label] = a, b
+    grams = {grid: _GridGram(grid, list(sa.values()), list(sb.values()), device)
+             for grid, (sa, sb) in needed.items()}
+    for a in infos[0]:
+        for b in infos[1]:
+            grid = where[(a.label, b.label)]
+            pairs[(a.label, b.label)] = (None if grid is None else grams[grid], a, b)
+    return list(grams.values())
+
+
+def _check_memory(grids: list[_GridGram], max_bytes: int) -> None:
+    total = sum(g.nbytes() for g in grids)
+    if total <= max_bytes:
+        return
+    widest = sorted({(-i.width, i.which, i.label) for g in grids for i in g.sites_a + g.sites_b})
+    largest = ", ".join(f"{label!r} of {which} ({-width})" for width, which, label in widest[:4])
+    raise ValueError(f"the Grams of every pair would take {_size(total)}, over max_bytes = "
+                     f"{_size(max_bytes)}; the widest sites are {largest}: select fewer sites, "
+                     "use samples='inputs', or raise max_bytes")
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**30:.2f} GiB" if n >= 2**28 else f"{n / 2**20:.2f} MiB" if n >= 2**18 else f"{n} bytes"
