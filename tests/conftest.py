@@ -1,7 +1,18 @@
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
+
+# NSM_HYPOTHESIS_SCALE=10 runs every property test with ten times its examples (a thorough run
+# before a release; the default keeps the suite near a minute).
+HYPOTHESIS_SCALE = int(os.environ.get("NSM_HYPOTHESIS_SCALE", "1"))
+
+
+def examples(n: int) -> int:
+    """A property test's example count, scaled by NSM_HYPOTHESIS_SCALE."""
+    return n * HYPOTHESIS_SCALE
 
 
 def related_layers(rng: np.random.Generator, d: int, n_x: int, n_y: int, shared: int = 6,

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 import nsm
 from nsm import _core
 
-from conftest import related_layers
+from conftest import examples, related_layers
 
 
 def reference(X, Y):
@@ -52,7 +52,7 @@ def test_layouts_read_in_place(rng, layout):
     np.testing.assert_allclose(nsm.Gram.from_arrays(X, Y).matrix, G, rtol=1e-12, atol=1e-10)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=examples(40), deadline=None)
 @given(st.lists(st.integers(1, 400), min_size=1, max_size=6), st.integers(0, 2**32 - 1))
 def test_any_split_into_batches_gives_the_same_gram(sizes, seed):
     rng = np.random.default_rng(seed)

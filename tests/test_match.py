@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 import nsm
 
 import oracle
-from conftest import related_layers
+from conftest import examples, related_layers
 
 # SPEC section 5's reference example: each inner list is one neuron over 6 samples.
 SPEC_X = np.array([[1, .5, 0, 0, 0, 0], [0, 1, 0, 0, 0, 0], [0, 0, 0, 1, 0, 0], [0, 0, 0, 0, 1, 0]]).T
@@ -200,7 +200,7 @@ def with_layout(a: np.ndarray, layout: str) -> np.ndarray:
     return np.ascontiguousarray(a)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
+@settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
 @given(nasty_layers(), st.floats(0.0, 1.0), st.booleans())
 def test_hypothesis_matches_oracle(layers, eps, near_a_ratio):
     X, Y, layout = layers
@@ -216,3 +216,49 @@ def test_hypothesis_matches_oracle(layers, eps, near_a_ratio):
     assert got.x.tolist() == expected[0].tolist()
     assert got.y.tolist() == expected[1].tolist()
     np.testing.assert_array_equal(Xl, with_layout(X, layout))  # the input is untouched
+
+
+def _exact_block(seed: int, d: int, extra: int, dtype=np.float64):
+    """Post-ReLU X (d x 6, plus `extra` unrelated neurons) and Y whose first 6 neurons are
+    X's first 6 mixed by a random 6 x 6 matrix: an exact 6 + 6 match."""
+    rng = np.random.default_rng(seed)
+    X = np.maximum(rng.standard_normal((d, 6)), 0)
+    Y = np.hstack([X @ rng.standard_normal((6, 6)), np.maximum(rng.standard_normal((d, extra)), 0)])
+    X = np.hstack([X, np.maximum(rng.standard_normal((d, extra)), 0)])
+    return X.astype(dtype), Y.astype(dtype)
+
+
+# (seed, d, extra, dtype): cases where the paths used to disagree (0 + 0 against 6 + 6), then
+# cases where eps = 0 used to miss the exact block.
+EPS0_CASES = [(47, 20, 3, np.float64), (87, 20, 3, np.float32), (31, 60, 3, np.float32),
+              (40, 60, 3, np.float32), (47, 200, 3, np.float32)] + \
+             [(seed, d, 0, np.float64) for d in (30, 100) for seed in range(25)]
+
+
+@pytest.mark.parametrize("seed, d, extra, dtype", EPS0_CASES)
+def test_exact_matches_survive_rounding_at_eps_0_on_every_path(seed, d, extra, dtype):
+    X, Y = _exact_block(seed, d, extra, dtype)
+    g = nsm.Gram.from_arrays(X, Y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", nsm.FewSamplesWarning)
+        paths = [nsm.max_match(g, 0.0), nsm.max_match(g, [0.5, 0.0])[-1], nsm.max_match(g, [1.0, 0.0])[1],
+                 nsm.max_match(g, [0.3, 0.1, 0.0])[-1], nsm.match_thresholds(g).max_match(0)]
+        minimal = nsm.minimal_match(g, 0.0, ("x", 0))
+    for m in paths:
+        assert m.x.tolist() == list(range(6)) and m.y.tolist() == list(range(6))
+    assert minimal is not None and 0 in minimal.x
+
+
+@pytest.mark.parametrize("sine, matched", [(1e-9, False), (1e-5, True)])
+def test_directions_below_the_rank_cutoff_are_not_resolved(rng, sine, matched):
+    # The documented limit of the Gram (README, "ε = 0"): X's second neuron is b + sine * e.
+    # Its direction e is kept when sine**2 is above rank_tol = eps_machine * max(d, n) (here
+    # about 4e-14) and dropped below it, so Y's neuron e matches X exactly or not at all.
+    d = 200
+    q = np.linalg.qr(rng.standard_normal((d, 2)))[0]
+    b, e = q[:, :1], q[:, 1:]
+    X = np.hstack([b, b + sine * e])
+    Y = np.hstack([e, b])
+    assert oracle.ratios_against(Y[:, :1], X)[0] < 1e-6  # least squares resolves e either way
+    r = nsm.ratios(X, Y)
+    assert bool(r.y[0] == 0.0) is matched and bool(r.y[0] > 0.99) is (not matched)

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 import nsm
 
 import oracle
-from conftest import related_layers
+from conftest import examples, related_layers
 from test_match import SPEC_X, SPEC_Y, nasty_layers, quiet, with_layout
 
 
@@ -183,7 +183,7 @@ def robust_sub_match(X, Y, tx, ty, eps):
     return None if r is None else (tx[r[0]], ty[r[1]])
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
+@settings(max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
 @given(nasty_layers(), st.floats(0.05, 0.95), st.integers(0, 2**16), st.sampled_from(["xy", "random"]))
 def test_hypothesis_minimal_matches_are_v_minimal(layers, eps, pick, order):
     X, Y, layout = layers

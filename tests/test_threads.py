@@ -114,6 +114,8 @@ def _shard_gram(seed: int) -> list:
     return [g.matrix.tolist(), nsm.max_match(g, 0.5, num_threads=2).x.tolist()]
 
 
+# Python >= 3.12 warns that forking a multi-threaded process may deadlock: that is the point.
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 def test_forked_children_compute_after_the_parent_used_threads():
     # libgomp's thread pool does not survive fork(): a forked child used to hang at its first
     # parallel region once the parent had run nsm with two or more threads.

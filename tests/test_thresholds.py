@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 import nsm
 
 import oracle
-from conftest import related_layers
+from conftest import examples, related_layers
 from test_match import SPEC_X, SPEC_Y, nasty_layers, quiet, with_layout
 
 
@@ -136,7 +136,7 @@ def test_bad_arguments(rng):
         nsm.match_thresholds(nsm.Gram.from_arrays(X, Y), 0.1)
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
+@settings(max_examples=examples(100), deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
 @given(nasty_layers(), st.lists(st.floats(0, 1), min_size=1, max_size=6))
 def test_hypothesis_thresholds_equal_oracle(layers, grid):
     X, Y, layout = layers

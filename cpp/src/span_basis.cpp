@@ -103,6 +103,12 @@ void SpanBasis::rebuild(const std::vector<Index>& members, const std::vector<Ind
     for (Index i = 0; i < m; ++i) soon[i] = leaves_soon(members_[static_cast<std::size_t>(i)]);
   }
   const Index k = pivoted_cholesky(a, tol_, perm, leaves_soon ? &soon : nullptr);
+  if (zero_tol_ < 0.0) {
+    double smallest_pivot = 1.0;
+    for (Index i = 0; i < k; ++i) smallest_pivot = std::min(smallest_pivot, a(i, i) * a(i, i));
+    zero_tol_ = std::min(tol_ / smallest_pivot, std::sqrt(tol_));
+    zero_tol_ = std::max(zero_tol_, tol_);
+  }
   basis_.clear();
   for (Index i = 0; i < k; ++i) {
     const Index v = members_[static_cast<std::size_t>(perm[static_cast<std::size_t>(i)])];
@@ -151,10 +157,10 @@ void SpanBasis::rebuild(const std::vector<Index>& members, const std::vector<Ind
 double SpanBasis::residual(Index v) const {
   const Index col = local_[static_cast<std::size_t>(v)];
   if (col < 0) throw std::logic_error("SpanBasis::residual: neuron is not tracked");
-  // At or below the rank tolerance a neuron counts as inside the span (the same rule that
-  // makes a member dependent), so exact matches survive the Gram's rounding at eps = 0.
+  // Within the rounding of a Gram-based residual (see zero_tol()) a neuron counts as inside
+  // the span, so that exact matches survive rounding at eps = 0 on every search path.
   const double r = res_[col];
-  return r <= tol_ ? 0.0 : std::min(r, 1.0);
+  return r <= zero_tol_ ? 0.0 : std::min(r, 1.0);
 }
 
 void SpanBasis::remove_members(const std::vector<Index>& gone,

@@ -11,7 +11,7 @@ import numpy as np
 from . import _core
 from .arrays import as_core_dtype, read_in_place
 from .validation import (
-    check_activations,
+    check_batch,
     check_column_sums,
     check_count,
     check_gram_matrix,
@@ -71,8 +71,7 @@ class Gram:
         >>> nsm.Gram.from_arrays(X, 2 * X).matrix[0]
         array([1., 0., 0., 2., 0., 0.])
         """
-        X = check_activations(X, "X")
-        Y = check_activations(Y, "Y")
+        X, Y = check_batch(X, Y)
         gram = cls(X.shape[1], Y.shape[1])
         gram._add(X, Y, check_threads(num_threads))
         return gram
@@ -130,18 +129,11 @@ class Gram:
         >>> g.n_samples
         4
         """
-        X = check_activations(X, "X")
-        Y = check_activations(Y, "Y")
-        if X.shape[1] != self.n_x:
-            raise ValueError(f"X has {X.shape[1]} neurons but this Gram's layer X has {self.n_x}")
-        if Y.shape[1] != self.n_y:
-            raise ValueError(f"Y has {Y.shape[1]} neurons but this Gram's layer Y has {self.n_y}")
+        X, Y = check_batch(X, Y, self.n_x, self.n_y)
         self._add(X, Y, check_threads(num_threads))
         return self
 
     def _add(self, X: np.ndarray, Y: np.ndarray, threads: int) -> None:
-        if X.shape[0] != Y.shape[0]:
-            raise ValueError(f"X has {X.shape[0]} samples but Y has {Y.shape[0]}")
         if read_in_place(X) and read_in_place(Y):
             self._add_views(X, Y, threads)
             return

@@ -12,7 +12,14 @@ import numpy as np
 from . import _core
 from .exceptions import FewSamplesWarning
 from .gram import Gram
-from .validation import check_bool, check_dead_tol, check_eps, check_threads, single_eps  # noqa: F401
+from .validation import (  # noqa: F401  (DEFAULT_DEAD_TOL, single_eps: for nsm.measures, nsm.cross)
+    DEFAULT_DEAD_TOL,
+    check_bool,
+    check_dead_tol,
+    check_eps,
+    check_threads,
+    single_eps,
+)
 
 __all__ = ["MatchResult", "Ratios", "max_match", "ratios"]
 

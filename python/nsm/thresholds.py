@@ -11,7 +11,7 @@ import numpy as np
 
 from .gram import Gram
 from .match import Activations, MatchResult, _frozen, engine_of, gram_of, result_from_mask
-from .validation import check_bool, check_eps, check_threads, single_eps
+from .validation import check_bool, check_eps, check_similarity, check_threads, single_eps
 
 __all__ = ["Curve", "Thresholds", "match_thresholds"]
 
@@ -132,8 +132,7 @@ class Thresholds:
         >>> nsm.match_thresholds(X, X).eps_for(1.0)
         0.0
         """
-        if not 0.0 < similarity <= 1.0:
-            raise ValueError(f"similarity must be in (0, 1], got {similarity}")
+        similarity = check_similarity(similarity)
         t = self._sorted
         need = math.ceil(similarity * self._denominator - 1e-12)
         return float(t[need - 1]) if 0 < need <= len(t) else math.inf

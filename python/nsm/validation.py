@@ -1,5 +1,13 @@
 """Every check of what users pass, in one place: each raises TypeError or ValueError naming the
-argument and saying what to pass. The compiled core keeps only invariants."""
+argument and saying what to pass. The compiled core keeps only invariants.
+
+>>> from nsm.validation import check_eps
+>>> check_eps([0.1, 0.5])
+([0.1, 0.5], False)
+>>> check_eps("0.1")
+Traceback (most recent call last):
+TypeError: eps must be a number or a sequence of numbers, got '0.1'
+"""
 
 from __future__ import annotations
 
@@ -14,6 +22,7 @@ import numpy as np
 __all__ = [
     "MAX_EPS",
     "check_activations",
+    "check_batch",
     "check_bool",
     "check_column_sums",
     "check_comparison_dict",
@@ -25,6 +34,7 @@ __all__ = [
     "check_neuron",
     "check_order",
     "check_seed",
+    "check_similarity",
     "check_threads",
     "default_threads",
     "single_eps",
@@ -40,6 +50,7 @@ ORDERS = ("xy", "random")
 # and far below anything that changes a match.
 COSINE_SLACK = 1e-6
 PSD_SLACK = 1e-6
+ROUNDING_SLACK = 1e-10
 
 
 def default_threads() -> int:
@@ -58,6 +69,10 @@ def check_threads(num_threads: Any) -> int:
     than cores only slows it down, and tens of thousands of OpenMP threads exhaust the
     process. The compiled core applies the same cap (and runs on one thread in a process
     forked from one that ran nsm's threads: GNU OpenMP's thread pool does not survive fork).
+
+    >>> from nsm.validation import check_threads, default_threads
+    >>> check_threads(10**6) == default_threads()
+    True
     """
     if num_threads is None:
         return default_threads()
@@ -114,6 +129,16 @@ def single_eps(eps: Any, message: str = "eps must be a single number here") -> f
     if not single:
         raise TypeError(message)
     return values[0]
+
+
+def check_similarity(similarity: Any) -> float:
+    """A target similarity in (0, 1]."""
+    if isinstance(similarity, (bool, np.bool_)) or not isinstance(similarity, numbers.Real):
+        raise TypeError(f"similarity must be a number in (0, 1], got {similarity!r}")
+    value = float(similarity)
+    if not 0.0 < value <= 1.0:
+        raise ValueError(f"similarity must be in (0, 1], got {value}")
+    return value
 
 
 def check_dead_tol(dead_tol: Any) -> float:
@@ -218,6 +243,21 @@ def check_activations(a: Any, name: str) -> np.ndarray:
     return a
 
 
+def check_batch(X: Any, Y: Any, n_x: int | None = None, n_y: int | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Two layers' activations on the same samples (and, for an existing Gram, with its
+    numbers of neurons)."""
+    X = check_activations(X, "X")
+    Y = check_activations(Y, "Y")
+    if n_x is not None and X.shape[1] != n_x:
+        raise ValueError(f"X has {X.shape[1]} neurons but this Gram's layer X has {n_x}")
+    if n_y is not None and Y.shape[1] != n_y:
+        raise ValueError(f"Y has {Y.shape[1]} neurons but this Gram's layer Y has {n_y}")
+    if X.shape[0] != Y.shape[0]:
+        raise ValueError(f"X has {X.shape[0]} samples but Y has {Y.shape[0]}")
+    return X, Y
+
+
 def _real_array(value: Any, name: str) -> np.ndarray:
     """``value`` as a float64 array; complex, non-numeric and object input refused."""
     if _is_torch_tensor(value):
@@ -232,9 +272,17 @@ def _real_array(value: Any, name: str) -> np.ndarray:
 
 def check_gram_matrix(matrix: Any, name: str = "matrix") -> np.ndarray:
     """A symmetric positive semi-definite (n, n) float64 matrix up to rounding: finite, a
-    non-negative diagonal, cosines ``|G_uv| / sqrt(G_uu G_vv)`` at most 1 + 1e-6 and no
-    eigenvalue of the cosine matrix below -1e-6 n. Only the lower triangle is read (the upper
-    one is taken as its mirror)."""
+    non-negative diagonal, cosines ``|G_uv| / sqrt(G_uu G_vv)`` at most 1 + 1e-6 (entries of
+    1e-10 max G_ww and less always pass) and no eigenvalue of the cosine matrix of the neurons
+    with G_vv > 1e-10 max G_ww below -1e-6 n. Only the lower triangle is read (the upper
+    one is taken as its mirror); returns it.
+
+    >>> import numpy as np
+    >>> from nsm.validation import check_gram_matrix
+    >>> check_gram_matrix(np.array([[1.0, 2.0], [2.0, 1.0]]))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ValueError: matrix is not a Gram matrix: entry (0, 1) exceeds sqrt(G_ii G_jj) (a cosine of 2, ...
+    """
     m = _real_array(matrix, name)
     if m.ndim != 2 or m.shape[0] != m.shape[1]:
         raise ValueError(f"{name} must be square, got shape {m.shape}")
@@ -242,22 +290,28 @@ def check_gram_matrix(matrix: Any, name: str = "matrix") -> np.ndarray:
         raise ValueError(f"{name} contains NaN or Inf")
     lower = np.tril(m)
     full = lower + np.tril(m, -1).T
+    # Rounding of a Gram assembled from parts (a difference of sums, say) leaves entries of
+    # about eps_machine * its largest entry, even a slightly negative squared norm: allowed
+    # around neurons whose norm is that small (they are dead).
+    rounding = ROUNDING_SLACK * float(np.abs(np.diag(full)).max(initial=0.0))
     diag = np.diag(full)
-    if np.any(diag < 0):
-        bad = int(np.flatnonzero(diag < 0)[0])
+    if np.any(diag < -rounding):
+        bad = int(np.flatnonzero(diag < -rounding)[0])
         raise ValueError(f"{name} has a negative diagonal entry at {bad}: a Gram matrix's diagonal "
                          "holds squared norms")
+    diag = np.maximum(diag, 0.0)
     norms = np.sqrt(diag)
-    bound = np.outer(norms, norms) * (1.0 + COSINE_SLACK)
+    bound = np.outer(norms, norms) * (1.0 + COSINE_SLACK) + rounding
     over = np.abs(full) > bound
     if np.any(over):
         i, j = (int(k) for k in np.argwhere(over)[0])
-        cosine = "inf" if bound[i, j] == 0 else f"{abs(full[i, j]) / np.sqrt(diag[i] * diag[j]):.6g}"
+        product = diag[i] * diag[j]
+        cosine = "inf" if product == 0 else f"{abs(full[i, j]) / np.sqrt(product):.6g}"
         raise ValueError(
             f"{name} is not a Gram matrix: entry ({i}, {j}) exceeds sqrt(G_ii G_jj) (a cosine of "
             f"{cosine}, above 1); pass [X Y]ᵀ[X Y] of real activations"
         )
-    live = diag > 0
+    live = diag > rounding  # the others are rounding
     scale = np.where(live, 1.0 / np.where(live, norms, 1.0), 0.0)
     cosine = full * np.outer(scale, scale)
     n = m.shape[0]

@@ -50,8 +50,15 @@ class SpanBasis {
                       const Priority& leaves_soon = {});
 
   /// sin^2 of the angle between neuron v (global index, tracked) and the span, in [0, 1];
-  /// exactly 0 when it is at most rank_tol (v counts as lying in the span).
+  /// exactly 0 when it is at most zero_tol() (v counts as lying in the span).
   double residual(Index v) const;
+
+  /// The largest sin^2 that counts as 0: rank_tol times the condition estimate 1 / (smallest
+  /// pivot) of the first factorization, at most sqrt(rank_tol). A residual computed from a
+  /// Gram carries rounding of about eps_machine * cond(C[basis, basis]), well above rank_tol
+  /// for ill-conditioned spans; fixed at the first rebuild (all live neurons, the same start for
+  /// every search), so the rule does not depend on the order of later removals.
+  double zero_tol() const { return zero_tol_; }
 
   /// Dimension of the span (number of basis members).
   Index rank() const { return static_cast<Index>(basis_.size()); }
@@ -73,6 +80,7 @@ class SpanBasis {
 
   const Eigen::MatrixXd& c_;
   double tol_;
+  double zero_tol_ = -1.0;  // set by the first rebuild
   std::vector<Index> members_;     // current members (global ids)
   std::vector<Index> basis_;       // basis members in factor order (global ids)
   std::vector<Index> columns_;     // tracked neurons at the last rebuild (global ids)
