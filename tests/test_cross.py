@@ -85,9 +85,9 @@ def test_values_are_computed_once(sites, monkeypatch):
     calls = []
     original = measures._centred_measures
 
-    def counting(gram, which, keep, names):
+    def counting(gram, which, keep, names, caches):
         calls.append(which)
-        return original(gram, which, keep, names)
+        return original(gram, which, keep, names, caches)
 
     monkeypatch.setattr("nsm.cross._centred_measures", counting)
     cc = build(*sites)
@@ -96,6 +96,28 @@ def test_values_are_computed_once(sites, monkeypatch):
     assert np.array_equal(cc.matrix("svcca"), cc.matrix("svcca"), equal_nan=True) and len(calls) == 8
     first[0, 0] = -1.0  # a returned matrix is the caller's to change
     assert cc.matrix("cca")[0, 0] != -1.0
+
+
+def test_each_site_is_decomposed_once_per_matrix(sites, monkeypatch):
+    acts_a, acts_b = sites
+    cc = build(acts_a, acts_b)
+    eighs = []
+    original = np.linalg.eigh
+
+    def counting(a, *args, **kwargs):
+        eighs.append(a.shape)
+        return original(a, *args, **kwargs)
+
+    monkeypatch.setattr(np.linalg, "eigh", counting)
+    m = cc.matrix("svcca")
+    # One scaled and one unscaled decomposition per site of A (per row) and per site of B,
+    # not per pair (8 pairs would take 32).
+    assert len(eighs) == 2 * (3 + 3)
+    monkeypatch.setattr(np.linalg, "eigh", original)
+    for i, (a, X) in enumerate(acts_a.items()):
+        for j, (b, Y) in enumerate(acts_b.items()):
+            if (a, b) != ("net.spatial", "net.tok"):
+                assert m[i, j] == measures.svcca(X, Y)
 
 
 def test_a_site_without_variance_gives_nan_naming_it(sites):

@@ -249,7 +249,7 @@ class CrossComparison:
 
     # ---- measures ---------------------------------------------------------------------------
 
-    def _value(self, measure: str, pair: Pair) -> float:
+    def _value(self, measure: str, pair: Pair, caches: tuple = (None, None)) -> float:
         cache = self._values.setdefault(measure, {})
         if pair in cache:
             return cache[pair]
@@ -260,7 +260,7 @@ class CrossComparison:
             cache[pair] = _auc_or_nan(self.thresholds(*pair), pair)
         else:
             group = _GROUPS[measure]
-            values = _centred_measures(self._grams[pair], group, self.keep, pair)
+            values = _centred_measures(self._grams[pair], group, self.keep, pair, caches)
             for m in group:
                 self._values.setdefault(m, {})[pair] = values[m]
         return cache[pair]
@@ -307,14 +307,18 @@ class CrossComparison:
         elif eps is not None:
             raise ValueError(f"measure {measure!r} takes no eps (only 'similarity' and 'similarity_gap' do)")
         out = np.full(self.shape, np.nan)
+        # A site's eigen-decompositions are reused across the pairs it is in, when its block
+        # of the Gram is the same (the same samples): B's for the whole call, A's for a row.
+        cache_b: dict = {}
         for i, a in enumerate(self.sites_a):
+            caches = ({}, cache_b)
             for j, b in enumerate(self.sites_b):
                 if (a, b) in self._reasons:
                     continue
                 if needs_eps:
                     out[i, j] = self._similarity((a, b), e, measure == "similarity_gap")
                 else:
-                    out[i, j] = self._value(measure, (a, b))
+                    out[i, j] = self._value(measure, (a, b), caches)
         return out
 
     # ---- tables -----------------------------------------------------------------------------
@@ -334,7 +338,9 @@ class CrossComparison:
         ['baseline_0.5', 'baseline_match_auc', 'cca', 'compared', 'linear_cka', 'match_auc']
         """
         rows = []
+        cache_b: dict = {}
         for a in self.sites_a:
+            caches = ({}, cache_b)
             for b in self.sites_b:
                 pair = (a, b)
                 row: dict[str, Any] = {"site_a": a, "site_b": b, "compared": pair not in self._reasons}
@@ -349,7 +355,7 @@ class CrossComparison:
                 t = self.thresholds(a, b)
                 row.update({"n_a": t.n_x, "n_b": t.n_y, "n_samples": t.n_samples})
                 for m in MEASURES:
-                    row[m] = self._value(m, pair)
+                    row[m] = self._value(m, pair, caches)
                 base = self._baseline_thresholds(pair)
                 row["baseline_match_auc"] = math.nan if base is None else _auc_or_nan(base, pair)
                 for e in self.eps:
