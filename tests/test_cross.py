@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import math
+from collections.abc import Mapping
 
 import numpy as np
 import pytest
@@ -152,6 +153,43 @@ def test_pair_is_a_layer_comparison(sites):
         cc.pair("fc", "net.tok")
     assert cc.reasons == {("net.spatial", "net.tok"): "a token site against a spatial site"}
     assert not cc.compared("net.spatial", "net.tok") and cc.compared("net.spatial", "net.block1.relu")
+
+
+class LazyGrams(Mapping):
+    """A mapping that makes each Gram when read, and counts the reads (as compare_all's
+    grid cuts a pair's Gram out of a larger one on demand)."""
+
+    def __init__(self, acts_a, acts_b, reasons):
+        self.acts_a, self.acts_b, self.reasons, self.reads = acts_a, acts_b, reasons, []
+
+    def __getitem__(self, key):
+        self.reads.append(key)
+        if key in self.reasons:
+            return None
+        return nsm.Gram.from_arrays(self.acts_a[key[0]], self.acts_b[key[1]])
+
+    def __iter__(self):
+        return iter([(a, b) for a in self.acts_a for b in self.acts_b])
+
+    def __len__(self):
+        return len(self.acts_a) * len(self.acts_b)
+
+
+def test_grams_of_a_lazy_mapping_are_read_when_needed(sites):
+    acts_a, acts_b = sites
+    reasons = {("net.spatial", "net.tok"): "a token site against a spatial site"}
+    lazy = LazyGrams(acts_a, acts_b, reasons)
+    cc = CrossComparison(list(acts_a), list(acts_b), lazy, reasons=reasons)
+    assert lazy.reads == []
+    cc.pair("net.block1.relu", "net.tok")
+    assert lazy.reads == [("net.block1.relu", "net.tok")]
+    expected = build(acts_a, acts_b).matrix("linear_cka")
+    np.testing.assert_array_equal(cc.matrix("linear_cka"), expected)
+    assert ("net.spatial", "net.tok") not in lazy.reads and len(lazy.reads) == 9
+    bad = LazyGrams(acts_a, acts_b, reasons)
+    cc = CrossComparison(list(acts_a), list(acts_b), bad)  # no reasons: found when read
+    with pytest.raises(ValueError, match="has no Gram: give the reason"):
+        cc.matrix("cca")
 
 
 def test_bad_construction_and_arguments(sites):
