@@ -19,9 +19,9 @@ from .comparison import (
     _thresholds_from,
 )
 from .gram import Gram
-from .match import _check_eps, single_eps
 from .measures import MEASURES, _centred_measures, _check_keep, match_auc
 from .thresholds import Thresholds, match_thresholds
+from .validation import check_eps, single_eps
 
 __all__ = ["MATRIX_MEASURES", "CrossComparison"]
 
@@ -116,7 +116,7 @@ class CrossComparison:
     ) -> None:
         self.sites_a = _check_sites(sites_a, "sites_a")
         self.sites_b = _check_sites(sites_b, "sites_b")
-        eps_values, _ = _check_eps(list(eps))
+        eps_values, _ = check_eps(list(eps))
         self.eps = tuple(eps_values)
         self.keep = _check_keep(keep)
         self.count_dead = bool(count_dead)
@@ -490,7 +490,7 @@ class CrossComparison:
         out = cls.__new__(cls)
         out.sites_a = _check_sites(d["sites_a"], "sites_a")
         out.sites_b = _check_sites(d["sites_b"], "sites_b")
-        out.eps = tuple(_check_eps(list(d["eps"]))[0])
+        out.eps = tuple(check_eps(list(d["eps"]))[0])
         out.keep = _check_keep(d["keep"])
         out.count_dead = bool(d["count_dead"])
         out.info = dict(d.get("info") or {})

@@ -28,8 +28,8 @@ import numpy as np
 
 from .exceptions import FewSamplesWarning, NsmWarning
 from .gram import Gram
-from .match import DEFAULT_DEAD_TOL
 from .thresholds import Thresholds, match_thresholds
+from .validation import DEFAULT_DEAD_TOL
 
 __all__ = ["MEASURES", "cca", "linear_cka", "match_auc", "procrustes", "svcca"]
 
