@@ -19,9 +19,9 @@ from .comparison import (
     _thresholds_from,
 )
 from .gram import Gram
-from .measures import MEASURES, _centred_measures, _check_keep, match_auc
+from .measures import MEASURES, _centred_measures, match_auc
 from .thresholds import Thresholds, match_thresholds
-from .validation import check_eps, single_eps
+from .validation import check_bool, check_eps, check_keep, check_sites, single_eps
 
 __all__ = ["MATRIX_MEASURES", "CrossComparison"]
 
@@ -35,21 +35,6 @@ Pair = tuple[str, str]
 # eigen-decompositions); linear CKA needs neither, so it is computed alone.
 _GROUPS = {"linear_cka": ("linear_cka",), "cca": ("cca", "svcca", "procrustes"),
            "svcca": ("cca", "svcca", "procrustes"), "procrustes": ("cca", "svcca", "procrustes")}
-
-
-def _check_sites(sites: Any, name: str) -> tuple[str, ...]:
-    if isinstance(sites, str) or not isinstance(sites, Sequence):
-        raise TypeError(f"{name} must be a list of site names (str), got {sites!r}")
-    out = tuple(sites)
-    if not out:
-        raise ValueError(f"{name} is empty: give at least one site")
-    for s in out:
-        if not isinstance(s, str):
-            raise TypeError(f"{name} must hold site names (str), got {s!r}")
-    dup = sorted({s for s in out if out.count(s) > 1})
-    if dup:
-        raise ValueError(f"{name} names a site twice: {', '.join(dup)}")
-    return out
 
 
 class CrossComparison:
@@ -114,12 +99,12 @@ class CrossComparison:
         count_dead: bool = True,
         info: Mapping[str, Any] | None = None,
     ) -> None:
-        self.sites_a = _check_sites(sites_a, "sites_a")
-        self.sites_b = _check_sites(sites_b, "sites_b")
+        self.sites_a = check_sites(sites_a, "sites_a")
+        self.sites_b = check_sites(sites_b, "sites_b")
         eps_values, _ = check_eps(list(eps))
         self.eps = tuple(eps_values)
-        self.keep = _check_keep(keep)
-        self.count_dead = bool(count_dead)
+        self.keep = check_keep(keep)
+        self.count_dead = check_bool(count_dead, "count_dead")
         self.info = dict(info or {})
         keys = self._check_pairs(grams, "grams")
         self._reasons: dict[Pair, str] = {}
@@ -488,10 +473,10 @@ class CrossComparison:
             raise ValueError("not an nsm cross comparison (expected the JSON that "
                              "CrossComparison.save writes)")
         out = cls.__new__(cls)
-        out.sites_a = _check_sites(d["sites_a"], "sites_a")
-        out.sites_b = _check_sites(d["sites_b"], "sites_b")
+        out.sites_a = check_sites(d["sites_a"], "sites_a")
+        out.sites_b = check_sites(d["sites_b"], "sites_b")
         out.eps = tuple(check_eps(list(d["eps"]))[0])
-        out.keep = _check_keep(d["keep"])
+        out.keep = check_keep(d["keep"])
         out.count_dead = bool(d["count_dead"])
         out.info = dict(d.get("info") or {})
         items = {(item["site_a"], item["site_b"]): item for item in d["pairs"]}

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import numbers
 import warnings
 from typing import Any, NamedTuple
 
@@ -29,7 +28,7 @@ import numpy as np
 from .exceptions import FewSamplesWarning, NsmWarning
 from .gram import Gram
 from .thresholds import Thresholds, match_thresholds
-from .validation import DEFAULT_DEAD_TOL
+from .validation import DEFAULT_DEAD_TOL, check_keep, check_layer_names
 
 __all__ = ["MEASURES", "cca", "linear_cka", "match_auc", "procrustes", "svcca"]
 
@@ -52,22 +51,6 @@ def _gram_of(X: Any, Y: Any, function: str, num_threads: int | None) -> Gram:
     if gram.n_samples == 0:
         raise ValueError("gram has no samples: update it with activations first")
     return gram
-
-
-def _check_names(names: Any) -> tuple[str, str]:
-    if (not isinstance(names, (tuple, list)) or len(names) != 2
-            or not all(isinstance(n, str) for n in names)):
-        raise TypeError(f"names must be a pair of layer names (str, str), got {names!r}")
-    return names[0], names[1]
-
-
-def _check_keep(keep: Any) -> float:
-    if isinstance(keep, bool) or not isinstance(keep, numbers.Real):
-        raise TypeError(f"keep must be a number in (0, 1], got {keep!r}")
-    keep = float(keep)
-    if not 0.0 < keep <= 1.0:
-        raise ValueError(f"keep must be in (0, 1] (the fraction of variance kept), got {keep}")
-    return keep
 
 
 def _no_variance(function: str, name: str, which: str) -> float:
@@ -234,7 +217,7 @@ def linear_cka(X: Any, Y: Any = None, /, *, names: tuple[str, str] = ("X", "Y"),
     True
     """
     gram = _gram_of(X, Y, "linear_cka", num_threads)
-    names = _check_names(names)
+    names = check_layer_names(names)
     return _centred_measures(gram, ("linear_cka",), 0.99, names)["linear_cka"]
 
 
@@ -270,7 +253,7 @@ def cca(X: Any, Y: Any = None, /, *, names: tuple[str, str] = ("X", "Y"),
     0.5
     """
     gram = _gram_of(X, Y, "cca", num_threads)
-    names = _check_names(names)
+    names = check_layer_names(names)
     return _centred_measures(gram, ("cca",), 0.99, names)["cca"]
 
 
@@ -306,8 +289,8 @@ def svcca(X: Any, Y: Any = None, /, *, keep: float = 0.99, names: tuple[str, str
     1.0
     """
     gram = _gram_of(X, Y, "svcca", num_threads)
-    names = _check_names(names)
-    keep = _check_keep(keep)
+    names = check_layer_names(names)
+    keep = check_keep(keep)
     return _centred_measures(gram, ("svcca",), keep, names)["svcca"]
 
 
@@ -340,7 +323,7 @@ def procrustes(X: Any, Y: Any = None, /, *, names: tuple[str, str] = ("X", "Y"),
     1.0
     """
     gram = _gram_of(X, Y, "procrustes", num_threads)
-    names = _check_names(names)
+    names = check_layer_names(names)
     return _centred_measures(gram, ("procrustes",), 0.99, names)["procrustes"]
 
 
@@ -381,7 +364,7 @@ def match_auc(X: Any, Y: Any = None, /, *, count_dead: bool = True, dead_tol: fl
     >>> round(nsm.measures.match_auc(t), 6)  # ((1 - 1) + (1 - 0.5) + (1 - 0.5)) / 3
     0.333333
     """
-    name_x, name_y = _check_names(names)
+    name_x, name_y = check_layer_names(names)
     if isinstance(X, Thresholds):
         if Y is not None:
             raise TypeError("match_auc() takes (X, Y), (gram) or (thresholds): got thresholds and a "
