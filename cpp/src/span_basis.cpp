@@ -183,7 +183,7 @@ void SpanBasis::rebuild(const std::vector<Index>& members, const std::vector<Ind
     for (Index i = r; i < m; ++i) row[member_col[static_cast<std::size_t>(i)]] = a(i, r);
   }
   // Other tracked neurons: W[:, others] = L_BB^{-1} C[basis, others], solved in place in W's rows
-  // when the others are a run of W's columns (always so in a Peeler), else through a copy.
+  // (a Peeler tracks every neuron in index order, so one layer's others are a run of columns).
   std::vector<Index> others;
   for (Index v : columns_) {
     if (!is_member_[static_cast<std::size_t>(v)]) others.push_back(v);
@@ -191,26 +191,17 @@ void SpanBasis::rebuild(const std::vector<Index>& members, const std::vector<Ind
   const auto no = static_cast<Index>(others.size());
   if (k > 0 && no > 0) {
     const Index first = local_[static_cast<std::size_t>(others.front())];
-    const bool run = local_[static_cast<std::size_t>(others.back())] == first + no - 1;
-    RowMatrix copy;
-    double* rhs = &w_(0, first);
-    Index ld = w_.cols();
-    if (!run) {
-      copy.resize(k, no);
-      rhs = copy.data();
-      ld = no;
+    if (local_[static_cast<std::size_t>(others.back())] != first + no - 1) {
+      throw std::logic_error("SpanBasis::rebuild: the non-members must be a run of the tracked neurons");
     }
+    double* rhs = &w_(0, first);
+    const Index ld = w_.cols();
 #pragma omp parallel for schedule(static)
     for (Index r = 0; r < k; ++r) {
       // Column basis_r of the symmetric C holds row basis_r's entries: a contiguous read.
       c_.gather_column(others.data(), no, basis_[static_cast<std::size_t>(r)], rhs + r * ld);
     }
     solve_lower(a.data(), a.outerStride(), k, rhs, ld, no);
-    if (!run) {
-      for (Index t = 0; t < no; ++t) {
-        w_.col(local_[static_cast<std::size_t>(others[static_cast<std::size_t>(t)])]).head(k) = copy.col(t);
-      }
-    }
   }
   res_.setOnes(ncols);
   for (Index r = 0; r < k; ++r) res_ -= w_.row(r).transpose().cwiseAbs2();

@@ -65,7 +65,8 @@ class SpanBasis {
   SpanBasis(const CosineView& cosine, double rank_tol);
 
   /// Factorizes span{members} from scratch and tracks the neurons in `columns` (which must
-  /// include the members). Cost O(m^3 + k^2 |columns|), BLAS-3.
+  /// include the members, and in which the non-members form one run). Cost O(m^3 + k^2
+  /// |columns|), BLAS-3.
   void rebuild(const std::vector<Index>& members, const std::vector<Index>& columns,
                const Priority& leaves_soon = {});
 
