@@ -123,16 +123,39 @@ void syrk_lower_add(const double* b, std::ptrdiff_t rows, std::ptrdiff_t n, std:
 
 void subtract_aat(const double* a, std::ptrdiff_t lda, std::ptrdiff_t rows, std::ptrdiff_t k,
                   double* c, std::ptrdiff_t ldc) {
-  const Eigen::Map<const Mat, 0, Stride> am(a, rows, k, Stride(lda));
-  Eigen::Map<Mat, 0, Stride> cm(c, rows, rows, Stride(ldc));
-  cm.noalias() -= am * am.transpose();
+  // The lower triangle only, in strips of columns shared among the threads: strip j is
+  // C[j0:, j0:j1] -= A[j0:, :] A[j0:j1, :]^T (a GEMM; Eigen does not nest threads inside).
+  constexpr std::ptrdiff_t strip = 64;
+  const std::ptrdiff_t strips = (rows + strip - 1) / strip;
+  const bool parallel = static_cast<double>(rows) * static_cast<double>(rows) * static_cast<double>(k) > 4e6;
+#pragma omp parallel for schedule(dynamic, 1) if (parallel)
+  for (std::ptrdiff_t s = 0; s < strips; ++s) {
+    const std::ptrdiff_t j0 = s * strip;
+    const std::ptrdiff_t w = std::min(strip, rows - j0);
+    const Eigen::Map<const Mat, 0, Stride> below(a + j0, rows - j0, k, Stride(lda));
+    const Eigen::Map<const Mat, 0, Stride> mine(a + j0, w, k, Stride(lda));
+    Eigen::Map<Mat, 0, Stride> cm(c + j0 + j0 * ldc, rows - j0, w, Stride(ldc));
+    cm.noalias() -= below * mine.transpose();
+  }
 }
 
 void solve_lower(const double* l, std::ptrdiff_t ldl, std::ptrdiff_t k, double* b,
                  std::ptrdiff_t ldb, std::ptrdiff_t cols) {
+  // B is row-major (row stride ldb); its columns are independent right-hand sides, solved in
+  // chunks shared among the threads (Eigen's own triangular solve runs on one thread). The
+  // chunks do not depend on the thread count, so neither do the results.
+  using RowMat = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
   const Eigen::Map<const Mat, 0, Stride> lm(l, k, k, Stride(ldl));
-  Eigen::Map<Mat, 0, Stride> bm(b, k, cols, Stride(ldb));
-  lm.triangularView<Eigen::Lower>().solveInPlace(bm);
+  constexpr std::ptrdiff_t chunk = 128;
+  const std::ptrdiff_t chunks = (cols + chunk - 1) / chunk;
+  const bool parallel = static_cast<double>(k) * static_cast<double>(k) * static_cast<double>(cols) > 4e6;
+#pragma omp parallel for schedule(dynamic, 1) if (parallel)
+  for (std::ptrdiff_t ch = 0; ch < chunks; ++ch) {
+    const std::ptrdiff_t j0 = ch * chunk;
+    const std::ptrdiff_t w = std::min(chunk, cols - j0);
+    Eigen::Map<RowMat, 0, Stride> bm(b + j0, k, w, Stride(ldb));
+    lm.triangularView<Eigen::Lower>().solveInPlace(bm);
+  }
 }
 
 void rotate_rows(double* __restrict x, double* __restrict y, std::ptrdiff_t n, double c, double s) {
