@@ -21,7 +21,7 @@ def _require():
         import sklearn  # noqa: F401
         import torch  # noqa: F401
     except ImportError as exc:
-        raise ImportError("nsm demo needs the torch extra: pip install 'neuron-subspace-match[torch]' "
+        raise ImportError("nsm demo needs the demo extra: pip install 'neuron-subspace-match[demo]' "
                           f"(missing: {exc.name})") from exc
 
 

@@ -20,7 +20,7 @@ def _pyplot():
         import matplotlib
     except ImportError as exc:
         raise ImportError("drawing figures needs matplotlib: pip install "
-                          "'neuron-subspace-match[torch]' (or pip install matplotlib)") from exc
+                          "'neuron-subspace-match[plot]' (or pip install matplotlib)") from exc
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 
