@@ -17,9 +17,8 @@ import pytest
 from scipy.linalg import lapack, solve_triangular
 
 import nsm
-
-from conftest import NOTES, RATIOS, timed
-from layers import SMALL, related_relu_layers
+from bench.layers import SMALL, related_relu_layers
+from bench.timing import NOTES, RATIOS, timed
 
 D, N = (2000, 40) if SMALL else (20_000, 1024)
 

@@ -14,8 +14,8 @@ import textwrap
 
 import pytest
 
-from conftest import NOTES, RATIOS, timed
-from layers import SMALL
+from bench.layers import SMALL
+from bench.timing import NOTES, RATIOS, timed
 
 torch = pytest.importorskip("torch", reason="the torch extra is not installed")
 
