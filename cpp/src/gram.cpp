@@ -1,5 +1,7 @@
 #include "nsm/gram.hpp"
 
+#include "thread_scope.hpp"
+
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -122,6 +124,7 @@ void GramAccumulator::update(const MatrixView<TX>& x, const MatrixView<TY>& y, i
                                 std::to_string(y.rows));
   }
   num_threads = std::max(num_threads, 1);
+  const ThreadScope scope(num_threads);  // Eigen's own GEMM threads follow it too
   check_finite(x, "X", num_threads);
   check_finite(y, "Y", num_threads);
 
