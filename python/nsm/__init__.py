@@ -37,7 +37,7 @@ except _metadata.PackageNotFoundError:  # pragma: no cover - only when run from 
     __version__ = "0+unknown"
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> object:
     # nsm.torch and nsm.compare import torch, so only when first used.
     if name == "torch":
         import importlib

@@ -70,12 +70,12 @@ def as_activations(a: Any, name: str) -> np.ndarray:
     return a
 
 
-def _torch_float_types():
+def _torch_float_types() -> tuple[Any, ...]:
     torch = sys.modules["torch"]
     return (torch.float32, torch.float64, torch.float16)
 
 
-def _torch_float64():
+def _torch_float64() -> Any:
     return sys.modules["torch"].float64
 
 

@@ -7,7 +7,7 @@ import numbers
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Union
+from typing import Any, NamedTuple, Protocol, Union
 
 import numpy as np
 
@@ -159,8 +159,21 @@ def similarity_of(matched: int, n: int, n_dead: int, count_dead: bool) -> float:
     return matched / denominator if denominator > 0 else 0.0
 
 
+class LayerSizes(Protocol):
+    """What result_from_mask needs of a Gram (a Gram, or the sizes that Thresholds keep)."""
+
+    @property
+    def n_x(self) -> int: ...
+    @property
+    def n_y(self) -> int: ...
+    @property
+    def n(self) -> int: ...
+    @property
+    def n_samples(self) -> int: ...
+
+
 def result_from_mask(
-    mask: np.ndarray, dead: np.ndarray, gram: Gram, eps: float, count_dead: bool
+    mask: np.ndarray, dead: np.ndarray, gram: LayerSizes, eps: float, count_dead: bool
 ) -> MatchResult:
     n_x = gram.n_x
     x = np.flatnonzero(mask[:n_x]).astype(np.int64)

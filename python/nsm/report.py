@@ -15,7 +15,7 @@ __all__ = ["plot_curves", "plot_similarity", "plot_thresholds", "write_report"]
 FIGURES = ("similarity.png", "curves.png", "thresholds.png")
 
 
-def _pyplot():
+def _pyplot() -> Any:
     try:
         import matplotlib
     except ImportError as exc:
@@ -27,7 +27,7 @@ def _pyplot():
     return plt
 
 
-def _save(plt, fig, path: Any) -> None:
+def _save(plt: Any, fig: Any, path: Any) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -164,7 +164,7 @@ class SimpleMatches(Sequence[SimpleMatch]):
     def __len__(self) -> int:
         return len(self._matches)
 
-    def __getitem__(self, i):  # type: ignore[override]
+    def __getitem__(self, i: Any) -> Any:
         return self._matches[i]
 
     def sizes(self) -> Counter:

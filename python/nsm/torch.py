@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import numbers
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence, Sized
 from typing import Any, Callable, Union
 
 import numpy as np
@@ -203,7 +203,8 @@ def _hooked(model_a: nn.Module, model_b: nn.Module, pairs: list[tuple[LayerKey, 
                                       (model_b, seen.b, {b for _, _, b in pairs})):
             mods = _modules(model)
             for name in names:
-                def hook(module, inputs, output, name=name, store=store):
+                def hook(module: Any, inputs: Any, output: Any, name: str = name,
+                         store: dict = store) -> None:
                     store[name] = _first_tensor(output, name).detach()
                 handles.append(mods[name].register_forward_hook(hook))
         model_a.eval()
@@ -284,7 +285,7 @@ class _ShiftedBaseline:
     """
 
     def __init__(self, n_x: int, n_y: int, device: torch.device, core: bool) -> None:
-        f64 = {"dtype": torch.float64, "device": device}
+        f64: dict[str, Any] = {"dtype": torch.float64, "device": device}
         self.n_x, self.n_y = n_x, n_y
         # The cross block: nsm's C++ kernel on the CPU, float64 torch matmuls on a GPU.
         self.cpu_cross = _core.GramAccumulator(n_x, n_y) if core else None
@@ -310,6 +311,7 @@ class _ShiftedBaseline:
             self.cpu_cross.update(_numpy_view(a[:m]), _numpy_view(previous_b[:m]),
                                   torch.get_num_threads(), cross_only=True)
         else:
+            assert self.cross is not None  # a GPU baseline keeps its cross block in torch
             self.cross.addmm_(_rows(a[:m]).to(torch.float64).T, _rows(previous_b[:m]).to(torch.float64))
         if m < a.shape[0]:
             self.unpaired(a[m:], "a")
@@ -323,6 +325,7 @@ class _ShiftedBaseline:
         if self.cpu_cross is not None:
             cross = torch.from_numpy(self.cpu_cross.matrix()[n_x:, :n_x].T.copy())
         else:
+            assert self.cross is not None
             cross = self.cross
         out = matrix.clone().to(cross.device)
         total = sums.clone().to(cross.device)
@@ -348,7 +351,8 @@ def _numpy_view(t: torch.Tensor) -> np.ndarray:
     return t.numpy()
 
 
-def _all_reduce(matrix: torch.Tensor, sums: torch.Tensor, n_samples: int):
+def _all_reduce(matrix: torch.Tensor, sums: torch.Tensor,
+                n_samples: int) -> tuple[torch.Tensor, torch.Tensor, int]:
     """Sum a Gram over all ranks; every rank gets the total."""
     dist = torch.distributed
     device = matrix.device
@@ -469,7 +473,7 @@ def compare(
     bases: dict[LayerKey, _ShiftedBaseline] = {}
     previous_b: dict[LayerKey, torch.Tensor] = {}
     total = None
-    if hasattr(data, "__len__"):
+    if isinstance(data, Sized):
         total = len(data) if max_batches is None else min(len(data), max_batches)
     bar = progress_bar(total, progress, "nsm compare", "batch")
     try:
