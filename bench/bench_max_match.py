@@ -26,7 +26,7 @@ BASELINE: dict[float, tuple[list[int], list[int]]] = {}
 
 
 def authors_max_match(X: np.ndarray, Y: np.ndarray, eps: float):
-    """The authors' procedure as SPEC section 3 describes it: at every pruning round, least
+    """The authors' procedure (docs/method.md, "Peeling"): at every pruning round, least
     squares by SVD (rcond = eps_machine * max(d, n)) on the full float64 activations, nothing
     reused; X is pruned against Y, then Y against the new X."""
     X = np.asarray(X, dtype=np.float64)

@@ -30,7 +30,7 @@ def gram():
 
 
 def from_scratch_thresholds(gram: nsm.Gram, dead_tol: float = 1e-20) -> np.ndarray:
-    """SPEC section 3's peeling, with every ratio recomputed from scratch at every step: a
+    """The thresholds' peeling (docs/method.md), with every ratio recomputed from scratch at every step: a
     LAPACK pivoted Cholesky (dpstrf) of each layer's current cosine matrix and a triangular
     solve for the other layer's neurons."""
     G = np.array(gram.matrix)

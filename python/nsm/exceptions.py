@@ -11,4 +11,4 @@ class NsmWarning(UserWarning):
 
 class FewSamplesWarning(NsmWarning):
     """Fewer samples than the two layers have neurons: every neuron then lies in the span of
-    the other layer and the similarity is trivially 1 (SPEC section 6)."""
+    the other layer and the similarity is trivially 1 (docs/method.md, "Conventions")."""

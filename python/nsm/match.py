@@ -1,4 +1,5 @@
-"""The maximum match of two layers (SPEC sections 2-3) and each neuron's ratio."""
+"""The maximum match of two layers and each neuron's ratio (docs/method.md, "Definitions",
+"Peeling")."""
 
 from __future__ import annotations
 
@@ -154,7 +155,7 @@ def engine_of(gram: Gram, dead_tol: Any, num_threads: int, stacklevel: int = 2) 
 
 
 def similarity_of(matched: int, n: int, n_dead: int, count_dead: bool) -> float:
-    """SPEC section 2's MMS with the dead-neuron convention."""
+    """MMS (docs/method.md, "Definitions") with the dead-neuron convention."""
     denominator = n if count_dead else n - n_dead
     return matched / denominator if denominator > 0 else 0.0
 
@@ -203,8 +204,8 @@ def max_match(
     """The maximum ε-match of two layers: ``max_match(X, Y, eps)`` or ``max_match(gram, eps)``.
 
     The maximum match is the largest pair of neuron sets ``(X*, Y*)`` such that every neuron of
-    ``X*`` lies within relative distance ``eps`` of the span of ``Y*`` and vice versa (SPEC
-    section 2). After one Gram pass its cost does not depend on the number of samples.
+    ``X*`` lies within relative distance ``eps`` of the span of ``Y*`` and vice versa
+    (docs/method.md, "Definitions"). After one Gram pass its cost does not depend on the number of samples.
 
     Parameters
     ----------

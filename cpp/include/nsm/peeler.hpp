@@ -9,7 +9,7 @@
 
 namespace nsm {
 
-/// The state of a peeling (SPEC section 3) over the cosine matrix of two layers: neurons
+/// The state of a peeling (docs/method.md, "Peeling") over the cosine matrix of two layers: neurons
 /// 0..n_x-1 are X's, n_x..n-1 Y's. Neurons only ever leave. A trial (begin_trial) can be
 /// undone (rollback_trial) at the cost of what it touched, or kept (commit_trial).
 class Peeler {
