@@ -146,3 +146,14 @@ def test_report_redraws_without_torch(demo_run, tmp_path):
                          env={**os.environ, "MPLBACKEND": "Agg"})
     assert out.returncode == 0, out.stderr
     assert all((tmp_path / "x" / name).stat().st_size > 0 for name in FIGURES)
+
+
+def test_python_m_nsm_is_the_cli_and_reports_the_installed_version():
+    from importlib.metadata import version
+
+    import nsm
+
+    out = subprocess.run([sys.executable, "-m", "nsm", "--version"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == f"nsm {version('neuron-subspace-match')}"
+    assert nsm.__version__ == version("neuron-subspace-match")
