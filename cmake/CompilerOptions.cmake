@@ -32,7 +32,7 @@ macro(nsm_kernel_isas)
       if(NSM_COMPILER_TAKES_${isa} AND NOT MSVC)
         list(APPEND NSM_KERNEL_ISAS ${isa})
       else()
-        message(STATUS "nsm: ${CMAKE_CXX_COMPILER_ID} does not take '${_nsm_flags}': the ${isa} "
+        message(WARNING "nsm: ${CMAKE_CXX_COMPILER_ID} does not take '${_nsm_flags}': the ${isa} "
                        "kernels are not built (the portable kernels are; results are the same, slower)")
       endif()
     endforeach()
