@@ -35,7 +35,8 @@ case "$(basename "$WHEEL")" in
   *manylinux*) ;;
   *) echo "error: $WHEEL is not a manylinux wheel" >&2; exit 1 ;;
 esac
-if ! "$BUILD_PY" -m zipfile -l "$WHEEL" | grep -q 'neuron_subspace_match.libs/libgomp'; then
+CONTENTS="$("$BUILD_PY" -m zipfile -l "$WHEEL")"
+if [[ "$CONTENTS" != *"neuron_subspace_match.libs/libgomp"* ]]; then
   echo "error: $WHEEL does not carry its OpenMP runtime (libgomp)" >&2
   exit 1
 fi
