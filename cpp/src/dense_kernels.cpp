@@ -1,5 +1,8 @@
 // The dense kernels, compiled once per instruction set (NSM_ISA = generic, avx2 or avx512)
 // with that set's compiler flags; cpp/src/kernel_dispatch.cpp picks one set at run time.
+// No std:: template may be used here (containers, std::min/max, ...): its instantiation would
+// be compiled with this set's flags and could be the copy the linker keeps for the portable
+// code. Eigen's renamed types stand in for them; tests/test_kernel_symbols.py checks.
 
 #ifndef NSM_ISA
 #error "NSM_ISA must name the instruction set this kernel is compiled for"
@@ -14,9 +17,7 @@
 
 #include <Eigen/Core>
 
-#include <algorithm>
 #include <cmath>
-#include <vector>
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -49,17 +50,18 @@ void accumulate(const Block& block, double* g, std::ptrdiff_t ldg, std::ptrdiff_
   const std::ptrdiff_t n = block.cols();
   const std::ptrdiff_t rows = block.rows();
   Eigen::Map<Mat, 0, Stride> gram(g, n, n, Stride(ldg));
-  const int threads = std::max(num_threads, 1);
+  const int threads = num_threads > 1 ? num_threads : 1;
 
   if (threads == 1 || n < 128 * threads) {
     // Few neurons: threads split the samples, each into a private n x n sum (small here).
-    const int used = static_cast<int>(std::min<std::ptrdiff_t>(threads, std::max<std::ptrdiff_t>(rows / 256, 1)));
+    const std::ptrdiff_t by_rows = rows / 256 > 1 ? rows / 256 : 1;
+    const int used = static_cast<int>(by_rows < threads ? by_rows : threads);
     if (used == 1) {
       add_products(block, gram, n_x, cross_only);
       return;
     }
     // Private sums, added in thread order afterwards so that results do not depend on timing.
-    std::vector<Mat> partial(static_cast<std::size_t>(used));
+    Mat partial(n, n * used);  // thread t's sum is columns [t n, (t + 1) n)
 #pragma omp parallel num_threads(used)
     {
 #ifdef _OPENMP
@@ -67,14 +69,15 @@ void accumulate(const Block& block, double* g, std::ptrdiff_t ldg, std::ptrdiff_
 #else
       const int t = 0;
 #endif
-      Mat& local = partial[static_cast<std::size_t>(t)];
-      local = Mat::Zero(n, n);
+      auto local = partial.middleCols(t * n, n);
+      local.setZero();
       const std::ptrdiff_t r0 = rows * t / used;
       const std::ptrdiff_t r1 = rows * (t + 1) / used;
       const auto part = block.middleRows(r0, r1 - r0);
       add_products(part, local, n_x, cross_only);
     }
-    for (const Mat& local : partial) {
+    for (int t = 0; t < used; ++t) {
+      const auto local = partial.middleCols(t * n, n);
       if (cross_only) {
         gram.block(n_x, 0, n - n_x, n_x) += local.block(n_x, 0, n - n_x, n_x);
       } else {
@@ -89,17 +92,17 @@ void accumulate(const Block& block, double* g, std::ptrdiff_t ldg, std::ptrdiff_
   // rectangular GEMM left of the diagonal and one triangular product on it; for the cross
   // block, equal slices of its rows. Eigen does not nest its own threads inside the region.
   const std::ptrdiff_t first = cross_only ? n_x : 0;
-  std::vector<std::ptrdiff_t> bounds(static_cast<std::size_t>(threads) + 1);
+  Eigen::Matrix<std::ptrdiff_t, Eigen::Dynamic, 1> bounds(threads + 1);
   for (int k = 0; k <= threads; ++k) {
     const double share = static_cast<double>(k) / threads;
-    bounds[static_cast<std::size_t>(k)] =
+    bounds[k] =
         cross_only ? first + static_cast<std::ptrdiff_t>(std::lround(static_cast<double>(n - first) * share))
                    : static_cast<std::ptrdiff_t>(std::lround(static_cast<double>(n) * std::sqrt(share)));
   }
 #pragma omp parallel for schedule(static, 1) num_threads(threads)
   for (int k = 0; k < threads; ++k) {
-    const std::ptrdiff_t r0 = bounds[static_cast<std::size_t>(k)];
-    const std::ptrdiff_t nr = bounds[static_cast<std::size_t>(k) + 1] - r0;
+    const std::ptrdiff_t r0 = bounds[k];
+    const std::ptrdiff_t nr = bounds[k + 1] - r0;
     if (nr == 0) continue;
     if (cross_only) {
       gram.block(r0, 0, nr, n_x).noalias() += block.middleCols(r0, nr).transpose() * block.leftCols(n_x);

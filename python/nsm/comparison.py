@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Union
 
@@ -161,7 +161,7 @@ def _thresholds_dict(t: Thresholds) -> dict:
 
 
 def _thresholds_from(d: dict) -> Thresholds:
-    def arr(values, dtype):
+    def arr(values: Sequence[Any], dtype: Any) -> np.ndarray:
         a = np.array([np.inf if v is None else v for v in values], dtype=dtype)
         a.setflags(write=False)
         return a
@@ -183,7 +183,7 @@ class Comparison(Mapping):
     def __getitem__(self, key: LayerKey) -> LayerComparison:
         return self._layers[key]
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[LayerKey]:
         return iter(self._layers)
 
     def __len__(self) -> int:

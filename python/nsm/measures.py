@@ -9,7 +9,7 @@ Each function takes ``(X, Y)`` (samples × neurons, as :func:`nsm.max_match` tak
 :class:`nsm.Gram`, and returns a float. A layer with no variance (every neuron dead or
 constant) gives NaN with an :class:`nsm.NsmWarning` naming it.
 
-Rank decisions (which directions of a layer carry variance) use the cutoff of SPEC section 4 on
+Rank decisions (which directions of a layer carry variance) use the cutoff of docs/method.md ("Numerics") on
 the centred block scaled by each neuron's uncentred norm, ``Ĉ = D Gc D`` with
 ``D = diag(G)^-1/2``: an eigenvalue counts when it exceeds
 ``eps_machine * max(d, n) * max(1, λ_max(Ĉ))``. Dead, constant and duplicated neurons add

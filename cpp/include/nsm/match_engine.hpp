@@ -1,5 +1,5 @@
 #pragma once
-// Maximum matches and critical epsilons (SPEC section 3) from a Gram matrix.
+// Maximum matches and critical epsilons from a Gram matrix (docs/method.md, "Peeling").
 
 #include <Eigen/Core>
 
@@ -17,7 +17,7 @@ struct MatchOptions {
   /// A neuron is dead when G_vv <= dead_tol * max G_uu over its own layer.
   double dead_tol = 1e-20;
   /// Rank cutoff on sin^2 of a neuron against its own layer's span; <= 0 picks the default
-  /// eps_machine * max(n_samples, n_x + n_y) (SPEC section 4).
+  /// eps_machine * max(n_samples, n_x + n_y) (docs/method.md, "Numerics").
   double rank_tol = 0.0;
   int num_threads = 1;
 };

@@ -14,7 +14,7 @@ namespace nsm {
 /// on them (no extra factorization, for peelings that remove few neurons or almost all at once).
 enum class FirstOrder { exact, bound };
 
-/// The state of a peeling (SPEC section 3) over the cosine matrix of two layers: neurons
+/// The state of a peeling (docs/method.md, "Peeling") over the cosine matrix of two layers: neurons
 /// 0..n_x-1 are X's, n_x..n-1 Y's. Neurons only ever leave. A trial (begin_trial) can be
 /// undone (rollback_trial) at the cost of what it touched, or kept (commit_trial).
 class Peeler {
