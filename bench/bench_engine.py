@@ -15,9 +15,8 @@ import pytest
 from scipy.linalg import lapack
 
 import nsm
-
-from conftest import NOTES, RATIOS, timed
-from layers import SMALL
+from bench.layers import SMALL
+from bench.timing import NOTES, RATIOS, timed
 
 SIZES = [96] if SMALL else [2048] + ([4096] if os.environ.get("NSM_BENCH_ENGINE_LARGE") else [])
 EPS = 0.2

@@ -9,15 +9,14 @@ from collections.abc import Mapping
 
 import numpy as np
 import pytest
-from test_measures import REFERENCES
 
 import nsm
 from nsm import measures
 from nsm.comparison import Comparison, LayerComparison
 from nsm.cross import MATRIX_MEASURES, CrossComparison
-
-import oracle
-from conftest import related_layers
+from tests import oracle
+from tests.cases import related_layers
+from tests.test_measures import REFERENCES
 
 D = 400
 

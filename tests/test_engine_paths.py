@@ -11,9 +11,8 @@ import pytest
 
 import nsm
 from nsm import _core
-
-from conftest import related_layers
-from oracle import ratios_against
+from tests.cases import related_layers
+from tests.oracle import ratios_against
 
 
 @contextlib.contextmanager

@@ -14,8 +14,7 @@ import nsm
 from nsm.comparison import Comparison, LayerComparison
 from nsm.cross import CrossComparison
 from nsm.labels import shorten_labels
-
-from conftest import related_layers
+from tests.cases import related_layers
 
 pytest.importorskip("matplotlib", reason="figures need matplotlib")
 

@@ -12,9 +12,8 @@ import scipy.linalg
 
 import nsm
 from nsm import measures
-
-import oracle
-from conftest import related_layers
+from tests import oracle
+from tests.cases import related_layers
 
 RCOND = 1e-10  # the test layers' spectra have clean gaps: zero directions vs O(1) ones
 

@@ -13,6 +13,8 @@ import pytest
 torch = pytest.importorskip("torch", reason="the torch extra is not installed")
 F = torch.nn.functional
 
+import nsm  # noqa: E402
+import nsm.torch  # noqa: E402
 from tests.torch_models import (  # noqa: E402
     TokenEncoder,
     conv1d_net,
@@ -21,9 +23,6 @@ from tests.torch_models import (  # noqa: E402
     resnet18,
     small_cnn,
 )
-
-import nsm  # noqa: E402
-import nsm.torch  # noqa: E402
 
 
 def channels(t):
@@ -352,7 +351,7 @@ def test_hugging_face_bert_with_padding():
         for model, out in ((a, X), (b, Y)):
             seen = []  # the intermediate activation, copied by a plain hook of our own
             act = model.encoder.layer[1].intermediate.intermediate_act_fn
-            handle = act.register_forward_hook(lambda m, i, o: seen.append(o.clone()))
+            handle = act.register_forward_hook(lambda m, i, o, seen=seen: seen.append(o.clone()))
             with torch.no_grad():
                 o = model(**batch, output_hidden_states=True)
             handle.remove()

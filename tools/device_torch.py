@@ -53,11 +53,13 @@ def hand_gram(model, data, module_name, index, layout, feed):
     return np.vstack(xs)
 
 
-def check(name, lc, X, Y):
+def check(name, lc, X, Y, tol=1e-9):
+    """``tol``: 1e-9 where both passes run the same kernels; float32 rounding (1e-6) where the
+    GPU's attention kernels may round differently from one forward pass to the next."""
     expected = nsm.Gram.from_arrays(X, Y)
     err = float(np.abs(lc.gram.matrix - expected.matrix).max() / np.abs(expected.matrix).max())
     summary["checks"][name] = {"rel_err": err, "n_samples": lc.n_samples, "layout": lc.layout,
-                               "ok": bool(err < 1e-9 and lc.n_samples == expected.n_samples)}
+                               "ok": bool(err < tol and lc.n_samples == expected.n_samples)}
 
 
 def feed_x(model, batch):
@@ -84,7 +86,7 @@ def token_check():
     data = [{k: v.to(DEV) for k, v in batch.items()} for batch in padded_batches(n_batches=8, batch=16, length=20)]
     c = nsm.torch.compare(a, b, data, "encoder", progress=False)
     check("token encoder, padded", c["encoder"], hand_gram(a, data, "encoder", 0, "nlc-masked", feed_dict),
-          hand_gram(b, data, "encoder", 0, "nlc-masked", feed_dict))
+          hand_gram(b, data, "encoder", 0, "nlc-masked", feed_dict), tol=1e-6)
 
 
 def timm_check():
@@ -96,7 +98,8 @@ def timm_check():
     g = torch.Generator().manual_seed(1)
     data = [torch.randn(32, 3, 64, 64, generator=g).to(DEV) for _ in range(4)]
     for arch, site, layout in (("resnet18", "layer1.0.act1", "nchw"),
-                               ("convnext_atto", "stages.0.blocks.0.mlp.act", "nhwc")):
+                               ("convnext_atto", "stages.0.blocks.0.mlp.act", "nchw"),  # conv_mlp
+                               ("convnext_tiny", "stages.0.blocks.0.mlp.act", "nhwc")):  # Linear MLP
         torch.manual_seed(1)
         a = timm.create_model(arch, pretrained=False).to(DEV).eval()
         torch.manual_seed(2)

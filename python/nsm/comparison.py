@@ -282,7 +282,7 @@ class Comparison(Mapping):
         with open(path, "w", encoding="utf-8") as f:
             json.dump(self.to_dict(), f, indent=1)
         if grams:
-            arrays = {}
+            arrays: dict[str, Any] = {}
             for i, lc in enumerate(self._layers.values()):
                 for tag, g in (("gram", lc.gram), ("baseline", lc.baseline_gram)):
                     if g is not None:

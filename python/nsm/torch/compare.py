@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import numbers
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sized
 from dataclasses import dataclass
 from typing import Any, Callable, Union
 
@@ -66,7 +67,8 @@ class _PerSite:
     """Looks up a per-site setting; every key of a dict must name a selected site."""
 
     def __init__(self, value: Any, name: str) -> None:
-        self.value, self.name, self.used = value, name, set()
+        self.value, self.name = value, name
+        self.used: set[Any] = set()
 
     def get(self, pair: SitePair, site: Site) -> Any:
         if not isinstance(self.value, dict):
@@ -250,7 +252,7 @@ def compare(
     root_a, root_b = unwrap(model_a), unwrap(model_b)
     batches = as_batches(data)
     total = None
-    if hasattr(batches, "__len__"):
+    if isinstance(batches, Sized):
         total = len(batches) if max_batches is None else min(len(batches), max_batches)
 
     plans: list[_Plan] | None = None
@@ -269,8 +271,8 @@ def compare(
                     break
                 batch = move(batch, device)
                 real = batch_mask(batch, mask, number)
-                tap_a.run(lambda: feed(root_a, batch))
-                tap_b.run(lambda: feed(root_b, batch))
+                tap_a.run(functools.partial(feed, root_a, batch))
+                tap_b.run(functools.partial(feed, root_b, batch))
                 if plans is None:
                     plans = _plan(selection, tap_a, tap_b, layouts, modes)
                     first_calls = (tap_a.calls(), tap_b.calls())
@@ -302,8 +304,15 @@ def compare(
         raise error
     if plans is None:
         raise ValueError("data gave no batch")
-    results = [(p, p.gram.result(), p.baseline.acc.result() if p.baseline else None) for p in plans]
+    results: list[tuple[Any, Gram, Gram | None]] = [
+        (p, _acc(p).result(), p.baseline.acc.result() if p.baseline else None) for p in plans]
     return _finish(results, eps_values, count_dead)
+
+
+def _acc(plan: _Plan) -> DeviceGram:
+    """The plan's Gram, which its first batch created."""
+    assert plan.gram is not None
+    return plan.gram
 
 
 def _modes(model: nn.Module) -> Callable[[], None]:
@@ -359,7 +368,7 @@ def _add(plan: _Plan, tap_a: Tap, tap_b: Tap, real: torch.Tensor | None, baselin
 
 
 def _describe(plan: _Plan) -> tuple:
-    g = plan.gram
+    g = _acc(plan)
     return (plan.pair.key, g.n_x, g.n_y, plan.layout_a, plan.layout_b, plan.tokens)
 
 
@@ -375,19 +384,22 @@ class _Described:
 
 def _reduced(plans: list[_Plan] | None, description: list[tuple], device: torch.device,
              baseline: bool) -> list[tuple[Any, Gram, Gram | None]]:
-    out = []
+    out: list[tuple[Any, Gram, Gram | None]] = []
     for i, (key, n_x, n_y, la, lb, mode) in enumerate(description):
         plan = plans[i] if plans is not None else None
-        parts = []
+        parts: list[Gram | None] = []
         for which in ("gram", "baseline"):
             if which == "baseline" and not baseline:
                 parts.append(None)
                 continue
-            acc = None if plan is None else (plan.gram if which == "gram" else plan.baseline.acc)
+            acc = None
+            if plan is not None:
+                acc = plan.gram if which == "gram" else plan.baseline.acc if plan.baseline else None
             if acc is None:
                 acc = DeviceGram(n_x, n_y, device)
             m, s, c = distributed.all_reduce_parts(*acc.parts())
             parts.append(gram_from_parts(m, s, c, n_x))
+        assert parts[0] is not None
         out.append((_Described(key, la, lb, mode), parts[0], parts[1]))
     return out
 
@@ -400,6 +412,8 @@ def _finish(results: list[tuple[Any, Gram, Gram | None]], eps: list[float], coun
         label = key if isinstance(key, str) else f"{key[0]} / {key[1]}"
         notes: list[str] = []
         thresholds = _thresholds(gram, count_dead, f"site {label!r}", notes)
+        if thresholds is None:
+            raise ValueError(f"site {label!r} gave no samples in any batch")
         base_thresholds = _thresholds(base, count_dead, f"site {label!r}, baseline", notes)
         layers[key] = LayerComparison(
             name=key,

@@ -11,7 +11,8 @@ on the CPU), and each pair's Gram is cut out of it when first asked for.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+import functools
+from collections.abc import Iterable, Iterator, Mapping, Sized
 from typing import Any, Callable
 
 import numpy as np
@@ -51,6 +52,7 @@ class _SiteInfo:
 
     def __init__(self, site: Site, which: str, layout: str, tokens: str, shape: tuple[int, ...]) -> None:
         self.site, self.which, self.layout, self.tokens = site, which, layout, tokens
+        self.grid: tuple[Any, ...]
         if layout == "nc":
             self.width, self.grid = shape[1], ()
         elif layout == "nlc":
@@ -99,7 +101,8 @@ def _to_grid(t: torch.Tensor, info: _SiteInfo, grid: Grid, mask: torch.Tensor | 
         return x.reshape(x.shape[0], x.shape[1], -1).mean(dim=2)
     if tuple(x.shape[2:]) != grid:
         pool = {1: F.adaptive_avg_pool1d, 2: F.adaptive_avg_pool2d, 3: F.adaptive_avg_pool3d}[len(grid)]
-        x = pool(x, grid)
+        size: Any = grid if len(grid) > 1 else grid[0]
+        x = pool(x, size)
     return x.reshape(x.shape[0], x.shape[1], -1).transpose(1, 2).reshape(-1, x.shape[1])
 
 
@@ -145,7 +148,8 @@ class PairGrams(Mapping):
 
     def __init__(self, pairs: dict[tuple[str, str], tuple[_GridGram | None, _SiteInfo, _SiteInfo]],
                  reasons: dict[tuple[str, str], str]) -> None:
-        self._pairs, self.reasons, self._cache = pairs, reasons, {}
+        self._pairs, self.reasons = pairs, reasons
+        self._cache: dict[tuple[str, str], Gram | None] = {}
 
     def __getitem__(self, key: tuple[str, str]) -> Gram | None:
         if key not in self._cache:
@@ -237,7 +241,7 @@ def compare_all(
     root_a, root_b = unwrap(model_a), unwrap(model_b)
     batches = as_batches(data)
     total = None
-    if hasattr(batches, "__len__"):
+    if isinstance(batches, Sized):
         total = len(batches) if max_batches is None else min(len(batches), max_batches)
     restore = [_modes(root_a), _modes(root_b)]
     tap_a = Tap(root_a, "model_a", sel_a.watch, discover=True)
@@ -257,8 +261,8 @@ def compare_all(
                     break
                 batch = move(batch, device)
                 real = batch_mask(batch, mask, number)
-                tap_a.run(lambda: feed(root_a, batch))
-                tap_b.run(lambda: feed(root_b, batch))
+                tap_a.run(functools.partial(feed, root_a, batch))
+                tap_b.run(functools.partial(feed, root_b, batch))
                 if grids is None:
                     infos = (_infos(sel_a, tap_a, layouts, modes), _infos(sel_b, tap_b, layouts, modes))
                     layouts.check_used()

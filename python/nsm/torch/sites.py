@@ -23,11 +23,13 @@ def unwrap(model: nn.Module) -> nn.Module:
     """The module inside DataParallel / DistributedDataParallel / torch.compile wrappers."""
     while True:
         if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
-            model = model.module
+            inner = model.module
         elif isinstance(getattr(model, "_orig_mod", None), nn.Module):  # torch.compile
-            model = model._orig_mod
+            inner = model._orig_mod
         else:
             return model
+        assert isinstance(inner, nn.Module)
+        model = inner
 
 
 def model_modules(model: nn.Module) -> dict[str, nn.Module]:
