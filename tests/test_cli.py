@@ -243,3 +243,18 @@ def test_internal_errors_keep_their_traceback(monkeypatch, tmp_path):
     (tmp_path / "r.json").write_text(json.dumps(_report_dict()))
     with pytest.raises(ValueError, match="a bug"):
         main(["report", str(tmp_path / "r.json"), "--out", str(tmp_path / "figs")])
+
+
+def test_cross_report_never_overwrites_without_force(tmp_path, rng):
+    pytest.importorskip("matplotlib", reason="the torch extra is not installed")
+    import nsm
+    from nsm.cross import CrossComparison
+
+    X = rng.random((300, 4))
+    cross = CrossComparison(["a"], ["b"], {("a", "b"): nsm.Gram.from_arrays(X, X)}, eps=[0.3])
+    cross.save(tmp_path / "c.json")
+    assert main(["report", str(tmp_path / "c.json"), "--out", str(tmp_path / "out")]) == 0
+    before = (tmp_path / "out" / "cross.json").read_bytes()
+    assert main(["report", str(tmp_path / "c.json"), "--out", str(tmp_path / "out")]) == 1
+    assert (tmp_path / "out" / "cross.json").read_bytes() == before
+    assert main(["report", str(tmp_path / "c.json"), "--out", str(tmp_path / "out"), "--force"]) == 0
