@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import pathlib
 import subprocess
 import sys
 import textwrap
@@ -16,9 +17,8 @@ import numpy as np
 import pytest
 
 import nsm
-
-from conftest import NOTES, RATIOS, TIMES, timed
-from layers import SMALL, related_relu_layers
+from bench.layers import SMALL, related_relu_layers
+from bench.timing import NOTES, RATIOS, TIMES, timed
 
 D, N = (3000, 48) if SMALL else (50_000, 512)
 EPS = [0.15, 0.2, 0.25, 0.3, 0.5]
@@ -26,7 +26,7 @@ BASELINE: dict[float, tuple[list[int], list[int]]] = {}
 
 
 def authors_max_match(X: np.ndarray, Y: np.ndarray, eps: float):
-    """The authors' procedure as SPEC section 3 describes it: at every pruning round, least
+    """The authors' procedure (docs/method.md, "Peeling"): at every pruning round, least
     squares by SVD (rcond = eps_machine * max(d, n)) on the full float64 activations, nothing
     reused; X is pruned against Y, then Y against the new X."""
     X = np.asarray(X, dtype=np.float64)
@@ -107,14 +107,16 @@ def test_gram_pass(run, layers):
                    "numpy: float64 A.T @ A on a float64 copy", "nsm: Gram pass", ">= 0.8"))
 
 
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
 # A fixed mmap threshold makes glibc return every large block to the system when it is freed,
 # so the peak resident size measures what the call itself allocates.
 FIXED_MMAP_ENV = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(1 << 17)}
 
 MEMORY_SCRIPT = textwrap.dedent("""
     import json, sys
-    sys.path.insert(0, "bench")
-    from layers import related_relu_layers
+    sys.path.insert(0, sys.argv[3])  # the repository root, where the bench package lives
+    from bench.layers import related_relu_layers
     import nsm
 
     def status(key):
@@ -132,7 +134,7 @@ MEMORY_SCRIPT = textwrap.dedent("""
 
 
 def test_gram_pass_peak_memory():
-    out = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT, str(D), str(N)],
+    out = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT, str(D), str(N), str(ROOT)],
                          capture_output=True, text=True, check=True, env=FIXED_MMAP_ENV)
     m = json.loads(out.stdout)
     extra_mib = (m["extra"] - m["result"]) / 2**20

@@ -11,9 +11,8 @@ import numpy as np
 import pytest
 
 import nsm
-
-from conftest import NOTES, RATIOS, TIMES, timed
-from layers import SMALL, related_relu_layers
+from bench.layers import SMALL, related_relu_layers
+from bench.timing import NOTES, RATIOS, TIMES, timed
 
 D = 3000 if SMALL else 20_000
 SIZES = (24, 48) if SMALL else (256, 512)

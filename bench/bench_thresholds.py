@@ -17,9 +17,8 @@ import pytest
 from scipy.linalg import lapack, solve_triangular
 
 import nsm
-
-from conftest import NOTES, RATIOS, timed
-from layers import SMALL, related_relu_layers
+from bench.layers import SMALL, related_relu_layers
+from bench.timing import NOTES, RATIOS, timed
 
 D, N = (2000, 40) if SMALL else (20_000, 1024)
 
@@ -31,7 +30,7 @@ def gram():
 
 
 def from_scratch_thresholds(gram: nsm.Gram, dead_tol: float = 1e-20) -> np.ndarray:
-    """SPEC section 3's peeling, with every ratio recomputed from scratch at every step: a
+    """The thresholds' peeling (docs/method.md), with every ratio recomputed from scratch at every step: a
     LAPACK pivoted Cholesky (dpstrf) of each layer's current cosine matrix and a triangular
     solve for the other layer's neurons."""
     G = np.array(gram.matrix)

@@ -15,13 +15,13 @@ import textwrap
 
 import pytest
 
-from conftest import NOTES, RATIOS, TESTS_DIR, timed
-from layers import SMALL
+from bench.layers import SMALL
+from bench.timing import NOTES, RATIOS, timed
 
 torch = pytest.importorskip("torch", reason="the torch extra is not installed")
 
 import nsm.torch  # noqa: E402
-from torch_models import TokenEncoder, resnet18  # noqa: E402
+from tests.torch_models import TokenEncoder, resnet18  # noqa: E402
 
 # The issue's sizes: 1,024 inputs at 64 x 64 through a full-width ResNet-18 replica; a BERT-style
 # encoder of width 256 and FFN 1024 on 64 sequences of 128 tokens (8,192 tokens).
@@ -109,8 +109,7 @@ MEMORY_SCRIPT = textwrap.dedent("""
 @pytest.mark.parametrize("baseline", [True, False])
 def test_peak_memory_over_the_grams(baseline):
     width, n = (256, 2000) if SMALL else (1024, 6000)
-    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(1 << 17),
-           "PYTHONPATH": os.pathsep.join([TESTS_DIR, os.environ.get("PYTHONPATH", "")])}
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(1 << 17)}
     out = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT, str(width), str(n), str(int(baseline))],
                          capture_output=True, text=True, check=True, env=env)
     got = json.loads(out.stdout)

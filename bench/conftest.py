@@ -1,34 +1,10 @@
-"""Shared timing for the benchmarks: every case records its best time here, and the run ends
-with a table of ratios between cases measured in this same run (never lone absolute times)."""
+"""The benchmarks' fixture and their closing table (the timing itself is in bench/timing.py)."""
 
 from __future__ import annotations
 
-import os
-import sys
-import time
-
 import pytest
 
-# The benchmarks build their models with the tests' model zoo.
-TESTS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests")
-if TESTS_DIR not in sys.path:
-    sys.path.insert(0, TESTS_DIR)
-
-TIMES: dict[str, float] = {}
-RATIOS: list[tuple[str, str, str, str]] = []  # (what, numerator case, denominator case, target)
-NOTES: list[str] = []
-
-
-def timed(name: str, fn, rounds: int = 1):
-    """Run fn `rounds` times, record the best wall time under `name`, return its last result."""
-    best = float("inf")
-    result = None
-    for _ in range(rounds):
-        start = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - start)
-    TIMES[name] = min(TIMES.get(name, float("inf")), best)
-    return result
+from bench.timing import NOTES, RATIOS, TIMES, timed
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""A plain-NumPy oracle written from SPEC.md, independent of nsm's core: least squares by SVD
+"""A plain-NumPy oracle written from docs/method.md, independent of nsm's core: least squares by SVD
 on the raw activations, nothing reused between steps."""
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ def unit_columns(a: np.ndarray) -> np.ndarray:
 
 
 def ratios_against(targets: np.ndarray, span: np.ndarray) -> np.ndarray:
-    """dist(t, span) / ||t|| for each column t, least squares by SVD (SPEC section 4 cutoff).
+    """dist(t, span) / ||t|| for each column t, least squares by SVD (the rank cutoff of
+    docs/method.md, "Numerics").
     Columns are scaled to unit norm first, so the rank cutoff does not depend on scale."""
     if span.shape[1] == 0:
         return np.ones(targets.shape[1])
@@ -32,7 +33,7 @@ def live(a: np.ndarray) -> np.ndarray:
 
 
 def max_match(X: np.ndarray, Y: np.ndarray, eps: float) -> tuple[np.ndarray, np.ndarray]:
-    """SPEC section 3's iteration, the authors' order: prune X against Y, then Y against X."""
+    """The peeling of docs/method.md, in the authors' order: prune X against Y, then Y against X."""
     X = np.asarray(X, dtype=np.float64)
     Y = np.asarray(Y, dtype=np.float64)
     ix, iy = live(X), live(Y)
@@ -74,7 +75,7 @@ def thresholds(X: np.ndarray, Y: np.ndarray, grid: np.ndarray) -> np.ndarray:
 
 
 def is_match(X, Y, xs, ys, eps: float) -> bool:
-    """Is (xs, ys) an eps-match (SPEC section 2)? Both sides must be non-empty."""
+    """Is (xs, ys) an eps-match (docs/method.md, "Definitions")? Both sides must be non-empty."""
     if len(xs) == 0 or len(ys) == 0:
         return False
     X = np.asarray(X, dtype=np.float64)

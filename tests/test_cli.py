@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 
 from nsm.cli import main
-
-from conftest import related_layers
+from tests.cases import related_layers
 
 FIGURES = ["curves.png", "similarity.png", "thresholds.png"]
 
@@ -101,19 +100,27 @@ def test_few_samples_warning_is_one_line(tmp_path, rng):
     assert err.startswith("nsm: warning: 5 samples for 4 + 4 neurons")
 
 
-def test_demo_quick_then_report_round_trip(tmp_path):
-    pytest.importorskip("torch", reason="the torch extra is not installed")
-    pytest.importorskip("sklearn", reason="the torch extra is not installed")
-    pytest.importorskip("matplotlib", reason="the torch extra is not installed")
-    code, out, err = run_cli("demo", "--quick", "--no-progress", "--out", str(tmp_path / "r"))
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory):
+    """One `nsm demo --quick` per test session (training is most of the suite's time): its
+    exit code, printed output and report folder."""
+    for module in ("torch", "sklearn", "matplotlib"):
+        pytest.importorskip(module, reason="the demo extra is not installed")
+    out_dir = tmp_path_factory.mktemp("demo") / "r"
+    code, out, err = run_cli("demo", "--quick", "--no-progress", "--out", str(out_dir))
     assert code == 0, err
+    return out, out_dir
+
+
+def test_demo_quick_then_report_round_trip(demo_run, tmp_path):
+    out, report_dir = demo_run
     assert "held-out accuracy" in out and "relu2" in out
     for name in ["report.json"] + FIGURES:
-        assert (tmp_path / "r" / name).stat().st_size > 0
-    report = json.loads((tmp_path / "r" / "report.json").read_text())
+        assert (report_dir / name).stat().st_size > 0
+    report = json.loads((report_dir / "report.json").read_text())
     assert [layer["name"] for layer in report["layers"]] == ["relu1", "relu2", "relu3"]
     # Redraw elsewhere from the JSON alone; the table printed again is the demo's table.
-    code, out2, err = run_cli("report", str(tmp_path / "r" / "report.json"), "--out", str(tmp_path / "again"))
+    code, out2, err = run_cli("report", str(report_dir / "report.json"), "--out", str(tmp_path / "again"))
     assert code == 0, err
     for name in FIGURES:
         assert (tmp_path / "again" / name).stat().st_size > 0
@@ -121,13 +128,11 @@ def test_demo_quick_then_report_round_trip(tmp_path):
     assert table == [line for line in out2.splitlines() if line.startswith(("layer", "relu"))]
 
 
-def test_demo_is_reproducible(tmp_path):
-    pytest.importorskip("torch", reason="the torch extra is not installed")
-    pytest.importorskip("sklearn", reason="the torch extra is not installed")
-    a = run_cli("demo", "--quick", "--no-progress", "--out", str(tmp_path / "a"))
-    b = run_cli("demo", "--quick", "--no-progress", "--out", str(tmp_path / "b"))
-    assert a[0] == 0 and b[0] == 0
-    ra = json.loads((tmp_path / "a" / "report.json").read_text())
+def test_demo_is_reproducible(demo_run, tmp_path):
+    _, report_dir = demo_run
+    code, _, err = run_cli("demo", "--quick", "--no-progress", "--out", str(tmp_path / "b"))
+    assert code == 0, err
+    ra = json.loads((report_dir / "report.json").read_text())
     rb = json.loads((tmp_path / "b" / "report.json").read_text())
     assert ra == rb
 
@@ -141,11 +146,9 @@ def test_main_in_process_and_version(capsys, saved_layers):
     assert exc.value.code == 0
 
 
-def test_report_redraws_without_torch(tmp_path):
-    pytest.importorskip("torch", reason="making the report needs torch")
-    pytest.importorskip("matplotlib", reason="the torch extra is not installed")
-    assert run_cli("demo", "--quick", "--no-progress", "--out", str(tmp_path / "r"))[0] == 0
-    args = ["report", str(tmp_path / "r" / "report.json"), "--out", str(tmp_path / "x")]
+def test_report_redraws_without_torch(demo_run, tmp_path):
+    _, report_dir = demo_run
+    args = ["report", str(report_dir / "report.json"), "--out", str(tmp_path / "x")]
     code = f"import sys; sys.modules['torch'] = None\nfrom nsm.cli import main\nsys.exit(main({args!r}))\n"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env={**os.environ, "MPLBACKEND": "Agg"})
@@ -258,3 +261,14 @@ def test_cross_report_never_overwrites_without_force(tmp_path, rng):
     assert main(["report", str(tmp_path / "c.json"), "--out", str(tmp_path / "out")]) == 1
     assert (tmp_path / "out" / "cross.json").read_bytes() == before
     assert main(["report", str(tmp_path / "c.json"), "--out", str(tmp_path / "out"), "--force"]) == 0
+
+
+def test_python_m_nsm_is_the_cli_and_reports_the_installed_version():
+    from importlib.metadata import version
+
+    import nsm
+
+    out = subprocess.run([sys.executable, "-m", "nsm", "--version"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == f"nsm {version('neuron-subspace-match')}"
+    assert nsm.__version__ == version("neuron-subspace-match")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import math
+from collections.abc import Mapping
 
 import numpy as np
 import pytest
@@ -85,9 +86,9 @@ def test_values_are_computed_once(sites, monkeypatch):
     calls = []
     original = measures._centred_measures
 
-    def counting(gram, which, keep, names):
+    def counting(gram, which, keep, names, caches):
         calls.append(which)
-        return original(gram, which, keep, names)
+        return original(gram, which, keep, names, caches)
 
     monkeypatch.setattr("nsm.cross._centred_measures", counting)
     cc = build(*sites)
@@ -96,6 +97,28 @@ def test_values_are_computed_once(sites, monkeypatch):
     assert np.array_equal(cc.matrix("svcca"), cc.matrix("svcca"), equal_nan=True) and len(calls) == 8
     first[0, 0] = -1.0  # a returned matrix is the caller's to change
     assert cc.matrix("cca")[0, 0] != -1.0
+
+
+def test_each_site_is_decomposed_once_per_matrix(sites, monkeypatch):
+    acts_a, acts_b = sites
+    cc = build(acts_a, acts_b)
+    eighs = []
+    original = np.linalg.eigh
+
+    def counting(a, *args, **kwargs):
+        eighs.append(a.shape)
+        return original(a, *args, **kwargs)
+
+    monkeypatch.setattr(np.linalg, "eigh", counting)
+    m = cc.matrix("svcca")
+    # One scaled and one unscaled decomposition per site of A (per row) and per site of B,
+    # not per pair (8 pairs would take 32).
+    assert len(eighs) == 2 * (3 + 3)
+    monkeypatch.setattr(np.linalg, "eigh", original)
+    for i, (a, X) in enumerate(acts_a.items()):
+        for j, (b, Y) in enumerate(acts_b.items()):
+            if (a, b) != ("net.spatial", "net.tok"):
+                assert m[i, j] == measures.svcca(X, Y)
 
 
 def test_a_site_without_variance_gives_nan_naming_it(sites):
@@ -130,6 +153,43 @@ def test_pair_is_a_layer_comparison(sites):
         cc.pair("fc", "net.tok")
     assert cc.reasons == {("net.spatial", "net.tok"): "a token site against a spatial site"}
     assert not cc.compared("net.spatial", "net.tok") and cc.compared("net.spatial", "net.block1.relu")
+
+
+class LazyGrams(Mapping):
+    """A mapping that makes each Gram when read, and counts the reads (as compare_all's
+    grid cuts a pair's Gram out of a larger one on demand)."""
+
+    def __init__(self, acts_a, acts_b, reasons):
+        self.acts_a, self.acts_b, self.reasons, self.reads = acts_a, acts_b, reasons, []
+
+    def __getitem__(self, key):
+        self.reads.append(key)
+        if key in self.reasons:
+            return None
+        return nsm.Gram.from_arrays(self.acts_a[key[0]], self.acts_b[key[1]])
+
+    def __iter__(self):
+        return iter([(a, b) for a in self.acts_a for b in self.acts_b])
+
+    def __len__(self):
+        return len(self.acts_a) * len(self.acts_b)
+
+
+def test_grams_of_a_lazy_mapping_are_read_when_needed(sites):
+    acts_a, acts_b = sites
+    reasons = {("net.spatial", "net.tok"): "a token site against a spatial site"}
+    lazy = LazyGrams(acts_a, acts_b, reasons)
+    cc = CrossComparison(list(acts_a), list(acts_b), lazy, reasons=reasons)
+    assert lazy.reads == []
+    cc.pair("net.block1.relu", "net.tok")
+    assert lazy.reads == [("net.block1.relu", "net.tok")]
+    expected = build(acts_a, acts_b).matrix("linear_cka")
+    np.testing.assert_array_equal(cc.matrix("linear_cka"), expected)
+    assert ("net.spatial", "net.tok") not in lazy.reads and len(lazy.reads) == 9
+    bad = LazyGrams(acts_a, acts_b, reasons)
+    cc = CrossComparison(list(acts_a), list(acts_b), bad)  # no reasons: found when read
+    with pytest.raises(ValueError, match="has no Gram: give the reason"):
+        cc.matrix("cca")
 
 
 def test_bad_construction_and_arguments(sites):

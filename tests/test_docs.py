@@ -11,13 +11,14 @@ import pytest
 import nsm
 
 MODULES = ["nsm", "nsm.gram", "nsm.match", "nsm.thresholds", "nsm.simple", "nsm.measures", "nsm.cross",
-           "nsm.comparison", "nsm.export", "nsm.labels", "nsm.heatmap", "nsm.torch",
-           "nsm.report", "nsm.demo"]
+           "nsm.comparison", "nsm.export", "nsm.labels", "nsm.heatmap", "nsm.torch.compare",
+           "nsm.torch.capture_context", "nsm.torch.grid", "nsm.report", "nsm.demo"]
 
 
 @pytest.mark.parametrize("name", MODULES)
 def test_docstring_examples(name):
-    if name in ("nsm.torch", "nsm.report", "nsm.demo") and importlib.util.find_spec("torch") is None:
+    needs_torch = name.startswith("nsm.torch") or name in ("nsm.report", "nsm.demo")
+    if needs_torch and importlib.util.find_spec("torch") is None:
         pytest.skip("the torch extra is not installed")
     module = importlib.import_module(name)
     result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)

@@ -7,8 +7,7 @@ from hypothesis import strategies as st
 
 import nsm
 from nsm import _core
-
-from conftest import examples, related_layers
+from tests.cases import examples, related_layers
 
 
 def reference(X, Y):

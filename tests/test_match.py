@@ -1,28 +1,13 @@
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import nsm
-
-import oracle
-from conftest import examples, related_layers
-
-# SPEC section 5's reference example: each inner list is one neuron over 6 samples.
-SPEC_X = np.array([[1, .5, 0, 0, 0, 0], [0, 1, 0, 0, 0, 0], [0, 0, 0, 1, 0, 0], [0, 0, 0, 0, 1, 0]]).T
-SPEC_Y = np.array([[0, 0, 1, 0, 0, 0], [1, 0, 0, 0, 0, 0], [.5, 1, 0, 0, 0, 0], [0, 0, 0, 1, 0, 0],
-                   [0, 0, 0, 0, 1, 0]]).T
-
-
-def quiet(fn, *args, **kwargs):
-    """Call fn with the few-samples warning silenced (tests that mean to use few samples)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", nsm.FewSamplesWarning)
-        return fn(*args, **kwargs)
+from tests import oracle
+from tests.cases import REFERENCE_X, REFERENCE_Y, examples, nasty_layers, quiet, related_layers, with_layout
 
 
 def test_spec_ratio_reference():
@@ -33,7 +18,7 @@ def test_spec_ratio_reference():
 
 def test_spec_maximum_match_reference():
     with pytest.warns(nsm.FewSamplesWarning, match="6 samples for 4 \\+ 5 neurons"):
-        m = nsm.max_match(SPEC_X, SPEC_Y, 0.1)
+        m = nsm.max_match(REFERENCE_X, REFERENCE_Y, 0.1)
     assert m.x.tolist() == [0, 1, 2, 3]
     assert m.y.tolist() == [1, 2, 3, 4]
     assert m.similarity == pytest.approx(8 / 9)
@@ -156,48 +141,6 @@ def test_result_is_immutable(rng):
     with pytest.raises(AttributeError):
         m.eps = 0.2  # type: ignore[misc]
     assert "MatchResult(eps=0.5" in repr(m)
-
-
-@st.composite
-def nasty_layers(draw):
-    seed = draw(st.integers(0, 2**32 - 1))
-    rng = np.random.default_rng(seed)
-    d = draw(st.integers(2, 90))
-    n_x = draw(st.integers(1, 10))
-    n_y = draw(st.integers(1, 10))
-    X, Y = related_layers(rng, d, n_x, n_y, shared=draw(st.integers(1, 6)),
-                          noise=draw(st.sampled_from([0.0, 0.1, 0.5])), relu=draw(st.booleans()))
-    for _ in range(draw(st.integers(0, 3))):
-        op = draw(st.sampled_from(["dup", "comb", "zero"]))
-        on_x = draw(st.booleans())
-        a = X if on_x else Y
-        i, j = rng.integers(a.shape[1], size=2)
-        if op == "dup":
-            col = a[:, [i]]
-        elif op == "comb":
-            c1, c2 = draw(st.sampled_from([(1, 1), (2, -1), (1, -3), (0.5, 2)]))
-            col = c1 * a[:, [i]] + c2 * a[:, [j]]
-        else:
-            col = np.zeros((d, 1))
-        a = np.hstack([a, col])
-        if on_x:
-            X = a
-        else:
-            Y = a
-    layout = draw(st.sampled_from(["C", "F", "strided", "float32"]))
-    return X, Y, layout
-
-
-def with_layout(a: np.ndarray, layout: str) -> np.ndarray:
-    if layout == "F":
-        return np.asfortranarray(a)
-    if layout == "strided":
-        wide = np.zeros((a.shape[0], 2 * a.shape[1]))
-        wide[:, ::2] = a
-        return wide[:, ::2]
-    if layout == "float32":
-        return a.astype(np.float32)
-    return np.ascontiguousarray(a)
 
 
 @settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.filter_too_much])

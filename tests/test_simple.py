@@ -11,10 +11,8 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import nsm
-
-import oracle
-from conftest import examples, related_layers
-from test_match import SPEC_X, SPEC_Y, nasty_layers, quiet, with_layout
+from tests import oracle
+from tests.cases import REFERENCE_X, REFERENCE_Y, examples, nasty_layers, quiet, related_layers, with_layout
 
 
 def assert_v_minimal(X, Y, eps, m, neuron):
@@ -50,9 +48,9 @@ def planted(rng, d=600):
 
 
 def test_spec_reference():
-    m = quiet(nsm.minimal_match, SPEC_X, SPEC_Y, 0.1, ("x", 0))
+    m = quiet(nsm.minimal_match, REFERENCE_X, REFERENCE_Y, 0.1, ("x", 0))
     assert (m.x.tolist(), m.y.tolist()) == ([0, 1], [1, 2])
-    assert quiet(nsm.minimal_match, SPEC_X, SPEC_Y, 0.1, ("y", 0)) is None  # not in MM
+    assert quiet(nsm.minimal_match, REFERENCE_X, REFERENCE_Y, 0.1, ("y", 0)) is None  # not in MM
 
 
 def test_planted_groups_are_recovered_exactly(rng):

@@ -6,10 +6,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import nsm
-
-import oracle
-from conftest import examples, related_layers
-from test_match import SPEC_X, SPEC_Y, nasty_layers, quiet, with_layout
+from tests import oracle
+from tests.cases import REFERENCE_X, REFERENCE_Y, examples, nasty_layers, quiet, related_layers, with_layout
 
 
 def as_sets(t: nsm.Thresholds, eps: float):
@@ -17,7 +15,7 @@ def as_sets(t: nsm.Thresholds, eps: float):
 
 
 def test_spec_reference():
-    t = quiet(nsm.match_thresholds, SPEC_X, SPEC_Y)
+    t = quiet(nsm.match_thresholds, REFERENCE_X, REFERENCE_Y)
     assert as_sets(t, 0.1) == ([0, 1, 2, 3], [1, 2, 3, 4])
     assert t.y[0] == 1.0  # Y neuron 0 only matches once nothing is required of the span
 

@@ -10,16 +10,15 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="the torch extra is not installed")
 
-from torch_models import (  # noqa: E402
+import nsm  # noqa: E402
+import nsm.torch  # noqa: E402
+from tests.torch_models import (  # noqa: E402
     distributed_worker,
     image_batches,
     small_cnn,
     token_batches,
     transformer_block,
 )
-
-import nsm  # noqa: E402
-import nsm.torch  # noqa: E402
 
 
 def collect(model, data, name, layout):

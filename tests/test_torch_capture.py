@@ -13,7 +13,7 @@ import pytest
 torch = pytest.importorskip("torch", reason="the torch extra is not installed")
 F = torch.nn.functional
 
-from torch_models import (  # noqa: E402
+from tests.torch_models import (  # noqa: E402
     TokenEncoder,
     conv1d_net,
     convnext,
@@ -297,7 +297,7 @@ def test_few_samples_warning_names_the_site_the_baseline_and_the_callers_line():
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch.compile's own imports
 def test_torch_compile_wrappers_are_unwrapped():
-    a, b, data = small_cnn(1), small_cnn(2), [x for x, _ in __import__("torch_models").image_batches(2)]
+    a, b, data = small_cnn(1), small_cnn(2), [x for x, _ in __import__("tests.torch_models", fromlist=["x"]).image_batches(2)]
     plain = nsm.torch.compare(a, b, data, ["1", "3"], progress=False)
     compiled = nsm.torch.compare(torch.compile(a), torch.compile(b), data, ["1", "3"], progress=False)
     assert list(compiled) == ["1", "3"]
@@ -305,7 +305,7 @@ def test_torch_compile_wrappers_are_unwrapped():
 
 
 def test_saved_grams_let_simple_matches_work_after_load(tmp_path):
-    a, b, data = small_cnn(1), small_cnn(2), __import__("torch_models").image_batches(3)
+    a, b, data = small_cnn(1), small_cnn(2), __import__("tests.torch_models", fromlist=["x"]).image_batches(3)
     c = nsm.torch.compare(a, b, data, ["3", "6"], progress=False)
     c.save(tmp_path / "c.json")
     bare = nsm.torch.Comparison.load(tmp_path / "c.json")
@@ -321,7 +321,7 @@ def test_saved_grams_let_simple_matches_work_after_load(tmp_path):
 
 
 def test_a_rank_with_no_batch_takes_part_in_the_sums(tmp_path):
-    from torch_models import distributed_worker, image_batches
+    from tests.torch_models import distributed_worker, image_batches
 
     torch.multiprocessing.spawn(distributed_worker, args=(2, str(tmp_path / "init"), str(tmp_path), "empty"),
                                 nprocs=2, join=True)
@@ -362,3 +362,14 @@ def test_hugging_face_bert_with_padding():
             out[sites[2]].append(o.pooler_output.double().numpy())
     for s in sites:
         assert_gram(c[s], X[s], Y[s], rtol=1e-6)
+
+
+def test_a_model_compared_with_itself_or_sharing_modules():
+    a, data = small_cnn(1), __import__("tests.torch_models", fromlist=["x"]).image_batches(3)
+    c = nsm.torch.compare(a, a, data, ["3", "6"], progress=False)
+    assert c["6"].n_samples == 96
+    live = 24 - len(c["6"].dead_x) - len(c["6"].dead_y)
+    assert c["6"].similarity(0.0) == pytest.approx(live / 24)
+    b = torch.nn.Sequential(a[0], a[1], torch.nn.Conv2d(6, 8, 3), torch.nn.ReLU())  # shares a's first layers
+    c = nsm.torch.compare(a, b, data, "1", progress=False)
+    assert c["1"].n_samples == 3 * 32 * 64

@@ -19,11 +19,11 @@ import time
 import numpy as np
 import torch
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import nsm  # noqa: E402
 import nsm.torch  # noqa: E402
-from torch_models import TokenEncoder, padded_batches, resnet18  # noqa: E402
+from tests.torch_models import TokenEncoder, padded_batches, resnet18  # noqa: E402
 
 DEV = torch.device("cuda")
 torch.backends.cuda.matmul.allow_tf32 = False

@@ -1,5 +1,8 @@
 // The dense kernels, compiled once per instruction set (NSM_ISA = generic, avx2 or avx512)
 // with that set's compiler flags; cpp/src/kernel_dispatch.cpp picks one set at run time.
+// No std:: template may be used here (containers, std::min/max, ...): its instantiation would
+// be compiled with this set's flags and could be the copy the linker keeps for the portable
+// code. Eigen's renamed types stand in for them; tests/test_kernel_symbols.py checks.
 
 #ifndef NSM_ISA
 #error "NSM_ISA must name the instruction set this kernel is compiled for"
@@ -14,9 +17,7 @@
 
 #include <Eigen/Core>
 
-#include <algorithm>
 #include <cmath>
-#include <vector>
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -49,17 +50,18 @@ void accumulate(const Block& block, double* g, std::ptrdiff_t ldg, std::ptrdiff_
   const std::ptrdiff_t n = block.cols();
   const std::ptrdiff_t rows = block.rows();
   Eigen::Map<Mat, 0, Stride> gram(g, n, n, Stride(ldg));
-  const int threads = std::max(num_threads, 1);
+  const int threads = num_threads > 1 ? num_threads : 1;
 
   if (threads == 1 || n < 128 * threads) {
     // Few neurons: threads split the samples, each into a private n x n sum (small here).
-    const int used = static_cast<int>(std::min<std::ptrdiff_t>(threads, std::max<std::ptrdiff_t>(rows / 256, 1)));
+    const std::ptrdiff_t by_rows = rows / 256 > 1 ? rows / 256 : 1;
+    const int used = static_cast<int>(by_rows < threads ? by_rows : threads);
     if (used == 1) {
       add_products(block, gram, n_x, cross_only);
       return;
     }
     // Private sums, added in thread order afterwards so that results do not depend on timing.
-    std::vector<Mat> partial(static_cast<std::size_t>(used));
+    Mat partial(n, n * used);  // thread t's sum is columns [t n, (t + 1) n)
 #pragma omp parallel num_threads(used)
     {
 #ifdef _OPENMP
@@ -67,14 +69,15 @@ void accumulate(const Block& block, double* g, std::ptrdiff_t ldg, std::ptrdiff_
 #else
       const int t = 0;
 #endif
-      Mat& local = partial[static_cast<std::size_t>(t)];
-      local = Mat::Zero(n, n);
+      auto local = partial.middleCols(t * n, n);
+      local.setZero();
       const std::ptrdiff_t r0 = rows * t / used;
       const std::ptrdiff_t r1 = rows * (t + 1) / used;
       const auto part = block.middleRows(r0, r1 - r0);
       add_products(part, local, n_x, cross_only);
     }
-    for (const Mat& local : partial) {
+    for (int t = 0; t < used; ++t) {
+      const auto local = partial.middleCols(t * n, n);
       if (cross_only) {
         gram.block(n_x, 0, n - n_x, n_x) += local.block(n_x, 0, n - n_x, n_x);
       } else {
@@ -89,17 +92,17 @@ void accumulate(const Block& block, double* g, std::ptrdiff_t ldg, std::ptrdiff_
   // rectangular GEMM left of the diagonal and one triangular product on it; for the cross
   // block, equal slices of its rows. Eigen does not nest its own threads inside the region.
   const std::ptrdiff_t first = cross_only ? n_x : 0;
-  std::vector<std::ptrdiff_t> bounds(static_cast<std::size_t>(threads) + 1);
+  Eigen::Matrix<std::ptrdiff_t, Eigen::Dynamic, 1> bounds(threads + 1);
   for (int k = 0; k <= threads; ++k) {
     const double share = static_cast<double>(k) / threads;
-    bounds[static_cast<std::size_t>(k)] =
+    bounds[k] =
         cross_only ? first + static_cast<std::ptrdiff_t>(std::lround(static_cast<double>(n - first) * share))
                    : static_cast<std::ptrdiff_t>(std::lround(static_cast<double>(n) * std::sqrt(share)));
   }
 #pragma omp parallel for schedule(static, 1) num_threads(threads)
   for (int k = 0; k < threads; ++k) {
-    const std::ptrdiff_t r0 = bounds[static_cast<std::size_t>(k)];
-    const std::ptrdiff_t nr = bounds[static_cast<std::size_t>(k) + 1] - r0;
+    const std::ptrdiff_t r0 = bounds[k];
+    const std::ptrdiff_t nr = bounds[k + 1] - r0;
     if (nr == 0) continue;
     if (cross_only) {
       gram.block(r0, 0, nr, n_x).noalias() += block.middleCols(r0, nr).transpose() * block.leftCols(n_x);
@@ -123,16 +126,39 @@ void syrk_lower_add(const double* b, std::ptrdiff_t rows, std::ptrdiff_t n, std:
 
 void subtract_aat(const double* a, std::ptrdiff_t lda, std::ptrdiff_t rows, std::ptrdiff_t k,
                   double* c, std::ptrdiff_t ldc) {
-  const Eigen::Map<const Mat, 0, Stride> am(a, rows, k, Stride(lda));
-  Eigen::Map<Mat, 0, Stride> cm(c, rows, rows, Stride(ldc));
-  cm.noalias() -= am * am.transpose();
+  // The lower triangle only, in strips of columns shared among the threads: strip j is
+  // C[j0:, j0:j1] -= A[j0:, :] A[j0:j1, :]^T (a GEMM; Eigen does not nest threads inside).
+  constexpr std::ptrdiff_t strip = 64;
+  const std::ptrdiff_t strips = (rows + strip - 1) / strip;
+  const bool parallel = static_cast<double>(rows) * static_cast<double>(rows) * static_cast<double>(k) > 4e6;
+#pragma omp parallel for schedule(dynamic, 1) if (parallel)
+  for (std::ptrdiff_t s = 0; s < strips; ++s) {
+    const std::ptrdiff_t j0 = s * strip;
+    const std::ptrdiff_t w = std::min(strip, rows - j0);
+    const Eigen::Map<const Mat, 0, Stride> below(a + j0, rows - j0, k, Stride(lda));
+    const Eigen::Map<const Mat, 0, Stride> mine(a + j0, w, k, Stride(lda));
+    Eigen::Map<Mat, 0, Stride> cm(c + j0 + j0 * ldc, rows - j0, w, Stride(ldc));
+    cm.noalias() -= below * mine.transpose();
+  }
 }
 
 void solve_lower(const double* l, std::ptrdiff_t ldl, std::ptrdiff_t k, double* b,
                  std::ptrdiff_t ldb, std::ptrdiff_t cols) {
+  // B is row-major (row stride ldb); its columns are independent right-hand sides, solved in
+  // chunks shared among the threads (Eigen's own triangular solve runs on one thread). The
+  // chunks do not depend on the thread count, so neither do the results.
+  using RowMat = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
   const Eigen::Map<const Mat, 0, Stride> lm(l, k, k, Stride(ldl));
-  Eigen::Map<Mat, 0, Stride> bm(b, k, cols, Stride(ldb));
-  lm.triangularView<Eigen::Lower>().solveInPlace(bm);
+  constexpr std::ptrdiff_t chunk = 128;
+  const std::ptrdiff_t chunks = (cols + chunk - 1) / chunk;
+  const bool parallel = static_cast<double>(k) * static_cast<double>(k) * static_cast<double>(cols) > 4e6;
+#pragma omp parallel for schedule(dynamic, 1) if (parallel)
+  for (std::ptrdiff_t ch = 0; ch < chunks; ++ch) {
+    const std::ptrdiff_t j0 = ch * chunk;
+    const std::ptrdiff_t w = std::min(chunk, cols - j0);
+    Eigen::Map<RowMat, 0, Stride> bm(b + j0, k, w, Stride(ldb));
+    lm.triangularView<Eigen::Lower>().solveInPlace(bm);
+  }
 }
 
 void rotate_rows(double* __restrict x, double* __restrict y, std::ptrdiff_t n, double c, double s) {

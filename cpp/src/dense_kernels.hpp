@@ -14,10 +14,10 @@ struct KernelSet {
   /// block G[n_x:, :n_x].
   void (*syrk_lower_add)(const double* b, std::ptrdiff_t rows, std::ptrdiff_t n, std::ptrdiff_t n_x,
                          bool cross_only, double* g, std::ptrdiff_t ldg, int num_threads);
-  /// C -= A A^T (all of C, rows x rows) for A rows x k.
+  /// C -= A A^T on the lower triangle of the rows x rows C, for A rows x k.
   void (*subtract_aat)(const double* a, std::ptrdiff_t lda, std::ptrdiff_t rows, std::ptrdiff_t k,
                        double* c, std::ptrdiff_t ldc);
-  /// B := L^{-1} B for the lower-triangular k x k L and the k x cols B.
+  /// B := L^{-1} B for the lower-triangular k x k L and the row-major k x cols B.
   void (*solve_lower)(const double* l, std::ptrdiff_t ldl, std::ptrdiff_t k, double* b,
                       std::ptrdiff_t ldb, std::ptrdiff_t cols);
   /// (x, y) := (c x + s y, -s x + c y) elementwise over n entries (a Givens rotation of rows).

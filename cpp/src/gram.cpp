@@ -1,5 +1,7 @@
 #include "nsm/gram.hpp"
 
+#include "thread_scope.hpp"
+
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -160,6 +162,7 @@ void GramAccumulator::update(const MatrixView<TX>& x, const MatrixView<TY>& y, i
                                 std::to_string(y.rows));
   }
   num_threads = usable_threads(num_threads);
+  const ThreadScope scope(num_threads);  // Eigen's own GEMM threads follow it too
   const double max_abs_x = checked_max_abs(x, "X", num_threads);
   const double max_abs_y = checked_max_abs(y, "Y", num_threads);
   std::lock_guard<std::mutex> lock(mutex_);

@@ -13,18 +13,32 @@
 
 namespace nsm {
 
-MatchEngine::MatchEngine(const Eigen::MatrixXd& gram, Index n_x, std::int64_t n_samples,
-                         const MatchOptions& options)
-    : n_(gram.rows()), n_x_(n_x), num_threads_(std::max(options.num_threads, 1)) {
-  if (gram.rows() != gram.cols()) {
-    throw std::invalid_argument("gram must be square, got " + std::to_string(gram.rows()) + " x " +
-                                std::to_string(gram.cols()));
+MatchEngine::MatchEngine(const double* gram, Index n, Index ld, Index n_x, std::int64_t n_samples,
+                         const MatchOptions& options, std::shared_ptr<const void> owner)
+    : n_(n),
+      n_x_(n_x),
+      num_threads_(std::max(options.num_threads, 1)),
+      owner_(std::move(owner)),
+      scale_(Eigen::VectorXd::Zero(n)),
+      cosine_(gram, n, ld, scale_.data()) {
+  if (n < 2 || ld < n) {
+    throw std::invalid_argument("gram must be square with at least 2 rows, got " + std::to_string(n) +
+                                " rows and leading dimension " + std::to_string(ld));
   }
   if (n_x < 1 || n_x >= n_) {
     throw std::invalid_argument("n_x must be in [1, " + std::to_string(n_ - 1) + "], got " +
                                 std::to_string(n_x));
   }
-  if (!gram.allFinite()) throw std::invalid_argument("gram contains NaN or Inf");
+  bool finite = true;
+  {
+    ThreadScope threads(num_threads_);
+#pragma omp parallel for schedule(static) reduction(&& : finite)
+    for (Index j = 0; j < n; ++j) {
+      const Eigen::Map<const Eigen::VectorXd> col(gram + j * ld, n);
+      finite = finite && col.allFinite();
+    }
+  }
+  if (!finite) throw std::invalid_argument("gram contains NaN or Inf");
   if (!(options.dead_tol >= 0.0) || !std::isfinite(options.dead_tol)) {
     throw std::invalid_argument("dead_tol must be a finite number >= 0");
   }
@@ -33,20 +47,16 @@ MatchEngine::MatchEngine(const Eigen::MatrixXd& gram, Index n_x, std::int64_t n_
                   ? options.rank_tol
                   : machine_eps * static_cast<double>(std::max<std::int64_t>(n_samples, n_));
 
-  const Eigen::VectorXd diag = gram.diagonal();
+  Eigen::VectorXd diag(n_);
+  for (Index v = 0; v < n_; ++v) diag[v] = gram[v + v * ld];
   dead_.assign(static_cast<std::size_t>(n_), 0);
   const double max_x = diag.head(n_x).maxCoeff();
   const double max_y = diag.tail(n_ - n_x).maxCoeff();
-  Eigen::VectorXd scale = Eigen::VectorXd::Zero(n_);
   for (Index v = 0; v < n_; ++v) {
     const double side_max = v < n_x ? max_x : max_y;
     const bool dead = !(diag[v] > options.dead_tol * side_max) || !(diag[v] > 0.0);
     dead_[static_cast<std::size_t>(v)] = dead ? 1 : 0;
-    if (!dead) scale[v] = 1.0 / std::sqrt(diag[v]);
-  }
-  cosine_ = scale.asDiagonal() * gram * scale.asDiagonal();
-  for (Index v = 0; v < n_; ++v) {
-    if (!dead_[static_cast<std::size_t>(v)]) cosine_(v, v) = 1.0;
+    if (!dead) scale_[v] = 1.0 / std::sqrt(diag[v]);
   }
 }
 
@@ -72,7 +82,10 @@ std::vector<std::vector<char>> MatchEngine::max_match(const std::vector<double>&
   std::iota(order.begin(), order.end(), std::size_t{0});
   std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return eps[a] > eps[b]; });
   std::vector<std::vector<char>> masks(eps.size());
-  Peeler peeler(cosine_, n_x_, dead_, rank_tol_);
+  // One epsilon removes few neurons (downdates) or nearly all (small rebuilds): the first
+  // factors need no ordering pass. Several epsilons peel on like thresholds do.
+  Peeler peeler(cosine_, n_x_, dead_, rank_tol_, {},
+                eps.size() > 1 ? FirstOrder::exact : FirstOrder::bound);
   std::vector<Index> removed;
   for (std::size_t i : order) {
     peeler.cascade(eps[i], false, removed);

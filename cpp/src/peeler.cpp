@@ -7,9 +7,40 @@
 
 namespace nsm {
 
-Peeler::Peeler(const Eigen::MatrixXd& cosine, Index n_x, const std::vector<char>& dead, double tol,
-               Priority order)
-    : n_(cosine.rows()),
+namespace {
+
+// sin^2 of each live neuron against the single closest live neuron of the other layer: an
+// upper bound on its squared ratio, known before any factor (O(n^2) reads of the Gram), so that
+// the first factors can already put the members likely to leave at their ends.
+Eigen::VectorXd nearest_other(const CosineView& c, Index n_x, const std::vector<char>& in) {
+  const Index n = c.n();
+  std::vector<Index> live[2];
+  for (Index v = 0; v < n; ++v) {
+    if (in[static_cast<std::size_t>(v)]) live[v < n_x ? 0 : 1].push_back(v);
+  }
+  Eigen::VectorXd out = Eigen::VectorXd::Ones(n);
+#pragma omp parallel
+  {
+    std::vector<double> col;
+#pragma omp for schedule(dynamic, 16)
+    for (Index v = 0; v < n; ++v) {
+      if (!in[static_cast<std::size_t>(v)]) continue;
+      const std::vector<Index>& other = live[v < n_x ? 1 : 0];
+      col.resize(other.size());
+      c.gather_column(other.data(), static_cast<Index>(other.size()), v, col.data());
+      double best = 0.0;
+      for (double x : col) best = std::max(best, x * x);
+      out[v] = 1.0 - std::min(best, 1.0);
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+Peeler::Peeler(const CosineView& cosine, Index n_x, const std::vector<char>& dead, double tol,
+               Priority order, FirstOrder first_order)
+    : n_(cosine.n()),
       n_x_(n_x),
       in_(dead.size(), 0),
       spans_{SpanBasis(cosine, tol), SpanBasis(cosine, tol)},
@@ -27,10 +58,19 @@ Peeler::Peeler(const Eigen::MatrixXd& cosine, Index n_x, const std::vector<char>
     for (int s = 0; s < 2; ++s) spans_[s].rebuild(members[s], columns, order_);
     return;
   }
-  // Build X's span, then Y's with X's ratios as its order, then X's again with Y's.
-  spans_[0].rebuild(members[0], columns);
-  spans_[1].rebuild(members[1], columns, leaves_soon(1));
-  spans_[0].rebuild(members[0], columns, leaves_soon(0));
+  if (first_order == FirstOrder::exact) {
+    // Build X's span, then Y's ordered by X's exact ratios, then X's again ordered by Y's: a
+    // peeling that removes most neurons (thresholds) runs on cheap downdates from then on.
+    spans_[0].rebuild(members[0], columns);
+    spans_[1].rebuild(members[1], columns, leaves_soon(1));
+    spans_[0].rebuild(members[0], columns, leaves_soon(0));
+    return;
+  }
+  // One factor per layer, ordered by a bound on the ratios (the exact ratios need the other
+  // layer's factor first); rebuilds, when the cost model calls for them, order exactly.
+  const Eigen::VectorXd guess = nearest_other(cosine, n_x_, in_);
+  const Priority first = [&guess](Index v) { return guess[v]; };
+  for (int s = 0; s < 2; ++s) spans_[s].rebuild(members[s], columns, first);
 }
 
 double Peeler::ratio(Index v) const { return std::sqrt(spans_[1 - side(v)].residual(v)); }

@@ -3,6 +3,7 @@
 #include "nsm/dense.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <numeric>
 #include <stdexcept>
@@ -17,7 +18,62 @@ constexpr Index kColumnChunk = 512;  // columns per thread task when applying ro
 constexpr double kBlas3Advantage = 6.0;
 constexpr double kThresholdPivot = 0.05;  // see pivoted_cholesky's leaves_soon
 
+// Counters and switches of the engine's paths (see span_basis.hpp).
+struct AtomicCounters {
+  std::atomic<std::int64_t> rebuilds{0};
+  std::atomic<std::int64_t> downdates{0};
+  std::atomic<std::int64_t> parallel_sweeps{0};
+  std::atomic<std::int64_t> promotions{0};
+  std::atomic<std::int64_t> rollbacks{0};
+};
+AtomicCounters g_counters;
+std::atomic<int> g_refactor{0};
+std::atomic<bool> g_parallel_sweeps{false};
+
+void bump(std::atomic<std::int64_t>& c) { c.fetch_add(1, std::memory_order_relaxed); }
+
+// Symmetric permutation of rows/columns j < p of the matrix whose lower triangle holds the data
+// (LAPACK dpstf2's swaps): the computed columns 0..j-1 of L swap rows; the rest stays a
+// lower triangle.
+void swap_lower(Eigen::MatrixXd& a, Index j, Index p) {
+  const Index m = a.rows();
+  if (j > 0) a.row(j).head(j).swap(a.row(p).head(j));
+  std::swap(a(j, j), a(p, p));
+  for (Index i = j + 1; i < p; ++i) std::swap(a(i, j), a(p, i));
+  if (p + 1 < m) a.col(j).tail(m - p - 1).swap(a.col(p).tail(m - p - 1));
+}
+
 }  // namespace
+
+EngineCounters engine_counters() {
+  EngineCounters c;
+  c.rebuilds = g_counters.rebuilds.load();
+  c.downdates = g_counters.downdates.load();
+  c.parallel_sweeps = g_counters.parallel_sweeps.load();
+  c.promotions = g_counters.promotions.load();
+  c.rollbacks = g_counters.rollbacks.load();
+  return c;
+}
+
+void reset_engine_counters() {
+  g_counters.rebuilds = 0;
+  g_counters.downdates = 0;
+  g_counters.parallel_sweeps = 0;
+  g_counters.promotions = 0;
+  g_counters.rollbacks = 0;
+}
+
+void set_engine_paths(const EnginePaths& paths) {
+  g_refactor = static_cast<int>(paths.refactor);
+  g_parallel_sweeps = paths.parallel_sweeps;
+}
+
+EnginePaths engine_paths() {
+  EnginePaths p;
+  p.refactor = static_cast<Refactor>(g_refactor.load());
+  p.parallel_sweeps = g_parallel_sweeps.load();
+  return p;
+}
 
 Index pivoted_cholesky(Eigen::MatrixXd& a, double tol, std::vector<Index>& perm,
                        const Eigen::VectorXd* leaves_soon) {
@@ -40,8 +96,7 @@ Index pivoted_cholesky(Eigen::MatrixXd& a, double tol, std::vector<Index>& perm,
         }
       }
       if (p != jj) {
-        a.row(jj).swap(a.row(p));
-        a.col(jj).swap(a.col(p));
+        swap_lower(a, jj, p);
         std::swap(d[jj], d[p]);
         if (soon.size() == m) std::swap(soon[jj], soon[p]);
         std::swap(perm[static_cast<std::size_t>(jj)], perm[static_cast<std::size_t>(p)]);
@@ -67,9 +122,8 @@ Index pivoted_cholesky(Eigen::MatrixXd& a, double tol, std::vector<Index>& perm,
   return m;
 }
 
-SpanBasis::SpanBasis(const Eigen::MatrixXd& cosine, double rank_tol)
-    : c_(cosine), tol_(rank_tol) {
-  const auto n = static_cast<std::size_t>(cosine.rows());
+SpanBasis::SpanBasis(const CosineView& cosine, double rank_tol) : c_(cosine), tol_(rank_tol) {
+  const auto n = static_cast<std::size_t>(cosine.n());
   local_.assign(n, -1);
   is_member_.assign(n, 0);
   is_basis_.assign(n, 0);
@@ -78,6 +132,7 @@ SpanBasis::SpanBasis(const Eigen::MatrixXd& cosine, double rank_tol)
 void SpanBasis::rebuild(const std::vector<Index>& members, const std::vector<Index>& columns,
                         const Priority& leaves_soon) {
   if (in_trial_) throw std::logic_error("SpanBasis::rebuild: not during a trial");
+  bump(g_counters.rebuilds);
   for (Index v : columns_) local_[static_cast<std::size_t>(v)] = -1;
   for (Index v : members_) is_member_[static_cast<std::size_t>(v)] = 0;
   for (Index v : basis_) is_basis_[static_cast<std::size_t>(v)] = 0;
@@ -90,11 +145,11 @@ void SpanBasis::rebuild(const std::vector<Index>& members, const std::vector<Ind
 
   const auto m = static_cast<Index>(members_.size());
   const auto ncols = static_cast<Index>(columns_.size());
+  // C[members, members], lower triangle only (all that the factorization reads).
   Eigen::MatrixXd a(m, m);
   for (Index j = 0; j < m; ++j) {
-    for (Index i = 0; i < m; ++i) {
-      a(i, j) = c_(members_[static_cast<std::size_t>(i)], members_[static_cast<std::size_t>(j)]);
-    }
+    c_.gather_column(members_.data() + j, m - j, members_[static_cast<std::size_t>(j)], &a(j, j));
+    a(j, j) = 1.0;
   }
   std::vector<Index> perm;
   Eigen::VectorXd soon;
@@ -110,47 +165,55 @@ void SpanBasis::rebuild(const std::vector<Index>& members, const std::vector<Ind
     zero_tol_ = std::max(zero_tol_, tol_);
   }
   basis_.clear();
-  for (Index i = 0; i < k; ++i) {
-    const Index v = members_[static_cast<std::size_t>(perm[static_cast<std::size_t>(i)])];
-    basis_.push_back(v);
-    is_basis_[static_cast<std::size_t>(v)] = 1;
-  }
-
-  // Room for every member to join the basis later (promotions never reallocate).
-  w_.setZero(std::max<Index>(m, 1), ncols);
-  // Members: their coordinates are rows of L (in pivoted order).
+  std::vector<Index> member_col(static_cast<std::size_t>(m));
   for (Index i = 0; i < m; ++i) {
     const Index v = members_[static_cast<std::size_t>(perm[static_cast<std::size_t>(i)])];
-    const Index col = local_[static_cast<std::size_t>(v)];
-    if (col < 0) throw std::logic_error("SpanBasis::rebuild: a member is not a tracked column");
-    const Index upto = std::min(i + 1, k);
-    for (Index r = 0; r < upto; ++r) w_(r, col) = a(i, r);
+    if (i < k) {
+      basis_.push_back(v);
+      is_basis_[static_cast<std::size_t>(v)] = 1;
+    }
+    member_col[static_cast<std::size_t>(i)] = local_[static_cast<std::size_t>(v)];
+    if (member_col[static_cast<std::size_t>(i)] < 0) {
+      throw std::logic_error("SpanBasis::rebuild: a member is not a tracked column");
+    }
   }
-  // Other tracked neurons: solve L_BB w = C[basis, t] for all of them at once.
+
+  // Room for every member to join the basis later (promotions never reallocate); rows at and
+  // past the rank are written before they are read (append_basis).
+  const Index capacity = std::max<Index>(m, 1);
+  if (w_.rows() != capacity || w_.cols() != ncols) w_.resize(capacity, ncols);
+  w_.topRows(k).setZero();
+  // Members: their coordinates are the rows of L (in pivoted order), written row by row of W.
+  for (Index r = 0; r < k; ++r) {
+    double* row = w_.row(r).data();
+    for (Index i = r; i < m; ++i) row[member_col[static_cast<std::size_t>(i)]] = a(i, r);
+  }
+  // Other tracked neurons: W[:, others] = L_BB^{-1} C[basis, others], solved in place in W's rows
+  // (a Peeler tracks every neuron in index order, so one layer's others are a run of columns).
   std::vector<Index> others;
   for (Index v : columns_) {
     if (!is_member_[static_cast<std::size_t>(v)]) others.push_back(v);
   }
-  if (k > 0 && !others.empty()) {
-    const auto no = static_cast<Index>(others.size());
-    Eigen::MatrixXd rhs(k, no);
-    for (Index t = 0; t < no; ++t) {
-      for (Index r = 0; r < k; ++r) {
-        rhs(r, t) = c_(basis_[static_cast<std::size_t>(r)], others[static_cast<std::size_t>(t)]);
-      }
+  const auto no = static_cast<Index>(others.size());
+  if (k > 0 && no > 0) {
+    const Index first = local_[static_cast<std::size_t>(others.front())];
+    if (local_[static_cast<std::size_t>(others.back())] != first + no - 1) {
+      throw std::logic_error("SpanBasis::rebuild: the non-members must be a run of the tracked neurons");
     }
-    solve_lower(a.data(), a.outerStride(), k, rhs.data(), rhs.outerStride(), no);
-    for (Index t = 0; t < no; ++t) {
-      w_.col(local_[static_cast<std::size_t>(others[static_cast<std::size_t>(t)])]).head(k) =
-          rhs.col(t);
+    double* rhs = &w_(0, first);
+    const Index ld = w_.cols();
+#pragma omp parallel for schedule(static)
+    for (Index r = 0; r < k; ++r) {
+      // Column basis_r of the symmetric C holds row basis_r's entries: a contiguous read.
+      c_.gather_column(others.data(), no, basis_[static_cast<std::size_t>(r)], rhs + r * ld);
     }
+    solve_lower(a.data(), a.outerStride(), k, rhs, ld, no);
   }
-  res_.resize(ncols);
-  for (Index col = 0; col < ncols; ++col) {
-    res_[col] = 1.0 - w_.col(col).head(k).squaredNorm();
-  }
+  res_.setOnes(ncols);
+  for (Index r = 0; r < k; ++r) res_ -= w_.row(r).transpose().cwiseAbs2();
   for (Index v : basis_) res_[local_[static_cast<std::size_t>(v)]] = 0.0;
   removed_since_rebuild_ = 0;
+  rotations_since_rebuild_ = 0.0;
   rank_at_rebuild_ = k;
 }
 
@@ -190,8 +253,13 @@ void SpanBasis::remove_members(const std::vector<Index>& gone,
   const double rebuild_cost =
       (2.0 / 3.0 * m_after * m_after * m_after + m_after * m_after * cols_after) / kBlas3Advantage;
   const auto removals = static_cast<Index>(positions.size());
-  if (!in_trial_ &&
-      (downdate_cost > rebuild_cost || removed_since_rebuild_ + removals > drift_limit())) {
+  const auto forced = static_cast<Refactor>(g_refactor.load(std::memory_order_relaxed));
+  // Rent or buy: rebuild once the rotations since the last rebuild, this batch's included, would
+  // cost more than a rebuild (at most twice the cheaper of the two, whatever comes next; a factor
+  // ordered badly for this peeling is replaced by one ordered by the current ratios).
+  const bool by_model = rotations_since_rebuild_ + downdate_cost > rebuild_cost ||
+                        removed_since_rebuild_ + removals > drift_limit();
+  if (!in_trial_ && forced != Refactor::downdate && (forced == Refactor::rebuild || by_model)) {
     std::vector<Index> members;
     std::vector<Index> columns;
     lists_after(members, columns);
@@ -207,6 +275,7 @@ void SpanBasis::remove_members(const std::vector<Index>& gone,
     downdate_at(p);
   }
   removed_since_rebuild_ += removals;
+  rotations_since_rebuild_ += downdate_cost;
   if (!positions.empty()) promote_dependents();
 }
 
@@ -238,6 +307,7 @@ void SpanBasis::end_trial(bool rollback) {
   if (!in_trial_) throw std::logic_error("SpanBasis::end_trial: no trial is open");
   in_trial_ = false;
   if (!rollback) return;
+  bump(g_counters.rollbacks);
   if (saved_from_ < trial_rank_) {
     w_.middleRows(saved_from_, trial_rank_ - saved_from_) =
         saved_rows_.middleRows(saved_from_, trial_rank_ - saved_from_);
@@ -264,8 +334,11 @@ void SpanBasis::downdate_at(Index position) {
     c = r > 0.0 ? x / r : 1.0;
     s = r > 0.0 ? y / r : 0.0;
   };
-  const Index chunks = (ncols + kColumnChunk - 1) / kColumnChunk;
-  if (chunks < 2 || count * ncols < (Index{1} << 18)) {
+  bump(g_counters.downdates);
+  const bool forced = g_parallel_sweeps.load(std::memory_order_relaxed);
+  const Index chunk = forced ? 8 : kColumnChunk;
+  const Index chunks = (ncols + chunk - 1) / chunk;
+  if (chunks < 2 || (!forced && count * ncols < (Index{1} << 18))) {
     // Small sweep: rotation c (rows c-1, c) zeroes W(c, basis_c), computed from W as the
     // previous rotations left it, and is applied at once to every column.
     for (Index c = first; c < k; ++c) {
@@ -298,10 +371,11 @@ void SpanBasis::downdate_at(Index position) {
                cs[static_cast<std::size_t>(c - first)], sn[static_cast<std::size_t>(c - first)]);
     }
     // Phase 2: apply the sweep to independent chunks of columns.
+    bump(g_counters.parallel_sweeps);
 #pragma omp parallel for schedule(static)
     for (Index ch = 0; ch < chunks; ++ch) {
-      const Index j0 = ch * kColumnChunk;
-      const Index width = std::min(ncols, j0 + kColumnChunk) - j0;
+      const Index j0 = ch * chunk;
+      const Index width = std::min(ncols, j0 + chunk) - j0;
       for (Index c = first; c < k; ++c) {
         rotate_rows(w + (c - 1) * ld + j0, w + c * ld + j0, width,
                     cs[static_cast<std::size_t>(c - first)], sn[static_cast<std::size_t>(c - first)]);
@@ -344,13 +418,14 @@ void SpanBasis::promote_dependents() {
 }
 
 void SpanBasis::append_basis(Index v) {
+  bump(g_counters.promotions);
   const Index k = rank();
   const Index col = local_[static_cast<std::size_t>(v)];
   const double norm = std::sqrt(res_[col]);
   const Eigen::VectorXd wv = w_.col(col).head(k);
   const auto ncols = static_cast<Index>(columns_.size());
   Eigen::RowVectorXd row(ncols);
-  for (Index j = 0; j < ncols; ++j) row[j] = c_(columns_[static_cast<std::size_t>(j)], v);
+  c_.gather_column(columns_.data(), ncols, v, row.data());
   if (k > 0) row.noalias() -= wv.transpose() * w_.topRows(k);
   row /= norm;
   row[col] = norm;

@@ -1,5 +1,8 @@
 #pragma once
-// The OpenMP thread count for one call into the core, and the one rule that bounds it.
+// The OpenMP thread count for one call into the core: the one mechanism for thread counts.
+// Every entry point (GramAccumulator::update, MatchEngine's queries, MinimalMatchSearch) opens
+// a ThreadScope with the caller's num_threads; OpenMP regions and Eigen's own GEMM threads
+// inherit it (a kernel that needs the count itself receives the same value as an argument).
 
 #include <algorithm>
 #include <atomic>

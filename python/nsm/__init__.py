@@ -13,6 +13,8 @@ span each other up to a relative error ε.
 
 from __future__ import annotations
 
+from importlib import metadata as _metadata
+
 try:
     from . import _core  # noqa: F401
 except ImportError as exc:  # pragma: no cover - only on a broken install
@@ -31,10 +33,14 @@ from .match import MatchResult, Ratios, max_match, ratios
 from .simple import SimpleMatch, SimpleMatches, minimal_match, simple_matches
 from .thresholds import Curve, Thresholds, match_thresholds
 
-__version__ = "0.1.0"
+try:
+    # The one version source is pyproject.toml; an installed (or editable) copy carries it.
+    __version__: str = _metadata.version("neuron-subspace-match")
+except _metadata.PackageNotFoundError:  # pragma: no cover - only when run from an uninstalled tree
+    __version__ = "0+unknown"
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> object:
     # nsm.torch and nsm.compare import torch, so only when first used.
     if name == "torch":
         import importlib

@@ -124,6 +124,7 @@ def _cmd_match(args: argparse.Namespace) -> int:
         results = max_match(X, Y, list(args.eps), count_dead=not args.exclude_dead)
     except (ValueError, TypeError) as exc:  # what is wrong with the files' arrays
         raise CommandError(_as_files(str(exc))) from exc
+    assert isinstance(results, list)  # a list of eps gives a list of results
     for r in results:
         print(f"eps={r.eps:g}: A {len(r.x)}/{r.n_x} and B {len(r.y)}/{r.n_y} neurons matched, "
               f"similarity {r.similarity:.4f} (dead {len(r.dead_x)}+{len(r.dead_y)}, "
@@ -255,7 +256,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _print_warning(message, category, filename, lineno, file=None, line=None) -> None:
+def _print_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                   file: Any = None, line: str | None = None) -> None:
     print(f"nsm: warning: {message}", file=sys.stderr)
 
 

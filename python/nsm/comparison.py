@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Union
 
@@ -137,7 +137,18 @@ class LayerComparison:
             "layout": None if self.layout is None else list(self.layout),
             "tokens": self.tokens,
             "notes": list(self.notes),
+            "linear_cka": _json_float(self.known_linear_cka()),
         }
+
+    def known_linear_cka(self) -> float:
+        """:meth:`linear_cka`, or NaN when there is no Gram and it was not saved."""
+        if self.gram is None and "linear_cka" not in self.__dict__.get("_measure_cache", {}):
+            return math.nan
+        return self.linear_cka()
+
+
+def _json_float(v: float) -> float | None:
+    return float(v) if math.isfinite(v) else None
 
 
 def _json_floats(a: np.ndarray) -> list:
@@ -150,7 +161,7 @@ def _thresholds_dict(t: Thresholds) -> dict:
 
 
 def _thresholds_from(d: dict) -> Thresholds:
-    def arr(values, dtype):
+    def arr(values: Sequence[Any], dtype: Any) -> np.ndarray:
         a = np.array([np.inf if v is None else v for v in values], dtype=dtype)
         a.setflags(write=False)
         return a
@@ -172,7 +183,7 @@ class Comparison(Mapping):
     def __getitem__(self, key: LayerKey) -> LayerComparison:
         return self._layers[key]
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[LayerKey]:
         return iter(self._layers)
 
     def __len__(self) -> int:
@@ -187,7 +198,7 @@ class Comparison(Mapping):
             name = key if isinstance(key, str) else f"{key[0]} / {key[1]}"
             sims = [f"{s:.3f}" for s in np.atleast_1d(lc.similarity(self.eps))]
             bases = ["-" if math.isnan(b) else f"{b:.3f}" for b in np.atleast_1d(lc.baseline(self.eps))]
-            cka = math.nan if lc.gram is None else lc.linear_cka()
+            cka = lc.known_linear_cka()
             measures = [_number_text(lc.match_auc()), _number_text(lc.baseline_match_auc()),
                         _number_text(cka)]
             rows.append([name, _layout_text(lc), f"{lc.n_x}+{lc.n_y}"] + sims + bases + measures +
@@ -230,7 +241,7 @@ class Comparison(Mapping):
                 row[f"baseline_{e:g}"] = float(base)
             row["match_auc"] = lc.match_auc()
             row["baseline_match_auc"] = lc.baseline_match_auc()
-            row["linear_cka"] = math.nan if lc.gram is None else lc.linear_cka()
+            row["linear_cka"] = lc.known_linear_cka()
             rows.append(row)
         return rows
 
@@ -294,6 +305,8 @@ class Comparison(Mapping):
                                           None if base is None else _thresholds_from(base), eps,
                                           layout=None if layout is None else tuple(layout),
                                           tokens=item.get("tokens"), notes=tuple(item.get("notes", ())))
+            if item.get("linear_cka") is not None:
+                layers[key].__dict__["_measure_cache"] = {"linear_cka": float(item["linear_cka"])}
         return cls(layers, eps)
 
     @classmethod

@@ -19,9 +19,9 @@ from .comparison import (
     _thresholds_from,
 )
 from .gram import Gram
-from .match import _check_eps, single_eps
-from .measures import MEASURES, _centred_measures, _check_keep, match_auc
+from .measures import MEASURES, _centred_measures, match_auc
 from .thresholds import Thresholds, match_thresholds
+from .validation import check_bool, check_eps, check_keep, check_sites, single_eps
 
 __all__ = ["MATRIX_MEASURES", "CrossComparison"]
 
@@ -35,21 +35,6 @@ Pair = tuple[str, str]
 # eigen-decompositions); linear CKA needs neither, so it is computed alone.
 _GROUPS = {"linear_cka": ("linear_cka",), "cca": ("cca", "svcca", "procrustes"),
            "svcca": ("cca", "svcca", "procrustes"), "procrustes": ("cca", "svcca", "procrustes")}
-
-
-def _check_sites(sites: Any, name: str) -> tuple[str, ...]:
-    if isinstance(sites, str) or not isinstance(sites, Sequence):
-        raise TypeError(f"{name} must be a list of site names (str), got {sites!r}")
-    out = tuple(sites)
-    if not out:
-        raise ValueError(f"{name} is empty: give at least one site")
-    for s in out:
-        if not isinstance(s, str):
-            raise TypeError(f"{name} must hold site names (str), got {s!r}")
-    dup = sorted({s for s in out if out.count(s) > 1})
-    if dup:
-        raise ValueError(f"{name} names a site twice: {', '.join(dup)}")
-    return out
 
 
 class CrossComparison:
@@ -114,50 +99,78 @@ class CrossComparison:
         count_dead: bool = True,
         info: Mapping[str, Any] | None = None,
     ) -> None:
-        self.sites_a = _check_sites(sites_a, "sites_a")
-        self.sites_b = _check_sites(sites_b, "sites_b")
-        eps_values, _ = _check_eps(list(eps))
+        self.sites_a = check_sites(sites_a, "sites_a")
+        self.sites_b = check_sites(sites_b, "sites_b")
+        eps_values, _ = check_eps(list(eps))
         self.eps = tuple(eps_values)
-        self.keep = _check_keep(keep)
-        self.count_dead = bool(count_dead)
+        self.keep = check_keep(keep)
+        self.count_dead = check_bool(count_dead, "count_dead")
         self.info = dict(info or {})
-        grams = self._check_pairs(grams, "grams")
-        reasons = dict(reasons or {})
-        baselines = dict(baselines or {})
-        self._grams: dict[Pair, Gram | None] = {}
-        self._baselines: dict[Pair, Gram | None] = {}
+        keys = self._check_pairs(grams, "grams")
         self._reasons: dict[Pair, str] = {}
-        for key in list(reasons) + list(baselines):
-            self._check_key(key, "reasons" if key in reasons else "baselines")
-        for pair, gram in grams.items():
-            base = baselines.get(pair)
+        for pair, reason in dict(reasons or {}).items():
+            self._check_key(pair, "reasons")
+            if not isinstance(reason, str) or not reason:
+                raise TypeError(f"reasons[{pair}] must be a non-empty str, got {reason!r}")
+            self._reasons[pair] = reason
+        baselines = {} if baselines is None else baselines
+        if not isinstance(baselines, Mapping):
+            raise TypeError("baselines must be a mapping {(site_a, site_b): Gram or None}")
+        self._baseline_keys = set()
+        for pair in baselines:  # keys only: a lazy mapping makes its Grams when read
+            self._check_key(pair, "baselines")
+            if pair in self._reasons:
+                raise ValueError(f"pair {pair} has a baseline but was not compared")
+            self._baseline_keys.add(pair)
+        # Grams are read when first needed (a mapping may cut them out of a larger Gram on
+        # demand); a plain dict is checked now.
+        self._grams: Mapping[Pair, Gram | None] = grams
+        self._baselines: Mapping[Pair, Gram | None] = baselines
+        self._gram_pairs: set[Pair] | None = None  # None: every compared pair has its Gram
+        self._checked: set[Pair] = set()
+        if isinstance(grams, dict):
+            for pair in keys:
+                if pair in self._reasons:
+                    if grams[pair] is not None:
+                        raise ValueError(f"pair {pair} has a Gram and a reason for not being compared")
+                else:
+                    self._gram(pair)
+                    self._baseline(pair)
+        self._thresholds: dict[Pair, Thresholds] = {}
+        self._base_thresholds: dict[Pair, Thresholds | None] = {}
+        self._values: dict[str, dict[Pair, float]] = {}
+
+    def _gram(self, pair: Pair) -> Gram | None:
+        """The pair's Gram (checked when first read); None when it was not compared or was
+        loaded without it."""
+        if pair in self._reasons or (self._gram_pairs is not None and pair not in self._gram_pairs):
+            return None
+        gram = self._grams[pair]
+        if pair not in self._checked:
             if gram is None:
-                reason = reasons.get(pair)
-                if not isinstance(reason, str) or not reason:
-                    raise ValueError(f"pair {pair} has no Gram: give the reason it could not be "
-                                     "compared in reasons[(site_a, site_b)]")
-                if base is not None:
-                    raise ValueError(f"pair {pair} has a baseline but no Gram")
-                self._reasons[pair] = reason
-                continue
+                raise ValueError(f"pair {pair} has no Gram: give the reason it could not be "
+                                 "compared in reasons[(site_a, site_b)]")
             if not isinstance(gram, Gram):
                 raise TypeError(f"grams[{pair}] must be an nsm.Gram or None, got {type(gram).__name__}")
             if gram.n_samples == 0:
                 raise ValueError(f"grams[{pair}] has no samples")
-            if pair in reasons:
-                raise ValueError(f"pair {pair} has a Gram and a reason for not being compared")
-            if base is not None:
-                if not isinstance(base, Gram):
-                    raise TypeError(f"baselines[{pair}] must be an nsm.Gram or None, got "
-                                    f"{type(base).__name__}")
-                if (base.n_x, base.n_y) != (gram.n_x, gram.n_y):
-                    raise ValueError(f"baselines[{pair}] has {base.n_x} + {base.n_y} neurons but the "
-                                     f"pair's Gram has {gram.n_x} + {gram.n_y}")
-            self._grams[pair] = gram
-            self._baselines[pair] = base if base is not None and base.n_samples else None
-        self._thresholds: dict[Pair, Thresholds] = {}
-        self._base_thresholds: dict[Pair, Thresholds | None] = {}
-        self._values: dict[str, dict[Pair, float]] = {}
+            self._checked.add(pair)
+        return gram
+
+    def _baseline(self, pair: Pair) -> Gram | None:
+        """The pair's baseline Gram, or None (checked against the pair's Gram)."""
+        if pair not in self._baseline_keys:
+            return None
+        base = self._baselines[pair]
+        if base is None:
+            return None
+        if not isinstance(base, Gram):
+            raise TypeError(f"baselines[{pair}] must be an nsm.Gram or None, got {type(base).__name__}")
+        gram = self._gram(pair)
+        if gram is not None and (base.n_x, base.n_y) != (gram.n_x, gram.n_y):
+            raise ValueError(f"baselines[{pair}] has {base.n_x} + {base.n_y} neurons but the pair's "
+                             f"Gram has {gram.n_x} + {gram.n_y}")
+        return base if base.n_samples else None
 
     # ---- construction checks ----------------------------------------------------------------
 
@@ -170,17 +183,19 @@ class CrossComparison:
             raise ValueError(f"{name}: {key[1]!r} is not in sites_b")
         return key
 
-    def _check_pairs(self, grams: Any, name: str) -> dict[Pair, Any]:
+    def _check_pairs(self, grams: Any, name: str) -> set[Pair]:
+        """The keys of ``grams`` (read without reading its values), every pair present."""
         if not isinstance(grams, Mapping):
             raise TypeError(f"{name} must be a mapping {{(site_a, site_b): Gram or None}}")
+        keys = set()
         for key in grams:
-            self._check_key(key, name)
-        missing = [(a, b) for a in self.sites_a for b in self.sites_b if (a, b) not in grams]
+            keys.add(self._check_key(key, name))
+        missing = [(a, b) for a in self.sites_a for b in self.sites_b if (a, b) not in keys]
         if missing:
             more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
             raise ValueError(f"{name} has no entry for {', '.join(map(str, missing[:3]))}{more}: give "
                              "every (site_a, site_b) pair a Gram, or None with a reason")
-        return {(a, b): grams[(a, b)] for a in self.sites_a for b in self.sites_b}
+        return keys
 
     def _site_pair(self, site_a: Any, site_b: Any) -> Pair:
         if site_a not in self.sites_a:
@@ -208,19 +223,24 @@ class CrossComparison:
     def has_grams(self) -> bool:
         """Whether every compared pair has its Gram (False after loading without Grams: the
         measures are then the saved ones)."""
-        return len(self._grams) + len(self._reasons) == len(self.sites_a) * len(self.sites_b)
+        return self._gram_pairs is None or (len(self._gram_pairs) + len(self._reasons)
+                                            == len(self.sites_a) * len(self.sites_b))
 
     def thresholds(self, site_a: str, site_b: str) -> Thresholds:
         """Every neuron's critical ε for the pair (computed once)."""
         pair = self._site_pair(site_a, site_b)
         self._require_compared(pair)
+        return self._thresholds_of(pair)
+
+    def _thresholds_of(self, pair: Pair, gram: Gram | None = None) -> Thresholds:
         if pair not in self._thresholds:
-            self._thresholds[pair] = match_thresholds(self._grams[pair], count_dead=self.count_dead)
+            gram = self._gram(pair) if gram is None else gram
+            self._thresholds[pair] = match_thresholds(gram, count_dead=self.count_dead)
         return self._thresholds[pair]
 
     def _baseline_thresholds(self, pair: Pair) -> Thresholds | None:
         if pair not in self._base_thresholds:
-            base = self._baselines.get(pair)
+            base = self._baseline(pair)
             self._base_thresholds[pair] = (None if base is None
                                            else match_thresholds(base, count_dead=self.count_dead))
         return self._base_thresholds[pair]
@@ -243,24 +263,30 @@ class CrossComparison:
         [0, 1]
         """
         pair = self._site_pair(site_a, site_b)
-        t = self.thresholds(*pair)
-        return LayerComparison(pair, t, self._baseline_thresholds(pair), self.eps,
-                               gram=self._grams.get(pair), baseline_gram=self._baselines.get(pair))
+        self._require_compared(pair)
+        # Each Gram is read once here: a lazy mapping may make it on every read.
+        gram, base = self._gram(pair), self._baseline(pair)
+        if pair not in self._base_thresholds:
+            self._base_thresholds[pair] = (None if base is None
+                                           else match_thresholds(base, count_dead=self.count_dead))
+        return LayerComparison(pair, self._thresholds_of(pair, gram), self._base_thresholds[pair],
+                               self.eps, gram=gram, baseline_gram=base)
 
     # ---- measures ---------------------------------------------------------------------------
 
-    def _value(self, measure: str, pair: Pair) -> float:
+    def _value(self, measure: str, pair: Pair, caches: tuple = (None, None)) -> float:
         cache = self._values.setdefault(measure, {})
         if pair in cache:
             return cache[pair]
-        if pair not in self._grams:
-            raise ValueError(f"{measure} of {pair} needs the pair's Gram, and this comparison was "
-                             "loaded without it and without that measure")
         if measure == "match_auc":
-            cache[pair] = _auc_or_nan(self.thresholds(*pair), pair)
+            cache[pair] = _auc_or_nan(self._thresholds_of(pair), pair)
         else:
+            gram = self._gram(pair)
+            if gram is None:
+                raise ValueError(f"{measure} of {pair} needs the pair's Gram, and this comparison was "
+                                 "loaded without it and without that measure")
             group = _GROUPS[measure]
-            values = _centred_measures(self._grams[pair], group, self.keep, pair)
+            values = _centred_measures(gram, group, self.keep, pair, caches)
             for m in group:
                 self._values.setdefault(m, {})[pair] = values[m]
         return cache[pair]
@@ -307,14 +333,18 @@ class CrossComparison:
         elif eps is not None:
             raise ValueError(f"measure {measure!r} takes no eps (only 'similarity' and 'similarity_gap' do)")
         out = np.full(self.shape, np.nan)
+        # A site's eigen-decompositions are reused across the pairs it is in, when its block
+        # of the Gram is the same (the same samples): B's for the whole call, A's for a row.
+        cache_b: dict = {}
         for i, a in enumerate(self.sites_a):
+            caches = ({}, cache_b)
             for j, b in enumerate(self.sites_b):
                 if (a, b) in self._reasons:
                     continue
                 if needs_eps:
                     out[i, j] = self._similarity((a, b), e, measure == "similarity_gap")
                 else:
-                    out[i, j] = self._value(measure, (a, b))
+                    out[i, j] = self._value(measure, (a, b), caches)
         return out
 
     # ---- tables -----------------------------------------------------------------------------
@@ -334,7 +364,9 @@ class CrossComparison:
         ['baseline_0.5', 'baseline_match_auc', 'cca', 'compared', 'linear_cka', 'match_auc']
         """
         rows = []
+        cache_b: dict = {}
         for a in self.sites_a:
+            caches = ({}, cache_b)
             for b in self.sites_b:
                 pair = (a, b)
                 row: dict[str, Any] = {"site_a": a, "site_b": b, "compared": pair not in self._reasons}
@@ -349,7 +381,7 @@ class CrossComparison:
                 t = self.thresholds(a, b)
                 row.update({"n_a": t.n_x, "n_b": t.n_y, "n_samples": t.n_samples})
                 for m in MEASURES:
-                    row[m] = self._value(m, pair)
+                    row[m] = self._value(m, pair, caches)
                 base = self._baseline_thresholds(pair)
                 row["baseline_match_auc"] = math.nan if base is None else _auc_or_nan(base, pair)
                 for e in self.eps:
@@ -424,7 +456,7 @@ class CrossComparison:
             arrays = {}
             for k, item in enumerate(d["pairs"]):
                 pair = (item["site_a"], item["site_b"])
-                for tag, g in (("gram", self._grams.get(pair)), ("baseline", self._baselines.get(pair))):
+                for tag, g in (("gram", self._gram(pair)), ("baseline", self._baseline(pair))):
                     if g is not None:
                         arrays[f"{tag}{k}_matrix"] = g.matrix
                         arrays[f"{tag}{k}_sums"] = g.column_sums
@@ -441,17 +473,22 @@ class CrossComparison:
             raise ValueError("not an nsm cross comparison (expected the JSON that "
                              "CrossComparison.save writes)")
         out = cls.__new__(cls)
-        out.sites_a = _check_sites(d["sites_a"], "sites_a")
-        out.sites_b = _check_sites(d["sites_b"], "sites_b")
-        out.eps = tuple(_check_eps(list(d["eps"]))[0])
-        out.keep = _check_keep(d["keep"])
+        out.sites_a = check_sites(d["sites_a"], "sites_a")
+        out.sites_b = check_sites(d["sites_b"], "sites_b")
+        out.eps = tuple(check_eps(list(d["eps"]))[0])
+        out.keep = check_keep(d["keep"])
         out.count_dead = bool(d["count_dead"])
         out.info = dict(d.get("info") or {})
-        items = out._check_pairs({(item["site_a"], item["site_b"]): item for item in d["pairs"]}, "pairs")
+        items = {(item["site_a"], item["site_b"]): item for item in d["pairs"]}
+        out._check_pairs(items, "pairs")
         out._reasons = {p: str(item["reason"]) for p, item in items.items() if "reason" in item}
-        out._grams, out._baselines = {}, {}
-        out._thresholds, out._base_thresholds, out._values = {}, {}, {}
         grams, baselines = dict(grams or {}), dict(baselines or {})
+        out._grams = {p: g for p, g in grams.items() if g is not None and p not in out._reasons}
+        out._baselines = {p: b for p, b in baselines.items() if p in out._grams}
+        out._gram_pairs = set(out._grams)
+        out._baseline_keys = set(out._baselines)
+        out._checked = set()
+        out._thresholds, out._base_thresholds, out._values = {}, {}, {}
         for pair, item in items.items():
             if pair in out._reasons:
                 continue
@@ -461,11 +498,9 @@ class CrossComparison:
             out._base_thresholds[pair] = None if base is None else _thresholds_from(base)
             for m, v in item["measures"].items():
                 out._values.setdefault(m, {})[pair] = math.nan if v is None else float(v)
-            if grams.get(pair) is not None:
-                if (grams[pair].n_x, grams[pair].n_y) != (t.n_x, t.n_y):
-                    raise ValueError(f"the Gram of {pair} does not match its saved thresholds")
-                out._grams[pair] = grams[pair]
-                out._baselines[pair] = baselines.get(pair)
+            g = out._grams.get(pair)
+            if g is not None and (g.n_x, g.n_y) != (t.n_x, t.n_y):
+                raise ValueError(f"the Gram of {pair} does not match its saved thresholds")
         return out
 
     @classmethod

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -16,16 +16,18 @@ SEEDS = (1, 2)
 DATA_SEED = 0
 
 
-def _require():
+def _require() -> None:
     try:
         import sklearn  # noqa: F401
         import torch  # noqa: F401
     except ImportError as exc:
-        raise ImportError("nsm demo needs the torch extra: pip install 'neuron-subspace-match[torch]' "
+        raise ImportError("nsm demo needs the demo extra: pip install 'neuron-subspace-match[demo]' "
                           f"(missing: {exc.name})") from exc
 
 
-def digits_split(seed: int = DATA_SEED):
+def digits_split(
+    seed: int = DATA_SEED,
+) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
     """The 1,797 8x8 digit images of scikit-learn, scaled to [0, 1]: 70% to train, 30% held out."""
     from sklearn.datasets import load_digits
 
@@ -37,7 +39,7 @@ def digits_split(seed: int = DATA_SEED):
     return (images[train], labels[train]), (images[test], labels[test])
 
 
-def small_cnn(seed: int):
+def small_cnn(seed: int) -> Any:
     """conv 16 -> ReLU -> conv 32 -> ReLU -> pool -> dense 64 -> ReLU -> dense 10."""
     import torch
     from torch import nn
@@ -52,7 +54,8 @@ def small_cnn(seed: int):
     ]))
 
 
-def train(model, images: np.ndarray, labels: np.ndarray, epochs: int, seed: int, bar=None) -> None:
+def train(model: Any, images: np.ndarray, labels: np.ndarray, epochs: int, seed: int,
+          bar: Any = None) -> None:
     """Adam on cross-entropy, mini-batches of 64 in an order fixed by ``seed``."""
     import torch
 
@@ -72,7 +75,7 @@ def train(model, images: np.ndarray, labels: np.ndarray, epochs: int, seed: int,
     model.eval()
 
 
-def accuracy(model, images: np.ndarray, labels: np.ndarray) -> float:
+def accuracy(model: Any, images: np.ndarray, labels: np.ndarray) -> float:
     import torch
 
     with torch.no_grad():
@@ -89,7 +92,7 @@ class DemoResult:
 
 
 def run_demo(out_dir: str = "nsm-report", quick: bool = False, progress: bool = True,
-             echo=print) -> DemoResult:
+             echo: Callable[..., Any] = print) -> DemoResult:
     """Train the two networks, compare their ReLU layers, print a table, write the report.
 
     Examples

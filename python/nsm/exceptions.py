@@ -14,4 +14,4 @@ class FewSamplesWarning(NsmWarning):
     neurons, one layer's span can hold the other layer's neurons without any shared structure
     (``n_samples`` independent neurons span every vector), so the similarity is inflated and
     says little. It is not always 1: a small layer against a layer of fewer than
-    ``n_samples`` neurons can still match nothing (SPEC section 6)."""
+    ``n_samples`` neurons can still match nothing (docs/method.md, "Conventions")."""

@@ -26,8 +26,8 @@ class Gram:
     """The Gram matrix ``G = AᵀA`` of ``A = [X Y]`` (float64) and the column sums of ``A``.
 
     Everything nsm computes about two layers depends on the activations only through ``G``
-    (SPEC section 4), so activations can be streamed batch by batch and never stored. Neurons
-    ``0 .. n_x-1`` of ``G`` are layer X's, ``n_x .. n_x+n_y-1`` layer Y's.
+    (docs/method.md, "The Gram formulation"), so activations can be streamed batch by batch and
+    never stored. Neurons ``0 .. n_x-1`` of ``G`` are layer X's, ``n_x .. n_x+n_y-1`` layer Y's.
 
     A Gram may be updated from several threads at once (say, one per data-loader worker): the
     core serializes the updates, so the result equals the same updates made one after another
@@ -101,7 +101,7 @@ class Gram:
         n_x : int
             The first ``n_x`` neurons are layer X's.
         n_samples : int
-            Number of samples it sums over, an int (sets the rank tolerance, SPEC section 4).
+            Number of samples it sums over, an int (sets the rank cutoff: docs/method.md, "Numerics").
         column_sums : array of shape (n,), optional
             Column sums of ``[X Y]``; zeros if not given.
 

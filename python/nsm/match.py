@@ -1,11 +1,12 @@
-"""The maximum match of two layers (SPEC sections 2-3) and each neuron's ratio."""
+"""The maximum match of two layers and each neuron's ratio (docs/method.md, "Definitions",
+"Peeling")."""
 
 from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Union, overload
+from typing import Any, NamedTuple, Protocol, Union, overload
 
 import numpy as np
 
@@ -146,13 +147,26 @@ def warn_few_samples(n_samples: int, n_x: int, n_y: int, stacklevel: int) -> Non
 
 
 def similarity_of(matched: int, n: int, n_dead: int, count_dead: bool) -> float:
-    """SPEC section 2's MMS with the dead-neuron convention."""
+    """MMS (docs/method.md, "Definitions") with the dead-neuron convention."""
     denominator = n if count_dead else n - n_dead
     return matched / denominator if denominator > 0 else 0.0
 
 
+class LayerSizes(Protocol):
+    """What result_from_mask needs of a Gram (a Gram, or the sizes that Thresholds keep)."""
+
+    @property
+    def n_x(self) -> int: ...
+    @property
+    def n_y(self) -> int: ...
+    @property
+    def n(self) -> int: ...
+    @property
+    def n_samples(self) -> int: ...
+
+
 def result_from_mask(
-    mask: np.ndarray, dead: np.ndarray, gram: Gram, eps: float, count_dead: bool
+    mask: np.ndarray, dead: np.ndarray, gram: LayerSizes, eps: float, count_dead: bool
 ) -> MatchResult:
     n_x = gram.n_x
     x = np.flatnonzero(mask[:n_x]).astype(np.int64)
@@ -197,8 +211,8 @@ def max_match(
     """The maximum ε-match of two layers: ``max_match(X, Y, eps)`` or ``max_match(gram, eps)``.
 
     The maximum match is the largest pair of neuron sets ``(X*, Y*)`` such that every neuron of
-    ``X*`` lies within relative distance ``eps`` of the span of ``Y*`` and vice versa (SPEC
-    section 2). After one Gram pass its cost does not depend on the number of samples.
+    ``X*`` lies within relative distance ``eps`` of the span of ``Y*`` and vice versa
+    (docs/method.md, "Definitions"). After one Gram pass its cost does not depend on the number of samples.
 
     Parameters
     ----------

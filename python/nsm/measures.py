@@ -9,7 +9,7 @@ Each function takes ``(X, Y)`` (samples × neurons, as :func:`nsm.max_match` tak
 :class:`nsm.Gram`, and returns a float. A layer with no variance (every neuron dead or
 constant) gives NaN with an :class:`nsm.NsmWarning` naming it.
 
-Rank decisions (which directions of a layer carry variance) use the cutoff of SPEC section 4 on
+Rank decisions (which directions of a layer carry variance) use the cutoff of docs/method.md ("Numerics") on
 the centred block scaled by each neuron's uncentred norm, ``Ĉ = D Gc D`` with
 ``D = diag(G)^-1/2``: an eigenvalue counts when it exceeds
 ``eps_machine * max(d, n) * max(1, λ_max(Ĉ))``. Dead, constant and duplicated neurons add
@@ -18,8 +18,8 @@ nothing, whatever their scale.
 
 from __future__ import annotations
 
+import hashlib
 import math
-import numbers
 import warnings
 from typing import Any, NamedTuple
 
@@ -27,8 +27,8 @@ import numpy as np
 
 from .exceptions import FewSamplesWarning, NsmWarning
 from .gram import Gram
-from .match import DEFAULT_DEAD_TOL
 from .thresholds import Thresholds, match_thresholds
+from .validation import DEFAULT_DEAD_TOL, check_keep, check_layer_names
 
 __all__ = ["MEASURES", "cca", "linear_cka", "match_auc", "procrustes", "svcca"]
 
@@ -53,22 +53,6 @@ def _gram_of(X: Any, Y: Any, function: str, num_threads: int | None) -> Gram:
     return gram
 
 
-def _check_names(names: Any) -> tuple[str, str]:
-    if (not isinstance(names, (tuple, list)) or len(names) != 2
-            or not all(isinstance(n, str) for n in names)):
-        raise TypeError(f"names must be a pair of layer names (str, str), got {names!r}")
-    return names[0], names[1]
-
-
-def _check_keep(keep: Any) -> float:
-    if isinstance(keep, bool) or not isinstance(keep, numbers.Real):
-        raise TypeError(f"keep must be a number in (0, 1], got {keep!r}")
-    keep = float(keep)
-    if not 0.0 < keep <= 1.0:
-        raise ValueError(f"keep must be in (0, 1] (the fraction of variance kept), got {keep}")
-    return keep
-
-
 def _no_variance(function: str, name: str, which: str) -> float:
     warnings.warn(f"{function}: layer {name!r} ({which}) has no variance across the samples (every "
                   "neuron is dead or constant), so the measure is undefined: NaN", NsmWarning,
@@ -86,16 +70,18 @@ def _few_samples(function: str, gram: Gram) -> None:
 class _Side(NamedTuple):
     """One layer's centred block, restricted to its live neurons."""
 
-    live: np.ndarray      # indices (into the Gram) of the live neurons
+    live: np.ndarray      # indices of the live neurons within the layer
     scale: np.ndarray     # 1 / uncentred norm of each live neuron
     centred: np.ndarray   # Gc restricted to the live neurons (unscaled)
 
 
 class _Centred:
-    """The centred Gram of two layers, split into its blocks, and the rank cutoff; each side's
-    eigen-decompositions are computed once and shared by the measures."""
+    """The centred Gram of two layers, split into its blocks, and the rank cutoff. Each side's
+    eigen-decompositions are computed once; ``caches`` (one dict per side, or None) keep them
+    across Grams, keyed by a digest of the side's block, so a site compared with many others
+    is decomposed once."""
 
-    def __init__(self, gram: Gram) -> None:
+    def __init__(self, gram: Gram, caches: tuple[dict | None, dict | None] = (None, None)) -> None:
         G = gram.matrix
         s = gram.column_sums
         d = gram.n_samples
@@ -105,11 +91,26 @@ class _Centred:
             g = diag[lo:hi]
             live = lo + np.flatnonzero((g > DEFAULT_DEAD_TOL * g.max()) & (g > 0))
             block = G[np.ix_(live, live)] - np.outer(s[live], s[live]) / d
-            sides.append(_Side(live, 1.0 / np.sqrt(diag[live]), block))
+            sides.append(_Side(live - lo, 1.0 / np.sqrt(diag[live]), block))
         self.x, self.y = sides
-        self.cross = G[np.ix_(self.x.live, self.y.live)] - np.outer(s[self.x.live], s[self.y.live]) / d
+        x, y = self.x.live, gram.n_x + self.y.live
+        self.cross = G[np.ix_(x, y)] - np.outer(s[x], s[y]) / d
         self.tol = _EPS * max(d, gram.n)
-        self._whiteners: dict[int, np.ndarray] = {}
+        self._caches = {id(self.x): caches[0] if caches[0] is not None else {},
+                        id(self.y): caches[1] if caches[1] is not None else {}}
+        self._digests: dict[int, bytes] = {}
+
+    def _cached(self, side: _Side, what: tuple, compute: Any) -> np.ndarray:
+        if id(side) not in self._digests:
+            h = hashlib.blake2b(digest_size=20)
+            for a in (side.live, side.scale, side.centred):
+                h.update(np.ascontiguousarray(a).tobytes())
+            self._digests[id(side)] = h.digest() + repr(self.tol).encode()
+        cache = self._caches[id(side)]
+        key = (*what, self._digests[id(side)])
+        if key not in cache:
+            cache[key] = compute()
+        return cache[key]
 
     def has_variance(self, side: _Side) -> bool:
         """Any direction above the cutoff? (The largest scaled centred variance bounds them.)"""
@@ -120,40 +121,38 @@ class _Centred:
 
     def whitener(self, side: _Side) -> np.ndarray:
         """W (live × rank) with Wᵀ Gc W = I over the directions above the cutoff."""
-        if id(side) not in self._whiteners:
+        def compute() -> np.ndarray:
             scaled = side.centred * np.outer(side.scale, side.scale)
             lam, vec = np.linalg.eigh(scaled)
             keep = lam > self.tol * max(1.0, float(lam[-1]))
-            self._whiteners[id(side)] = (side.scale[:, None] * vec[:, keep]) / np.sqrt(lam[keep])
-        return self._whiteners[id(side)]
+            return (side.scale[:, None] * vec[:, keep]) / np.sqrt(lam[keep])
+
+        return self._cached(side, ("whitener",), compute)
 
     def principal(self, side: _Side, keep: float) -> np.ndarray:
         """W (live × k) whitening the fewest principal directions of Gc that explain at least
         ``keep`` of its variance (never more directions than the rank the cutoff gives)."""
-        lam, vec = np.linalg.eigh(side.centred)
-        lam, vec = lam[::-1], vec[:, ::-1]
-        rank = int(np.sum(lam > self.tol * max(float(lam[0]), 0.0)))
-        rank = min(rank, self.whitener(side).shape[1])
-        lam = lam[:rank]
-        k = int(np.searchsorted(np.cumsum(lam), keep * lam.sum(), side="left")) + 1
-        k = max(1, min(k, rank))
-        return vec[:, :k] / np.sqrt(lam[:k])
+        def compute() -> np.ndarray:
+            lam, vec = np.linalg.eigh(side.centred)
+            lam, vec = lam[::-1], vec[:, ::-1]
+            rank = int(np.sum(lam > self.tol * max(float(lam[0]), 0.0)))
+            rank = min(rank, self.whitener(side).shape[1])
+            lam = lam[:rank]
+            k = int(np.searchsorted(np.cumsum(lam), keep * lam.sum(), side="left")) + 1
+            k = max(1, min(k, rank))
+            return vec[:, :k] / np.sqrt(lam[:k])
 
-
-def _canonical_correlations(c: _Centred, wx: np.ndarray, wy: np.ndarray) -> np.ndarray:
-    if wx.shape[1] == 0 or wy.shape[1] == 0:
-        return np.zeros(0)
-    rho = np.linalg.svd(wx.T @ c.cross @ wy, compute_uv=False)
-    return np.minimum(rho, 1.0)  # rounding can push a perfect correlation to 1 + 1e-15
+        return self._cached(side, ("principal", keep), compute)
 
 
 CENTRED = ("linear_cka", "cca", "svcca", "procrustes")
 
 
-def _centred_measures(gram: Gram, which: tuple[str, ...], keep: float,
-                      names: tuple[str, str]) -> dict[str, float]:
-    """The centred measures named in ``which``, sharing one centring and eigen-decompositions."""
-    c = _Centred(gram)
+def _centred_measures(gram: Gram, which: tuple[str, ...], keep: float, names: tuple[str, str],
+                      caches: tuple[dict | None, dict | None] = (None, None)) -> dict[str, float]:
+    """The centred measures named in ``which``, sharing one centring and eigen-decompositions
+    (and, with ``caches``, the decompositions of sites seen before)."""
+    c = _Centred(gram, caches)
     for side, name, label in ((c.x, names[0], "X"), (c.y, names[1], "Y")):
         if not c.has_variance(side):
             return dict.fromkeys(which, _no_variance("/".join(which), name, label))
@@ -165,12 +164,13 @@ def _centred_measures(gram: Gram, which: tuple[str, ...], keep: float,
             cross = float(np.sum(c.cross**2))
             out[m] = cross / (float(np.linalg.norm(c.x.centred)) * float(np.linalg.norm(c.y.centred)))
         elif m == "cca":
+            # Σ ρ² is the squared Frobenius norm of the whitened cross block: no SVD needed.
             wx, wy = c.whitener(c.x), c.whitener(c.y)
-            rho = _canonical_correlations(c, wx, wy)
-            out[m] = float(np.sum(rho**2) / min(wx.shape[1], wy.shape[1]))
+            total = float(np.sum((wx.T @ c.cross @ wy) ** 2))
+            out[m] = min(total / min(wx.shape[1], wy.shape[1]), 1.0)
         elif m == "svcca":
             wx, wy = c.principal(c.x, keep), c.principal(c.y, keep)
-            rho = _canonical_correlations(c, wx, wy)
+            rho = np.minimum(np.linalg.svd(wx.T @ c.cross @ wy, compute_uv=False), 1.0)
             out[m] = float(np.sum(rho) / min(wx.shape[1], wy.shape[1]))
         elif m == "procrustes":
             nuclear = float(np.linalg.svd(c.cross, compute_uv=False).sum())
@@ -217,7 +217,7 @@ def linear_cka(X: Any, Y: Any = None, /, *, names: tuple[str, str] = ("X", "Y"),
     True
     """
     gram = _gram_of(X, Y, "linear_cka", num_threads)
-    names = _check_names(names)
+    names = check_layer_names(names)
     return _centred_measures(gram, ("linear_cka",), 0.99, names)["linear_cka"]
 
 
@@ -253,7 +253,7 @@ def cca(X: Any, Y: Any = None, /, *, names: tuple[str, str] = ("X", "Y"),
     0.5
     """
     gram = _gram_of(X, Y, "cca", num_threads)
-    names = _check_names(names)
+    names = check_layer_names(names)
     return _centred_measures(gram, ("cca",), 0.99, names)["cca"]
 
 
@@ -289,8 +289,8 @@ def svcca(X: Any, Y: Any = None, /, *, keep: float = 0.99, names: tuple[str, str
     1.0
     """
     gram = _gram_of(X, Y, "svcca", num_threads)
-    names = _check_names(names)
-    keep = _check_keep(keep)
+    names = check_layer_names(names)
+    keep = check_keep(keep)
     return _centred_measures(gram, ("svcca",), keep, names)["svcca"]
 
 
@@ -323,7 +323,7 @@ def procrustes(X: Any, Y: Any = None, /, *, names: tuple[str, str] = ("X", "Y"),
     1.0
     """
     gram = _gram_of(X, Y, "procrustes", num_threads)
-    names = _check_names(names)
+    names = check_layer_names(names)
     return _centred_measures(gram, ("procrustes",), 0.99, names)["procrustes"]
 
 
@@ -364,7 +364,7 @@ def match_auc(X: Any, Y: Any = None, /, *, count_dead: bool = True, dead_tol: fl
     >>> round(nsm.measures.match_auc(t), 6)  # ((1 - 1) + (1 - 0.5) + (1 - 0.5)) / 3
     0.333333
     """
-    name_x, name_y = _check_names(names)
+    name_x, name_y = check_layer_names(names)
     if isinstance(X, Thresholds):
         if Y is not None:
             raise TypeError("match_auc() takes (X, Y), (gram) or (thresholds): got thresholds and a "

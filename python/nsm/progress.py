@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class _NoBar:
     def update(self, n: int = 1) -> None:
@@ -11,7 +13,7 @@ class _NoBar:
         pass
 
 
-def progress_bar(total: int | None, enabled: bool, desc: str, unit: str):
+def progress_bar(total: int | None, enabled: bool, desc: str, unit: str) -> Any:
     """A tqdm bar, or an object with the same update/close that shows nothing."""
     if not enabled:
         return _NoBar()

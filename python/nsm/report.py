@@ -20,19 +20,19 @@ FIGURES = ("similarity.png", "curves.png", "thresholds.png")
 REPORT_FILES = ("report.json", *FIGURES)
 
 
-def _pyplot():
+def _pyplot() -> Any:
     try:
         import matplotlib
     except ImportError as exc:
         raise ImportError("drawing figures needs matplotlib: pip install "
-                          "'neuron-subspace-match[torch]' (or pip install matplotlib)") from exc
+                          "'neuron-subspace-match[plot]' (or pip install matplotlib)") from exc
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 
     return plt
 
 
-def _save(plt, fig, path: Any) -> None:
+def _save(plt: Any, fig: Any, path: Any) -> None:
     # bbox_inches="tight" makes room for rotated labels and an outside legend at any count,
     # where tight_layout gives up (with a warning) on crowded axes.
     fig.savefig(path, dpi=120, bbox_inches="tight")

@@ -77,7 +77,7 @@ def minimal_match(
     """A v-minimal match: ``minimal_match(X, Y, eps, neuron)`` or ``minimal_match(gram, eps, neuron)``.
 
     The smallest ε-match containing ``neuron`` that contains no smaller ε-match containing it
-    (SPEC sections 2-3). Starting from the maximum match, every other neuron is tried once:
+    (docs/method.md, "Trial removals"). Starting from the maximum match, every other neuron is tried once:
     removed, and the removal kept if ``neuron`` survives in the maximum match of what is left.
 
     Parameters
@@ -179,7 +179,7 @@ class SimpleMatches(Sequence[SimpleMatch]):
     def __len__(self) -> int:
         return len(self._matches)
 
-    def __getitem__(self, i):  # type: ignore[override]
+    def __getitem__(self, i: Any) -> Any:
         return self._matches[i]
 
     def sizes(self) -> Counter:
@@ -236,7 +236,7 @@ def simple_matches(
 
     Runs one v-minimal search (see :func:`minimal_match`) per neuron of the maximum match (or
     per neuron of ``neurons``) and keeps the distinct results: the simple matches are exactly
-    the v-minimal matches (SPEC section 2). The maximum match is computed once; each search
+    the v-minimal matches (docs/method.md, "Definitions"). The maximum match is computed once; each search
     starts from it. Ctrl-C stops within a second with KeyboardInterrupt.
 
     Parameters

@@ -181,7 +181,7 @@ def match_thresholds(
 ) -> Thresholds:
     """Every neuron's critical ε: ``match_thresholds(X, Y)`` or ``match_thresholds(gram)``.
 
-    One peeling pass (SPEC section 3) gives each neuron the smallest ε at which it belongs to
+    One peeling pass (docs/method.md, "Critical ε") gives each neuron the smallest ε at which it belongs to
     the maximum match, hence the maximum match and its similarity for every ε at once, and a
     per-neuron measure of how well the other network represents it.
 

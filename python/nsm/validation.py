@@ -30,11 +30,14 @@ __all__ = [
     "check_dead_tol",
     "check_eps",
     "check_gram_matrix",
+    "check_keep",
+    "check_layer_names",
     "check_layer_size",
     "check_neuron",
     "check_order",
     "check_seed",
     "check_similarity",
+    "check_sites",
     "check_threads",
     "default_threads",
     "single_eps",
@@ -152,6 +155,40 @@ def check_dead_tol(dead_tol: Any) -> float:
     if not math.isfinite(value) or not 0.0 <= value < 1.0:
         raise ValueError(f"dead_tol must be in [0, 1), got {value}")
     return value
+
+
+def check_keep(keep: Any) -> float:
+    """SVCCA's ``keep``: the fraction of a layer's variance its kept directions explain, in (0, 1]."""
+    if isinstance(keep, (bool, np.bool_)) or not isinstance(keep, numbers.Real):
+        raise TypeError(f"keep must be a number in (0, 1], got {keep!r}")
+    value = float(keep)
+    if not 0.0 < value <= 1.0:
+        raise ValueError(f"keep must be in (0, 1] (the fraction of variance kept), got {value}")
+    return value
+
+
+def check_layer_names(names: Any) -> tuple[str, str]:
+    """``names``: the two layers' names, a pair of str (used in warnings)."""
+    if (not isinstance(names, (tuple, list)) or len(names) != 2
+            or not all(isinstance(n, str) for n in names)):
+        raise TypeError(f"names must be a pair of layer names (str, str), got {names!r}")
+    return names[0], names[1]
+
+
+def check_sites(sites: Any, name: str) -> tuple[str, ...]:
+    """A list of distinct site names (str), at least one."""
+    if isinstance(sites, str) or not isinstance(sites, (list, tuple)):
+        raise TypeError(f"{name} must be a list of site names (str), got {sites!r}")
+    out = tuple(sites)
+    if not out:
+        raise ValueError(f"{name} is empty: give at least one site")
+    for s in out:
+        if not isinstance(s, str):
+            raise TypeError(f"{name} must hold site names (str), got {s!r}")
+    dup = sorted({s for s in out if out.count(s) > 1})
+    if dup:
+        raise ValueError(f"{name} names a site twice: {', '.join(dup)}")
+    return out
 
 
 def check_layer_size(value: Any, name: str) -> int:

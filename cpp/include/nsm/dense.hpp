@@ -23,10 +23,12 @@ void set_kernels(const std::string& name);
 void syrk_lower_add(const double* b, Index rows, Index n, Index n_x, bool cross_only, double* g,
                     Index ldg, int num_threads);
 
-/// C -= A A^T on all of the rows x rows matrix C, for A rows x k.
+/// C -= A A^T on the lower triangle of the rows x rows matrix C, for A rows x k (threads share
+/// strips of columns).
 void subtract_aat(const double* a, Index lda, Index rows, Index k, double* c, Index ldc);
 
-/// B := L^{-1} B for the k x k lower-triangular L and the k x cols matrix B.
+/// B := L^{-1} B for the k x k lower-triangular L and the row-major k x cols matrix B (row
+/// stride ldb; threads share chunks of its columns).
 void solve_lower(const double* l, Index ldl, Index k, double* b, Index ldb, Index cols);
 
 /// (x, y) := (c x + s y, -s x + c y) over n entries: a Givens rotation of two rows.

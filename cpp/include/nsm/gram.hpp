@@ -1,5 +1,5 @@
 #pragma once
-// Streaming accumulation of the Gram matrix G = A^T A of A = [X Y] (SPEC section 4).
+// Streaming accumulation of the Gram matrix G = A^T A of A = [X Y] (docs/method.md, "Gram pass").
 
 #include <Eigen/Core>
 

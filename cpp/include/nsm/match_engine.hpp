@@ -1,10 +1,13 @@
 #pragma once
-// Maximum matches and critical epsilons (SPEC section 3) from a Gram matrix.
+// Maximum matches and critical epsilons from a Gram matrix (docs/method.md, "Peeling").
 
 #include <Eigen/Core>
 
 #include <cstdint>
+#include <memory>
 #include <vector>
+
+#include "nsm/cosine_view.hpp"
 
 namespace nsm {
 
@@ -14,7 +17,7 @@ struct MatchOptions {
   /// A neuron is dead when G_vv <= dead_tol * max G_uu over its own layer.
   double dead_tol = 1e-20;
   /// Rank cutoff on sin^2 of a neuron against its own layer's span; <= 0 picks the default
-  /// eps_machine * max(n_samples, n_x + n_y) (SPEC section 4).
+  /// eps_machine * max(n_samples, n_x + n_y) (docs/method.md, "Numerics").
   double rank_tol = 0.0;
   int num_threads = 1;
 };
@@ -24,9 +27,15 @@ struct MatchOptions {
 /// depend on the number of samples.
 class MatchEngine {
  public:
-  /// gram: the n x n symmetric Gram matrix (finite; throws std::invalid_argument otherwise).
-  MatchEngine(const Eigen::MatrixXd& gram, Index n_x, std::int64_t n_samples,
-              const MatchOptions& options);
+  /// gram: the n x n symmetric Gram matrix (finite; throws std::invalid_argument otherwise),
+  /// column-major with leading dimension ld (or row-major: it is symmetric). It is read in
+  /// place, never copied: `owner` keeps its memory alive for the engine's lifetime (may be
+  /// null when the caller guarantees that itself).
+  MatchEngine(const double* gram, Index n, Index ld, Index n_x, std::int64_t n_samples,
+              const MatchOptions& options, std::shared_ptr<const void> owner = nullptr);
+
+  MatchEngine(const MatchEngine&) = delete;  // cosine_ points into scale_
+  MatchEngine& operator=(const MatchEngine&) = delete;
 
   Index n() const { return n_; }
   Index n_x() const { return n_x_; }
@@ -46,8 +55,8 @@ class MatchEngine {
   /// when one layer has no live neuron. MM(eps) = {v : t_v <= eps}.
   Eigen::VectorXd thresholds() const;
 
-  /// The cosine matrix (Gram scaled to a unit diagonal) the engine works on.
-  const Eigen::MatrixXd& cosine() const { return cosine_; }
+  /// The cosine matrix (Gram scaled to a unit diagonal) the engine works on, read from the Gram.
+  const CosineView& cosine() const { return cosine_; }
   int num_threads() const { return num_threads_; }
 
  private:
@@ -56,7 +65,9 @@ class MatchEngine {
   double rank_tol_;
   int num_threads_;
   std::vector<char> dead_;
-  Eigen::MatrixXd cosine_;  // Gram scaled to a unit diagonal; zero rows/columns for dead neurons
+  std::shared_ptr<const void> owner_;  // keeps the Gram's memory alive
+  Eigen::VectorXd scale_;  // 1 / sqrt(G_vv); 0 for dead neurons
+  CosineView cosine_;
 };
 
 }  // namespace nsm

@@ -1,5 +1,5 @@
 #pragma once
-// v-minimal matches (SPEC sections 2-3): trial removals with a cheap rollback.
+// v-minimal matches by trial removals with a cheap rollback (docs/method.md, "Trial removals").
 
 #include <Eigen/Core>
 

@@ -9,16 +9,21 @@
 
 namespace nsm {
 
-/// The state of a peeling (SPEC section 3) over the cosine matrix of two layers: neurons
+/// How the first factors are ordered when no order is given: by exact ratios against the other
+/// layer (one more factorization of X, worth it when most neurons will be removed) or by a bound
+/// on them (no extra factorization, for peelings that remove few neurons or almost all at once).
+enum class FirstOrder { exact, bound };
+
+/// The state of a peeling (docs/method.md, "Peeling") over the cosine matrix of two layers: neurons
 /// 0..n_x-1 are X's, n_x..n-1 Y's. Neurons only ever leave. A trial (begin_trial) can be
 /// undone (rollback_trial) at the cost of what it touched, or kept (commit_trial).
 class Peeler {
  public:
-  /// Starts with every neuron that is not dead. cosine must outlive the peeler. Factors are
-  /// ordered by `order` when given (see Priority), else by each neuron's ratio against
-  /// the other layer. Only speed depends on the order.
-  Peeler(const Eigen::MatrixXd& cosine, Index n_x, const std::vector<char>& dead, double tol,
-         Priority order = {});
+  /// Starts with every neuron that is not dead. cosine's memory must outlive the peeler. Factors
+  /// are ordered by `order` when given (see Priority), else by each neuron's ratio against the
+  /// other layer (at first as `first_order` says). Only speed depends on the order.
+  Peeler(const CosineView& cosine, Index n_x, const std::vector<char>& dead, double tol,
+         Priority order = {}, FirstOrder first_order = FirstOrder::exact);
 
   bool in(Index v) const { return in_[static_cast<std::size_t>(v)] != 0; }
   bool one_side_empty() const { return count_[0] == 0 || count_[1] == 0; }
@@ -48,6 +53,9 @@ class Peeler {
   void begin_trial();
   void commit_trial();
   void rollback_trial();
+
+  /// Layer s's span (s = 0 for X, 1 for Y), for tests of its state.
+  const SpanBasis& span(int s) const { return spans_[s]; }
 
  private:
   int side(Index v) const { return v < n_x_ ? 0 : 1; }

@@ -3,8 +3,11 @@
 
 #include <Eigen/Core>
 
+#include <cstdint>
 #include <functional>
 #include <vector>
+
+#include "nsm/cosine_view.hpp"
 
 namespace nsm {
 
@@ -15,6 +18,29 @@ using RowMatrix = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::R
 /// the members expected to stay first in the factor, so that later removals sit near its end,
 /// where a Givens downdate is cheap. Only speed depends on it, never the result.
 using Priority = std::function<double(Index)>;
+
+/// Process-wide counts of what the span bases did, for tests of the engine's inner paths.
+struct EngineCounters {
+  std::int64_t rebuilds = 0;         // factorizations from scratch
+  std::int64_t downdates = 0;        // basis members removed by Givens rotations
+  std::int64_t parallel_sweeps = 0;  // of those, sweeps whose rotations threads shared by columns
+  std::int64_t promotions = 0;       // dependent members that joined the basis
+  std::int64_t rollbacks = 0;        // trials undone
+};
+EngineCounters engine_counters();
+void reset_engine_counters();
+
+/// Switches that force one of the engine's paths (tests only; results must not change, and
+/// the defaults are what users get): how remove_members refactors (by its cost model, always by
+/// downdates, or always by a rebuild outside trials), and whether every sweep of rotations over
+/// more than 8 columns is shared among threads (by default only big ones are).
+enum class Refactor { automatic, downdate, rebuild };
+struct EnginePaths {
+  Refactor refactor = Refactor::automatic;
+  bool parallel_sweeps = false;
+};
+void set_engine_paths(const EnginePaths& paths);
+EnginePaths engine_paths();
 
 /// Orthonormal coordinates of tracked neurons against span{z_u : u in members}.
 ///
@@ -30,14 +56,17 @@ using Priority = std::function<double(Index)>;
 /// exceeds rank_tol joins the basis (one new row, a matrix-vector product).
 ///
 /// Refactorization rule: remove_members() rebuilds from C instead of downdating when the
-/// rotations would cost more than a rebuild (cost model in span_basis.cpp), and always after
-/// max(64, k/2) basis removals since the last rebuild, to bound accumulated rounding.
+/// rotations since the last rebuild, this removal's included, would cost more than a rebuild
+/// (cost model in span_basis.cpp; rent or buy), and always after max(64, k/2) basis removals
+/// since the last rebuild, to bound accumulated rounding.
 class SpanBasis {
  public:
-  SpanBasis(const Eigen::MatrixXd& cosine, double rank_tol);
+  /// cosine must outlive the basis (it is copied, but it views memory it does not own).
+  SpanBasis(const CosineView& cosine, double rank_tol);
 
   /// Factorizes span{members} from scratch and tracks the neurons in `columns` (which must
-  /// include the members). Cost O(m^3 + k^2 |columns|), BLAS-3.
+  /// include the members, and in which the non-members form one run). Cost O(m^3 + k^2
+  /// |columns|), BLAS-3.
   void rebuild(const std::vector<Index>& members, const std::vector<Index>& columns,
                const Priority& leaves_soon = {});
 
@@ -71,6 +100,13 @@ class SpanBasis {
   /// True when kept downdates have reached the refresh rule's limit (see the class comment).
   bool needs_refresh() const;
 
+  /// The live state, for tests: the basis members in factor order, W's live rows (rank x
+  /// tracked, columns in the order of `tracked()`), the residual of each tracked neuron.
+  const std::vector<Index>& basis() const { return basis_; }
+  const std::vector<Index>& tracked() const { return columns_; }
+  RowMatrix coordinates() const { return w_.topRows(rank()); }
+  const Eigen::VectorXd& residuals() const { return res_; }
+
  private:
   void downdate_at(Index position);
   void promote_dependents();
@@ -78,7 +114,7 @@ class SpanBasis {
   void save_rows_from(Index row);
   Index drift_limit() const;
 
-  const Eigen::MatrixXd& c_;
+  CosineView c_;
   double tol_;
   double zero_tol_ = -1.0;  // set by the first rebuild
   std::vector<Index> members_;     // current members (global ids)
@@ -90,6 +126,7 @@ class SpanBasis {
   RowMatrix w_;                    // capacity rows x columns; the first rank() rows are live
   Eigen::VectorXd res_;            // per column of W
   Index removed_since_rebuild_ = 0;
+  double rotations_since_rebuild_ = 0.0;  // cost-model units spent on downdates since then
   // Trial journal: W's rows [saved_from_, trial_rank_) as they were, and the small state.
   bool in_trial_ = false;
   Index trial_rank_ = 0;

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from ..gram import Gram
+from ..validation import check_threads
 from .layout import n_samples, to_2d
 
 __all__ = ["CORE_ON_CPU", "DeviceGram"]
@@ -42,7 +43,7 @@ class DeviceGram:
     def update(self, a: torch.Tensor, b: torch.Tensor) -> None:
         """Add samples: ``a`` and ``b`` are sample_rows results with as many samples each."""
         if self.gram is not None:
-            self.gram._add_views(numpy_view(a), numpy_view(b), torch.get_num_threads())
+            self.gram._add_views(numpy_view(a), numpy_view(b), check_threads(torch.get_num_threads()))
             return
         block = torch.cat([to_2d(a), to_2d(b)], dim=1).to(torch.float64)
         if not bool(torch.isfinite(block).all()):

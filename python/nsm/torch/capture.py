@@ -52,6 +52,9 @@ class Tap:
         self.clone_all = clone_all
         self.clone: set[tuple[str, int]] = set()
         self.provenance = Provenance() if discover else None
+        # Only this model's forward passes count: the other model may share modules with it
+        # (or be the same model, to check that it matches itself).
+        self.active = clone_all
         self.handles: list[Any] = []
         self.reset()
         for name, module in model_modules(self.root).items():
@@ -69,6 +72,8 @@ class Tap:
 
     def _hook(self, name: str) -> Callable[..., None]:
         def hook(module: nn.Module, inputs: tuple, output: Any) -> None:
+            if not self.active:
+                return
             watched = name in self.watch
             if not watched and self.provenance is None:
                 return
@@ -100,15 +105,21 @@ class Tap:
         return [(name, i) for name, ts in self.outputs.items() for i, t in enumerate(ts)
                 if t._version != self.versions[name][i]]
 
+    def _forward(self, forward: Callable[[], Any]) -> None:
+        self.reset()
+        self.active = True
+        try:
+            forward()
+        finally:
+            self.active = False
+
     def run(self, forward: Callable[[], Any]) -> None:
         """One forward pass; again, with the overwritten outputs cloned, if any was overwritten."""
-        self.reset()
-        forward()
+        self._forward(forward)
         moved = self.overwritten()
         if moved:
             self.clone.update(moved)
-            self.reset()
-            forward()
+            self._forward(forward)
             still = self.overwritten()
             if still:  # only a forward that differs from run to run can get here
                 raise RuntimeError(f"the outputs of {still} in {self.which} were overwritten in place "

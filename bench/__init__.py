@@ -1,0 +1,1 @@
+"""nsm's benchmarks: a package, so that its helpers import as bench.timing, bench.layers."""

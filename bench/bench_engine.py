@@ -1,0 +1,96 @@
+"""The engine from a Gram (max_match at one eps, match_thresholds) against LAPACK's pivoted
+Cholesky (dpstrf) of both layers' blocks, measured in the same run: the factorisations are the
+floor of what the engine must do, so the ratio says how much else it spends.
+
+Run: python -m pytest bench/bench_engine.py --benchmark-disable -s
+(NSM_BENCH_ENGINE_LARGE=1 adds 4,096 + 4,096 neurons; NSM_BENCH_SCALE=small for a smoke run).
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from scipy.linalg import lapack
+
+import nsm
+
+from conftest import NOTES, RATIOS, timed
+from layers import SMALL
+
+SIZES = [96] if SMALL else [2048] + ([4096] if os.environ.get("NSM_BENCH_ENGINE_LARGE") else [])
+EPS = 0.2
+
+
+def engine_gram(n: int, case: str, seed: int = 0) -> nsm.Gram:
+    """The Gram of two post-ReLU layers of n neurons on 3n samples. "match": both layers mix the
+    same pool of n/2 features, so nearly every neuron matches at eps = 0.2; "peel": the layers
+    share nothing, so the match at eps = 0.2 peels nearly every neuron."""
+    rng = np.random.default_rng(seed)
+    d = 3 * n
+    pool = n // 2
+
+    def features():
+        z = rng.standard_normal((d, 64), dtype=np.float32)
+        f = z @ rng.standard_normal((64, pool), dtype=np.float32)
+        f += rng.standard_normal((d, pool), dtype=np.float32)
+        return np.maximum(f, 0, out=f)
+
+    shared = features()
+    layers = []
+    for _ in range(2):
+        pool_f = shared if case == "match" else features()
+        mix = rng.random((pool, n), dtype=np.float32) * (rng.random((pool, n)) < 0.02)
+        a = pool_f @ mix
+        a += 0.02 * np.abs(a).mean() * rng.standard_normal((d, n), dtype=np.float32)
+        layers.append(np.maximum(a, 0, out=a))
+    A = np.hstack(layers)
+    del layers
+    G = (A.T @ A).astype(np.float64)  # float32 product: any PSD matrix serves the timing
+    G = (G + G.T) / 2
+    return nsm.Gram.from_matrix(G, n, d)
+
+
+def cosine_blocks(gram: nsm.Gram) -> list[np.ndarray]:
+    """Each layer's cosine block (the matrix the engine factors), in Fortran order for LAPACK."""
+    G = gram.matrix
+    blocks = []
+    for block in (G[:gram.n_x, :gram.n_x], G[gram.n_x:, gram.n_x:]):
+        s = 1.0 / np.sqrt(np.diag(block))
+        blocks.append(np.asfortranarray(block * s[:, None] * s[None, :]))
+    return blocks
+
+
+def dpstrf_both(blocks: list[np.ndarray], tol: float) -> None:
+    for c in blocks:
+        lapack.dpstrf(c, lower=1, tol=tol)
+
+
+@pytest.fixture(scope="module", params=[(n, case) for n in SIZES for case in ("match", "peel")],
+                ids=lambda p: f"{p[0]}+{p[0]}-{p[1]}")
+def setting(request):
+    n, case = request.param
+    return n, case, engine_gram(n, case)
+
+
+def test_engine_against_dpstrf(setting):
+    n, case, gram = setting
+    tag = f"{n}+{n} {case}"
+    rounds = 3 if n <= 2048 else 1
+    blocks = cosine_blocks(gram)
+    tol = np.finfo(np.float64).eps * max(gram.n_samples, gram.n)
+    timed(f"dpstrf both layers, {tag}", lambda: dpstrf_both(blocks, tol), rounds=rounds)
+    m = timed(f"max_match eps={EPS}, {tag}", lambda: nsm.max_match(gram, EPS), rounds=rounds)
+    t = timed(f"match_thresholds, {tag}", lambda: nsm.match_thresholds(gram), rounds=rounds)
+    assert m.x.tolist() == t.max_match(EPS).x.tolist()
+    assert m.y.tolist() == t.max_match(EPS).y.tolist()
+    matched = (len(m.x) + len(m.y)) / (2 * n)
+    NOTES.append(f"{tag}: max match at eps={EPS} holds {matched:.0%} of the neurons")
+    if case == "match" and not SMALL:
+        assert matched > 0.8
+    if case == "peel" and not SMALL:
+        assert matched < 0.2
+    for what in (f"max_match eps={EPS}", "match_thresholds"):
+        RATIOS.append((f"{what} / dpstrf of both layers, {tag}", f"{what}, {tag}",
+                       f"dpstrf both layers, {tag}", "<= 3"))
