@@ -66,8 +66,8 @@ def test_updates_from_threads_equal_serial_updates(rng):
     serial = _serial_gram(batches, n_x, n_y)
     for _ in range(8):  # the lost updates of an unlocked core showed up in about 1 run in 3
         shared = nsm.Gram(n_x, n_y)
-        threads = [threading.Thread(target=lambda part: [shared.update(X, Y, num_threads=1)
-                                                         for X, Y in part], args=(batches[k::4],))
+        threads = [threading.Thread(target=lambda part, g=shared: [g.update(X, Y, num_threads=1)
+                                                                   for X, Y in part], args=(batches[k::4],))
                    for k in range(4)]
         for t in threads:
             t.start()
