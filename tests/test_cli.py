@@ -248,6 +248,21 @@ def test_internal_errors_keep_their_traceback(monkeypatch, tmp_path):
         main(["report", str(tmp_path / "r.json"), "--out", str(tmp_path / "figs")])
 
 
+def test_cross_report_never_overwrites_without_force(tmp_path, rng):
+    pytest.importorskip("matplotlib", reason="the torch extra is not installed")
+    import nsm
+    from nsm.cross import CrossComparison
+
+    X = rng.random((300, 4))
+    cross = CrossComparison(["a"], ["b"], {("a", "b"): nsm.Gram.from_arrays(X, X)}, eps=[0.3])
+    cross.save(tmp_path / "c.json")
+    assert main(["report", str(tmp_path / "c.json"), "--out", str(tmp_path / "out")]) == 0
+    before = (tmp_path / "out" / "cross.json").read_bytes()
+    assert main(["report", str(tmp_path / "c.json"), "--out", str(tmp_path / "out")]) == 1
+    assert (tmp_path / "out" / "cross.json").read_bytes() == before
+    assert main(["report", str(tmp_path / "c.json"), "--out", str(tmp_path / "out"), "--force"]) == 0
+
+
 def test_python_m_nsm_is_the_cli_and_reports_the_installed_version():
     from importlib.metadata import version
 

@@ -95,8 +95,7 @@ void bind_gram(py::module_& m) {
           py::arg("x"), py::arg("y"), py::arg("num_threads"), py::arg("cross_only") = false)
       // The accumulator locks itself; waiting for a lock (an update running in another
       // thread) must not hold the GIL.
-      .def("merge", &GramAccumulator::merge, py::arg("other"),
-           py::call_guard<py::gil_scoped_release>())
+      .def("merge", &GramAccumulator::merge, py::arg("other"), py::call_guard<py::gil_scoped_release>())
       .def("assign", &GramAccumulator::assign, py::arg("gram"), py::arg("column_sums"),
            py::arg("n_samples"), py::call_guard<py::gil_scoped_release>())
       .def("matrix", &GramAccumulator::matrix, py::call_guard<py::gil_scoped_release>())
@@ -112,9 +111,8 @@ void bind_gram(py::module_& m) {
             return py::make_tuple(std::move(s.matrix), std::move(s.sums), s.n_samples);
           },
           "(matrix, column_sums, n_samples) taken together, between two whole updates.")
-      .def_property_readonly("n_samples",
-                             py::cpp_function(&GramAccumulator::n_samples,
-                                              py::call_guard<py::gil_scoped_release>()))
+      .def_property_readonly("n_samples", py::cpp_function(&GramAccumulator::n_samples,
+                                                           py::call_guard<py::gil_scoped_release>()))
       .def_property_readonly("n_x", &GramAccumulator::n_x)
       .def_property_readonly("n_y", &GramAccumulator::n_y)
       .def_static("block_rows", &GramAccumulator::block_rows, py::arg("n"));

@@ -183,7 +183,16 @@ def _report_cross(args: argparse.Namespace) -> int:
         cross = CrossComparison.load(args.report)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise CommandError(f"cannot read {args.report}: {exc}") from exc
-    paths = write_cross_report(cross, args.out or os.path.dirname(os.path.abspath(args.report)))
+    out = args.out or os.path.dirname(os.path.abspath(args.report))
+    # write_cross_report rewrites cross.json too, so even the input's own folder needs --force.
+    existing = sorted(f for f in os.listdir(out) if f in ("cross.json", "cross.csv")
+                      or f.startswith("heatmap_") and f.endswith(".png")) if os.path.isdir(out) else []
+    if existing and not args.force:
+        raise CommandError(f"{out} already holds a cross report ({', '.join(existing[:3])}"
+                           f"{', ...' if len(existing) > 3 else ''}); pass --out to draw it "
+                           "elsewhere, or --force to overwrite it")
+    _writable_folder(out, "--out")
+    paths = write_cross_report(cross, out)
     print(f"{cross}: wrote {', '.join(paths)}")
     return 0
 

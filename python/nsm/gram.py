@@ -29,6 +29,12 @@ class Gram:
     (docs/method.md, "The Gram formulation"), so activations can be streamed batch by batch and
     never stored. Neurons ``0 .. n_x-1`` of ``G`` are layer X's, ``n_x .. n_x+n_y-1`` layer Y's.
 
+    A Gram may be updated from several threads at once (say, one per data-loader worker): the
+    core serializes the updates, so the result equals the same updates made one after another
+    (up to the order of floating-point sums), and ``matrix``, ``save`` or ``merge`` during an
+    update see the Gram between two whole updates. An update whose squares would overflow
+    float64, or whose values are all so small that their squares underflow, is refused.
+
     Parameters
     ----------
     n_x, n_y : int

@@ -116,7 +116,7 @@ class SpanBasis {
 
   CosineView c_;
   double tol_;
-  double zero_tol_ = -1.0;  // set by the first rebuild
+  double zero_tol_ = -1.0;         // set by the first rebuild
   std::vector<Index> members_;     // current members (global ids)
   std::vector<Index> basis_;       // basis members in factor order (global ids)
   std::vector<Index> columns_;     // tracked neurons at the last rebuild (global ids)
