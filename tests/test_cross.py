@@ -307,11 +307,21 @@ def test_comparison_table_gains_the_measures(rng, tmp_path):
     assert f"{measures.match_auc(X, Y):.3f}" in line.split()
     assert lc.baseline_match_auc() == pytest.approx(measures.match_auc(X, np.roll(Y, 7, axis=0)))
     c.save(tmp_path / "c.json")
-    loaded = Comparison.load(tmp_path / "c.json")
-    line = next(line for line in loaded.table().splitlines() if line.startswith("conv1"))
-    assert f"{measures.match_auc(X, Y):.3f}" in line.split() and " - " in line  # CKA needs the Gram
+    loaded = Comparison.load(tmp_path / "c.json")  # without Grams: linear CKA was saved
+    assert loaded["conv1"].gram is None and loaded.table() == table
+    assert loaded["conv1"].linear_cka() == lc.linear_cka()
+    # A file without the value (written before it was saved) shows "-" and cannot compute it.
+    d = c.to_dict()
+    for item in d["layers"]:
+        del item["linear_cka"]
+    old = Comparison.from_dict(d)
+    line = next(line for line in old.table().splitlines() if line.startswith("conv1"))
+    assert f"{measures.match_auc(X, Y):.3f}" in line.split() and " - " in line
     with pytest.raises(ValueError, match="has no Gram"):
-        loaded["conv1"].linear_cka()
+        old["conv1"].linear_cka()
+    d["layers"][0]["linear_cka"] = 1.5
+    with pytest.raises(ValueError, match="linear_cka holds 1.5"):
+        Comparison.from_dict(d)
 
 
 def test_comparison_to_csv_and_pandas(rng, tmp_path):
@@ -328,7 +338,7 @@ def test_comparison_to_csv_and_pandas(rng, tmp_path):
             assert float(row[f"similarity_{e:g}"]) == pytest.approx((len(mx) + len(my)) / (lc.n_x + lc.n_y))
             assert float(row[f"baseline_{e:g}"]) == lc.baseline(e)
         assert float(row["baseline_match_auc"]) == lc.baseline_match_auc()
-    _, without = comparison(rng, with_gram=False)
+    _, without = comparison(rng, with_gram=False)  # never had a Gram: CKA unknown
     assert all(r["linear_cka"] == "nan" for r in (without.to_csv(tmp_path / "w.csv"),
                                                   read_csv(tmp_path / "w.csv"))[1])
     pd = pytest.importorskip("pandas", reason="pandas is not installed")

@@ -453,3 +453,7 @@ def check_comparison_dict(d: Any) -> None:
         base = item.get("baseline_thresholds")
         if base is not None:
             _check_thresholds_dict(base, f"{where}.baseline_thresholds")
+        cka = item.get("linear_cka")
+        if cka is not None and (isinstance(cka, bool) or not isinstance(cka, (int, float))
+                                or not math.isfinite(cka) or not 0.0 <= cka <= 1.0):
+            raise ValueError(f"{where}.linear_cka holds {cka!r}; it must be a number in [0, 1] or null")
