@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Union
@@ -137,8 +138,16 @@ class LayerComparison:
             "layout": None if self.layout is None else list(self.layout),
             "tokens": self.tokens,
             "notes": list(self.notes),
-            "linear_cka": _json_float(self.known_linear_cka()),
+            "linear_cka": _json_float(self._quiet_linear_cka()),
         }
+
+    def _quiet_linear_cka(self) -> float:
+        """known_linear_cka without the NaN warning (saving an undefined value is no news)."""
+        from .exceptions import NsmWarning
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NsmWarning)
+            return self.known_linear_cka()
 
     def known_linear_cka(self) -> float:
         """:meth:`linear_cka`, or NaN when there is no Gram and it was not saved."""
