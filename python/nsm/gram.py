@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numbers
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -11,6 +11,18 @@ from . import _core
 from .arrays import CORE_DTYPES, as_activations, as_core_dtype, check_threads
 
 __all__ = ["Gram"]
+
+Precision = Literal["float64", "mixed"]
+PRECISIONS = ("float64", "mixed")
+# The default of every Gram pass; bench/bench_gram_precision.py measured it (README: "Precision").
+DEFAULT_PRECISION: Precision = "mixed"
+
+
+def check_precision(precision: Any) -> Precision:
+    """Validate a ``precision`` argument ("float64" or "mixed")."""
+    if not isinstance(precision, str) or precision not in PRECISIONS:
+        raise ValueError(f"precision must be 'float64' or 'mixed', got {precision!r}")
+    return precision  # type: ignore[return-value]
 
 
 def _check_layer_size(value: Any, name: str) -> int:
@@ -32,6 +44,13 @@ class Gram:
     ----------
     n_x, n_y : int
         Number of neurons of each layer.
+    precision : {"mixed", "float64"}
+        How :meth:`update` multiplies float32 activations: ``"mixed"`` (the default) forms
+        float32 products over blocks of 2,048 rows and adds each block into the float64 Gram;
+        ``"float64"`` converts every value to float64 first. Float64 input always takes the
+        float64 pass. Mixed keeps every critical eps within 1e-5 of the float64 pass on
+        realistic layers and within 1e-3 on hard ones (near-duplicate neurons, scales from 1e-3
+        to 1e3, nearly dead neurons, 10^6 samples); see the README's "Precision" table.
 
     Examples
     --------
@@ -47,16 +66,18 @@ class Gram:
     True
     """
 
-    def __init__(self, n_x: int, n_y: int) -> None:
+    def __init__(self, n_x: int, n_y: int, *, precision: Precision = DEFAULT_PRECISION) -> None:
         self._acc = _core.GramAccumulator(_check_layer_size(n_x, "n_x"), _check_layer_size(n_y, "n_y"))
         self._matrix: np.ndarray | None = None
+        self._precision = check_precision(precision)
 
     @classmethod
-    def from_arrays(cls, X: Any, Y: Any, *, num_threads: int | None = None) -> Gram:
+    def from_arrays(cls, X: Any, Y: Any, *, num_threads: int | None = None,
+                    precision: Precision = DEFAULT_PRECISION) -> Gram:
         """Accumulate the Gram of activations ``X`` (n_samples, n_x) and ``Y`` (n_samples, n_y).
 
         Numpy arrays or CPU torch tensors of any real dtype and any memory layout; float32 and
-        float64 are read in place, converted to float64 one row block at a time.
+        float64 are read in place, one row block at a time. ``precision``: see :class:`Gram`.
 
         Examples
         --------
@@ -67,7 +88,7 @@ class Gram:
         """
         X = as_activations(X, "X")
         Y = as_activations(Y, "Y")
-        gram = cls(X.shape[1], Y.shape[1])
+        gram = cls(X.shape[1], Y.shape[1], precision=precision)
         gram._add(X, Y, check_threads(num_threads))
         return gram
 
@@ -121,8 +142,11 @@ class Gram:
         gram._acc.assign(np.tril(m), sums, int(n_samples))
         return gram
 
-    def update(self, X: Any, Y: Any, *, num_threads: int | None = None) -> Gram:
+    def update(self, X: Any, Y: Any, *, num_threads: int | None = None,
+               precision: Precision | None = None) -> Gram:
         """Add a batch of samples: ``X`` (batch, n_x) and ``Y`` (batch, n_y). Returns self.
+
+        ``precision`` (see :class:`Gram`) applies to this batch; None uses the Gram's own.
 
         If the batch holds NaN or Inf, ValueError is raised and the Gram is left unchanged.
 
@@ -139,15 +163,22 @@ class Gram:
             raise ValueError(f"X has {X.shape[1]} neurons but this Gram's layer X has {self.n_x}")
         if Y.shape[1] != self.n_y:
             raise ValueError(f"Y has {Y.shape[1]} neurons but this Gram's layer Y has {self.n_y}")
-        self._add(X, Y, check_threads(num_threads))
+        self._add(X, Y, check_threads(num_threads),
+                  self._precision if precision is None else check_precision(precision))
         return self
 
-    def _add(self, X: np.ndarray, Y: np.ndarray, threads: int) -> None:
+    @property
+    def precision(self) -> Precision:
+        """How this Gram's float32 batches are multiplied by default ("mixed" or "float64")."""
+        return self._precision
+
+    def _add(self, X: np.ndarray, Y: np.ndarray, threads: int, precision: Precision | None = None) -> None:
+        precision = self._precision if precision is None else precision
         if X.shape[0] != Y.shape[0]:
             raise ValueError(f"X has {X.shape[0]} samples but Y has {Y.shape[0]}")
         self._matrix = None
         if X.dtype in CORE_DTYPES and Y.dtype in CORE_DTYPES:
-            self._acc.update(X, Y, threads)
+            self._acc.update(X, Y, threads, False, precision)
             return
         # Dtypes the core does not read are converted one block of rows at a time. Check all
         # blocks for NaN/Inf first so that a bad batch leaves the Gram unchanged.
@@ -155,14 +186,15 @@ class Gram:
         staged = _core.GramAccumulator(self.n_x, self.n_y)
         for start in range(0, X.shape[0], rows):
             stop = start + rows
-            staged.update(as_core_dtype(X[start:stop]), as_core_dtype(Y[start:stop]), threads)
+            staged.update(as_core_dtype(X[start:stop]), as_core_dtype(Y[start:stop]), threads, False,
+                          precision)
         self._acc.merge(staged)
 
     def _add_views(self, X: np.ndarray, Y: np.ndarray, threads: int) -> None:
         """Add float32/float64 arrays the core reads as they are, without the checks of
         ``update``; 3-D (N, C, P) arrays count as N * P samples (nsm.torch's conv outputs)."""
         self._matrix = None
-        self._acc.update(X, Y, threads)
+        self._acc.update(X, Y, threads, False, self._precision)
 
     @property
     def n_x(self) -> int:
@@ -217,7 +249,7 @@ class Gram:
                 f"cannot merge a Gram of layers ({self.n_x}, {self.n_y}) with one of "
                 f"({other.n_x}, {other.n_y})"
             )
-        out = Gram(self.n_x, self.n_y)
+        out = Gram(self.n_x, self.n_y, precision=self._precision)
         out._acc.merge(self._acc)
         out._acc.merge(other._acc)
         return out

@@ -34,6 +34,18 @@ struct MatrixView {
   const T& operator()(Index i, Index j) const { return row_start(i)[j * col_stride]; }
 };
 
+/// How a block's products are computed. float64: each value converted to float64 and multiplied
+/// in float64. mixed: float32 input multiplied in float32 over blocks of mixed_block_rows() rows
+/// (the block length bounds the rounding), each block's products added into the float64 Gram;
+/// input with a float64 layer always takes the float64 pass. Accuracy: bench/bench_gram_precision.py.
+enum class Precision { float64, mixed };
+
+/// Rows per float32 block of the mixed pass (default kDefaultMixedRows, fewer when a block would
+/// pass 16 MiB); the setter is for the accuracy study.
+constexpr Index kDefaultMixedRows = 2048;
+Index mixed_block_rows();
+void set_mixed_block_rows(Index rows);
+
 /// Float64 accumulator of G = [X Y]^T [X Y] and of the column sums, updated block by block.
 /// Memory: the n x n matrix plus one row block of at most `block_bytes` (16 MiB by default).
 class GramAccumulator {
@@ -45,9 +57,10 @@ class GramAccumulator {
   /// accumulator is then unchanged). Converts to float64 one row block at a time.
   /// With cross_only, adds only the X-Y products (the block G[n_x:, :n_x]) and leaves the column
   /// sums and the sample count alone: the building block of a baseline that re-pairs samples.
+  /// `precision`: see Precision.
   template <class TX, class TY>
   void update(const MatrixView<TX>& x, const MatrixView<TY>& y, int num_threads,
-              bool cross_only = false);
+              bool cross_only = false, Precision precision = Precision::float64);
 
   /// Adds another accumulator over disjoint samples (a distributed run's reduction).
   void merge(const GramAccumulator& other);
@@ -66,6 +79,8 @@ class GramAccumulator {
   static Index block_rows(Index n);
 
  private:
+  void add_mixed(const MatrixView<float>& x, const MatrixView<float>& y, int num_threads, bool cross_only);
+
   Index n_x_;
   Index n_y_;
   Eigen::MatrixXd lower_;  // only the lower triangle is meaningful
