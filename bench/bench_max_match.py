@@ -91,7 +91,12 @@ def test_further_eps_cost(run, layers):
 
 def test_gram_pass(run, layers):
     X, Y = layers
-    g = run("nsm: Gram pass", lambda: nsm.Gram.from_arrays(X, Y), rounds=3)
+    g = run("nsm: Gram pass", lambda: nsm.Gram.from_arrays(X, Y, precision="float64"), rounds=3)
+    mixed = timed("nsm: Gram pass, mixed precision (the default)", lambda: nsm.Gram.from_arrays(X, Y), rounds=3)
+    scale = np.sqrt(np.outer(np.diag(g.matrix), np.diag(g.matrix))).max()
+    assert np.abs(mixed.matrix - g.matrix).max() <= 1e-5 * scale
+    RATIOS.append(("nsm Gram pass speed-up, mixed over float64", "nsm: Gram pass",
+                   "nsm: Gram pass, mixed precision (the default)", ">= 3"))
 
     def numpy_gram():
         A = np.hstack([X, Y]).astype(np.float64)

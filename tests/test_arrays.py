@@ -30,7 +30,7 @@ def test_tensor_dtypes(rng, dtype):
     X = torch.from_numpy(rng.random((100, 3)) * 3).to(getattr(torch, dtype))
     Y = torch.from_numpy(rng.random((100, 2)) * 3).to(getattr(torch, dtype))
     A = torch.cat([X, Y], dim=1).double().numpy()
-    np.testing.assert_allclose(nsm.Gram.from_arrays(X, Y).matrix, A.T @ A, rtol=1e-12)
+    np.testing.assert_allclose(nsm.Gram.from_arrays(X, Y, precision="float64").matrix, A.T @ A, rtol=1e-12)
 
 
 def test_non_contiguous_tensor(rng):

@@ -190,6 +190,14 @@ def test_every_gram_kernel_path_including_the_cross_only_strips(rng, n_x, n_y, t
             np.testing.assert_allclose(m[n_x:, :n_x], A[:, n_x:].T @ A[:, :n_x], rtol=1e-12, atol=1e-9)
             assert not m[:n_x, :n_x].any() and not m[n_x:, n_x:].any()
             assert cross.n_samples == 0
+            # The mixed pass's kernel (float32 products of each block) on the same paths.
+            scale = np.sqrt(np.outer(np.diag(A.T @ A), np.diag(A.T @ A)))
+            for cross_only in (False, True):
+                mixed = _core.GramAccumulator(n_x, n_y)
+                mixed.update(X, Y, threads, cross_only, "mixed")
+                block = (slice(n_x, None), slice(None, n_x)) if cross_only else np.tril_indices(n_x + n_y)
+                error = np.abs(mixed.matrix() - A.T @ A)[block] / scale[block]
+                assert error.max() < 1e-5
     finally:
         _core.set_kernels("")
     assert "generic" in tried

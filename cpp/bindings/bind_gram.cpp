@@ -57,17 +57,23 @@ Kind kind_of(const py::array& a, const char* name) {
                        std::string(py::str(a.dtype())));
 }
 
+Precision precision_of(const std::string& name) {
+  if (name == "float64") return Precision::float64;
+  if (name == "mixed") return Precision::mixed;
+  throw std::invalid_argument("precision must be 'float64' or 'mixed', got '" + name + "'");
+}
+
 template <class TX>
 void update_with(GramAccumulator& g, const MatrixView<TX>& x, const py::array& y, Kind ky,
-                 int threads, bool cross_only) {
+                 int threads, bool cross_only, Precision precision) {
   if (ky == Kind::f32) {
     const auto yv = view_of<float>(y, "Y");
     py::gil_scoped_release release;
-    g.update(x, yv, threads, cross_only);
+    g.update(x, yv, threads, cross_only, precision);
   } else {
     const auto yv = view_of<double>(y, "Y");
     py::gil_scoped_release release;
-    g.update(x, yv, threads, cross_only);
+    g.update(x, yv, threads, cross_only, precision);
   }
 }
 
@@ -83,16 +89,18 @@ void bind_gram(py::module_& m) {
       .def(
           "update",
           [](GramAccumulator& g, const py::array& x, const py::array& y, int threads,
-             bool cross_only) {
+             bool cross_only, const std::string& precision) {
             const Kind kx = kind_of(x, "X");
             const Kind ky = kind_of(y, "Y");
+            const Precision p = precision_of(precision);
             if (kx == Kind::f32) {
-              update_with(g, view_of<float>(x, "X"), y, ky, threads, cross_only);
+              update_with(g, view_of<float>(x, "X"), y, ky, threads, cross_only, p);
             } else {
-              update_with(g, view_of<double>(x, "X"), y, ky, threads, cross_only);
+              update_with(g, view_of<double>(x, "X"), y, ky, threads, cross_only, p);
             }
           },
-          py::arg("x"), py::arg("y"), py::arg("num_threads"), py::arg("cross_only") = false)
+          py::arg("x"), py::arg("y"), py::arg("num_threads"), py::arg("cross_only") = false,
+          py::arg("precision") = "float64")
       // The accumulator locks itself; waiting for a lock (an update running in another
       // thread) must not hold the GIL.
       .def("merge", &GramAccumulator::merge, py::arg("other"), py::call_guard<py::gil_scoped_release>())
@@ -116,6 +124,9 @@ void bind_gram(py::module_& m) {
       .def_property_readonly("n_x", &GramAccumulator::n_x)
       .def_property_readonly("n_y", &GramAccumulator::n_y)
       .def_static("block_rows", &GramAccumulator::block_rows, py::arg("n"));
+  // Private: the mixed pass's block length, for the accuracy study (bench/bench_gram_precision.py).
+  m.def("_mixed_block_rows", &mixed_block_rows);
+  m.def("_set_mixed_block_rows", &set_mixed_block_rows, py::arg("rows"));
 }
 
 }  // namespace nsm::bindings

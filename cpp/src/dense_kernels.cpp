@@ -124,6 +124,50 @@ void syrk_lower_add(const double* b, std::ptrdiff_t rows, std::ptrdiff_t n, std:
   accumulate(Eigen::Map<const RowMajorBlock>(b, rows, n), g, ldg, n_x, cross_only, num_threads);
 }
 
+void syrk_lower_add_mixed(const float* b, std::ptrdiff_t rows, std::ptrdiff_t n, std::ptrdiff_t n_x,
+                          bool cross_only, double* g, std::ptrdiff_t ldg, int num_threads) {
+  // Float32 products of this block of rows (the block length bounds their rounding), each added
+  // into the float64 Gram. Threads take strips of output rows of equal area as in accumulate():
+  // a GEMM left of the diagonal and a triangular product on it, or a slice of the cross block.
+  using RowMajorBlock = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  using FloatMat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::ColMajor>;
+  const Eigen::Map<const RowMajorBlock> block(b, rows, n);
+  Eigen::Map<Mat, 0, Stride> gram(g, n, n, Stride(ldg));
+  const int threads = std::max(1, std::min(num_threads, static_cast<int>(std::max<std::ptrdiff_t>(n / 128, 1))));
+  const std::ptrdiff_t first = cross_only ? n_x : 0;
+  std::vector<std::ptrdiff_t> bounds(static_cast<std::size_t>(threads) + 1);
+  for (int k = 0; k <= threads; ++k) {
+    const double share = static_cast<double>(k) / threads;
+    bounds[static_cast<std::size_t>(k)] =
+        cross_only ? first + static_cast<std::ptrdiff_t>(std::lround(static_cast<double>(n - first) * share))
+                   : static_cast<std::ptrdiff_t>(std::lround(static_cast<double>(n) * std::sqrt(share)));
+  }
+  auto add_strip = [&](int k) {
+    const std::ptrdiff_t r0 = bounds[static_cast<std::size_t>(k)];
+    const std::ptrdiff_t nr = bounds[static_cast<std::size_t>(k) + 1] - r0;
+    if (nr == 0) return;
+    const auto mine = block.middleCols(r0, nr);
+    if (cross_only) {
+      const FloatMat p = mine.transpose() * block.leftCols(n_x);
+      gram.block(r0, 0, nr, n_x) += p.cast<double>();
+      return;
+    }
+    if (r0 > 0) {
+      const FloatMat left = mine.transpose() * block.leftCols(r0);
+      gram.block(r0, 0, nr, r0) += left.cast<double>();
+    }
+    FloatMat diag = FloatMat::Zero(nr, nr);
+    diag.triangularView<Eigen::Lower>() += mine.transpose() * mine;
+    gram.block(r0, r0, nr, nr).triangularView<Eigen::Lower>() += diag.cast<double>();
+  };
+  if (threads == 1) {  // outside a team, so that Eigen may use its own threads
+    add_strip(0);
+    return;
+  }
+#pragma omp parallel for schedule(static, 1) num_threads(threads)
+  for (int k = 0; k < threads; ++k) add_strip(k);
+}
+
 void subtract_aat(const double* a, std::ptrdiff_t lda, std::ptrdiff_t rows, std::ptrdiff_t k,
                   double* c, std::ptrdiff_t ldc) {
   // The lower triangle only, in strips of columns shared among the threads: strip j is
@@ -172,6 +216,6 @@ void rotate_rows(double* __restrict x, double* __restrict y, std::ptrdiff_t n, d
 
 extern const KernelSet kernels;
 const KernelSet kernels = {NSM_STRINGIFY(NSM_ISA), &syrk_lower_add, &subtract_aat, &solve_lower,
-                           &rotate_rows};
+                           &rotate_rows, &syrk_lower_add_mixed};
 
 }  // namespace nsm::kernels::NSM_ISA

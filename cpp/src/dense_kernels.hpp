@@ -22,6 +22,9 @@ struct KernelSet {
                       std::ptrdiff_t ldb, std::ptrdiff_t cols);
   /// (x, y) := (c x + s y, -s x + c y) elementwise over n entries (a Givens rotation of rows).
   void (*rotate_rows)(double* x, double* y, std::ptrdiff_t n, double c, double s);
+  /// As syrk_lower_add for a float32 block: float32 products of the block, added into G.
+  void (*syrk_lower_add_mixed)(const float* b, std::ptrdiff_t rows, std::ptrdiff_t n, std::ptrdiff_t n_x,
+                               bool cross_only, double* g, std::ptrdiff_t ldg, int num_threads);
 };
 
 namespace generic { extern const KernelSet kernels; }

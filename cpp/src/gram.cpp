@@ -7,11 +7,13 @@
 #endif
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdio>
 #include <limits>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "thread_scope.hpp"
@@ -99,9 +101,9 @@ std::string scientific(double v) {
 // Copies rows [r0, r0 + nr) of x and y side by side into the row-major block (row length n =
 // x.cols + y.cols) as float64, and adds the column sums (per thread, then in thread order, so
 // that results do not depend on timing). C-order rows convert as a straight vectorizable copy.
-template <class TX, class TY>
+template <class TX, class TY, class TO = double>
 void convert_rows(const MatrixView<TX>& x, const MatrixView<TY>& y, Index r0, Index nr,
-                          double* block, double* sums, int num_threads) {
+                          TO* block, double* sums, int num_threads) {
   const Index n = x.cols + y.cols;
   // Column sums per thread, added in thread order afterwards (results do not depend on timing).
   std::vector<std::vector<double>> partial(static_cast<std::size_t>(std::max(num_threads, 1)));
@@ -116,11 +118,11 @@ void convert_rows(const MatrixView<TX>& x, const MatrixView<TY>& y, Index r0, In
     local.assign(static_cast<std::size_t>(n), 0.0);
 #pragma omp for schedule(static)
     for (Index i = 0; i < nr; ++i) {
-      double* out = block + i * n;
+      TO* out = block + i * n;
       const TX* xi = x.row_start(r0 + i);
-      for (Index j = 0; j < x.cols; ++j) out[j] = static_cast<double>(xi[j * x.col_stride]);
+      for (Index j = 0; j < x.cols; ++j) out[j] = static_cast<TO>(xi[j * x.col_stride]);
       const TY* yi = y.row_start(r0 + i);
-      for (Index j = 0; j < y.cols; ++j) out[x.cols + j] = static_cast<double>(yi[j * y.col_stride]);
+      for (Index j = 0; j < y.cols; ++j) out[x.cols + j] = static_cast<TO>(yi[j * y.col_stride]);
       for (Index j = 0; j < n; ++j) local[static_cast<std::size_t>(j)] += out[j];
     }
   }
@@ -129,7 +131,33 @@ void convert_rows(const MatrixView<TX>& x, const MatrixView<TY>& y, Index r0, In
   }
 }
 
+std::atomic<Index> g_mixed_rows{kDefaultMixedRows};
+
 }  // namespace
+
+Index mixed_block_rows() { return g_mixed_rows.load(); }
+
+void set_mixed_block_rows(Index rows) {
+  if (rows < 1) throw std::invalid_argument("rows must be >= 1, got " + std::to_string(rows));
+  g_mixed_rows = rows;
+}
+
+void GramAccumulator::add_mixed(const MatrixView<float>& x, const MatrixView<float>& y, int num_threads,
+                                bool cross_only) {
+  const Index n = n_x_ + n_y_;
+  const Index budget = std::max<Index>((Index{16} << 20) / (4 * n), 256);  // 16 MiB of float32
+  const Index rows_per_block = std::min({mixed_block_rows(), budget, std::max<Index>(x.rows, 1)});
+  Eigen::VectorXd ignored_sums;
+  if (cross_only) ignored_sums = Eigen::VectorXd::Zero(n);
+  double* sums = cross_only ? ignored_sums.data() : sums_.data();
+  Eigen::VectorXf block(rows_per_block * n);
+  for (Index r0 = 0; r0 < x.rows; r0 += rows_per_block) {
+    const Index nr = std::min(rows_per_block, x.rows - r0);
+    convert_rows(x, y, r0, nr, block.data(), sums, num_threads);
+    syrk_lower_add_mixed(block.data(), nr, n, n_x_, cross_only, lower_.data(), n, num_threads);
+  }
+  if (!cross_only) n_samples_ += static_cast<std::int64_t>(x.rows);
+}
 
 GramAccumulator::GramAccumulator(Index n_x, Index n_y)
     : n_x_(n_x), n_y_(n_y) {
@@ -148,7 +176,7 @@ Index GramAccumulator::block_rows(Index n) {
 
 template <class TX, class TY>
 void GramAccumulator::update(const MatrixView<TX>& x, const MatrixView<TY>& y, int num_threads,
-                             bool cross_only) {
+                             bool cross_only, Precision precision) {
   if (x.cols != n_x_) {
     throw std::invalid_argument("X has " + std::to_string(x.cols) + " neurons but the Gram expects " +
                                 std::to_string(n_x_));
@@ -167,6 +195,14 @@ void GramAccumulator::update(const MatrixView<TX>& x, const MatrixView<TY>& y, i
   const double max_abs_y = checked_max_abs(y, "Y", num_threads);
   std::lock_guard<std::mutex> lock(mutex_);
   check_magnitudes(max_abs_x, max_abs_y, x.rows);
+  if constexpr (std::is_same_v<TX, float> && std::is_same_v<TY, float>) {
+    // float32 products of values far from 1 could overflow or underflow in float32 where
+    // float64 does not: such batches take the float64 pass.
+    const double largest = std::max(max_abs_x, max_abs_y);
+    if (precision == Precision::mixed && largest < kMixedMaxAbs && largest > kMixedMinAbs) {
+      return add_mixed(x, y, num_threads, cross_only);
+    }
+  }
 
   const Index n = n_x_ + n_y_;
   const Index rows_per_block = std::min(block_rows(n), std::max<Index>(x.rows, 1));
@@ -287,9 +323,13 @@ GramState GramAccumulator::state() const {
   return out;
 }
 
-template void GramAccumulator::update(const MatrixView<float>&, const MatrixView<float>&, int, bool);
-template void GramAccumulator::update(const MatrixView<float>&, const MatrixView<double>&, int, bool);
-template void GramAccumulator::update(const MatrixView<double>&, const MatrixView<float>&, int, bool);
-template void GramAccumulator::update(const MatrixView<double>&, const MatrixView<double>&, int, bool);
+template void GramAccumulator::update(const MatrixView<float>&, const MatrixView<float>&, int, bool,
+                                      Precision);
+template void GramAccumulator::update(const MatrixView<float>&, const MatrixView<double>&, int, bool,
+                                      Precision);
+template void GramAccumulator::update(const MatrixView<double>&, const MatrixView<float>&, int, bool,
+                                      Precision);
+template void GramAccumulator::update(const MatrixView<double>&, const MatrixView<double>&, int, bool,
+                                      Precision);
 
 }  // namespace nsm

@@ -75,6 +75,11 @@ void syrk_lower_add(const double* b, Index rows, Index n, Index n_x, bool cross_
   chosen().load()->syrk_lower_add(b, rows, n, n_x, cross_only, g, ldg, num_threads);
 }
 
+void syrk_lower_add_mixed(const float* b, Index rows, Index n, Index n_x, bool cross_only, double* g,
+                          Index ldg, int num_threads) {
+  chosen().load()->syrk_lower_add_mixed(b, rows, n, n_x, cross_only, g, ldg, num_threads);
+}
+
 void subtract_aat(const double* a, Index lda, Index rows, Index k, double* c, Index ldc) {
   chosen().load()->subtract_aat(a, lda, rows, k, c, ldc);
 }

@@ -15,11 +15,15 @@ import math
 import numbers
 import os
 import sys
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 __all__ = [
+    "DEFAULT_PRECISION",
+    "PRECISIONS",
+    "Precision",
+    "check_precision",
     "MAX_EPS",
     "check_activations",
     "check_batch",
@@ -457,3 +461,20 @@ def check_comparison_dict(d: Any) -> None:
         if cka is not None and (isinstance(cka, bool) or not isinstance(cka, (int, float))
                                 or not math.isfinite(cka) or not 0.0 <= cka <= 1.0):
             raise ValueError(f"{where}.linear_cka holds {cka!r}; it must be a number in [0, 1] or null")
+
+
+Precision = Literal["float64", "mixed"]
+PRECISIONS = ("float64", "mixed")
+# The default of every Gram pass; bench/bench_gram_precision.py measured it (README: "Precision").
+DEFAULT_PRECISION: Precision = "mixed"
+
+
+def check_precision(precision: Any) -> Precision:
+    """A ``precision`` argument: "float64" or "mixed" (see :class:`nsm.Gram`).
+
+    >>> check_precision("mixed")
+    'mixed'
+    """
+    if not isinstance(precision, str) or precision not in PRECISIONS:
+        raise ValueError(f"precision must be 'float64' or 'mixed', got {precision!r}")
+    return precision  # type: ignore[return-value]

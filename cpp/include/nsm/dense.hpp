@@ -23,6 +23,11 @@ void set_kernels(const std::string& name);
 void syrk_lower_add(const double* b, Index rows, Index n, Index n_x, bool cross_only, double* g,
                     Index ldg, int num_threads);
 
+/// As syrk_lower_add for a float32 block: the products are computed in float32 (the block's
+/// length bounds their rounding) and added into the float64 g.
+void syrk_lower_add_mixed(const float* b, Index rows, Index n, Index n_x, bool cross_only, double* g,
+                          Index ldg, int num_threads);
+
 /// C -= A A^T on the lower triangle of the rows x rows matrix C, for A rows x k (threads share
 /// strips of columns).
 void subtract_aat(const double* a, Index lda, Index rows, Index k, double* c, Index ldc);

@@ -42,6 +42,23 @@ struct GramState {
   std::int64_t n_samples = 0;
 };
 
+/// How a block's products are computed. float64: each value converted to float64 and multiplied
+/// in float64. mixed: float32 input multiplied in float32 over blocks of mixed_block_rows() rows
+/// (the block length bounds the rounding), each block's products added into the float64 Gram;
+/// input with a float64 layer always takes the float64 pass. Accuracy: bench/bench_gram_precision.py.
+enum class Precision { float64, mixed };
+
+/// Rows per float32 block of the mixed pass (default kDefaultMixedRows, fewer when a block would
+/// pass 16 MiB); the setter is for the accuracy study.
+constexpr Index kDefaultMixedRows = 2048;
+/// A float32 batch takes the mixed pass only when its largest |value| lies strictly between
+/// these (its float32 products neither overflow nor lose the small neurons to underflow);
+/// others take the float64 pass.
+constexpr double kMixedMaxAbs = 1e15;
+constexpr double kMixedMinAbs = 1e-5;
+Index mixed_block_rows();
+void set_mixed_block_rows(Index rows);
+
 /// Float64 accumulator of G = [X Y]^T [X Y] and of the column sums, updated block by block.
 /// Memory: the n x n matrix plus one row block of at most `block_bytes` (16 MiB by default).
 /// Thread-safe: updates, merges and reads from several threads are serialized by a mutex, so
@@ -58,9 +75,10 @@ class GramAccumulator {
   /// Converts to float64 one row block at a time.
   /// With cross_only, adds only the X-Y products (the block G[n_x:, :n_x]) and leaves the column
   /// sums and the sample count alone: the building block of a baseline that re-pairs samples.
+  /// `precision`: see Precision.
   template <class TX, class TY>
   void update(const MatrixView<TX>& x, const MatrixView<TY>& y, int num_threads,
-              bool cross_only = false);
+              bool cross_only = false, Precision precision = Precision::float64);
 
   /// Adds another accumulator over disjoint samples (a distributed run's reduction). Throws
   /// std::invalid_argument (this accumulator unchanged) if the sum overflows float64.
@@ -87,6 +105,9 @@ class GramAccumulator {
 
  private:
   void check_magnitudes(double max_abs_x, double max_abs_y, Index rows) const;
+
+  // The mixed pass's body; the caller holds mutex_ and has checked the values.
+  void add_mixed(const MatrixView<float>& x, const MatrixView<float>& y, int num_threads, bool cross_only);
 
   mutable std::mutex mutex_;
   Index n_x_;
