@@ -4,6 +4,7 @@ Every Gram is checked against activations extracted by hand, running the submodu
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 
@@ -23,6 +24,10 @@ from tests.torch_models import (  # noqa: E402
     resnet18,
     small_cnn,
 )
+
+# These tests check captured values against hand-extracted activations exactly, so the Grams
+# take the float64 pass; the mixed pass has its own tests (tests/test_gram_precision.py).
+compare = functools.partial(nsm.torch.compare, precision="float64")
 
 
 def channels(t):
@@ -71,7 +76,7 @@ def test_resnet_in_place_and_reused_relu_give_the_values_each_module_returned():
     a, b, data = resnet18(1), resnet18(2), images()
     sites = ["layer1.0.bn1", "layer1.0.bn2", "layer1.0.relu#0", "layer1.0.relu#1", "layer2.0.bn2",
              "layer2.0.relu#1"]
-    c = nsm.torch.compare(a, b, data, sites, progress=False)
+    c = compare(a, b, data, sites, progress=False)
     assert list(c) == sites
     for site in sites:
         X = [channels(resnet_steps(a, x)[site]) for x in data]
@@ -86,15 +91,15 @@ def test_a_reused_module_must_be_named_by_site():
     a, b, data = resnet18(1), resnet18(2), images(1)
     with pytest.raises(ValueError, match=r"'layer1.0.relu' of model_a runs 2 times per forward pass: "
                                          r"name one of its sites, 'layer1.0.relu#0', 'layer1.0.relu#1'"):
-        nsm.torch.compare(a, b, data, "layer1.0.relu", progress=False)
+        compare(a, b, data, "layer1.0.relu", progress=False)
     with pytest.raises(ValueError, match=r"site layer1.0.relu#2 of model_a does not exist"):
-        nsm.torch.compare(a, b, data, "layer1.0.relu#2", progress=False)
+        compare(a, b, data, "layer1.0.relu#2", progress=False)
 
 
 @pytest.mark.filterwarnings("ignore::nsm.FewSamplesWarning")  # layer4 has few positions
 def test_selecting_by_type_gives_every_site_in_call_order():
     a, b, data = resnet18(1), resnet18(2), images(2)
-    c = nsm.torch.compare(a, b, data, torch.nn.ReLU, progress=False, baseline=False)
+    c = compare(a, b, data, torch.nn.ReLU, progress=False, baseline=False)
     expected = ["relu"] + [f"layer{i}.{j}.relu#{k}" for i in range(1, 5) for j in range(2) for k in range(2)]
     assert list(c) == expected
     steps = [resnet_steps(a, x) for x in data], [resnet_steps(b, x) for x in data]
@@ -124,18 +129,18 @@ def test_a_site_that_does_not_run_in_every_batch_is_an_error_naming_it():
     data = [torch.randn(16, 4).abs(), -torch.randn(16, 4).abs(), torch.randn(16, 4).abs()]
     with pytest.raises(ValueError, match=r"module 'branch' of model_a ran 0 times in batch 1 but 1 in "
                                          "the first batch"):
-        nsm.torch.compare(Branchy(1), Branchy(2), data, "branch", progress=False)
+        compare(Branchy(1), Branchy(2), data, "branch", progress=False)
     with pytest.raises(ValueError, match=r"site 'never' did not run in model_a in the first batch"):
-        nsm.torch.compare(Branchy(1), Branchy(2), data, "never", progress=False)
+        compare(Branchy(1), Branchy(2), data, "never", progress=False)
     # a site that runs in model A but not in model B
     class Never(Branchy):
         def forward(self, x):
             return torch.relu(self.trunk(x))
 
     with pytest.raises(ValueError, match=r"site 'branch' did not run in model_b"):
-        nsm.torch.compare(Branchy(1), Never(2), data[:1], "branch", progress=False)
+        compare(Branchy(1), Never(2), data[:1], "branch", progress=False)
     # the trunk runs every time: its sample count is exactly what was fed
-    c = nsm.torch.compare(Branchy(1), Branchy(2), data, "trunk", progress=False)
+    c = compare(Branchy(1), Branchy(2), data, "trunk", progress=False)
     assert c["trunk"].n_samples == 48
 
 
@@ -143,7 +148,7 @@ def test_conv1d_sites_are_channels_first_whatever_follows():
     a, b = conv1d_net(1), conv1d_net(2)
     g = torch.Generator().manual_seed(4)
     data = [torch.randn(10, 4, 12, generator=g) for _ in range(3)]
-    c = nsm.torch.compare(a, b, data, ["1", "3", "4", "7"], progress=False)
+    c = compare(a, b, data, ["1", "3", "4", "7"], progress=False)
     assert [c[s].layout[0] for s in ("1", "3", "4", "7")] == ["ncl", "ncl", "ncl", "nc"]
     assert (c["1"].n_x, c["3"].n_x, c["4"].n_x) == (6, 5, 5)
     for site, upto in (("1", 2), ("3", 4), ("4", 5), ("7", 8)):
@@ -160,7 +165,7 @@ def test_channels_last_linear_and_gelu_read_the_last_axis():
     g = torch.Generator().manual_seed(5)
     data = [torch.randn(4, 3, 16, 16, generator=g) for _ in range(3)]
     sites = ["1.dwconv", "1.norm", "1.pwconv1", "1.act", "1.drop_path", "1"]
-    c = nsm.torch.compare(a, b, data, sites, progress=False)
+    c = compare(a, b, data, sites, progress=False)
     assert [c[s].layout[0] for s in sites] == ["nchw", "nhwc", "nhwc", "nhwc", "nchw", "nchw"]
     assert c["1.act"].n_x == 24
 
@@ -193,17 +198,17 @@ def test_an_undecidable_layout_asks_for_layout_and_layout_overrides():
     data = [torch.randn(2, 3, 5, 7)]
     with pytest.raises(ValueError, match=r"cannot tell which axis holds the neurons of site '0' of "
                                          r"model_a \(outputs of shape \(2, 3, 5, 7\)\): pass layout="):
-        nsm.torch.compare(net(1), net(2), data, ["0"], progress=False)
-    c = nsm.torch.compare(net(1), net(2), data, ["0", "1"], layout={"0": "nhwc"}, progress=False,
+        compare(net(1), net(2), data, ["0"], progress=False)
+    c = compare(net(1), net(2), data, ["0", "1"], layout={"0": "nhwc"}, progress=False,
                           baseline=False)
     assert c["0"].layout == ("nhwc", "nhwc") and c["0"].n_x == 7 and c["1"].n_x == 4
     assert_gram(c["0"], [last_axis(2 * data[0])], [last_axis(2 * data[0])])
     with pytest.raises(ValueError, match=r"layout names \['nope'\], which no selected site is"):
-        nsm.torch.compare(net(1), net(2), data, ["1"], layout={"nope": "nc"}, progress=False)
+        compare(net(1), net(2), data, ["1"], layout={"nope": "nc"}, progress=False)
     with pytest.raises(ValueError, match="layout must be one of"):
-        nsm.torch.compare(net(1), net(2), data, ["1"], layout="nwhc", progress=False)
+        compare(net(1), net(2), data, ["1"], layout="nwhc", progress=False)
     with pytest.raises(ValueError, match=r"layout 'nc' for site '1' of model_a does not fit"):
-        nsm.torch.compare(net(1), net(2), data, ["1"], layout="nc", progress=False)
+        compare(net(1), net(2), data, ["1"], layout="nc", progress=False)
 
 
 def encoder_hand(model, batch):
@@ -218,7 +223,7 @@ def encoder_hand(model, batch):
 @pytest.mark.parametrize("tokens", ["samples", "mean", "cls", "last"])
 def test_padded_tokens_are_not_samples(side, tokens):
     a, b, data = TokenEncoder(1), TokenEncoder(2), padded_batches(n_batches=10, side=side)
-    c = nsm.torch.compare(a, b, data, "encoder", tokens=tokens, progress=False)
+    c = compare(a, b, data, "encoder", tokens=tokens, progress=False)
     X, Y = [], []
     for batch in data:
         for model, out in ((a, X), (b, Y)):
@@ -240,13 +245,13 @@ def test_padded_tokens_are_not_samples(side, tokens):
 
 def test_mask_callable_overrides_and_tokens_per_site():
     a, b, data = TokenEncoder(1), TokenEncoder(2), padded_batches(n_batches=6, side="left")
-    c = nsm.torch.compare(a, b, data, ["encoder", "head"], tokens={"head": "last"},
+    c = compare(a, b, data, ["encoder", "head"], tokens={"head": "last"},
                           mask=lambda batch: torch.ones_like(batch["input_ids"], dtype=torch.bool),
                           progress=False)
     assert c["encoder"].n_samples == 6 * 8 * 9  # every position, padding included, as asked
     assert c["head"].n_samples == 6 * 8 and c["head"].tokens == "last"
     with pytest.raises(ValueError, match="tokens must be one of"):
-        nsm.torch.compare(a, b, data, "head", tokens="first", progress=False)
+        compare(a, b, data, "head", tokens="first", progress=False)
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -255,7 +260,7 @@ def test_one_batch_gives_a_nan_baseline_not_an_error(seed):
     a = torch.nn.Sequential(torch.nn.Linear(8, 32), torch.nn.ReLU())
     b = torch.nn.Sequential(torch.nn.Linear(8, 32), torch.nn.ReLU())
     x = torch.randn(200, 8)
-    c = nsm.torch.compare(a, b, x, "1", eps=0.3, progress=False)  # a bare tensor: one batch
+    c = compare(a, b, x, "1", eps=0.3, progress=False)  # a bare tensor: one batch
     assert c["1"].n_samples == 200
     assert math.isnan(c["1"].baseline(0.3)) and np.isnan(c["1"].baseline([0.1, 0.9])).all()
     assert c.eps == (0.3,)
@@ -272,7 +277,7 @@ def test_a_neuron_live_only_in_the_first_batch_is_dead_in_the_baseline():
     first = torch.randn(50, 3)
     first[:, 0] = 1000.0
     data = [first, torch.randn(50, 3), torch.randn(50, 3)]
-    c = nsm.torch.compare(a, b, data, "1", progress=False)
+    c = compare(a, b, data, "1", progress=False)
     assert 0 not in c["1"].dead_x.tolist()
     assert 0 in c["1"].baseline_thresholds.dead_x.tolist()
     assert c["1"].baseline_gram.matrix[0, 0] == 0.0
@@ -285,7 +290,7 @@ def test_few_samples_warning_names_the_site_the_baseline_and_the_callers_line():
     data = [torch.randn(50, 8) for _ in range(2)]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        c = nsm.torch.compare(a, b, data, "1", progress=False)
+        c = compare(a, b, data, "1", progress=False)
     messages = [str(w.message) for w in caught if issubclass(w.category, nsm.FewSamplesWarning)]
     assert any(m.startswith("site '1': ") for m in messages)
     assert any(m.startswith("site '1', baseline: ") for m in messages)
@@ -297,15 +302,15 @@ def test_few_samples_warning_names_the_site_the_baseline_and_the_callers_line():
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch.compile's own imports
 def test_torch_compile_wrappers_are_unwrapped():
     a, b, data = small_cnn(1), small_cnn(2), [x for x, _ in __import__("tests.torch_models", fromlist=["x"]).image_batches(2)]
-    plain = nsm.torch.compare(a, b, data, ["1", "3"], progress=False)
-    compiled = nsm.torch.compare(torch.compile(a), torch.compile(b), data, ["1", "3"], progress=False)
+    plain = compare(a, b, data, ["1", "3"], progress=False)
+    compiled = compare(torch.compile(a), torch.compile(b), data, ["1", "3"], progress=False)
     assert list(compiled) == ["1", "3"]
     np.testing.assert_array_equal(compiled["3"].gram.matrix, plain["3"].gram.matrix)
 
 
 def test_saved_grams_let_simple_matches_work_after_load(tmp_path):
     a, b, data = small_cnn(1), small_cnn(2), __import__("tests.torch_models", fromlist=["x"]).image_batches(3)
-    c = nsm.torch.compare(a, b, data, ["3", "6"], progress=False)
+    c = compare(a, b, data, ["3", "6"], progress=False)
     c.save(tmp_path / "c.json")
     bare = nsm.torch.Comparison.load(tmp_path / "c.json")
     with pytest.raises(ValueError, match="save it with save\\(path, grams=True\\)"):
@@ -324,7 +329,7 @@ def test_a_rank_with_no_batch_takes_part_in_the_sums(tmp_path):
 
     torch.multiprocessing.spawn(distributed_worker, args=(2, str(tmp_path / "init"), str(tmp_path), "empty"),
                                 nprocs=2, join=True)
-    single = nsm.torch.compare(small_cnn(1), small_cnn(2), image_batches(8), ["1", "3"], progress=False)
+    single = compare(small_cnn(1), small_cnn(2), image_batches(8), ["1", "3"], progress=False)
     for rank in (0, 1):
         np.testing.assert_allclose(np.load(tmp_path / f"gram{rank}.npy"), single["3"].gram.matrix, rtol=1e-10)
         back = nsm.torch.Comparison.load(tmp_path / f"result{rank}.json")
@@ -342,7 +347,7 @@ def test_hugging_face_bert_with_padding():
     b = transformers.BertModel(config).eval()
     data = padded_batches(n_batches=12, batch=8, length=9, side="right")
     sites = ["encoder.layer.0.output", "encoder.layer.1.intermediate.intermediate_act_fn", "pooler"]
-    c = nsm.torch.compare(a, b, data, sites, tokens={"encoder.layer.0.output": "mean"}, progress=False)
+    c = compare(a, b, data, sites, tokens={"encoder.layer.0.output": "mean"}, progress=False)
     assert [c[s].layout[0] for s in sites] == ["nlc", "nlc", "nc"]
     assert c["encoder.layer.1.intermediate.intermediate_act_fn"].n_x == 48
     X, Y = {s: [] for s in sites}, {s: [] for s in sites}
@@ -365,10 +370,10 @@ def test_hugging_face_bert_with_padding():
 
 def test_a_model_compared_with_itself_or_sharing_modules():
     a, data = small_cnn(1), __import__("tests.torch_models", fromlist=["x"]).image_batches(3)
-    c = nsm.torch.compare(a, a, data, ["3", "6"], progress=False)
+    c = compare(a, a, data, ["3", "6"], progress=False)
     assert c["6"].n_samples == 96
     live = 24 - len(c["6"].dead_x) - len(c["6"].dead_y)
     assert c["6"].similarity(0.0) == pytest.approx(live / 24)
     b = torch.nn.Sequential(a[0], a[1], torch.nn.Conv2d(6, 8, 3), torch.nn.ReLU())  # shares a's first layers
-    c = nsm.torch.compare(a, b, data, "1", progress=False)
+    c = compare(a, b, data, "1", progress=False)
     assert c["1"].n_samples == 3 * 32 * 64

@@ -3,6 +3,7 @@ pooled by hand."""
 
 from __future__ import annotations
 
+import functools
 import numpy as np
 import pytest
 
@@ -11,6 +12,10 @@ F = torch.nn.functional
 
 import nsm  # noqa: E402
 import nsm.torch  # noqa: E402
+
+# These tests check captured values against hand-extracted activations exactly, so the Grams
+# take the float64 pass; the mixed pass has its own tests (tests/test_gram_precision.py).
+compare_all = functools.partial(nsm.torch.compare_all, precision="float64")
 
 
 def net(seed):
@@ -60,7 +65,7 @@ def check_pair(cross, a, b, X, Y):
 @pytest.mark.parametrize("samples", ["inputs", "pool"])
 def test_every_pair_against_pooled_activations(samples):
     a, b, data = net(1), net(2), batches()
-    cross = nsm.torch.compare_all(a, b, data, torch.nn.ReLU, samples=samples, progress=False)
+    cross = compare_all(a, b, data, torch.nn.ReLU, samples=samples, progress=False)
     assert list(cross.sites_a) == ["1", "4", "7"] and list(cross.sites_b) == ["1", "4", "7"]
     oa, ob = outputs(a, data), outputs(b, data)
     grids = {"1": (8, 8), "4": (4, 4), "7": ()}
@@ -93,7 +98,7 @@ def test_pairs_that_cannot_share_samples_are_reported():
             return self.proj(c.reshape(x.shape[0], -1, 6))
 
     data = batches(2)
-    cross = nsm.torch.compare_all(Tokens(1), Tokens(2), data, ["conv", "proj"], progress=False)
+    cross = compare_all(Tokens(1), Tokens(2), data, ["conv", "proj"], progress=False)
     assert cross.pair("conv", "conv").gram is not None
     assert "token" in cross.reasons[("conv", "proj")]
     assert np.isnan(cross.matrix("linear_cka")[0, 1])
@@ -106,6 +111,6 @@ def test_memory_is_checked_before_streaming():
     total = 2 * 8 * (8**2 + 18**2 + 30**2)
     with pytest.raises(ValueError, match=rf"would take {total} bytes, over max_bytes = 1000 bytes; the widest sites are "
                                          r"'7' of model_a \(6\)"):
-        nsm.torch.compare_all(a, b, data, torch.nn.ReLU, max_bytes=1000, progress=False)
+        compare_all(a, b, data, torch.nn.ReLU, max_bytes=1000, progress=False)
     with pytest.raises(ValueError, match="samples must be one of"):
-        nsm.torch.compare_all(a, b, data, torch.nn.ReLU, samples="mean", progress=False)
+        compare_all(a, b, data, torch.nn.ReLU, samples="mean", progress=False)

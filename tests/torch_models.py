@@ -47,7 +47,7 @@ def distributed_worker(rank: int, world: int, init_file: str, out_dir: str, spli
     try:
         data = image_batches(8)
         shard = data[rank::world] if split == "deal" else (data if rank == 0 else [])
-        c = nsm.torch.compare(small_cnn(1), small_cnn(2), shard, ["1", "3"], progress=False)
+        c = nsm.torch.compare(small_cnn(1), small_cnn(2), shard, ["1", "3"], progress=False, precision="float64")
         np.save(os.path.join(out_dir, f"gram{rank}.npy"), c["3"].gram.matrix)
         c.save(os.path.join(out_dir, f"result{rank}.json"))
     finally:

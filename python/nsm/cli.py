@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 
 from . import __version__
-from .validation import single_eps
+from .gram import Gram
+from .validation import DEFAULT_PRECISION, PRECISIONS, single_eps
 
 
 class CommandError(Exception):
@@ -121,7 +122,8 @@ def _cmd_match(args: argparse.Namespace) -> int:
     X = _load_array(args.a, args.key_a, "A")
     Y = _load_array(args.b, args.key_b, "B")
     try:
-        results = max_match(X, Y, list(args.eps), count_dead=not args.exclude_dead)
+        gram = Gram.from_arrays(X, Y, precision=args.precision)
+        results = max_match(gram, list(args.eps), count_dead=not args.exclude_dead)
     except (ValueError, TypeError) as exc:  # what is wrong with the files' arrays
         raise CommandError(_as_files(str(exc))) from exc
     assert isinstance(results, list)  # a list of eps gives a list of results
@@ -238,6 +240,9 @@ def build_parser() -> argparse.ArgumentParser:
     match.add_argument("b", help="activations of layer B, on the same samples")
     match.add_argument("--eps", type=_eps_value, nargs="+", default=[0.1, 0.2, 0.3, 0.4, 0.5],
                        help="relative errors in [0, 1] (default: 0.1 0.2 0.3 0.4 0.5)")
+    match.add_argument("--precision", choices=PRECISIONS, default=DEFAULT_PRECISION,
+                       help="how float32 activations are multiplied into the float64 Gram "
+                       f"(default: {DEFAULT_PRECISION}; see nsm.Gram)")
     match.add_argument("--json", help="also write the matched neurons to this JSON file")
     match.add_argument("--force", action="store_true", help="overwrite the --json file if it exists")
     match.add_argument("--key-a", help="array name in A's .npz (or key in A's .pt dict)")

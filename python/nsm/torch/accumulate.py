@@ -1,14 +1,19 @@
 """A layer pair's Gram accumulated where its activations live: nsm.Gram's C++ kernels for
-CPU tensors (read in place, channels-first views included), float64 torch matmuls on other
-devices. The comparison and its baseline both accumulate through this one class."""
+CPU tensors (read in place, channels-first views included), torch matmuls on other devices,
+with the same two precisions as nsm.Gram: "float64" (float64 products) and "mixed" (float32
+products over blocks of 2,048 rows, TF32 off, each block added into the float64 Gram). The
+comparison and its baseline both accumulate through this one class."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 
+import contextlib
+from collections.abc import Iterator
+
 from ..gram import Gram
-from ..validation import check_threads
+from ..validation import DEFAULT_PRECISION, Precision, check_threads
 from .layout import n_samples, to_2d
 
 __all__ = ["CORE_ON_CPU", "DeviceGram"]
@@ -16,6 +21,23 @@ __all__ = ["CORE_ON_CPU", "DeviceGram"]
 # CPU activations go to nsm's C++ Gram kernels; False sends them through the float64 torch
 # matmuls used on GPUs (the tests use it to check that path without a GPU).
 CORE_ON_CPU = True
+
+# The mixed pass on a GPU, as nsm.Gram's (cpp/include/nsm/gram.hpp): rows per float32 block,
+# and the magnitudes outside which a batch takes the float64 pass.
+MIXED_ROWS = 2048
+MIXED_MAX_ABS, MIXED_MIN_ABS = 1e15, 1e-5
+_LOW_PRECISION = (torch.float32, torch.float16, torch.bfloat16)
+
+
+@contextlib.contextmanager
+def _no_tf32() -> Iterator[None]:
+    """float32 matmuls in float32, not TF32 (10-bit mantissas would break the mixed bound)."""
+    saved = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = saved
 
 
 def numpy_view(t: torch.Tensor) -> np.ndarray:
@@ -28,11 +50,12 @@ def numpy_view(t: torch.Tensor) -> np.ndarray:
 class DeviceGram:
     """Gram matrix and column sums of ``[X Y]`` over the samples added so far."""
 
-    def __init__(self, n_x: int, n_y: int, device: torch.device) -> None:
-        self.n_x, self.n_y, self.device = n_x, n_y, device
+    def __init__(self, n_x: int, n_y: int, device: torch.device,
+                 precision: Precision = DEFAULT_PRECISION) -> None:
+        self.n_x, self.n_y, self.device, self.precision = n_x, n_y, device, precision
         self.core = device.type == "cpu" and CORE_ON_CPU
         if self.core:
-            self.gram: Gram | None = Gram(n_x, n_y)
+            self.gram: Gram | None = Gram(n_x, n_y, precision=precision)
         else:
             self.gram = None
             n = n_x + n_y
@@ -45,11 +68,22 @@ class DeviceGram:
         if self.gram is not None:
             self.gram._add_views(numpy_view(a), numpy_view(b), check_threads(torch.get_num_threads()))
             return
-        block = torch.cat([to_2d(a), to_2d(b)], dim=1).to(torch.float64)
+        a2, b2 = to_2d(a), to_2d(b)
+        mixed = self.precision == "mixed" and a2.dtype in _LOW_PRECISION and b2.dtype in _LOW_PRECISION
+        block = torch.cat([a2, b2], dim=1).to(torch.float32 if mixed else torch.float64)
         if not bool(torch.isfinite(block).all()):
             raise ValueError("activations contain NaN or Inf")
-        self.matrix.addmm_(block.T, block)
-        self.sums += block.sum(dim=0)
+        largest = float(block.abs().max()) if block.numel() else 0.0
+        if mixed and MIXED_MIN_ABS < largest < MIXED_MAX_ABS:
+            with _no_tf32():
+                for start in range(0, block.shape[0], MIXED_ROWS):
+                    part = block[start:start + MIXED_ROWS]
+                    self.matrix += (part.T @ part).to(torch.float64)
+            self.sums += block.sum(dim=0, dtype=torch.float64)
+        else:
+            block = block.to(torch.float64)
+            self.matrix.addmm_(block.T, block)
+            self.sums += block.sum(dim=0)
         self.count += n_samples(a)
 
     @property

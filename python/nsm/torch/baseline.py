@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 
+from ..validation import Precision
 from .accumulate import DeviceGram
 from .layout import n_samples, to_2d
 
@@ -20,8 +21,8 @@ class ShiftedBaseline:
     """Accumulates ``[A_i, B_(i-1)]`` over batches i >= 1, paired sample by sample; when the
     two batches differ in size, only the first min(len) samples of each are paired."""
 
-    def __init__(self, n_x: int, n_y: int, device: torch.device) -> None:
-        self.acc = DeviceGram(n_x, n_y, device)
+    def __init__(self, n_x: int, n_y: int, device: torch.device, precision: Precision) -> None:
+        self.acc = DeviceGram(n_x, n_y, device, precision)
         self.previous_b: torch.Tensor | None = None
 
     def update(self, a: torch.Tensor, b: torch.Tensor) -> None:

@@ -16,7 +16,7 @@ from ..comparison import DEFAULT_EPS, Comparison, LayerComparison
 from ..gram import Gram
 from ..progress import progress_bar
 from ..thresholds import Thresholds, match_thresholds
-from ..validation import check_bool, check_eps
+from ..validation import DEFAULT_PRECISION, Precision, check_bool, check_eps, check_precision
 from . import distributed
 from .accumulate import DeviceGram, gram_from_parts
 from .baseline import ShiftedBaseline
@@ -160,6 +160,7 @@ def compare(
     progress: bool = True,
     count_dead: bool = True,
     baseline: bool = True,
+    precision: Precision = DEFAULT_PRECISION,
 ) -> Comparison:
     """Compare two models site by site on the same data.
 
@@ -215,6 +216,9 @@ def compare(
     baseline : bool
         Also accumulate the shifted-batch baseline (batch i of A against batch i-1 of B; about
         as costly again as the Gram); without it ``LayerComparison.baseline`` gives NaN.
+    precision : {'mixed', 'float64'}
+        How float32 activations are multiplied into the float64 Grams, as for :class:`nsm.Gram`
+        (on a GPU too, with TF32 off).
 
     Returns
     -------
@@ -238,6 +242,7 @@ def compare(
     progress = check_bool(progress, "progress")
     count_dead = check_bool(count_dead, "count_dead")
     baseline = check_bool(baseline, "baseline")
+    precision = check_precision(precision)
     layouts = _PerSite(_check_per_site(layout, "layout", check_layout), "layout")
     modes = _PerSite(_check_per_site(tokens, "tokens", _check_tokens), "tokens")
     if mask is not None and not callable(mask):
@@ -280,7 +285,7 @@ def compare(
                     _check_calls(tap_a, first_calls[0], number)
                     _check_calls(tap_b, first_calls[1], number)
                 for plan in plans:
-                    _add(plan, tap_a, tap_b, real, baseline)
+                    _add(plan, tap_a, tap_b, real, baseline, precision)
                 if tap_a.provenance is not None:
                     # Later batches need no layout inference: hook the watched modules only.
                     tap_a = _retap(tap_a, root_a, selection.watch_a)
@@ -348,7 +353,8 @@ def _plan(selection: Selection, tap_a: Tap, tap_b: Tap, layouts: _PerSite, modes
     return plans
 
 
-def _add(plan: _Plan, tap_a: Tap, tap_b: Tap, real: torch.Tensor | None, baseline: bool) -> None:
+def _add(plan: _Plan, tap_a: Tap, tap_b: Tap, real: torch.Tensor | None, baseline: bool,
+         precision: Precision) -> None:
     pair = plan.pair
     a = sample_rows(tap_a.value(pair.a.module, pair.a.index), plan.layout_a, plan.tokens, real, pair.a.label)
     b = sample_rows(tap_b.value(pair.b.module, pair.b.index), plan.layout_b, plan.tokens, real, pair.b.label)
@@ -357,8 +363,8 @@ def _add(plan: _Plan, tap_a: Tap, tap_b: Tap, real: torch.Tensor | None, baselin
                          f"(layout {plan.layout_a!r}) but model_b gives {n_samples(b)} (layout "
                          f"{plan.layout_b!r}); both must see the same inputs at the same positions")
     if plan.gram is None:
-        plan.gram = DeviceGram(a.shape[1], b.shape[1], a.device)
-        plan.baseline = ShiftedBaseline(a.shape[1], b.shape[1], a.device) if baseline else None
+        plan.gram = DeviceGram(a.shape[1], b.shape[1], a.device, precision)
+        plan.baseline = ShiftedBaseline(a.shape[1], b.shape[1], a.device, precision) if baseline else None
     try:
         plan.gram.update(a, b)
         if plan.baseline is not None:

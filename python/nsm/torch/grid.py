@@ -37,6 +37,7 @@ from .compare import (
     _PerSite,
     _retap,
 )
+from ..validation import DEFAULT_PRECISION, Precision, check_bool, check_precision
 from .layout import check_layout, sample_rows
 from .sites import ModelSelection, Site, SitePair, unwrap
 
@@ -110,7 +111,7 @@ class _GridGram:
     """One Gram over the sites of both models that some pair needs on this grid."""
 
     def __init__(self, grid: Grid, sites_a: list[_SiteInfo], sites_b: list[_SiteInfo],
-                 device: torch.device) -> None:
+                 device: torch.device, precision: Precision) -> None:
         self.grid, self.sites_a, self.sites_b = grid, sites_a, sites_b
         self.offsets: dict[tuple[str, str], tuple[int, int]] = {}
         start = 0
@@ -118,7 +119,7 @@ class _GridGram:
             self.offsets[(info.which, info.label)] = (start, start + info.width)
             start += info.width
         self.n_x = sum(i.width for i in sites_a)
-        self.acc = DeviceGram(self.n_x, start - self.n_x, device)
+        self.acc = DeviceGram(self.n_x, start - self.n_x, device, precision)
 
     def nbytes(self) -> int:
         n = self.acc.n_x + self.acc.n_y
@@ -180,6 +181,7 @@ def compare_all(
     mask: Callable[[Any], torch.Tensor] | None = None,
     max_bytes: int = DEFAULT_MAX_BYTES,
     progress: bool = True,
+    precision: Precision = DEFAULT_PRECISION,
 ) -> Any:
     """Every site of model A against every site of model B, streaming the data once.
 
@@ -200,6 +202,8 @@ def compare_all(
         The ε values of the pairs' summary (default: nsm's).
     device, max_batches, layout, tokens, mask, progress
         As for :func:`nsm.torch.compare` (``layout`` and ``tokens`` per site label).
+    precision : {'mixed', 'float64'}
+        As for :func:`nsm.torch.compare`.
     max_bytes : int
         Refuse to start when the Grams would need more memory than this (default 4 GiB); the
         error names the total and the largest sites.
@@ -230,6 +234,8 @@ def compare_all(
     if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 1:
         raise ValueError(f"max_bytes must be a positive int, got {max_bytes!r}")
     max_batches = _check_max_batches(max_batches)
+    precision = check_precision(precision)
+    progress = check_bool(progress, "progress")
     layouts = _PerSite(_check_per_site(layout, "layout", check_layout), "layout")
     modes = _PerSite(_check_per_site(tokens, "tokens", _check_tokens), "tokens")
     sel_a = ModelSelection(model_a, layers_a, "model_a")
@@ -267,7 +273,7 @@ def compare_all(
                     infos = (_infos(sel_a, tap_a, layouts, modes), _infos(sel_b, tap_b, layouts, modes))
                     layouts.check_used()
                     modes.check_used()
-                    grids = _plan_grids(infos, samples, device, pairs, reasons)
+                    grids = _plan_grids(infos, samples, device, pairs, reasons, precision)
                     _check_memory(grids, max_bytes)
                     first_calls = (tap_a.calls(), tap_b.calls())
                 else:
@@ -305,7 +311,7 @@ def _infos(selection: ModelSelection, tap: Tap, layouts: _PerSite, modes: _PerSi
 
 
 def _plan_grids(infos: tuple[list[_SiteInfo], list[_SiteInfo]], samples: str, device: torch.device,
-                pairs: dict, reasons: dict) -> list[_GridGram]:
+                pairs: dict, reasons: dict, precision: Precision) -> list[_GridGram]:
     needed: dict[Grid, tuple[dict[str, _SiteInfo], dict[str, _SiteInfo]]] = {}
     where: dict[tuple[str, str], Grid | None] = {}
     for a in infos[0]:
@@ -317,7 +323,7 @@ def _plan_grids(infos: tuple[list[_SiteInfo], list[_SiteInfo]], samples: str, de
                 continue
             sa, sb = needed.setdefault(grid, ({}, {}))
             sa[a.label], sb[b.label] = a, b
-    grams = {grid: _GridGram(grid, list(sa.values()), list(sb.values()), device)
+    grams = {grid: _GridGram(grid, list(sa.values()), list(sb.values()), device, precision)
              for grid, (sa, sb) in needed.items()}
     for a in infos[0]:
         for b in infos[1]:
