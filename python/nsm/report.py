@@ -53,7 +53,7 @@ def _slot(n: int, most: float) -> float:
     return max(0.4, min(most, 24.0 / max(n, 1)))
 
 
-def _layer_ticks(ax, positions: Any, labels: list[str], prefix: str) -> None:
+def _layer_ticks(ax: Any, positions: Any, labels: list[str], prefix: str) -> None:
     crowded = len(labels) > 8 or max((len(s) for s in labels), default=0) > 14
     ax.set_xticks(positions, labels, rotation=90 if crowded else 0,
                   fontsize=7 if len(labels) > 30 else 8 if crowded else 9)
