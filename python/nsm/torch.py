@@ -248,7 +248,8 @@ class _Accumulator:
     def __init__(self, n_x: int, n_y: int, device: torch.device, core: bool) -> None:
         self.n_x, self.n_y, self.device = n_x, n_y, device
         if core:
-            self.gram: Gram | None = Gram(n_x, n_y)
+            # float64 until compare() offers precision= (its baseline subtracts float64 blocks).
+            self.gram: Gram | None = Gram(n_x, n_y, precision="float64")
         else:
             self.gram = None
             self.matrix = torch.zeros(n_x + n_y, n_x + n_y, dtype=torch.float64, device=device)
