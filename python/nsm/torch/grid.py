@@ -6,7 +6,7 @@ samples. ``samples="pool"``: a pair's finer spatial map is average-pooled to the
 grid, so (input, coarse position) pairs are the samples; a site with one vector per input pools
 the other to one position; token sites pair with token sites of the same length. For each grid
 that some pair needs, one Gram over all the sites pooled to it is accumulated (nsm's C++ kernels
-on the CPU), and each pair's Gram is cut out of it when first asked for.
+on the CPU), and each pair's Gram is cut out of it when it is read.
 """
 
 from __future__ import annotations
@@ -144,19 +144,17 @@ class _GridGram:
 
 
 class PairGrams(Mapping):
-    """``{(site_a, site_b): Gram or None}``, cut out of the grid Grams when first read (None:
-    the pair could not share samples; ``reasons`` says why)."""
+    """``{(site_a, site_b): Gram or None}``, cut out of the grid Grams each time a pair is read
+    (None: the pair could not share samples; ``reasons`` says why). Nothing is kept per pair,
+    so the memory is that of the grid Grams whatever the number of pairs."""
 
     def __init__(self, pairs: dict[tuple[str, str], tuple[_GridGram | None, _SiteInfo, _SiteInfo]],
                  reasons: dict[tuple[str, str], str]) -> None:
         self._pairs, self.reasons = pairs, reasons
-        self._cache: dict[tuple[str, str], Gram | None] = {}
 
     def __getitem__(self, key: tuple[str, str]) -> Gram | None:
-        if key not in self._cache:
-            grid, a, b = self._pairs[key]
-            self._cache[key] = None if grid is None else grid.pair(a, b)
-        return self._cache[key]
+        grid, a, b = self._pairs[key]
+        return None if grid is None else grid.pair(a, b)
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
         return iter(self._pairs)
