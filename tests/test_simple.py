@@ -164,6 +164,9 @@ def test_ctrl_c_stops_the_search():
     X, Y = related_layers(rng, 3000, 300, 300, shared=60, noise=0.3)
     g = nsm.Gram.from_arrays(X, Y)
     timer = threading.Timer(0.5, lambda: os.kill(os.getpid(), signal.SIGINT))
+    # Python's own Ctrl-C handler, as in a user's session: a library loaded by an earlier test
+    # of the suite may have installed another one at the C level (the full suite did not raise).
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     start = time.monotonic()
     timer.start()
     try:
@@ -171,6 +174,7 @@ def test_ctrl_c_stops_the_search():
             nsm.simple_matches(g, 0.9, progress=False)
     finally:
         timer.cancel()
+        signal.signal(signal.SIGINT, previous)
     # Liveness, not speed: the run would take far longer than this if the signal were ignored.
     assert time.monotonic() - start < 30
 

@@ -3,6 +3,7 @@ layer on held-out images. Everything ships with the install; nothing is download
 
 from __future__ import annotations
 
+import os
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -106,8 +107,9 @@ def run_demo(out_dir: str = "nsm-report", quick: bool = False, progress: bool = 
     import torch
 
     from .progress import progress_bar
+    from .heatmap import plot_heatmap
     from .report import write_report
-    from .torch import compare
+    from .torch import compare, compare_all
 
     start = time.perf_counter()
     torch.manual_seed(DATA_SEED)
@@ -131,6 +133,14 @@ def run_demo(out_dir: str = "nsm-report", quick: bool = False, progress: bool = 
                          progress=progress)
     echo(comparison.table())
     paths = write_report(comparison, out_dir)
+    # Every layer of one network against every layer of the other: the finer map of a pair is
+    # average-pooled to the coarser grid, so every pair has samples to share.
+    grid = compare_all(models[0], models[1], batches, ["relu1", "relu2", "relu3"], samples="pool",
+                       progress=progress)
+    for measure in ("match_auc", "linear_cka"):
+        path = os.path.join(out_dir, f"heatmap_{measure}.png")
+        plot_heatmap(grid, path, measure)
+        paths.append(path)
     seconds = time.perf_counter() - start
     echo(f"wrote {', '.join(paths)} in {seconds:.1f} s")
     return DemoResult(comparison, (accuracies[0], accuracies[1]), seconds, paths)
