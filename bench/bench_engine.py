@@ -55,7 +55,7 @@ def cosine_blocks(gram: nsm.Gram) -> list[np.ndarray]:
     """Each layer's cosine block (the matrix the engine factors), in Fortran order for LAPACK."""
     G = gram.matrix
     blocks = []
-    for block in (G[:gram.n_x, :gram.n_x], G[gram.n_x:, gram.n_x:]):
+    for block in (G[: gram.n_x, : gram.n_x], G[gram.n_x :, gram.n_x :]):
         s = 1.0 / np.sqrt(np.diag(block))
         blocks.append(np.asfortranarray(block * s[:, None] * s[None, :]))
     return blocks
@@ -66,8 +66,11 @@ def dpstrf_both(blocks: list[np.ndarray], tol: float) -> None:
         lapack.dpstrf(c, lower=1, tol=tol)
 
 
-@pytest.fixture(scope="module", params=[(n, case) for n in SIZES for case in ("match", "peel")],
-                ids=lambda p: f"{p[0]}+{p[0]}-{p[1]}")
+@pytest.fixture(
+    scope="module",
+    params=[(n, case) for n in SIZES for case in ("match", "peel")],
+    ids=lambda p: f"{p[0]}+{p[0]}-{p[1]}",
+)
 def setting(request):
     n, case = request.param
     return n, case, engine_gram(n, case)
@@ -91,5 +94,6 @@ def test_engine_against_dpstrf(setting):
     if case == "peel" and not SMALL:
         assert matched < 0.2
     for what in (f"max_match eps={EPS}", "match_thresholds"):
-        RATIOS.append((f"{what} / dpstrf of both layers, {tag}", f"{what}, {tag}",
-                       f"dpstrf both layers, {tag}", "<= 3"))
+        RATIOS.append(
+            (f"{what} / dpstrf of both layers, {tag}", f"{what}, {tag}", f"dpstrf both layers, {tag}", "<= 3")
+        )

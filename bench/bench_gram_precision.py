@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import NOTES, RATIOS, timed
+from layers import SMALL, related_relu_layers
 
 import nsm
 from nsm import _core
-
-from conftest import NOTES, RATIOS, timed
-from layers import SMALL, related_relu_layers
 
 D = 2000 if SMALL else 20_000
 N = 48 if SMALL else 256
@@ -32,7 +31,7 @@ def near_duplicates(rng):
     X, Y = related_relu_layers(D, N, seed=3)
     k = N // 2
     Y[:, :k] = X[:, :k] * (1 + 1e-3 * rng.standard_normal((D, k), dtype=np.float32))
-    X[:, k:k + 16] = X[:, :16] * (1 + 1e-3 * rng.standard_normal((D, 16), dtype=np.float32))
+    X[:, k : k + 16] = X[:, :16] * (1 + 1e-3 * rng.standard_normal((D, 16), dtype=np.float32))
     return X, Y
 
 
@@ -51,7 +50,7 @@ def nearly_dead(rng):
     for a in (X, Y):
         cols = rng.permutation(N)
         a[:, cols[: N // 10]] = 0
-        faint = cols[N // 10: N // 5]
+        faint = cols[N // 10 : N // 5]
         mask = rng.random((D, faint.size)) < 0.01
         a[:, faint] = np.where(mask, 1e-4 * a[:, faint] + 1e-4, 0).astype(np.float32)
     return X, Y
@@ -59,8 +58,10 @@ def nearly_dead(rng):
 
 def long_stream(rng):
     """10^6 samples of 32 + 32 neurons, streamed in batches of 50,000."""
-    chunks = [related_relu_layers(50_000 if not SMALL else 5000, 32, seed=10 + i)
-              for i in range(LONG // (50_000 if not SMALL else 5000))]
+    chunks = [
+        related_relu_layers(50_000 if not SMALL else 5000, 32, seed=10 + i)
+        for i in range(LONG // (50_000 if not SMALL else 5000))
+    ]
     return chunks
 
 
@@ -120,10 +121,19 @@ def test_speed_of_the_mixed_pass():
     gm = timed("Gram pass mixed", lambda: nsm.Gram.from_arrays(X, Y, precision="mixed"), rounds=3)
     scale = np.sqrt(np.outer(np.diag(g64.matrix), np.diag(g64.matrix))) + 1e-300
     assert np.abs(gm.matrix - g64.matrix).max() / scale.max() < 1e-5
-    RATIOS.append((f"Gram pass speed-up, mixed over float64, {d} x ({n}+{n}) float32",
-                   "Gram pass float64", "Gram pass mixed", ">= 3"))
+    RATIOS.append(
+        (
+            f"Gram pass speed-up, mixed over float64, {d} x ({n}+{n}) float32",
+            "Gram pass float64",
+            "Gram pass mixed",
+            ">= 3",
+        )
+    )
 
 
-NOTES.append("| family | max |Δ critical eps| / max |Δ MMS| on a 0.01 grid, blocks of "
-             + ", ".join(str(b) for b in BLOCKS) + " rows |")
+NOTES.append(
+    "| family | max |Δ critical eps| / max |Δ MMS| on a 0.01 grid, blocks of "
+    + ", ".join(str(b) for b in BLOCKS)
+    + " rows |"
+)
 NOTES.append("|---|" + "---|" * len(BLOCKS))

@@ -61,8 +61,14 @@ def test_one_eps_from_raw_arrays(run, layers, eps):
     BASELINE[eps] = expected
     got = run(f"nsm: eps={eps} (Gram pass included)", lambda: nsm.max_match(X, Y, eps), rounds=3)
     assert (got.x.tolist(), got.y.tolist()) == expected
-    RATIOS.append((f"speed-up over the authors' algorithm, eps={eps}", f"baseline: eps={eps}",
-                   f"nsm: eps={eps} (Gram pass included)", ">= 8"))
+    RATIOS.append(
+        (
+            f"speed-up over the authors' algorithm, eps={eps}",
+            f"baseline: eps={eps}",
+            f"nsm: eps={eps} (Gram pass included)",
+            ">= 8",
+        )
+    )
 
 
 def test_all_eps_in_one_call(run, layers):
@@ -73,8 +79,9 @@ def test_all_eps_in_one_call(run, layers):
             assert (result.x.tolist(), result.y.tolist()) == BASELINE[result.eps]
     if len(BASELINE) == len(EPS):
         TIMES["baseline: five eps one by one"] = sum(TIMES[f"baseline: eps={e}"] for e in EPS)
-        RATIOS.append(("speed-up, five eps", "baseline: five eps one by one",
-                       "nsm: five eps in one call", ">= 8"))
+        RATIOS.append(
+            ("speed-up, five eps", "baseline: five eps one by one", "nsm: five eps in one call", ">= 8")
+        )
 
 
 def test_further_eps_cost(run, layers):
@@ -85,18 +92,27 @@ def test_further_eps_cost(run, layers):
     assert (one.x.tolist(), one.y.tolist()) == (five[0].x.tolist(), five[0].y.tolist())
     further = max(TIMES["nsm: five eps from a Gram"] - TIMES["nsm: one eps from a Gram"], 0.0) / 4
     TIMES["nsm: each further eps (derived)"] = further
-    RATIOS.append(("each further eps / nsm Gram pass", "nsm: each further eps (derived)",
-                   "nsm: Gram pass", "<= 0.10"))
+    RATIOS.append(
+        ("each further eps / nsm Gram pass", "nsm: each further eps (derived)", "nsm: Gram pass", "<= 0.10")
+    )
 
 
 def test_gram_pass(run, layers):
     X, Y = layers
     g = run("nsm: Gram pass", lambda: nsm.Gram.from_arrays(X, Y, precision="float64"), rounds=3)
-    mixed = timed("nsm: Gram pass, mixed precision (the default)", lambda: nsm.Gram.from_arrays(X, Y), rounds=3)
+    mixed = timed(
+        "nsm: Gram pass, mixed precision (the default)", lambda: nsm.Gram.from_arrays(X, Y), rounds=3
+    )
     scale = np.sqrt(np.outer(np.diag(g.matrix), np.diag(g.matrix))).max()
     assert np.abs(mixed.matrix - g.matrix).max() <= 1e-5 * scale
-    RATIOS.append(("nsm Gram pass speed-up, mixed over float64", "nsm: Gram pass",
-                   "nsm: Gram pass, mixed precision (the default)", ">= 3"))
+    RATIOS.append(
+        (
+            "nsm Gram pass speed-up, mixed over float64",
+            "nsm: Gram pass",
+            "nsm: Gram pass, mixed precision (the default)",
+            ">= 3",
+        )
+    )
 
     def numpy_gram():
         A = np.hstack([X, Y]).astype(np.float64)
@@ -106,10 +122,22 @@ def test_gram_pass(run, layers):
     np.testing.assert_allclose(g.matrix, expected, rtol=1e-9, atol=1e-6)
     a64 = np.hstack([X, Y]).astype(np.float64)
     timed("numpy: float64 A.T @ A on a float64 copy", lambda: a64.T @ a64, rounds=3)
-    RATIOS.append(("nsm Gram throughput / numpy (conversion included)",
-                   "numpy: float64 A.T @ A, conversion included", "nsm: Gram pass", ">= 0.8"))
-    RATIOS.append(("nsm Gram throughput / numpy (float64 copy given)",
-                   "numpy: float64 A.T @ A on a float64 copy", "nsm: Gram pass", ">= 0.8"))
+    RATIOS.append(
+        (
+            "nsm Gram throughput / numpy (conversion included)",
+            "numpy: float64 A.T @ A, conversion included",
+            "nsm: Gram pass",
+            ">= 0.8",
+        )
+    )
+    RATIOS.append(
+        (
+            "nsm Gram throughput / numpy (float64 copy given)",
+            "numpy: float64 A.T @ A on a float64 copy",
+            "nsm: Gram pass",
+            ">= 0.8",
+        )
+    )
 
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -139,12 +167,19 @@ MEMORY_SCRIPT = textwrap.dedent("""
 
 
 def test_gram_pass_peak_memory():
-    out = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT, str(D), str(N), str(ROOT)],
-                         capture_output=True, text=True, check=True, env=FIXED_MMAP_ENV)
+    out = subprocess.run(
+        [sys.executable, "-c", MEMORY_SCRIPT, str(D), str(N), str(ROOT)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=FIXED_MMAP_ENV,
+    )
     m = json.loads(out.stdout)
     extra_mib = (m["extra"] - m["result"]) / 2**20
-    NOTES.append(f"Gram pass peak extra memory beyond the n x n result: {extra_mib:.1f} MiB "
-                 f"(target <= 64 MiB; inputs {2 * X_BYTES(D, N) / 2**20:.0f} MiB of float32)")
+    NOTES.append(
+        f"Gram pass peak extra memory beyond the n x n result: {extra_mib:.1f} MiB "
+        f"(target <= 64 MiB; inputs {2 * X_BYTES(D, N) / 2**20:.0f} MiB of float32)"
+    )
     assert extra_mib <= 64
 
 

@@ -58,23 +58,29 @@ def from_scratch_minimal(gram: nsm.Gram, eps: float, neuron: tuple[str, int]):
 def test_one_minimal_match(run, gram):
     size = f"{gram.n_x}+{gram.n_y}"
     neuron = ("x", int(nsm.max_match(gram, EPS).x[0]))
-    expected = timed(f"from scratch: one v-minimal match, {size}",
-                     lambda: from_scratch_minimal(gram, EPS, neuron))
-    got = run(f"nsm: one v-minimal match, {size}",
-              lambda: nsm.minimal_match(gram, EPS, neuron), rounds=3)
+    expected = timed(
+        f"from scratch: one v-minimal match, {size}", lambda: from_scratch_minimal(gram, EPS, neuron)
+    )
+    got = run(f"nsm: one v-minimal match, {size}", lambda: nsm.minimal_match(gram, EPS, neuron), rounds=3)
     assert (got.x.tolist(), got.y.tolist()) == expected
-    RATIOS.append((f"one v-minimal match {size}: speed-up over from scratch",
-                   f"from scratch: one v-minimal match, {size}", f"nsm: one v-minimal match, {size}",
-                   ">= 100"))
+    RATIOS.append(
+        (
+            f"one v-minimal match {size}: speed-up over from scratch",
+            f"from scratch: one v-minimal match, {size}",
+            f"nsm: one v-minimal match, {size}",
+            ">= 100",
+        )
+    )
 
 
 def test_all_simple_matches():
     gram = layers_gram(SIZES[0])
     size = f"{gram.n_x}+{gram.n_y}"
-    s = timed(f"nsm: all simple matches, {size}",
-              lambda: nsm.simple_matches(gram, EPS, progress=False))
+    s = timed(f"nsm: all simple matches, {size}", lambda: nsm.simple_matches(gram, EPS, progress=False))
     union_x = sorted(set().union(*[m.x.tolist() for m in s]))
     assert union_x == s.maximum_match.x.tolist()
-    NOTES.append(f"all simple matches, {size}, eps={EPS}: {len(s)} matches from "
-                 f"{len(s.maximum_match.x) + len(s.maximum_match.y)} searches, "
-                 f"{TIMES[f'nsm: all simple matches, {size}']:.1f} s; kinds {s.kinds()}")
+    NOTES.append(
+        f"all simple matches, {size}, eps={EPS}: {len(s)} matches from "
+        f"{len(s.maximum_match.x) + len(s.maximum_match.y)} searches, "
+        f"{TIMES[f'nsm: all simple matches, {size}']:.1f} s; kinds {s.kinds()}"
+    )

@@ -90,8 +90,14 @@ def test_thresholds_against_from_scratch_peeling(run, gram):
     np.testing.assert_array_equal(np.isinf(got), np.isinf(expected))
     finite = np.isfinite(got)
     np.testing.assert_allclose(got[finite], expected[finite], atol=1e-6)
-    RATIOS.append(("thresholds: speed-up over from-scratch peeling", "from-scratch peeling",
-                   "nsm: match_thresholds", ">= 20"))
+    RATIOS.append(
+        (
+            "thresholds: speed-up over from-scratch peeling",
+            "from-scratch peeling",
+            "nsm: match_thresholds",
+            ">= 20",
+        )
+    )
 
 
 def test_thresholds_against_one_max_match(run, gram):
@@ -103,8 +109,14 @@ def test_thresholds_against_one_max_match(run, gram):
     m = run("nsm: one max_match from the same Gram", lambda: nsm.max_match(gram, eps), rounds=3)
     assert m.x.tolist() == t.max_match(eps).x.tolist()
     timed("nsm: match_thresholds", lambda: nsm.match_thresholds(gram), rounds=3)
-    RATIOS.append(("thresholds / one max_match", "nsm: match_thresholds",
-                   "nsm: one max_match from the same Gram", "<= 3"))
+    RATIOS.append(
+        (
+            "thresholds / one max_match",
+            "nsm: match_thresholds",
+            "nsm: one max_match from the same Gram",
+            "<= 3",
+        )
+    )
 
 
 # A fixed mmap threshold makes glibc return every large block to the system when it is freed,
@@ -139,14 +151,20 @@ def test_thresholds_peak_memory():
     sizes = (20, 40) if SMALL else (512, 1024)
     multiples = []
     for n in sizes:
-        out = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT, str(n)],
-                             capture_output=True, text=True, check=True, env=FIXED_MMAP_ENV)
+        out = subprocess.run(
+            [sys.executable, "-c", MEMORY_SCRIPT, str(n)],
+            capture_output=True,
+            text=True,
+            check=True,
+            env=FIXED_MMAP_ENV,
+        )
         m = json.loads(out.stdout)
         multiples.append(m["extra"] / m["gram"])
-        NOTES.append(f"match_thresholds, {n} + {n} neurons: peak extra memory "
-                     f"{m['extra'] / 2**20:.1f} MiB = {m['extra'] / m['gram']:.1f} x the Gram")
+        NOTES.append(
+            f"match_thresholds, {n} + {n} neurons: peak extra memory "
+            f"{m['extra'] / 2**20:.1f} MiB = {m['extra'] / m['gram']:.1f} x the Gram"
+        )
     if not SMALL:
         # O(n^2): the multiple of the Gram's size does not grow with n (levels grow with n).
         assert multiples[1] <= 1.25 * multiples[0] + 1
         assert multiples[1] <= 12
-

@@ -25,9 +25,14 @@ from tests.torch_models import TokenEncoder, resnet18  # noqa: E402
 
 # The issue's sizes: 1,024 inputs at 64 x 64 through a full-width ResNet-18 replica; a BERT-style
 # encoder of width 256 and FFN 1024 on 64 sequences of 128 tokens (8,192 tokens).
-RESNET = dict(inputs=64, size=32, width=8, batch=32) if SMALL else dict(inputs=1024, size=64, width=64, batch=128)
-BERT = dict(seqs=16, length=32, width=32, ffn=64, layers=2) if SMALL else dict(
-    seqs=64, length=128, width=256, ffn=1024, layers=4)
+RESNET = (
+    dict(inputs=64, size=32, width=8, batch=32) if SMALL else dict(inputs=1024, size=64, width=64, batch=128)
+)
+BERT = (
+    dict(seqs=16, length=32, width=32, ffn=64, layers=2)
+    if SMALL
+    else dict(seqs=64, length=128, width=256, ffn=1024, layers=4)
+)
 
 
 def _images():
@@ -38,8 +43,10 @@ def _images():
 
 def _tokens():
     g = torch.Generator().manual_seed(0)
-    return [{"input_ids": torch.randint(1, 50, (8, BERT["length"]), generator=g)}
-            for _ in range(BERT["seqs"] // 8)]
+    return [
+        {"input_ids": torch.randint(1, 50, (8, BERT["length"]), generator=g)}
+        for _ in range(BERT["seqs"] // 8)
+    ]
 
 
 def _bert(seed):
@@ -54,15 +61,30 @@ def _bench(label, a, b, data, layers, **kw):
 
     forwards()  # warm up
     timed(f"{label}: forward passes of both models alone", forwards, rounds=3)
-    c = timed(f"{label}: compare", lambda: nsm.torch.compare(a, b, data, layers, progress=False, **kw),
-              rounds=2)
-    timed(f"{label}: compare, baseline=False",
-          lambda: nsm.torch.compare(a, b, data, layers, progress=False, baseline=False, **kw), rounds=2)
-    RATIOS.append((f"{label}: compare without the baseline / forward passes",
-                   f"{label}: compare, baseline=False", f"{label}: forward passes of both models alone",
-                   "<= 1.5"))
-    RATIOS.append((f"{label}: compare with the baseline / without", f"{label}: compare",
-                   f"{label}: compare, baseline=False", "<= 1.4"))
+    c = timed(
+        f"{label}: compare", lambda: nsm.torch.compare(a, b, data, layers, progress=False, **kw), rounds=2
+    )
+    timed(
+        f"{label}: compare, baseline=False",
+        lambda: nsm.torch.compare(a, b, data, layers, progress=False, baseline=False, **kw),
+        rounds=2,
+    )
+    RATIOS.append(
+        (
+            f"{label}: compare without the baseline / forward passes",
+            f"{label}: compare, baseline=False",
+            f"{label}: forward passes of both models alone",
+            "<= 1.5",
+        )
+    )
+    RATIOS.append(
+        (
+            f"{label}: compare with the baseline / without",
+            f"{label}: compare",
+            f"{label}: compare, baseline=False",
+            "<= 1.4",
+        )
+    )
     return c
 
 
@@ -76,8 +98,11 @@ def test_resnet18_every_relu_site():
 
 def test_bert_style_encoder():
     a, b = _bert(1), _bert(2)
-    sites = ["encoder.layers.0", f"encoder.layers.{BERT['layers'] - 1}",
-             f"encoder.layers.{BERT['layers'] - 1}.linear1"]
+    sites = [
+        "encoder.layers.0",
+        f"encoder.layers.{BERT['layers'] - 1}",
+        f"encoder.layers.{BERT['layers'] - 1}.linear1",
+    ]
     c = _bench("BERT-style encoder", a, b, _tokens(), sites)
     assert c[sites[0]].n_samples == BERT["seqs"] * BERT["length"]
 
@@ -110,11 +135,18 @@ MEMORY_SCRIPT = textwrap.dedent("""
 def test_peak_memory_over_the_grams(baseline):
     width, n = (256, 2000) if SMALL else (1024, 6000)
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(1 << 17)}
-    out = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT, str(width), str(n), str(int(baseline))],
-                         capture_output=True, text=True, check=True, env=env)
+    out = subprocess.run(
+        [sys.executable, "-c", MEMORY_SCRIPT, str(width), str(n), str(int(baseline))],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+    )
     got = json.loads(out.stdout)
     ratio = got["extra"] / got["grams"]
-    NOTES.append(f"compare of two Linear(64->{width}) layers on {n} samples, baseline={baseline}: "
-                 f"peak extra memory {got['extra'] / 2**20:.1f} MiB = {ratio:.2f}x the Grams it returns "
-                 "(target <= 3)")
+    NOTES.append(
+        f"compare of two Linear(64->{width}) layers on {n} samples, baseline={baseline}: "
+        f"peak extra memory {got['extra'] / 2**20:.1f} MiB = {ratio:.2f}x the Grams it returns "
+        "(target <= 3)"
+    )
     assert ratio < 6, got

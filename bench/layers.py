@@ -25,7 +25,8 @@ def related_relu_layers(d: int, n: int, seed: int = 0) -> tuple[np.ndarray, np.n
     layers = []
     for _ in range(2):
         own = rng.standard_normal((d, latent), dtype=np.float32) @ rng.standard_normal(
-            (latent, pool), dtype=np.float32)
+            (latent, pool), dtype=np.float32
+        )
         np.maximum(own, 0, out=own)
         mix_shared = rng.random((pool, n), dtype=np.float32) * (rng.random((pool, n)) < 0.05)
         mix_own = rng.random((pool, n), dtype=np.float32) * (rng.random((pool, n)) < 0.05)

@@ -23,13 +23,21 @@ def examples(n: int) -> int:
 
 # The reference example of the authors' script (docs/method.md, "Reference values"): each
 # inner list is one neuron over 6 samples.
-REFERENCE_X = np.array([[1, .5, 0, 0, 0, 0], [0, 1, 0, 0, 0, 0], [0, 0, 0, 1, 0, 0], [0, 0, 0, 0, 1, 0]]).T
-REFERENCE_Y = np.array([[0, 0, 1, 0, 0, 0], [1, 0, 0, 0, 0, 0], [.5, 1, 0, 0, 0, 0], [0, 0, 0, 1, 0, 0],
-                        [0, 0, 0, 0, 1, 0]]).T
+REFERENCE_X = np.array([[1, 0.5, 0, 0, 0, 0], [0, 1, 0, 0, 0, 0], [0, 0, 0, 1, 0, 0], [0, 0, 0, 0, 1, 0]]).T
+REFERENCE_Y = np.array(
+    [[0, 0, 1, 0, 0, 0], [1, 0, 0, 0, 0, 0], [0.5, 1, 0, 0, 0, 0], [0, 0, 0, 1, 0, 0], [0, 0, 0, 0, 1, 0]]
+).T
 
 
-def related_layers(rng: np.random.Generator, d: int, n_x: int, n_y: int, shared: int = 6,
-                   noise: float = 0.3, relu: bool = True):
+def related_layers(
+    rng: np.random.Generator,
+    d: int,
+    n_x: int,
+    n_y: int,
+    shared: int = 6,
+    noise: float = 0.3,
+    relu: bool = True,
+):
     """Two layers driven by common latent factors, plus private noise, quantized to multiples
     of 1/64 so that float32 copies and small-integer combinations of columns are exact."""
     z = rng.standard_normal((d, shared))
@@ -54,8 +62,15 @@ def nasty_layers(draw):
     d = draw(st.integers(2, 90))
     n_x = draw(st.integers(1, 10))
     n_y = draw(st.integers(1, 10))
-    X, Y = related_layers(rng, d, n_x, n_y, shared=draw(st.integers(1, 6)),
-                          noise=draw(st.sampled_from([0.0, 0.1, 0.5])), relu=draw(st.booleans()))
+    X, Y = related_layers(
+        rng,
+        d,
+        n_x,
+        n_y,
+        shared=draw(st.integers(1, 6)),
+        noise=draw(st.sampled_from([0.0, 0.1, 0.5])),
+        relu=draw(st.booleans()),
+    )
     for _ in range(draw(st.integers(0, 3))):
         op = draw(st.sampled_from(["dup", "comb", "zero"]))
         on_x = draw(st.booleans())

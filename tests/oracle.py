@@ -80,8 +80,10 @@ def is_match(X, Y, xs, ys, eps: float) -> bool:
         return False
     X = np.asarray(X, dtype=np.float64)
     Y = np.asarray(Y, dtype=np.float64)
-    return bool(np.all(ratios_against(X[:, xs], Y[:, ys]) <= eps)
-                and np.all(ratios_against(Y[:, ys], X[:, xs]) <= eps))
+    return bool(
+        np.all(ratios_against(X[:, xs], Y[:, ys]) <= eps)
+        and np.all(ratios_against(Y[:, ys], X[:, xs]) <= eps)
+    )
 
 
 def authors_minimal_match(X, Y, eps: float, side: str, v: int):

@@ -21,8 +21,9 @@ def test_cpu_tensors_equal_numpy(rng):
     from_torch = nsm.max_match(tx, ty, [0.3, 0.6])
     for a, b in zip(from_numpy, from_torch):
         assert a.x.tolist() == b.x.tolist() and a.y.tolist() == b.y.tolist()
-    np.testing.assert_allclose(nsm.Gram.from_arrays(tx, ty).matrix,
-                               nsm.Gram.from_arrays(X.astype(np.float32), Y).matrix, rtol=1e-12)
+    np.testing.assert_allclose(
+        nsm.Gram.from_arrays(tx, ty).matrix, nsm.Gram.from_arrays(X.astype(np.float32), Y).matrix, rtol=1e-12
+    )
 
 
 @pytest.mark.parametrize("dtype", ["bfloat16", "float16", "int64", "bool"])
@@ -53,20 +54,26 @@ def python_prints(*lines: str, hide_torch: bool = False) -> str:
 
 
 def test_nsm_works_without_torch():
-    assert python_prints(
-        "import numpy as np, nsm",
-        "X = np.random.default_rng(0).random((200, 5)); m = nsm.max_match(X, X[:, ::-1], 0.01)",
-        "print(m.similarity)",
-        hide_torch=True,
-    ) == "1.0"
+    assert (
+        python_prints(
+            "import numpy as np, nsm",
+            "X = np.random.default_rng(0).random((200, 5)); m = nsm.max_match(X, X[:, ::-1], 0.01)",
+            "print(m.similarity)",
+            hide_torch=True,
+        )
+        == "1.0"
+    )
 
 
 def test_numpy_input_does_not_import_torch():
-    assert python_prints(
-        "import sys, numpy as np, nsm",
-        "nsm.max_match(np.random.default_rng(0).random((50, 3)), np.ones((50, 2)), 0.5)",
-        "print('torch' in sys.modules)",
-    ) == "False"
+    assert (
+        python_prints(
+            "import sys, numpy as np, nsm",
+            "nsm.max_match(np.random.default_rng(0).random((50, 3)), np.ones((50, 2)), 0.5)",
+            "print('torch' in sys.modules)",
+        )
+        == "False"
+    )
 
 
 def test_nsm_torch_without_torch_says_how_to_install():

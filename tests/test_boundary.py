@@ -211,8 +211,11 @@ def test_gram_form_and_keywords(layers):
     for r in (nsm.max_match(g, eps=0.4), nsm.max_match(*layers, eps=0.4)):
         assert r.x.tolist() == a.x.tolist() and r.y.tolist() == a.y.tolist()
     m = nsm.minimal_match(g, 0.9, ("x", 0))
-    for r in (nsm.minimal_match(g, 0.9, neuron=("x", 0)), nsm.minimal_match(g, eps=0.9, neuron=("x", 0)),
-              nsm.minimal_match(*layers, 0.9, ("x", 0))):
+    for r in (
+        nsm.minimal_match(g, 0.9, neuron=("x", 0)),
+        nsm.minimal_match(g, eps=0.9, neuron=("x", 0)),
+        nsm.minimal_match(*layers, 0.9, ("x", 0)),
+    ):
         assert r.x.tolist() == m.x.tolist() and r.y.tolist() == m.y.tolist()
     with pytest.raises(TypeError, match=r"got a Gram and 2 more arguments"):
         nsm.max_match(g, 0.1, 0.2)

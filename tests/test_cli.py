@@ -19,8 +19,13 @@ FIGURES = ["curves.png", "similarity.png", "thresholds.png"]
 def run_cli(*args, cwd=None):
     """The real console entry point in a subprocess: exit code, stdout, stderr."""
     code = "import sys; from nsm.cli import main; sys.exit(main(sys.argv[1:]))"
-    out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=cwd,
-                         env={**os.environ, "MPLBACKEND": "Agg"})
+    out = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, "MPLBACKEND": "Agg"},
+    )
     return out.returncode, out.stdout, out.stderr
 
 
@@ -34,8 +39,18 @@ def saved_layers(tmp_path, rng):
 
 def test_match_prints_summary_and_writes_json(saved_layers):
     X, Y, tmp = saved_layers
-    code, out, err = run_cli("match", str(tmp / "a.npy"), str(tmp / "b.npz"), "--key-b", "acts",
-                             "--eps", "0.3", "0.6", "--json", str(tmp / "m.json"))
+    code, out, err = run_cli(
+        "match",
+        str(tmp / "a.npy"),
+        str(tmp / "b.npz"),
+        "--key-b",
+        "acts",
+        "--eps",
+        "0.3",
+        "0.6",
+        "--json",
+        str(tmp / "m.json"),
+    )
     assert code == 0, err
     assert "eps=0.3: A " in out and "eps=0.6: A " in out
     saved = json.loads((tmp / "m.json").read_text())
@@ -57,20 +72,23 @@ def test_match_reads_pt_files(saved_layers):
     assert "eps=0.5" in out
 
 
-@pytest.mark.parametrize("args, message", [
-    (["match", "missing.npy", "b.npz"], "nsm: error: A: no such file: missing.npy"),
-    (["match", "a.npy", "b.npz"], "nsm: error: B: "),  # two arrays and no --key-b
-    (["match", "a.npy", "b.npz", "--key-b", "nope"], "has no array 'nope'"),
-    (["match", "a.npy", "short.npy"], "nsm: error: A has 500 samples but B has 100"),
-    (["match", "a.npy", "nan.npy"], "nsm: error: B contains NaN or Inf (first at row 3, column 1)"),
-    (["match", "a.npy", "a.npy", "--json", "/proc/nsm/x.json"], "--json: no such folder: /proc/nsm"),
-    (["match", "a.npy", "a.npy", "--json", "."], "--json: . is a folder"),
-    (["match", "a.npy", "a.npy", "--json", "a.npy"], "--json: a.npy is an input"),
-    (["match", "a.npy", "a.npy", "--json", "a.txt"], "--json: a.txt exists; pass --force"),
-    (["match", "a.npy", "a.txt"], "expected a .npy, .npz or .pt file"),
-    (["report", "missing.json"], "nsm: error: no such file: missing.json"),
-    (["report", "bad.json"], "nsm: error: cannot read bad.json"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["match", "missing.npy", "b.npz"], "nsm: error: A: no such file: missing.npy"),
+        (["match", "a.npy", "b.npz"], "nsm: error: B: "),  # two arrays and no --key-b
+        (["match", "a.npy", "b.npz", "--key-b", "nope"], "has no array 'nope'"),
+        (["match", "a.npy", "short.npy"], "nsm: error: A has 500 samples but B has 100"),
+        (["match", "a.npy", "nan.npy"], "nsm: error: B contains NaN or Inf (first at row 3, column 1)"),
+        (["match", "a.npy", "a.npy", "--json", "/proc/nsm/x.json"], "--json: no such folder: /proc/nsm"),
+        (["match", "a.npy", "a.npy", "--json", "."], "--json: . is a folder"),
+        (["match", "a.npy", "a.npy", "--json", "a.npy"], "--json: a.npy is an input"),
+        (["match", "a.npy", "a.npy", "--json", "a.txt"], "--json: a.txt exists; pass --force"),
+        (["match", "a.npy", "a.txt"], "expected a .npy, .npz or .pt file"),
+        (["report", "missing.json"], "nsm: error: no such file: missing.json"),
+        (["report", "bad.json"], "nsm: error: cannot read bad.json"),
+    ],
+)
 def test_bad_input_gives_one_line_and_exit_code(saved_layers, args, message):
     _, _, tmp = saved_layers
     np.save(tmp / "short.npy", np.ones((100, 3)))
@@ -150,15 +168,22 @@ def test_report_redraws_without_torch(demo_run, tmp_path):
     _, report_dir = demo_run
     args = ["report", str(report_dir / "report.json"), "--out", str(tmp_path / "x")]
     code = f"import sys; sys.modules['torch'] = None\nfrom nsm.cli import main\nsys.exit(main({args!r}))\n"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         env={**os.environ, "MPLBACKEND": "Agg"})
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "MPLBACKEND": "Agg"}
+    )
     assert out.returncode == 0, out.stderr
     assert all((tmp_path / "x" / name).stat().st_size > 0 for name in FIGURES)
 
 
 def _report_dict(**changes):
-    thresholds = {"x": [0.1, 0.5, None], "y": [0.2, 0.3], "dead_x": [2], "dead_y": [],
-                  "n_samples": 100, "count_dead": True}
+    thresholds = {
+        "x": [0.1, 0.5, None],
+        "y": [0.2, 0.3],
+        "dead_x": [2],
+        "dead_y": [],
+        "n_samples": 100,
+        "count_dead": True,
+    }
     layer = {"name": "fc", "thresholds": thresholds, "baseline_thresholds": None}
     d = {"format": "nsm-comparison", "version": 1, "eps": [0.1, 0.5], "layers": [layer]}
     for key, value in changes.items():
@@ -170,14 +195,17 @@ def _report_dict(**changes):
     return d
 
 
-@pytest.mark.parametrize("changes, message", [
-    ({"eps": []}, "eps must be a non-empty list"),  # was ZeroDivisionError
-    ({"layers.0.name": ["a"]}, "name must be a layer name or a [name_a, name_b] pair"),  # IndexError
-    ({"layers.0.thresholds.dead_x": [7]}, "dead_x must list neuron indices in [0, 3)"),
-    ({"layers.0.thresholds.n_samples": -5}, "n_samples must be an int >= 1"),
-    ({"layers.0.thresholds.x": [0.1, float("nan"), None]}, "holds nan"),
-    ({"layers.0.thresholds.x": [0.1, 3.0, None]}, "holds 3.0"),
-])
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"eps": []}, "eps must be a non-empty list"),  # was ZeroDivisionError
+        ({"layers.0.name": ["a"]}, "name must be a layer name or a [name_a, name_b] pair"),  # IndexError
+        ({"layers.0.thresholds.dead_x": [7]}, "dead_x must list neuron indices in [0, 3)"),
+        ({"layers.0.thresholds.n_samples": -5}, "n_samples must be an int >= 1"),
+        ({"layers.0.thresholds.x": [0.1, float("nan"), None]}, "holds nan"),
+        ({"layers.0.thresholds.x": [0.1, 3.0, None]}, "holds 3.0"),
+    ],
+)
 def test_malformed_reports_are_one_line_errors(tmp_path, changes, message):
     (tmp_path / "r.json").write_text(json.dumps(_report_dict(**changes)))
     code, out, err = run_cli("report", "r.json", "--out", "figs", cwd=tmp_path)
@@ -215,10 +243,13 @@ def test_report_never_overwrites_another_report(tmp_path):
     assert json.loads((tmp_path / "report.json").read_text())["eps"] == [0.3]
 
 
-@pytest.mark.parametrize("out, message", [
-    ("/proc/nsm-x", "--out: cannot create the folder /proc/nsm-x"),
-    ("a_file", "--out: a_file is a file, not a folder"),
-])
+@pytest.mark.parametrize(
+    "out, message",
+    [
+        ("/proc/nsm-x", "--out: cannot create the folder /proc/nsm-x"),
+        ("a_file", "--out: a_file is a file, not a folder"),
+    ],
+)
 def test_unwritable_out_fails_before_any_work(tmp_path, out, message):
     (tmp_path / "a_file").write_text("x")
     (tmp_path / "r.json").write_text(json.dumps(_report_dict()))

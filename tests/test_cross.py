@@ -124,9 +124,14 @@ def test_a_site_without_variance_gives_nan_naming_it(sites):
     acts_a, acts_b = sites
     acts_a = dict(acts_a, **{"net.dead": np.zeros((D, 3))})
     acts_b = {"net.block1.relu": acts_b["net.block1.relu"]}
-    cc = CrossComparison(list(acts_a), list(acts_b),
-                         {(a, "net.block1.relu"): nsm.Gram.from_arrays(X, acts_b["net.block1.relu"])
-                          for a, X in acts_a.items()})
+    cc = CrossComparison(
+        list(acts_a),
+        list(acts_b),
+        {
+            (a, "net.block1.relu"): nsm.Gram.from_arrays(X, acts_b["net.block1.relu"])
+            for a, X in acts_a.items()
+        },
+    )
     with pytest.warns(nsm.NsmWarning, match="layer 'net.dead' \\(X\\) has no variance"):
         m = cc.matrix("linear_cka")
     assert np.isnan(m[3, 0]) and np.isfinite(m[:3, 0]).all()
@@ -206,8 +211,9 @@ def test_bad_construction_and_arguments(sites):
     with pytest.raises(TypeError, match="must be an nsm.Gram or None"):
         CrossComparison(["a"], ["b"], {("a", "b"): np.eye(3)})
     with pytest.raises(ValueError, match="baselines\\[\\('a', 'b'\\)\\] has 2 \\+ 1 neurons"):
-        CrossComparison(["a"], ["b"], one, baselines={("a", "b"): nsm.Gram(2, 1).update(np.ones((3, 2)),
-                                                                                        np.ones((3, 1)))})
+        CrossComparison(
+            ["a"], ["b"], one, baselines={("a", "b"): nsm.Gram(2, 1).update(np.ones((3, 2)), np.ones((3, 1)))}
+        )
     with pytest.raises(ValueError, match="names a site twice: a"):
         CrossComparison(["a", "a"], ["b"], one)
     with pytest.raises(TypeError, match="sites_a must be a list"):
@@ -238,7 +244,7 @@ def test_save_and_load_keep_every_matrix(sites, tmp_path, with_grams):
     assert back.keep == 0.95 and back.info == {"samples": "pool"} and back.reasons == cc.reasons
     assert back.has_grams() == with_grams
     for measure in MATRIX_MEASURES:
-        for eps in ((0.3, 0.77) if measure.startswith("similarity") else (None,)):
+        for eps in (0.3, 0.77) if measure.startswith("similarity") else (None,):
             np.testing.assert_array_equal(back.matrix(measure, eps), cc.matrix(measure, eps))
     lc = back.pair("net.block2.relu", "net.block1.relu")
     assert lc.similarity(0.66) == cc.pair("net.block2.relu", "net.block1.relu").similarity(0.66)
@@ -291,8 +297,17 @@ def comparison(rng, with_gram=True):
         X, Y = related_layers(rng, D, n_x, n_y)
         g = nsm.Gram.from_arrays(X, Y)
         base = nsm.Gram.from_arrays(X, np.roll(Y, 7, axis=0))
-        layers[name] = (X, Y, LayerComparison(name, nsm.match_thresholds(g), nsm.match_thresholds(base),
-                                              (0.2, 0.6), gram=g if with_gram else None))
+        layers[name] = (
+            X,
+            Y,
+            LayerComparison(
+                name,
+                nsm.match_thresholds(g),
+                nsm.match_thresholds(base),
+                (0.2, 0.6),
+                gram=g if with_gram else None,
+            ),
+        )
     return layers, Comparison({k: v[2] for k, v in layers.items()}, (0.2, 0.6))
 
 
@@ -339,8 +354,10 @@ def test_comparison_to_csv_and_pandas(rng, tmp_path):
             assert float(row[f"baseline_{e:g}"]) == lc.baseline(e)
         assert float(row["baseline_match_auc"]) == lc.baseline_match_auc()
     _, without = comparison(rng, with_gram=False)  # never had a Gram: CKA unknown
-    assert all(r["linear_cka"] == "nan" for r in (without.to_csv(tmp_path / "w.csv"),
-                                                  read_csv(tmp_path / "w.csv"))[1])
+    assert all(
+        r["linear_cka"] == "nan"
+        for r in (without.to_csv(tmp_path / "w.csv"), read_csv(tmp_path / "w.csv"))[1]
+    )
     pd = pytest.importorskip("pandas", reason="pandas is not installed")
     df = c.to_pandas()
     assert isinstance(df, pd.DataFrame) and list(df["layer"]) == ["conv1", "fc_a / fc_b"]

@@ -10,9 +10,24 @@ import pytest
 
 import nsm
 
-MODULES = ["nsm", "nsm.gram", "nsm.match", "nsm.thresholds", "nsm.simple", "nsm.measures", "nsm.cross",
-           "nsm.comparison", "nsm.export", "nsm.labels", "nsm.heatmap", "nsm.torch.compare",
-           "nsm.torch.capture_context", "nsm.torch.grid", "nsm.report", "nsm.demo"]
+MODULES = [
+    "nsm",
+    "nsm.gram",
+    "nsm.match",
+    "nsm.thresholds",
+    "nsm.simple",
+    "nsm.measures",
+    "nsm.cross",
+    "nsm.comparison",
+    "nsm.export",
+    "nsm.labels",
+    "nsm.heatmap",
+    "nsm.torch.compare",
+    "nsm.torch.capture_context",
+    "nsm.torch.grid",
+    "nsm.report",
+    "nsm.demo",
+]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -59,7 +59,7 @@ def test_any_split_into_batches_gives_the_same_gram(sizes, seed):
     g = nsm.Gram(7, 5)
     start = 0
     for size in sizes:
-        g.update(X[start:start + size].astype(np.float32), Y[start:start + size])
+        g.update(X[start : start + size].astype(np.float32), Y[start : start + size])
         start += size
     whole = nsm.Gram.from_arrays(X.astype(np.float32), Y)
     np.testing.assert_allclose(g.matrix, whole.matrix, rtol=1e-12, atol=1e-9)
@@ -125,8 +125,9 @@ def test_every_compiled_kernel_agrees(rng):
                 continue  # not compiled in, or this CPU lacks it
             assert _core.kernel_name() == name
             tried.append(name)
-            np.testing.assert_allclose(nsm.Gram.from_arrays(X, Y, precision="float64").matrix, G,
-                                       rtol=1e-11, atol=1e-9)
+            np.testing.assert_allclose(
+                nsm.Gram.from_arrays(X, Y, precision="float64").matrix, G, rtol=1e-11, atol=1e-9
+            )
             t = nsm.match_thresholds(XR, YR)
             thresholds.append(np.concatenate([t.x, t.y]))
     finally:
@@ -188,12 +189,18 @@ def test_save_load_round_trip(tmp_path, rng):
         nsm.Gram.load(tmp_path / "other.npz")
 
 
-@pytest.mark.parametrize("matrix, what", [
-    ([[1, 2], [2, 1]], "cosine of 2"),  # |G_01| > sqrt(G_00 G_11)
-    ([[1, .9, -.9], [.9, 1, .9], [-.9, .9, 1]], "not positive semi-definite"),
-    ([[1, .6, .6, -.6], [.6, 1, -.6, .6], [.6, -.6, 1, .6], [-.6, .6, .6, 1]], "not positive semi-definite"),
-    ([[0, 1e-3], [1e-3, 1]], "cosine of inf"),  # a zero vector has zero inner products
-])
+@pytest.mark.parametrize(
+    "matrix, what",
+    [
+        ([[1, 2], [2, 1]], "cosine of 2"),  # |G_01| > sqrt(G_00 G_11)
+        ([[1, 0.9, -0.9], [0.9, 1, 0.9], [-0.9, 0.9, 1]], "not positive semi-definite"),
+        (
+            [[1, 0.6, 0.6, -0.6], [0.6, 1, -0.6, 0.6], [0.6, -0.6, 1, 0.6], [-0.6, 0.6, 0.6, 1]],
+            "not positive semi-definite",
+        ),
+        ([[0, 1e-3], [1e-3, 1]], "cosine of inf"),  # a zero vector has zero inner products
+    ],
+)
 def test_impossible_grams_are_rejected(matrix, what):
     # [[1, 2], [2, 1]] used to report a perfect match at eps = 0.
     m = np.asarray(matrix, dtype=float)
@@ -220,20 +227,22 @@ def test_column_sums_must_fit_the_matrix():
         nsm.Gram.from_matrix(np.eye(2), 1, 4, column_sums=[0j, 1j])
 
 
-@pytest.mark.parametrize("field, value, message", [
-    ("n_x", 2.7, "n_x must be an integer"),
-    ("n_samples", 1.9, "n_samples must be an integer"),
-    ("n_samples", "400", "n_samples must be an integer"),
-    ("n_samples", -3, "n_samples must be >= 0"),
-    ("matrix", "complex", "matrix must be real"),
-    ("column_sums", np.array([1.0, np.nan, 0.0, 0.0, 0.0]), "column_sums contains NaN"),
-])
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("n_x", 2.7, "n_x must be an integer"),
+        ("n_samples", 1.9, "n_samples must be an integer"),
+        ("n_samples", "400", "n_samples must be an integer"),
+        ("n_samples", -3, "n_samples must be >= 0"),
+        ("matrix", "complex", "matrix must be real"),
+        ("column_sums", np.array([1.0, np.nan, 0.0, 0.0, 0.0]), "column_sums contains NaN"),
+    ],
+)
 def test_load_rejects_malformed_fields(tmp_path, rng, field, value, message):
     # Gram.load truncated n_x = 2.7 to 2 and n_samples = 1.9 to 1, read "400" as a count and
     # dropped the imaginary part of a complex matrix.
     A = rng.random((30, 5))
-    fields = {"matrix": A.T @ A, "column_sums": A.sum(axis=0), "n_x": np.int64(2),
-              "n_samples": np.int64(30)}
+    fields = {"matrix": A.T @ A, "column_sums": A.sum(axis=0), "n_x": np.int64(2), "n_samples": np.int64(30)}
     complex_matrix = isinstance(value, str) and value == "complex"
     fields[field] = fields["matrix"] * (1 + 1j) if complex_matrix else np.asarray(value)
     np.savez(tmp_path / "bad.npz", **fields)
@@ -267,8 +276,10 @@ def test_overflowing_update_is_refused_and_leaves_the_gram(rng, side):
     bad = (X if side == "X" else Y).copy()
     bad[4, 1] = 1e200
     args = (bad, Y) if side == "X" else (X, bad)
-    with pytest.raises(ValueError, match=f"{side} holds values up to 1e\\+200: the Gram sums their squares, "
-                                         "which overflow float64"):
+    with pytest.raises(
+        ValueError,
+        match=f"{side} holds values up to 1e\\+200: the Gram sums their squares, which overflow float64",
+    ):
         g.update(*args)
     np.testing.assert_array_equal(g.matrix, before)
     assert g.n_samples == 20

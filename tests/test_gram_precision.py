@@ -34,8 +34,10 @@ def near_duplicates(rng):
 
 def scales(rng):
     X, Y = relu_layers(rng)
-    return (X * np.logspace(-3, 3, 64, dtype=np.float32)[rng.permutation(64)],
-            Y * np.logspace(-3, 3, 64, dtype=np.float32)[rng.permutation(64)])
+    return (
+        X * np.logspace(-3, 3, 64, dtype=np.float32)[rng.permutation(64)],
+        Y * np.logspace(-3, 3, 64, dtype=np.float32)[rng.permutation(64)],
+    )
 
 
 def nearly_dead(rng):
@@ -85,7 +87,8 @@ def test_float64_input_keeps_the_float64_pass(rng):
     np.testing.assert_array_equal(nsm.Gram.from_arrays(X64, Y, precision="mixed").matrix, exact)
     both = nsm.Gram.from_arrays(X64, Y.astype(np.float64), precision="float64").matrix
     np.testing.assert_array_equal(
-        nsm.Gram.from_arrays(X64, Y.astype(np.float64), precision="mixed").matrix, both)
+        nsm.Gram.from_arrays(X64, Y.astype(np.float64), precision="mixed").matrix, both
+    )
 
 
 def test_precision_per_gram_per_batch_and_through_merge(rng):
@@ -104,7 +107,8 @@ def test_precision_per_gram_per_batch_and_through_merge(rng):
     X16, Y16 = X.astype(np.float16), Y.astype(np.float16)
     np.testing.assert_array_equal(
         nsm.Gram.from_arrays(X16, Y16, precision="mixed").matrix,
-        nsm.Gram.from_arrays(X16.astype(np.float32), Y16.astype(np.float32), precision="mixed").matrix)
+        nsm.Gram.from_arrays(X16.astype(np.float32), Y16.astype(np.float32), precision="mixed").matrix,
+    )
 
 
 def test_mixed_blocks_threads_and_cross_block_agree_with_float64(rng):

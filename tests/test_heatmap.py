@@ -27,9 +27,12 @@ N_SITES = 60
 
 # ---- labels -----------------------------------------------------------------------------------
 
+
 def test_common_prefix_is_cut_after_a_separator():
-    assert shorten_labels(["model.layer1.conv", "model.layer2.conv"]) == ("model.", ["layer1.conv",
-                                                                                    "layer2.conv"])
+    assert shorten_labels(["model.layer1.conv", "model.layer2.conv"]) == (
+        "model.",
+        ["layer1.conv", "layer2.conv"],
+    )
     assert shorten_labels(["enc/block_1/out", "enc/block_2/out"]) == ("enc/block_", ["1/out", "2/out"])
     assert shorten_labels(["layer1", "layer12"]) == ("", ["layer1", "layer12"])  # never inside a part
     assert shorten_labels(["a.b.c"]) == ("", ["a.b.c"])  # one label: nothing is common to elide
@@ -50,24 +53,29 @@ def test_long_labels_lose_their_middle_unless_that_makes_them_equal():
     # Eliding would make these two equal ("bb.…_a" style collisions): they stay whole.
     twins = ["s" * 20 + "x" + "t" * 20, "s" * 20 + "y" + "t" * 20]
     assert shorten_labels(twins, max_chars=10)[1] == twins
-    assert shorten_labels([long_a, long_b], max_chars=12) == ("backbone.stage_three.block_eleven.conv_",
-                                                              ["a", "b"])
+    assert shorten_labels([long_a, long_b], max_chars=12) == (
+        "backbone.stage_three.block_eleven.conv_",
+        ["a", "b"],
+    )
     with pytest.raises(ValueError, match="max_chars must be an int >= 5"):
         shorten_labels(["a"], max_chars=2)
 
 
-@given(st.lists(st.text(alphabet="ab._/1", min_size=1, max_size=30), min_size=1, max_size=12, unique=True),
-       st.integers(5, 40))
+@given(
+    st.lists(st.text(alphabet="ab._/1", min_size=1, max_size=30), min_size=1, max_size=12, unique=True),
+    st.integers(5, 40),
+)
 def test_labels_stay_distinct_non_empty_and_short(labels, max_chars):
     prefix, short = shorten_labels(labels, max_chars)
     assert len(short) == len(labels) and len(set(short)) == len(labels)
     for original, s in zip(labels, short):
         assert s and original.startswith(prefix)
-        whole = original[len(prefix):]
+        whole = original[len(prefix) :]
         assert s == whole or (len(s) == max_chars and "…" in s)
 
 
 # ---- figures at 60 sites ----------------------------------------------------------------------
+
 
 def site_names(n):
     return [f"model.encoder.stage{i // 10}.block{i % 10}.relu" for i in range(n)]
@@ -106,9 +114,12 @@ def test_heatmap_renders_at_60_by_60(big_cross, tmp_path, measure, eps):
 
 def test_small_heatmap_prints_values(tmp_path, rng):
     X, Y = related_layers(rng, 300, 4, 4)
-    cc = CrossComparison(["a.one", "a.two"], ["b.one"], {("a.one", "b.one"): nsm.Gram.from_arrays(X, Y),
-                                                         ("a.two", "b.one"): None},
-                         reasons={("a.two", "b.one"): "different inputs"})
+    cc = CrossComparison(
+        ["a.one", "a.two"],
+        ["b.one"],
+        {("a.one", "b.one"): nsm.Gram.from_arrays(X, Y), ("a.two", "b.one"): None},
+        reasons={("a.two", "b.one"): "different inputs"},
+    )
     for measure, eps in (("cca", None), ("similarity", 0.3)):
         plot_heatmap(cc, tmp_path / f"{measure}.png", measure, eps)
         assert (tmp_path / f"{measure}.png").stat().st_size > 5_000
@@ -130,8 +141,12 @@ def big_comparison():
 
 def test_report_figures_render_at_60_layers(tmp_path):
     paths = report.write_report(big_comparison(), tmp_path)
-    assert [os.path.basename(p) for p in paths] == ["report.json", "similarity.png", "curves.png",
-                                                     "thresholds.png"]
+    assert [os.path.basename(p) for p in paths] == [
+        "report.json",
+        "similarity.png",
+        "curves.png",
+        "thresholds.png",
+    ]
     for p in paths[1:]:
         assert os.path.getsize(p) > 20_000
 
@@ -145,20 +160,34 @@ def test_curve_colours_never_repeat():
 
 # ---- nsm report on a saved CrossComparison ---------------------------------------------------
 
+
 def test_nsm_report_draws_the_heatmaps_of_a_saved_cross_comparison(tmp_path, rng, capsys):
     acts_a = {f"a.l{i}": related_layers(rng, 300, 4, 3)[0] for i in range(3)}
     acts_b = {f"b.l{i}": related_layers(rng, 300, 4, 3)[1] for i in range(4)}
     grams = {(a, b): nsm.Gram.from_arrays(X, Y) for a, X in acts_a.items() for b, Y in acts_b.items()}
-    bases = {(a, b): nsm.Gram.from_arrays(X, np.roll(Y, 9, axis=0))
-             for a, X in acts_a.items() for b, Y in acts_b.items()}
+    bases = {
+        (a, b): nsm.Gram.from_arrays(X, np.roll(Y, 9, axis=0))
+        for a, X in acts_a.items()
+        for b, Y in acts_b.items()
+    }
     cc = CrossComparison(list(acts_a), list(acts_b), grams, baselines=bases, eps=[0.3])
     cc.save(tmp_path / "saved.json")
     assert main(["report", str(tmp_path / "saved.json"), "--out", str(tmp_path / "out")]) == 0
     out = capsys.readouterr().out
     names = sorted(os.listdir(tmp_path / "out"))
-    assert names == sorted(["cross.json", "cross.csv", "heatmap_linear_cka.png", "heatmap_cca.png",
-                            "heatmap_svcca.png", "heatmap_procrustes.png", "heatmap_match_auc.png",
-                            "heatmap_similarity_0.3.png", "heatmap_similarity_gap_0.3.png"])
+    assert names == sorted(
+        [
+            "cross.json",
+            "cross.csv",
+            "heatmap_linear_cka.png",
+            "heatmap_cca.png",
+            "heatmap_svcca.png",
+            "heatmap_procrustes.png",
+            "heatmap_match_auc.png",
+            "heatmap_similarity_0.3.png",
+            "heatmap_similarity_gap_0.3.png",
+        ]
+    )
     assert "3 sites of A x 4 sites of B" in out
     redrawn = CrossComparison.load(tmp_path / "out" / "cross.json")
     np.testing.assert_array_equal(redrawn.matrix("svcca"), cc.matrix("svcca"))

@@ -58,7 +58,8 @@ def demangled(names: list[str]) -> str:
 
 needs_build_tree = pytest.mark.skipif(
     not OBJECTS or shutil.which("nm") is None or sys.platform != "linux",
-    reason="needs the kernel objects of a build tree under build/ and nm (Linux)")
+    reason="needs the kernel objects of a build tree under build/ and nm (Linux)",
+)
 
 
 @needs_build_tree

@@ -150,8 +150,12 @@ def test_result_is_immutable(rng):
 def test_hypothesis_matches_oracle(layers, eps, near_a_ratio):
     X, Y, layout = layers
     if near_a_ratio:  # put eps just beside one neuron's ratio against the other layer
-        r = np.concatenate([oracle.ratios_against(X[:, oracle.live(X)], Y[:, oracle.live(Y)]),
-                            oracle.ratios_against(Y[:, oracle.live(Y)], X[:, oracle.live(X)])])
+        r = np.concatenate(
+            [
+                oracle.ratios_against(X[:, oracle.live(X)], Y[:, oracle.live(Y)]),
+                oracle.ratios_against(Y[:, oracle.live(Y)], X[:, oracle.live(X)]),
+            ]
+        )
         if len(r):
             eps = float(np.clip(r[int(eps * (len(r) - 1))] + 1e-5, 0.0, 1.0))
     expected = oracle.robust_max_match(X, Y, eps)
@@ -175,9 +179,13 @@ def _exact_block(seed: int, d: int, extra: int, dtype=np.float64):
 
 # (seed, d, extra, dtype): cases where the paths used to disagree (0 + 0 against 6 + 6), then
 # cases where eps = 0 used to miss the exact block.
-EPS0_CASES = [(47, 20, 3, np.float64), (87, 20, 3, np.float32), (31, 60, 3, np.float32),
-              (40, 60, 3, np.float32), (47, 200, 3, np.float32)] + \
-             [(seed, d, 0, np.float64) for d in (30, 100) for seed in range(25)]
+EPS0_CASES = [
+    (47, 20, 3, np.float64),
+    (87, 20, 3, np.float32),
+    (31, 60, 3, np.float32),
+    (40, 60, 3, np.float32),
+    (47, 200, 3, np.float32),
+] + [(seed, d, 0, np.float64) for d in (30, 100) for seed in range(25)]
 
 
 @pytest.mark.parametrize("seed, d, extra, dtype", EPS0_CASES)
@@ -186,8 +194,13 @@ def test_exact_matches_survive_rounding_at_eps_0_on_every_path(seed, d, extra, d
     g = nsm.Gram.from_arrays(X, Y)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", nsm.FewSamplesWarning)
-        paths = [nsm.max_match(g, 0.0), nsm.max_match(g, [0.5, 0.0])[-1], nsm.max_match(g, [1.0, 0.0])[1],
-                 nsm.max_match(g, [0.3, 0.1, 0.0])[-1], nsm.match_thresholds(g).max_match(0)]
+        paths = [
+            nsm.max_match(g, 0.0),
+            nsm.max_match(g, [0.5, 0.0])[-1],
+            nsm.max_match(g, [1.0, 0.0])[1],
+            nsm.max_match(g, [0.3, 0.1, 0.0])[-1],
+            nsm.match_thresholds(g).max_match(0),
+        ]
         minimal = nsm.minimal_match(g, 0.0, ("x", 0))
     for m in paths:
         assert m.x.tolist() == list(range(6)) and m.y.tolist() == list(range(6))

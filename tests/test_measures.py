@@ -20,6 +20,7 @@ RCOND = 1e-10  # the test layers' spectra have clean gaps: zero directions vs O(
 
 # ---- plain definitions on the raw activations ------------------------------------------------
 
+
 def centred(a):
     a = np.asarray(a, dtype=np.float64)
     return a - a.mean(axis=0)
@@ -58,11 +59,11 @@ def ref_procrustes(X, Y):
     return np.linalg.norm(Xc.T @ Yc, "nuc") / (np.linalg.norm(Xc) * np.linalg.norm(Yc))
 
 
-REFERENCES = {"linear_cka": ref_linear_cka, "cca": ref_cca, "svcca": ref_svcca,
-              "procrustes": ref_procrustes}
+REFERENCES = {"linear_cka": ref_linear_cka, "cca": ref_cca, "svcca": ref_svcca, "procrustes": ref_procrustes}
 
 
 # ---- test layers ------------------------------------------------------------------------------
+
 
 def nasty_layers(rng, d=600):
     """Related ReLU layers plus a dead neuron, a constant one, a duplicate, a scaled duplicate

@@ -193,8 +193,15 @@ def test_hypothesis_minimal_matches_are_v_minimal(layers, eps, pick, order):
     assume(mm is not None and len(mm[0]) > 0)
     members = [("x", int(i)) for i in mm[0]] + [("y", int(j)) for j in mm[1]]
     side, v = members[pick % len(members)]
-    m = quiet(nsm.minimal_match, with_layout(X, layout), with_layout(Y, layout), eps, (side, v),
-              order=order, seed=pick)
+    m = quiet(
+        nsm.minimal_match,
+        with_layout(X, layout),
+        with_layout(Y, layout),
+        eps,
+        (side, v),
+        order=order,
+        seed=pick,
+    )
     assert m is not None and v in (m.x if side == "x" else m.y)
     sub = robust_sub_match(X, Y, m.x, m.y, eps)
     assume(sub is not None)

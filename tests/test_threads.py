@@ -18,15 +18,16 @@ def test_num_threads_above_the_cores_is_capped(rng, threads):
     # pybind11 signature (2**31).
     X, Y = rng.random((300, 4)), rng.random((300, 3))
     expected = nsm.Gram.from_arrays(X, Y, num_threads=1).matrix
-    np.testing.assert_allclose(nsm.Gram.from_arrays(X, Y, num_threads=threads).matrix, expected,
-                               rtol=1e-13)
+    np.testing.assert_allclose(nsm.Gram.from_arrays(X, Y, num_threads=threads).matrix, expected, rtol=1e-13)
     g = nsm.Gram(4, 3).update(X, Y, num_threads=threads)
     np.testing.assert_allclose(g.matrix, expected, rtol=1e-13)
     one = nsm.match_thresholds(X, Y, num_threads=1)
     many = nsm.match_thresholds(X, Y, num_threads=threads)
     np.testing.assert_allclose(many.x, one.x, atol=1e-9)
-    assert nsm.max_match(X, Y, 0.5, num_threads=threads).x.tolist() == \
-        nsm.max_match(X, Y, 0.5, num_threads=1).x.tolist()
+    assert (
+        nsm.max_match(X, Y, 0.5, num_threads=threads).x.tolist()
+        == nsm.max_match(X, Y, 0.5, num_threads=1).x.tolist()
+    )
     assert len(nsm.simple_matches(X, Y, 0.9, progress=False, num_threads=threads)) >= 0
 
 
@@ -61,14 +62,17 @@ def test_updates_from_threads_equal_serial_updates(rng):
     # Like boost-histogram's test_threaded_fill: four threads update one Gram (the core
     # releases the GIL); the result equals the same updates made one after another.
     n_x, n_y = 120, 80
-    batches = [(rng.random((2000, n_x)), rng.random((2000, n_y)).astype(np.float32))
-               for _ in range(16)]
+    batches = [(rng.random((2000, n_x)), rng.random((2000, n_y)).astype(np.float32)) for _ in range(16)]
     serial = _serial_gram(batches, n_x, n_y)
     for _ in range(8):  # the lost updates of an unlocked core showed up in about 1 run in 3
         shared = nsm.Gram(n_x, n_y)
-        threads = [threading.Thread(target=lambda part, g=shared: [g.update(X, Y, num_threads=1)
-                                                                   for X, Y in part], args=(batches[k::4],))
-                   for k in range(4)]
+        threads = [
+            threading.Thread(
+                target=lambda part, g=shared: [g.update(X, Y, num_threads=1) for X, Y in part],
+                args=(batches[k::4],),
+            )
+            for k in range(4)
+        ]
         for t in threads:
             t.start()
         for t in threads:

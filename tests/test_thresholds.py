@@ -45,8 +45,9 @@ def test_every_level_agrees_with_a_from_scratch_recomputation(rng):
         # went first); its largest ratio, from scratch by SVD, must be the level itself.
         sx = np.flatnonzero(t.x <= level)
         sy = np.flatnonzero(t.y <= level)
-        r = np.concatenate([oracle.ratios_against(X[:, sx], Y[:, sy]),
-                            oracle.ratios_against(Y[:, sy], X[:, sx])])
+        r = np.concatenate(
+            [oracle.ratios_against(X[:, sx], Y[:, sy]), oracle.ratios_against(Y[:, sy], X[:, sx])]
+        )
         assert r.max() == pytest.approx(level, abs=1e-7)
     assert np.all(~live[[n_x + 3]])  # the dead neuron
 

@@ -73,8 +73,9 @@ def test_transformer_block_tokens(tokens):
     layout = {"samples": "tokens", "mean": "mean", "cls": "cls"}[tokens]
     for name in ("linear1", "self_attn"):
         X, Y = collect(a, data, name, layout), collect(b, data, name, layout)
-        np.testing.assert_allclose(c[name].gram.matrix, nsm.Gram.from_arrays(X, Y).matrix,
-                                   rtol=1e-9, atol=1e-9)
+        np.testing.assert_allclose(
+            c[name].gram.matrix, nsm.Gram.from_arrays(X, Y).matrix, rtol=1e-9, atol=1e-9
+        )
     assert c["linear1"].n_samples == (5 * 32 * 10 if tokens == "samples" else 5 * 32)
 
 
@@ -194,8 +195,7 @@ def test_errors_name_the_layer():
     with pytest.raises(ValueError, match="tokens must be one of"):
         compare(a, b, data, "1", tokens="first", progress=False)
     with pytest.raises(ValueError, match="selects 3 sites of model_a .* but 2 of model_b"):
-        compare(a, torch.nn.Sequential(torch.nn.ReLU(), torch.nn.ReLU()), data,
-                          torch.nn.ReLU, progress=False)
+        compare(a, torch.nn.Sequential(torch.nn.ReLU(), torch.nn.ReLU()), data, torch.nn.ReLU, progress=False)
     with pytest.raises(ValueError, match="data gave no batch"):
         compare(a, b, [], "1", progress=False)
     with pytest.raises(ValueError, match="max_batches must be a positive int"):
@@ -206,8 +206,7 @@ def test_errors_name_the_layer():
             return x.sum(dim=(1, 2, 3))
 
     with pytest.raises(ValueError, match=r"site '0' of model_a gives outputs of shape \(32,\); nsm needs"):
-        compare(torch.nn.Sequential(Scalar()), torch.nn.Sequential(Scalar()), data, "0",
-                          progress=False)
+        compare(torch.nn.Sequential(Scalar()), torch.nn.Sequential(Scalar()), data, "0", progress=False)
 
 
 def test_max_batches_and_progress(capsys):
@@ -218,8 +217,9 @@ def test_max_batches_and_progress(capsys):
 
 
 def test_two_processes_sum_their_shards(tmp_path):
-    torch.multiprocessing.spawn(distributed_worker, args=(2, str(tmp_path / "init"), str(tmp_path)),
-                                nprocs=2, join=True)
+    torch.multiprocessing.spawn(
+        distributed_worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True
+    )
     single = compare(small_cnn(1), small_cnn(2), image_batches(8), ["1", "3"], progress=False)
     g0, g1 = np.load(tmp_path / "gram0.npy"), np.load(tmp_path / "gram1.npy")
     np.testing.assert_array_equal(g0, g1)  # every rank gets the same result
@@ -263,8 +263,13 @@ def test_the_gpu_arithmetic_path_gives_the_same_grams(monkeypatch, precision, rt
     exact = compare(a, b, data, ["3", "6"], progress=False, precision="float64")
     for name in ("3", "6"):
         scale = np.abs(exact[name].gram.matrix).max()
-        np.testing.assert_allclose(plain[name].gram.matrix, core[name].gram.matrix, rtol=rtol, atol=rtol * scale)
-        np.testing.assert_allclose(plain[name].baseline_gram.matrix, core[name].baseline_gram.matrix,
-                                   rtol=rtol, atol=rtol * scale)
-        np.testing.assert_allclose(plain[name].gram.matrix, exact[name].gram.matrix, rtol=rtol, atol=rtol * scale)
+        np.testing.assert_allclose(
+            plain[name].gram.matrix, core[name].gram.matrix, rtol=rtol, atol=rtol * scale
+        )
+        np.testing.assert_allclose(
+            plain[name].baseline_gram.matrix, core[name].baseline_gram.matrix, rtol=rtol, atol=rtol * scale
+        )
+        np.testing.assert_allclose(
+            plain[name].gram.matrix, exact[name].gram.matrix, rtol=rtol, atol=rtol * scale
+        )
         np.testing.assert_allclose(plain[name].gram.column_sums, core[name].gram.column_sums, rtol=1e-10)

@@ -46,8 +46,9 @@ def assert_gram(lc, X, Y, rtol=1e-9):
     assert (lc.n_x, lc.n_y) == (expected.n_x, expected.n_y)
     scale = np.abs(expected.matrix).max()
     np.testing.assert_allclose(lc.gram.matrix, expected.matrix, rtol=rtol, atol=rtol * scale)
-    np.testing.assert_allclose(lc.gram.column_sums, expected.column_sums, rtol=rtol,
-                               atol=rtol * np.abs(expected.column_sums).max())
+    np.testing.assert_allclose(
+        lc.gram.column_sums, expected.column_sums, rtol=rtol, atol=rtol * np.abs(expected.column_sums).max()
+    )
 
 
 def resnet_steps(model, x):
@@ -55,8 +56,11 @@ def resnet_steps(model, x):
     out = {}
     with torch.no_grad():
         h = model.maxpool(F.relu(model.bn1(model.conv1(x))))
-        for name, block in (("layer1.0", model.layer1[0]), ("layer1.1", model.layer1[1]),
-                            ("layer2.0", model.layer2[0])):
+        for name, block in (
+            ("layer1.0", model.layer1[0]),
+            ("layer1.1", model.layer1[1]),
+            ("layer2.0", model.layer2[0]),
+        ):
             o1 = block.bn1(block.conv1(h))
             r1 = F.relu(o1)
             o2 = block.bn2(block.conv2(r1))
@@ -74,8 +78,14 @@ def images(n_batches=3, batch=6, size=32, seed=0):
 
 def test_resnet_in_place_and_reused_relu_give_the_values_each_module_returned():
     a, b, data = resnet18(1), resnet18(2), images()
-    sites = ["layer1.0.bn1", "layer1.0.bn2", "layer1.0.relu#0", "layer1.0.relu#1", "layer2.0.bn2",
-             "layer2.0.relu#1"]
+    sites = [
+        "layer1.0.bn1",
+        "layer1.0.bn2",
+        "layer1.0.relu#0",
+        "layer1.0.relu#1",
+        "layer2.0.bn2",
+        "layer2.0.relu#1",
+    ]
     c = compare(a, b, data, sites, progress=False)
     assert list(c) == sites
     for site in sites:
@@ -89,8 +99,11 @@ def test_resnet_in_place_and_reused_relu_give_the_values_each_module_returned():
 
 def test_a_reused_module_must_be_named_by_site():
     a, b, data = resnet18(1), resnet18(2), images(1)
-    with pytest.raises(ValueError, match=r"'layer1.0.relu' of model_a runs 2 times per forward pass: "
-                                         r"name one of its sites, 'layer1.0.relu#0', 'layer1.0.relu#1'"):
+    with pytest.raises(
+        ValueError,
+        match=r"'layer1.0.relu' of model_a runs 2 times per forward pass: "
+        r"name one of its sites, 'layer1.0.relu#0', 'layer1.0.relu#1'",
+    ):
         compare(a, b, data, "layer1.0.relu", progress=False)
     with pytest.raises(ValueError, match=r"site layer1.0.relu#2 of model_a does not exist"):
         compare(a, b, data, "layer1.0.relu#2", progress=False)
@@ -127,11 +140,15 @@ class Branchy(torch.nn.Module):
 
 def test_a_site_that_does_not_run_in_every_batch_is_an_error_naming_it():
     data = [torch.randn(16, 4).abs(), -torch.randn(16, 4).abs(), torch.randn(16, 4).abs()]
-    with pytest.raises(ValueError, match=r"module 'branch' of model_a ran 0 times in batch 1 but 1 in "
-                                         "the first batch"):
+    with pytest.raises(
+        ValueError,
+        match=r"module 'branch' of model_a ran 0 times in batch 1 but 1 in "
+        "the first batch",
+    ):
         compare(Branchy(1), Branchy(2), data, "branch", progress=False)
     with pytest.raises(ValueError, match=r"site 'never' did not run in model_a in the first batch"):
         compare(Branchy(1), Branchy(2), data, "never", progress=False)
+
     # a site that runs in model A but not in model B
     class Never(Branchy):
         def forward(self, x):
@@ -152,9 +169,11 @@ def test_conv1d_sites_are_channels_first_whatever_follows():
     assert [c[s].layout[0] for s in ("1", "3", "4", "7")] == ["ncl", "ncl", "ncl", "nc"]
     assert (c["1"].n_x, c["3"].n_x, c["4"].n_x) == (6, 5, 5)
     for site, upto in (("1", 2), ("3", 4), ("4", 5), ("7", 8)):
+
         def hand(model, x, upto=upto):
             with torch.no_grad():
                 return model[:upto].eval()(x)
+
         X = [channels(hand(a, x)) for x in data]
         Y = [channels(hand(b, x)) for x in data]
         assert_gram(c[site], X, Y)
@@ -178,8 +197,14 @@ def test_channels_last_linear_and_gelu_read_the_last_axis():
             p1 = blk.pwconv1(n)
             act = F.gelu(p1)
             back = blk.pwconv2(act).permute(0, 3, 1, 2)
-            return {"1.dwconv": channels(d), "1.norm": last_axis(n), "1.pwconv1": last_axis(p1),
-                    "1.act": last_axis(act), "1.drop_path": channels(back), "1": channels(h + back)}
+            return {
+                "1.dwconv": channels(d),
+                "1.norm": last_axis(n),
+                "1.pwconv1": last_axis(p1),
+                "1.act": last_axis(act),
+                "1.drop_path": channels(back),
+                "1": channels(h + back),
+            }
 
     ha, hb = [hand(a, x) for x in data], [hand(b, x) for x in data]
     for s in sites:
@@ -196,11 +221,13 @@ def test_an_undecidable_layout_asks_for_layout_and_layout_overrides():
         return torch.nn.Sequential(Mix(), torch.nn.Conv2d(3, 4, 1))
 
     data = [torch.randn(2, 3, 5, 7)]
-    with pytest.raises(ValueError, match=r"cannot tell which axis holds the neurons of site '0' of "
-                                         r"model_a \(outputs of shape \(2, 3, 5, 7\)\): pass layout="):
+    with pytest.raises(
+        ValueError,
+        match=r"cannot tell which axis holds the neurons of site '0' of "
+        r"model_a \(outputs of shape \(2, 3, 5, 7\)\): pass layout=",
+    ):
         compare(net(1), net(2), data, ["0"], progress=False)
-    c = compare(net(1), net(2), data, ["0", "1"], layout={"0": "nhwc"}, progress=False,
-                          baseline=False)
+    c = compare(net(1), net(2), data, ["0", "1"], layout={"0": "nhwc"}, progress=False, baseline=False)
     assert c["0"].layout == ("nhwc", "nhwc") and c["0"].n_x == 7 and c["1"].n_x == 4
     assert_gram(c["0"], [last_axis(2 * data[0])], [last_axis(2 * data[0])])
     with pytest.raises(ValueError, match=r"layout names \['nope'\], which no selected site is"):
@@ -214,8 +241,7 @@ def test_an_undecidable_layout_asks_for_layout_and_layout_overrides():
 def encoder_hand(model, batch):
     """The encoder's output and its real-token mask, with the padding mask applied by hand."""
     with torch.no_grad():
-        h = model.encoder(model.embed(batch["input_ids"]),
-                          src_key_padding_mask=batch["attention_mask"] == 0)
+        h = model.encoder(model.embed(batch["input_ids"]), src_key_padding_mask=batch["attention_mask"] == 0)
     return h, batch["attention_mask"].bool()
 
 
@@ -245,9 +271,15 @@ def test_padded_tokens_are_not_samples(side, tokens):
 
 def test_mask_callable_overrides_and_tokens_per_site():
     a, b, data = TokenEncoder(1), TokenEncoder(2), padded_batches(n_batches=6, side="left")
-    c = compare(a, b, data, ["encoder", "head"], tokens={"head": "last"},
-                          mask=lambda batch: torch.ones_like(batch["input_ids"], dtype=torch.bool),
-                          progress=False)
+    c = compare(
+        a,
+        b,
+        data,
+        ["encoder", "head"],
+        tokens={"head": "last"},
+        mask=lambda batch: torch.ones_like(batch["input_ids"], dtype=torch.bool),
+        progress=False,
+    )
     assert c["encoder"].n_samples == 6 * 8 * 9  # every position, padding included, as asked
     assert c["head"].n_samples == 6 * 8 and c["head"].tokens == "last"
     with pytest.raises(ValueError, match="tokens must be one of"):
@@ -301,7 +333,11 @@ def test_few_samples_warning_names_the_site_the_baseline_and_the_callers_line():
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch.compile's own imports
 def test_torch_compile_wrappers_are_unwrapped():
-    a, b, data = small_cnn(1), small_cnn(2), [x for x, _ in __import__("tests.torch_models", fromlist=["x"]).image_batches(2)]
+    a, b, data = (
+        small_cnn(1),
+        small_cnn(2),
+        [x for x, _ in __import__("tests.torch_models", fromlist=["x"]).image_batches(2)],
+    )
     plain = compare(a, b, data, ["1", "3"], progress=False)
     compiled = compare(torch.compile(a), torch.compile(b), data, ["1", "3"], progress=False)
     assert list(compiled) == ["1", "3"]
@@ -327,8 +363,9 @@ def test_saved_grams_let_simple_matches_work_after_load(tmp_path):
 def test_a_rank_with_no_batch_takes_part_in_the_sums(tmp_path):
     from tests.torch_models import distributed_worker, image_batches
 
-    torch.multiprocessing.spawn(distributed_worker, args=(2, str(tmp_path / "init"), str(tmp_path), "empty"),
-                                nprocs=2, join=True)
+    torch.multiprocessing.spawn(
+        distributed_worker, args=(2, str(tmp_path / "init"), str(tmp_path), "empty"), nprocs=2, join=True
+    )
     single = compare(small_cnn(1), small_cnn(2), image_batches(8), ["1", "3"], progress=False)
     for rank in (0, 1):
         np.testing.assert_allclose(np.load(tmp_path / f"gram{rank}.npy"), single["3"].gram.matrix, rtol=1e-10)
@@ -339,8 +376,14 @@ def test_a_rank_with_no_batch_takes_part_in_the_sums(tmp_path):
 
 def test_hugging_face_bert_with_padding():
     transformers = pytest.importorskip("transformers", reason="transformers is not installed")
-    config = transformers.BertConfig(vocab_size=60, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                                     intermediate_size=48, max_position_embeddings=16)
+    config = transformers.BertConfig(
+        vocab_size=60,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=48,
+        max_position_embeddings=16,
+    )
     torch.manual_seed(1)
     a = transformers.BertModel(config).eval()
     torch.manual_seed(2)
@@ -361,7 +404,9 @@ def test_hugging_face_bert_with_padding():
                 o = model(**batch, output_hidden_states=True)
             handle.remove()
             h0, inter = o.hidden_states[1], seen[0]  # the first layer's output
-            out[sites[0]].append(torch.stack([h0[i, real[i]].mean(dim=0) for i in range(len(h0))]).double().numpy())
+            out[sites[0]].append(
+                torch.stack([h0[i, real[i]].mean(dim=0) for i in range(len(h0))]).double().numpy()
+            )
             out[sites[1]].append(inter[real].double().numpy())
             out[sites[2]].append(o.pooler_output.double().numpy())
     for s in sites:

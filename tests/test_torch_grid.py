@@ -4,6 +4,7 @@ pooled by hand."""
 from __future__ import annotations
 
 import functools
+
 import numpy as np
 import pytest
 
@@ -21,9 +22,15 @@ compare_all = functools.partial(nsm.torch.compare_all, precision="float64")
 def net(seed):
     torch.manual_seed(seed)
     return torch.nn.Sequential(
-        torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
-        torch.nn.Conv2d(4, 5, 3, padding=1), torch.nn.ReLU(), torch.nn.Flatten(),
-        torch.nn.Linear(5 * 16, 6), torch.nn.ReLU()).eval()
+        torch.nn.Conv2d(3, 4, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.MaxPool2d(2),
+        torch.nn.Conv2d(4, 5, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.Flatten(),
+        torch.nn.Linear(5 * 16, 6),
+        torch.nn.ReLU(),
+    ).eval()
 
 
 def batches(n=4, size=8):
@@ -59,7 +66,9 @@ def check_pair(cross, a, b, X, Y):
     got = cross.pair(a, b).gram
     expected = nsm.Gram.from_arrays(np.vstack(X), np.vstack(Y))
     assert got.n_samples == expected.n_samples
-    np.testing.assert_allclose(got.matrix, expected.matrix, rtol=1e-9, atol=1e-9 * np.abs(expected.matrix).max())
+    np.testing.assert_allclose(
+        got.matrix, expected.matrix, rtol=1e-9, atol=1e-9 * np.abs(expected.matrix).max()
+    )
 
 
 @pytest.mark.parametrize("samples", ["inputs", "pool"])
@@ -80,8 +89,9 @@ def test_every_pair_against_pooled_activations(samples):
             check_pair(cross, sa, sb, [rows(t, grid) for t in oa[sa]], [rows(t, grid) for t in ob[sb]])
     cka = cross.matrix("linear_cka")
     assert cka.shape == (3, 3) and np.isfinite(cka).all()
-    direct = nsm.measures.linear_cka(np.vstack([rows(t, ()) for t in oa["1"]]),
-                                     np.vstack([rows(t, ()) for t in ob["7"]]))
+    direct = nsm.measures.linear_cka(
+        np.vstack([rows(t, ()) for t in oa["1"]]), np.vstack([rows(t, ()) for t in ob["7"]])
+    )
     assert cka[0, 2] == pytest.approx(direct, rel=1e-9)
 
 
@@ -109,8 +119,11 @@ def test_memory_is_checked_before_streaming():
     # grids (8, 8): the first ReLU of each (4 + 4); (4, 4): the first two (18); (): all (30);
     # each Gram counted twice (the accumulator and the symmetric matrix read from it)
     total = 2 * 8 * (8**2 + 18**2 + 30**2)
-    with pytest.raises(ValueError, match=rf"would take {total} bytes, over max_bytes = 1000 bytes; the widest sites are "
-                                         r"'7' of model_a \(6\)"):
+    with pytest.raises(
+        ValueError,
+        match=rf"would take {total} bytes, over max_bytes = 1000 bytes; the widest sites are "
+        r"'7' of model_a \(6\)",
+    ):
         compare_all(a, b, data, torch.nn.ReLU, max_bytes=1000, progress=False)
     with pytest.raises(ValueError, match="samples must be one of"):
         compare_all(a, b, data, torch.nn.ReLU, samples="mean", progress=False)

@@ -20,9 +20,13 @@ def test_one_eps_rule_everywhere(rng):
     # The eps range used to be checked in five places; every entry point now says the same.
     X, Y = rng.random((40, 3)), rng.random((40, 2))
     t = nsm.match_thresholds(X, Y)
-    calls = [lambda e: nsm.max_match(X, Y, e), lambda e: t.similarity(e), lambda e: t.max_match(e),
-             lambda e: nsm.minimal_match(X, Y, e, ("x", 0)),
-             lambda e: nsm.simple_matches(X, Y, e, progress=False)]
+    calls = [
+        lambda e: nsm.max_match(X, Y, e),
+        lambda e: t.similarity(e),
+        lambda e: t.max_match(e),
+        lambda e: nsm.minimal_match(X, Y, e, ("x", 0)),
+        lambda e: nsm.simple_matches(X, Y, e, progress=False),
+    ]
     for call in calls:
         for bad in (1.5, -0.1, float("nan"), 10**400):
             with pytest.raises(ValueError, match=r"eps must be finite and in \[0, 1\]"):
@@ -64,7 +68,7 @@ def test_gram_assembled_from_a_difference_passes(rng):
     # squared norm of -3e-13 and cosines of 0/0).
     A = rng.random((400, 6)) * 3
     A[200:, 2] = 0.0
-    G = sum(A[k:k + 100].T @ A[k:k + 100] for k in range(0, 400, 100)) - A[:200].T @ A[:200]
+    G = sum(A[k : k + 100].T @ A[k : k + 100] for k in range(0, 400, 100)) - A[:200].T @ A[:200]
     assert G[2, 2] < 0
     g = nsm.Gram.from_matrix(G, 3, 200)
     m = nsm.max_match(g, 0.5)

@@ -11,9 +11,13 @@ from torch import nn
 def small_cnn(seed: int) -> nn.Module:
     torch.manual_seed(seed)
     return nn.Sequential(
-        nn.Conv2d(1, 6, 3, padding=1), nn.ReLU(),
-        nn.Conv2d(6, 8, 3), nn.ReLU(),
-        nn.Flatten(), nn.Linear(8 * 6 * 6, 12), nn.ReLU(),
+        nn.Conv2d(1, 6, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(6, 8, 3),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(8 * 6 * 6, 12),
+        nn.ReLU(),
         nn.Linear(12, 3),
     )
 
@@ -25,8 +29,7 @@ def image_batches(n_batches: int = 6, batch: int = 32, seed: int = 0):
 
 def transformer_block(seed: int) -> nn.Module:
     torch.manual_seed(seed)
-    return nn.TransformerEncoderLayer(d_model=16, nhead=2, dim_feedforward=24, dropout=0.1,
-                                      batch_first=True)
+    return nn.TransformerEncoderLayer(d_model=16, nhead=2, dim_feedforward=24, dropout=0.1, batch_first=True)
 
 
 def token_batches(n_batches: int = 5, batch: int = 32, tokens: int = 10, seed: int = 1):
@@ -42,12 +45,15 @@ def distributed_worker(rank: int, world: int, init_file: str, out_dir: str, spli
 
     import nsm.torch
 
-    torch.distributed.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank,
-                                         world_size=world)
+    torch.distributed.init_process_group(
+        "gloo", init_method=f"file://{init_file}", rank=rank, world_size=world
+    )
     try:
         data = image_batches(8)
         shard = data[rank::world] if split == "deal" else (data if rank == 0 else [])
-        c = nsm.torch.compare(small_cnn(1), small_cnn(2), shard, ["1", "3"], progress=False, precision="float64")
+        c = nsm.torch.compare(
+            small_cnn(1), small_cnn(2), shard, ["1", "3"], progress=False, precision="float64"
+        )
         np.save(os.path.join(out_dir, f"gram{rank}.npy"), c["3"].gram.matrix)
         c.save(os.path.join(out_dir, f"result{rank}.json"))
     finally:
@@ -147,8 +153,16 @@ def convnext(seed: int, dim: int = 6) -> nn.Module:
 
 def conv1d_net(seed: int) -> nn.Module:
     torch.manual_seed(seed)
-    return nn.Sequential(nn.Conv1d(4, 6, 3, padding=1), nn.ReLU(), nn.Conv1d(6, 5, 3), nn.GELU(),
-                         nn.Dropout(0.1), nn.AdaptiveAvgPool1d(1), nn.Flatten(), nn.ReLU()).eval()
+    return nn.Sequential(
+        nn.Conv1d(4, 6, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv1d(6, 5, 3),
+        nn.GELU(),
+        nn.Dropout(0.1),
+        nn.AdaptiveAvgPool1d(1),
+        nn.Flatten(),
+        nn.ReLU(),
+    ).eval()
 
 
 class TokenEncoder(nn.Module):
@@ -158,8 +172,9 @@ class TokenEncoder(nn.Module):
         super().__init__()
         torch.manual_seed(seed)
         self.embed = nn.Embedding(50, d)
-        layer = nn.TransformerEncoderLayer(d_model=d, nhead=2, dim_feedforward=ffn, dropout=0.0,
-                                           batch_first=True)
+        layer = nn.TransformerEncoderLayer(
+            d_model=d, nhead=2, dim_feedforward=ffn, dropout=0.0, batch_first=True
+        )
         self.encoder = nn.TransformerEncoder(layer, num_layers=layers, enable_nested_tensor=False)
         self.head = nn.Linear(d, 7)
 
@@ -169,8 +184,7 @@ class TokenEncoder(nn.Module):
         return self.head(h)
 
 
-def padded_batches(n_batches: int = 4, batch: int = 8, length: int = 9, side: str = "right",
-                   seed: int = 3):
+def padded_batches(n_batches: int = 4, batch: int = 8, length: int = 9, side: str = "right", seed: int = 3):
     """Dict batches with padding on one side: at least one real token per input."""
     g = torch.Generator().manual_seed(seed)
     out = []

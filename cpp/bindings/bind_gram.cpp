@@ -64,8 +64,8 @@ Precision precision_of(const std::string& name) {
 }
 
 template <class TX>
-void update_with(GramAccumulator& g, const MatrixView<TX>& x, const py::array& y, Kind ky,
-                 int threads, bool cross_only, Precision precision) {
+void update_with(GramAccumulator& g, const MatrixView<TX>& x, const py::array& y, Kind ky, int threads,
+                 bool cross_only, Precision precision) {
   if (ky == Kind::f32) {
     const auto yv = view_of<float>(y, "Y");
     py::gil_scoped_release release;
@@ -88,8 +88,8 @@ void bind_gram(py::module_& m) {
       .def(py::init<Index, Index>(), py::arg("n_x"), py::arg("n_y"))
       .def(
           "update",
-          [](GramAccumulator& g, const py::array& x, const py::array& y, int threads,
-             bool cross_only, const std::string& precision) {
+          [](GramAccumulator& g, const py::array& x, const py::array& y, int threads, bool cross_only,
+             const std::string& precision) {
             const Kind kx = kind_of(x, "X");
             const Kind ky = kind_of(y, "Y");
             const Precision p = precision_of(precision);

@@ -4,8 +4,8 @@
 
 #include <cmath>
 #include <memory>
-#include <string>
 #include <stdexcept>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -27,7 +27,8 @@ void bind_match(py::module_& m) {
              py::array g = gram;
              const bool in_place = g.dtype().is(py::dtype::of<double>()) && g.ndim() == 2 &&
                                    (g.flags() & (py::array::c_style | py::array::f_style)) != 0;
-             if (!in_place) g = py::array_t<double, py::array::f_style | py::array::forcecast>::ensure(gram);
+             if (!in_place)
+               g = py::array_t<double, py::array::f_style | py::array::forcecast>::ensure(gram);
              if (!g || g.ndim() != 2 || g.shape(0) != g.shape(1)) {
                throw std::invalid_argument("gram must be a square 2-D float64 array");
              }
@@ -67,7 +68,8 @@ void bind_match(py::module_& m) {
               py::gil_scoped_release release;
               masks = e.max_match(eps);
             }
-            py::array_t<bool> out({static_cast<py::ssize_t>(eps.size()), static_cast<py::ssize_t>(e.n())});
+            py::array_t<bool> out(
+                {static_cast<py::ssize_t>(eps.size()), static_cast<py::ssize_t>(e.n())});
             auto o = out.mutable_unchecked<2>();
             for (std::size_t i = 0; i < masks.size(); ++i) {
               for (Index v = 0; v < e.n(); ++v) {

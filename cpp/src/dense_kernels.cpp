@@ -38,7 +38,8 @@ template <class Block, class Gram>
 void add_products(const Block& block, Gram& gram, std::ptrdiff_t n_x, bool cross_only) {
   const std::ptrdiff_t n = block.cols();
   if (cross_only) {
-    gram.block(n_x, 0, n - n_x, n_x).noalias() += block.rightCols(n - n_x).transpose() * block.leftCols(n_x);
+    gram.block(n_x, 0, n - n_x, n_x).noalias() +=
+        block.rightCols(n - n_x).transpose() * block.leftCols(n_x);
   } else {
     gram.template triangularView<Eigen::Lower>() += block.transpose() * block;
   }
@@ -96,8 +97,9 @@ void accumulate(const Block& block, double* g, std::ptrdiff_t ldg, std::ptrdiff_
   for (int k = 0; k <= threads; ++k) {
     const double share = static_cast<double>(k) / threads;
     bounds[k] =
-        cross_only ? first + static_cast<std::ptrdiff_t>(std::lround(static_cast<double>(n - first) * share))
-                   : static_cast<std::ptrdiff_t>(std::lround(static_cast<double>(n) * std::sqrt(share)));
+        cross_only
+            ? first + static_cast<std::ptrdiff_t>(std::lround(static_cast<double>(n - first) * share))
+            : static_cast<std::ptrdiff_t>(std::lround(static_cast<double>(n) * std::sqrt(share)));
   }
 #pragma omp parallel for schedule(static, 1) num_threads(threads)
   for (int k = 0; k < threads; ++k) {
@@ -133,14 +135,16 @@ void syrk_lower_add_mixed(const float* b, std::ptrdiff_t rows, std::ptrdiff_t n,
   using FloatMat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::ColMajor>;
   const Eigen::Map<const RowMajorBlock> block(b, rows, n);
   Eigen::Map<Mat, 0, Stride> gram(g, n, n, Stride(ldg));
-  const int threads = std::max(1, std::min(num_threads, static_cast<int>(std::max<std::ptrdiff_t>(n / 128, 1))));
+  const int threads =
+      std::max(1, std::min(num_threads, static_cast<int>(std::max<std::ptrdiff_t>(n / 128, 1))));
   const std::ptrdiff_t first = cross_only ? n_x : 0;
   std::vector<std::ptrdiff_t> bounds(static_cast<std::size_t>(threads) + 1);
   for (int k = 0; k <= threads; ++k) {
     const double share = static_cast<double>(k) / threads;
     bounds[static_cast<std::size_t>(k)] =
-        cross_only ? first + static_cast<std::ptrdiff_t>(std::lround(static_cast<double>(n - first) * share))
-                   : static_cast<std::ptrdiff_t>(std::lround(static_cast<double>(n) * std::sqrt(share)));
+        cross_only
+            ? first + static_cast<std::ptrdiff_t>(std::lround(static_cast<double>(n - first) * share))
+            : static_cast<std::ptrdiff_t>(std::lround(static_cast<double>(n) * std::sqrt(share)));
   }
   auto add_strip = [&](int k) {
     const std::ptrdiff_t r0 = bounds[static_cast<std::size_t>(k)];
@@ -168,13 +172,14 @@ void syrk_lower_add_mixed(const float* b, std::ptrdiff_t rows, std::ptrdiff_t n,
   for (int k = 0; k < threads; ++k) add_strip(k);
 }
 
-void subtract_aat(const double* a, std::ptrdiff_t lda, std::ptrdiff_t rows, std::ptrdiff_t k,
-                  double* c, std::ptrdiff_t ldc) {
+void subtract_aat(const double* a, std::ptrdiff_t lda, std::ptrdiff_t rows, std::ptrdiff_t k, double* c,
+                  std::ptrdiff_t ldc) {
   // The lower triangle only, in strips of columns shared among the threads: strip j is
   // C[j0:, j0:j1] -= A[j0:, :] A[j0:j1, :]^T (a GEMM; Eigen does not nest threads inside).
   constexpr std::ptrdiff_t strip = 64;
   const std::ptrdiff_t strips = (rows + strip - 1) / strip;
-  const bool parallel = static_cast<double>(rows) * static_cast<double>(rows) * static_cast<double>(k) > 4e6;
+  const bool parallel =
+      static_cast<double>(rows) * static_cast<double>(rows) * static_cast<double>(k) > 4e6;
 #pragma omp parallel for schedule(dynamic, 1) if (parallel)
   for (std::ptrdiff_t s = 0; s < strips; ++s) {
     const std::ptrdiff_t j0 = s * strip;
@@ -186,8 +191,8 @@ void subtract_aat(const double* a, std::ptrdiff_t lda, std::ptrdiff_t rows, std:
   }
 }
 
-void solve_lower(const double* l, std::ptrdiff_t ldl, std::ptrdiff_t k, double* b,
-                 std::ptrdiff_t ldb, std::ptrdiff_t cols) {
+void solve_lower(const double* l, std::ptrdiff_t ldl, std::ptrdiff_t k, double* b, std::ptrdiff_t ldb,
+                 std::ptrdiff_t cols) {
   // B is row-major (row stride ldb); its columns are independent right-hand sides, solved in
   // chunks shared among the threads (Eigen's own triangular solve runs on one thread). The
   // chunks do not depend on the thread count, so neither do the results.
@@ -195,7 +200,8 @@ void solve_lower(const double* l, std::ptrdiff_t ldl, std::ptrdiff_t k, double* 
   const Eigen::Map<const Mat, 0, Stride> lm(l, k, k, Stride(ldl));
   constexpr std::ptrdiff_t chunk = 128;
   const std::ptrdiff_t chunks = (cols + chunk - 1) / chunk;
-  const bool parallel = static_cast<double>(k) * static_cast<double>(k) * static_cast<double>(cols) > 4e6;
+  const bool parallel =
+      static_cast<double>(k) * static_cast<double>(k) * static_cast<double>(cols) > 4e6;
 #pragma omp parallel for schedule(dynamic, 1) if (parallel)
   for (std::ptrdiff_t ch = 0; ch < chunks; ++ch) {
     const std::ptrdiff_t j0 = ch * chunk;
@@ -215,7 +221,7 @@ void rotate_rows(double* __restrict x, double* __restrict y, std::ptrdiff_t n, d
 }
 
 extern const KernelSet kernels;
-const KernelSet kernels = {NSM_STRINGIFY(NSM_ISA), &syrk_lower_add, &subtract_aat, &solve_lower,
-                           &rotate_rows, &syrk_lower_add_mixed};
+const KernelSet kernels = {NSM_STRINGIFY(NSM_ISA), &syrk_lower_add, &subtract_aat,
+                           &solve_lower,           &rotate_rows,    &syrk_lower_add_mixed};
 
 }  // namespace nsm::kernels::NSM_ISA

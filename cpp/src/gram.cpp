@@ -102,8 +102,8 @@ std::string scientific(double v) {
 // x.cols + y.cols) as float64, and adds the column sums (per thread, then in thread order, so
 // that results do not depend on timing). C-order rows convert as a straight vectorizable copy.
 template <class TX, class TY, class TO = double>
-void convert_rows(const MatrixView<TX>& x, const MatrixView<TY>& y, Index r0, Index nr,
-                          TO* block, double* sums, int num_threads) {
+void convert_rows(const MatrixView<TX>& x, const MatrixView<TY>& y, Index r0, Index nr, TO* block,
+                  double* sums, int num_threads) {
   const Index n = x.cols + y.cols;
   // Column sums per thread, added in thread order afterwards (results do not depend on timing).
   std::vector<std::vector<double>> partial(static_cast<std::size_t>(std::max(num_threads, 1)));
@@ -159,8 +159,7 @@ void GramAccumulator::add_mixed(const MatrixView<float>& x, const MatrixView<flo
   if (!cross_only) n_samples_ += static_cast<std::int64_t>(x.rows);
 }
 
-GramAccumulator::GramAccumulator(Index n_x, Index n_y)
-    : n_x_(n_x), n_y_(n_y) {
+GramAccumulator::GramAccumulator(Index n_x, Index n_y) : n_x_(n_x), n_y_(n_y) {
   if (n_x < 1 || n_y < 1) {
     throw std::invalid_argument("a Gram accumulator needs at least one neuron per layer, got n_x=" +
                                 std::to_string(n_x) + " and n_y=" + std::to_string(n_y));
@@ -257,8 +256,8 @@ void GramAccumulator::check_magnitudes(double max_abs_x, double max_abs_y, Index
 void GramAccumulator::merge(const GramAccumulator& other) {
   if (other.n_x_ != n_x_ || other.n_y_ != n_y_) {
     throw std::invalid_argument("cannot merge Grams of layers (" + std::to_string(n_x_) + ", " +
-                                std::to_string(n_y_) + ") and (" + std::to_string(other.n_x_) +
-                                ", " + std::to_string(other.n_y_) + ")");
+                                std::to_string(n_y_) + ") and (" + std::to_string(other.n_x_) + ", " +
+                                std::to_string(other.n_y_) + ")");
   }
   const GramState theirs = other.state();  // a copy first: merging an accumulator into itself
   std::lock_guard<std::mutex> lock(mutex_);

@@ -10,7 +10,6 @@
 #include "nsm/peeler.hpp"
 #include "thread_scope.hpp"
 
-
 namespace nsm {
 
 MatchEngine::MatchEngine(const double* gram, Index n, Index ld, Index n_x, std::int64_t n_samples,

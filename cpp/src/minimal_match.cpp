@@ -57,8 +57,8 @@ std::vector<char> MinimalMatchSearch::find(Index v, const std::vector<Index>& or
                                            const std::function<bool()>& should_stop) const {
   const Index n = maximum_.n();
   if (v < 0 || v >= n) {
-    throw std::out_of_range("neuron " + std::to_string(v) + " is out of range [0, " +
-                            std::to_string(n) + ")");
+    throw std::out_of_range("neuron " + std::to_string(v) + " is out of range [0, " + std::to_string(n) +
+                            ")");
   }
   check_order(order, n);
   if (!maximum_.in(v)) return {};

@@ -12,7 +12,7 @@
 namespace nsm {
 namespace {
 
-constexpr Index kPanel = 64;       // panel width of the blocked pivoted Cholesky
+constexpr Index kPanel = 64;         // panel width of the blocked pivoted Cholesky
 constexpr Index kColumnChunk = 512;  // columns per thread task when applying rotations
 // A BLAS-3 flop (rebuild) is about this many times cheaper than a rotation flop (downdate).
 constexpr double kBlas3Advantage = 6.0;
@@ -226,9 +226,8 @@ double SpanBasis::residual(Index v) const {
   return r <= zero_tol_ ? 0.0 : std::min(r, 1.0);
 }
 
-void SpanBasis::remove_members(const std::vector<Index>& gone,
-                               Index columns_after, const Lists& lists_after,
-                               const Priority& leaves_soon) {
+void SpanBasis::remove_members(const std::vector<Index>& gone, Index columns_after,
+                               const Lists& lists_after, const Priority& leaves_soon) {
   if (gone.empty()) return;
   std::vector<Index> positions;
   for (Index v : gone) {

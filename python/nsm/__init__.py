@@ -52,6 +52,7 @@ def __getattr__(name: str) -> object:
         return compare
     raise AttributeError(f"module 'nsm' has no attribute {name!r}")
 
+
 __all__ = [
     "Comparison",
     "CrossComparison",

@@ -11,8 +11,7 @@ def read_in_place(a: np.ndarray) -> bool:
     """True when the core can read ``a`` as it is: a float32/float64 dtype (equal to the native
     one, whatever object holds it) and strides that are whole, aligned items (a field of a
     structured array, for example, is not)."""
-    return (a.dtype in CORE_DTYPES and a.flags.aligned
-            and all(s % a.dtype.itemsize == 0 for s in a.strides))
+    return a.dtype in CORE_DTYPES and a.flags.aligned and all(s % a.dtype.itemsize == 0 for s in a.strides)
 
 
 def as_core_dtype(block: np.ndarray) -> np.ndarray:

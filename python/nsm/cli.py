@@ -35,8 +35,10 @@ def _load_array(path: str, key: str | None, which: str) -> Any:
                 names = list(archive.keys())
                 if key is None:
                     if len(names) != 1:
-                        raise CommandError(f"{which}: {path} holds {len(names)} arrays ({', '.join(names)}); "
-                                           f"pick one with --key-{which.lower()}")
+                        raise CommandError(
+                            f"{which}: {path} holds {len(names)} arrays ({', '.join(names)}); "
+                            f"pick one with --key-{which.lower()}"
+                        )
                     key = names[0]
                 if key not in names:
                     raise CommandError(f"{which}: {path} has no array {key!r} (it has {', '.join(names)})")
@@ -45,14 +47,17 @@ def _load_array(path: str, key: str | None, which: str) -> Any:
             try:
                 import torch
             except ImportError as exc:
-                raise CommandError(f"{which}: reading .pt files needs torch "
-                                   "(pip install 'neuron-subspace-match[torch]')") from exc
+                raise CommandError(
+                    f"{which}: reading .pt files needs torch (pip install 'neuron-subspace-match[torch]')"
+                ) from exc
             obj = torch.load(path, map_location="cpu", weights_only=True)
             if isinstance(obj, dict):
                 if key is None or key not in obj:
                     keys = ", ".join(map(str, obj))
-                    raise CommandError(f"{which}: {path} holds a dict; pick a tensor with "
-                                       f"--key-{which.lower()} (keys: {keys})")
+                    raise CommandError(
+                        f"{which}: {path} holds a dict; pick a tensor with "
+                        f"--key-{which.lower()} (keys: {keys})"
+                    )
                 obj = obj[key]
             if not isinstance(obj, torch.Tensor):
                 raise CommandError(f"{which}: {path} does not hold a tensor")
@@ -106,8 +111,10 @@ def _check_report_folder(out: str, force: bool, source: str | None = None) -> No
     existing = [f for f in REPORT_FILES if os.path.exists(os.path.join(out, f))]
     in_place = source is not None and _same_file(source, os.path.join(out, "report.json"))
     if existing and not force and not in_place:
-        raise CommandError(f"{out} already holds a report ({', '.join(existing)}); pass --force to "
-                           "overwrite it, or --out to choose another folder")
+        raise CommandError(
+            f"{out} already holds a report ({', '.join(existing)}); pass --force to "
+            "overwrite it, or --out to choose another folder"
+        )
     _writable_folder(out, "--out")
 
 
@@ -128,13 +135,26 @@ def _cmd_match(args: argparse.Namespace) -> int:
         raise CommandError(_as_files(str(exc))) from exc
     assert isinstance(results, list)  # a list of eps gives a list of results
     for r in results:
-        print(f"eps={r.eps:g}: A {len(r.x)}/{r.n_x} and B {len(r.y)}/{r.n_y} neurons matched, "
-              f"similarity {r.similarity:.4f} (dead {len(r.dead_x)}+{len(r.dead_y)}, "
-              f"{r.n_samples} samples)")
+        print(
+            f"eps={r.eps:g}: A {len(r.x)}/{r.n_x} and B {len(r.y)}/{r.n_y} neurons matched, "
+            f"similarity {r.similarity:.4f} (dead {len(r.dead_x)}+{len(r.dead_y)}, "
+            f"{r.n_samples} samples)"
+        )
     if args.json:
-        out = [{"eps": r.eps, "x": r.x.tolist(), "y": r.y.tolist(), "similarity": r.similarity,
-                "dead_x": r.dead_x.tolist(), "dead_y": r.dead_y.tolist(), "n_samples": r.n_samples,
-                "n_x": r.n_x, "n_y": r.n_y} for r in results]
+        out = [
+            {
+                "eps": r.eps,
+                "x": r.x.tolist(),
+                "y": r.y.tolist(),
+                "similarity": r.similarity,
+                "dead_x": r.dead_x.tolist(),
+                "dead_y": r.dead_y.tolist(),
+                "n_samples": r.n_samples,
+                "n_x": r.n_x,
+                "n_y": r.n_y,
+            }
+            for r in results
+        ]
         try:
             with open(args.json, "w", encoding="utf-8") as f:
                 json.dump(out, f, indent=1)
@@ -187,12 +207,21 @@ def _report_cross(args: argparse.Namespace) -> int:
         raise CommandError(f"cannot read {args.report}: {exc}") from exc
     out = args.out or os.path.dirname(os.path.abspath(args.report))
     # write_cross_report rewrites cross.json too, so even the input's own folder needs --force.
-    existing = sorted(f for f in os.listdir(out) if f in ("cross.json", "cross.csv")
-                      or f.startswith("heatmap_") and f.endswith(".png")) if os.path.isdir(out) else []
+    existing = (
+        sorted(
+            f
+            for f in os.listdir(out)
+            if f in ("cross.json", "cross.csv") or f.startswith("heatmap_") and f.endswith(".png")
+        )
+        if os.path.isdir(out)
+        else []
+    )
     if existing and not args.force:
-        raise CommandError(f"{out} already holds a cross report ({', '.join(existing[:3])}"
-                           f"{', ...' if len(existing) > 3 else ''}); pass --out to draw it "
-                           "elsewhere, or --force to overwrite it")
+        raise CommandError(
+            f"{out} already holds a cross report ({', '.join(existing[:3])}"
+            f"{', ...' if len(existing) > 3 else ''}); pass --out to draw it "
+            "elsewhere, or --force to overwrite it"
+        )
     _writable_folder(out, "--out")
     paths = write_cross_report(cross, out)
     print(f"{cross}: wrote {', '.join(paths)}")
@@ -204,8 +233,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     try:
         from .demo import run_demo
     except ImportError as exc:  # torch or scikit-learn missing
-        raise CommandError(f"the demo needs the torch extra (pip install "
-                           f"'neuron-subspace-match[torch]'): {exc}") from exc
+        raise CommandError(
+            f"the demo needs the torch extra (pip install 'neuron-subspace-match[torch]'): {exc}"
+        ) from exc
     run_demo(out_dir=args.out, quick=args.quick, progress=not args.no_progress)
     return 0
 
@@ -223,8 +253,9 @@ def _eps_value(text: str) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="nsm", description="Neuron activation subspace match: do two networks learn the same "
-        "representation?")
+        prog="nsm",
+        description="Neuron activation subspace match: do two networks learn the same representation?",
+    )
     parser.add_argument("--version", action="version", version=f"nsm {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -238,31 +269,49 @@ def build_parser() -> argparse.ArgumentParser:
     match = sub.add_parser("match", help="maximum match of two saved activation arrays")
     match.add_argument("a", help="activations of layer A: .npy, .npz or .pt, shape (samples, neurons)")
     match.add_argument("b", help="activations of layer B, on the same samples")
-    match.add_argument("--eps", type=_eps_value, nargs="+", default=[0.1, 0.2, 0.3, 0.4, 0.5],
-                       help="relative errors in [0, 1] (default: 0.1 0.2 0.3 0.4 0.5)")
-    match.add_argument("--precision", choices=PRECISIONS, default=DEFAULT_PRECISION,
-                       help="how float32 activations are multiplied into the float64 Gram "
-                       f"(default: {DEFAULT_PRECISION}; see nsm.Gram)")
+    match.add_argument(
+        "--eps",
+        type=_eps_value,
+        nargs="+",
+        default=[0.1, 0.2, 0.3, 0.4, 0.5],
+        help="relative errors in [0, 1] (default: 0.1 0.2 0.3 0.4 0.5)",
+    )
+    match.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default=DEFAULT_PRECISION,
+        help="how float32 activations are multiplied into the float64 Gram "
+        f"(default: {DEFAULT_PRECISION}; see nsm.Gram)",
+    )
     match.add_argument("--json", help="also write the matched neurons to this JSON file")
     match.add_argument("--force", action="store_true", help="overwrite the --json file if it exists")
     match.add_argument("--key-a", help="array name in A's .npz (or key in A's .pt dict)")
     match.add_argument("--key-b", help="array name in B's .npz (or key in B's .pt dict)")
-    match.add_argument("--exclude-dead", action="store_true",
-                       help="leave dead neurons out of the similarity's denominator")
+    match.add_argument(
+        "--exclude-dead", action="store_true", help="leave dead neurons out of the similarity's denominator"
+    )
     match.set_defaults(run=_cmd_match)
 
     report = sub.add_parser("report", help="redraw the figures of a saved report.json")
-    report.add_argument("report", help="a report.json written by nsm demo or Comparison.save, or a "
-                        "CrossComparison.save JSON (drawn as heatmaps)")
+    report.add_argument(
+        "report",
+        help="a report.json written by nsm demo or Comparison.save, or a "
+        "CrossComparison.save JSON (drawn as heatmaps)",
+    )
     report.add_argument("--out", help="folder for the figures (default: the report's folder)")
-    report.add_argument("--force", action="store_true",
-                        help="overwrite another report already in --out")
+    report.add_argument("--force", action="store_true", help="overwrite another report already in --out")
     report.set_defaults(run=_cmd_report)
     return parser
 
 
-def _print_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
-                   file: Any = None, line: str | None = None) -> None:
+def _print_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: Any = None,
+    line: str | None = None,
+) -> None:
     print(f"nsm: warning: {message}", file=sys.stderr)
 
 

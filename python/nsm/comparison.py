@@ -88,8 +88,10 @@ class LayerComparison:
     def require_gram(self) -> Gram:
         """The Gram, or a ValueError saying how to keep it."""
         if self.gram is None:
-            raise ValueError(f"layer {self.name!r} has no Gram: it was loaded from a comparison saved "
-                             "without Grams; save it with save(path, grams=True) to keep them")
+            raise ValueError(
+                f"layer {self.name!r} has no Gram: it was loaded from a comparison saved "
+                "without Grams; save it with save(path, grams=True) to keep them"
+            )
         return self.gram
 
     def simple_matches(self, eps: float) -> Any:
@@ -133,8 +135,9 @@ class LayerComparison:
         return {
             "name": list(self.name) if isinstance(self.name, tuple) else self.name,
             "thresholds": _thresholds_dict(self.thresholds),
-            "baseline_thresholds": (None if self.baseline_thresholds is None
-                                    else _thresholds_dict(self.baseline_thresholds)),
+            "baseline_thresholds": (
+                None if self.baseline_thresholds is None else _thresholds_dict(self.baseline_thresholds)
+            ),
             "layout": None if self.layout is None else list(self.layout),
             "tokens": self.tokens,
             "notes": list(self.notes),
@@ -165,8 +168,14 @@ def _json_floats(a: np.ndarray) -> list:
 
 
 def _thresholds_dict(t: Thresholds) -> dict:
-    return {"x": _json_floats(t.x), "y": _json_floats(t.y), "dead_x": t.dead_x.tolist(),
-            "dead_y": t.dead_y.tolist(), "n_samples": t.n_samples, "count_dead": t.count_dead}
+    return {
+        "x": _json_floats(t.x),
+        "y": _json_floats(t.y),
+        "dead_x": t.dead_x.tolist(),
+        "dead_y": t.dead_y.tolist(),
+        "n_samples": t.n_samples,
+        "count_dead": t.count_dead,
+    }
 
 
 def _thresholds_from(d: dict) -> Thresholds:
@@ -175,10 +184,16 @@ def _thresholds_from(d: dict) -> Thresholds:
         a.setflags(write=False)
         return a
 
-    return Thresholds(x=arr(d["x"], np.float64), y=arr(d["y"], np.float64),
-                      dead_x=arr(d["dead_x"], np.int64), dead_y=arr(d["dead_y"], np.int64),
-                      n_samples=int(d["n_samples"]), n_x=len(d["x"]), n_y=len(d["y"]),
-                      count_dead=bool(d["count_dead"]))
+    return Thresholds(
+        x=arr(d["x"], np.float64),
+        y=arr(d["y"], np.float64),
+        dead_x=arr(d["dead_x"], np.int64),
+        dead_y=arr(d["dead_y"], np.int64),
+        n_samples=int(d["n_samples"]),
+        n_x=len(d["x"]),
+        n_y=len(d["y"]),
+        count_dead=bool(d["count_dead"]),
+    )
 
 
 class Comparison(Mapping):
@@ -200,21 +215,35 @@ class Comparison(Mapping):
 
     def table(self) -> str:
         """A plain-text table: similarity and baseline at each ε, per layer."""
-        head = ["layer", "layout", "neurons"] + [f"ε={e:g}" for e in self.eps] + [
-            f"base {e:g}" for e in self.eps] + ["auc", "base auc", "cka", "dead", "note"]
+        head = (
+            ["layer", "layout", "neurons"]
+            + [f"ε={e:g}" for e in self.eps]
+            + [f"base {e:g}" for e in self.eps]
+            + ["auc", "base auc", "cka", "dead", "note"]
+        )
         rows = []
         for key, lc in self._layers.items():
             name = key if isinstance(key, str) else f"{key[0]} / {key[1]}"
             sims = [f"{s:.3f}" for s in np.atleast_1d(lc.similarity(self.eps))]
             bases = ["-" if math.isnan(b) else f"{b:.3f}" for b in np.atleast_1d(lc.baseline(self.eps))]
             cka = lc.known_linear_cka()
-            measures = [_number_text(lc.match_auc()), _number_text(lc.baseline_match_auc()),
-                        _number_text(cka)]
-            rows.append([name, _layout_text(lc), f"{lc.n_x}+{lc.n_y}"] + sims + bases + measures +
-                        [f"{len(lc.dead_x)}+{len(lc.dead_y)}", "; ".join(lc.notes) or "-"])
+            measures = [
+                _number_text(lc.match_auc()),
+                _number_text(lc.baseline_match_auc()),
+                _number_text(cka),
+            ]
+            rows.append(
+                [name, _layout_text(lc), f"{lc.n_x}+{lc.n_y}"]
+                + sims
+                + bases
+                + measures
+                + [f"{len(lc.dead_x)}+{len(lc.dead_y)}", "; ".join(lc.notes) or "-"]
+            )
         widths = [max(len(str(r[i])) for r in [head] + rows) for i in range(len(head))]
-        lines = ["  ".join(str(c).rjust(w) if i else str(c).ljust(w) for i, (c, w) in
-                           enumerate(zip(r, widths))) for r in [head] + rows]
+        lines = [
+            "  ".join(str(c).rjust(w) if i else str(c).ljust(w) for i, (c, w) in enumerate(zip(r, widths)))
+            for r in [head] + rows
+        ]
         return "\n".join(lines)
 
     def __repr__(self) -> str:
@@ -240,9 +269,16 @@ class Comparison(Mapping):
         rows = []
         for key, lc in self._layers.items():
             name_a, name_b = (key, key) if isinstance(key, str) else (str(key[0]), str(key[1]))
-            row: dict[str, Any] = {"layer": _key_text(key), "layer_a": name_a, "layer_b": name_b,
-                                   "n_x": lc.n_x, "n_y": lc.n_y, "n_samples": lc.n_samples,
-                                   "dead_x": len(lc.dead_x), "dead_y": len(lc.dead_y)}
+            row: dict[str, Any] = {
+                "layer": _key_text(key),
+                "layer_a": name_a,
+                "layer_b": name_b,
+                "n_x": lc.n_x,
+                "n_y": lc.n_y,
+                "n_samples": lc.n_samples,
+                "dead_x": len(lc.dead_x),
+                "dead_y": len(lc.dead_y),
+            }
             sims = np.atleast_1d(lc.similarity(self.eps))
             bases = np.atleast_1d(lc.baseline(self.eps))
             for e, sim, base in zip(self.eps, sims, bases):
@@ -281,8 +317,12 @@ class Comparison(Mapping):
 
     def to_dict(self) -> dict:
         """Everything needed to redraw the results (no Gram matrices)."""
-        return {"format": "nsm-comparison", "version": 1, "eps": list(self.eps),
-                "layers": [lc.to_dict() for lc in self._layers.values()]}
+        return {
+            "format": "nsm-comparison",
+            "version": 1,
+            "eps": list(self.eps),
+            "layers": [lc.to_dict() for lc in self._layers.values()],
+        }
 
     def save(self, path: Any, grams: bool = False) -> None:
         """Write ``to_dict()`` as JSON; with ``grams``, also every Gram (``<path>.grams.npz``),
@@ -310,10 +350,15 @@ class Comparison(Mapping):
             key = item["name"] if isinstance(item["name"], str) else tuple(item["name"])
             base = item.get("baseline_thresholds")
             layout = item.get("layout")
-            layers[key] = LayerComparison(key, _thresholds_from(item["thresholds"]),
-                                          None if base is None else _thresholds_from(base), eps,
-                                          layout=None if layout is None else tuple(layout),
-                                          tokens=item.get("tokens"), notes=tuple(item.get("notes", ())))
+            layers[key] = LayerComparison(
+                key,
+                _thresholds_from(item["thresholds"]),
+                None if base is None else _thresholds_from(base),
+                eps,
+                layout=None if layout is None else tuple(layout),
+                tokens=item.get("tokens"),
+                notes=tuple(item.get("notes", ())),
+            )
             if item.get("linear_cka") is not None:
                 layers[key].__dict__["_measure_cache"] = {"linear_cka": float(item["linear_cka"])}
         return cls(layers, eps)
@@ -330,8 +375,9 @@ class Comparison(Mapping):
                     for tag in ("gram", "baseline"):
                         if f"{tag}{i}_matrix" in f.files:
                             n_x, n_samples = (int(v) for v in f[f"{tag}{i}_meta"])
-                            g = Gram.from_matrix(f[f"{tag}{i}_matrix"], n_x, n_samples,
-                                                 column_sums=f[f"{tag}{i}_sums"])
+                            g = Gram.from_matrix(
+                                f[f"{tag}{i}_matrix"], n_x, n_samples, column_sums=f[f"{tag}{i}_sums"]
+                            )
                             setattr(lc, "gram" if tag == "gram" else "baseline_gram", g)
         return out
 

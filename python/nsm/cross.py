@@ -33,8 +33,12 @@ Pair = tuple[str, str]
 
 # The centred measures computed together for a pair (they share the centring and the
 # eigen-decompositions); linear CKA needs neither, so it is computed alone.
-_GROUPS = {"linear_cka": ("linear_cka",), "cca": ("cca", "svcca", "procrustes"),
-           "svcca": ("cca", "svcca", "procrustes"), "procrustes": ("cca", "svcca", "procrustes")}
+_GROUPS = {
+    "linear_cka": ("linear_cka",),
+    "cca": ("cca", "svcca", "procrustes"),
+    "svcca": ("cca", "svcca", "procrustes"),
+    "procrustes": ("cca", "svcca", "procrustes"),
+}
 
 
 class CrossComparison:
@@ -148,8 +152,10 @@ class CrossComparison:
         gram = self._grams[pair]
         if pair not in self._checked:
             if gram is None:
-                raise ValueError(f"pair {pair} has no Gram: give the reason it could not be "
-                                 "compared in reasons[(site_a, site_b)]")
+                raise ValueError(
+                    f"pair {pair} has no Gram: give the reason it could not be "
+                    "compared in reasons[(site_a, site_b)]"
+                )
             if not isinstance(gram, Gram):
                 raise TypeError(f"grams[{pair}] must be an nsm.Gram or None, got {type(gram).__name__}")
             if gram.n_samples == 0:
@@ -168,8 +174,10 @@ class CrossComparison:
             raise TypeError(f"baselines[{pair}] must be an nsm.Gram or None, got {type(base).__name__}")
         gram = self._gram(pair)
         if gram is not None and (base.n_x, base.n_y) != (gram.n_x, gram.n_y):
-            raise ValueError(f"baselines[{pair}] has {base.n_x} + {base.n_y} neurons but the pair's "
-                             f"Gram has {gram.n_x} + {gram.n_y}")
+            raise ValueError(
+                f"baselines[{pair}] has {base.n_x} + {base.n_y} neurons but the pair's "
+                f"Gram has {gram.n_x} + {gram.n_y}"
+            )
         return base if base.n_samples else None
 
     # ---- construction checks ----------------------------------------------------------------
@@ -193,8 +201,10 @@ class CrossComparison:
         missing = [(a, b) for a in self.sites_a for b in self.sites_b if (a, b) not in keys]
         if missing:
             more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
-            raise ValueError(f"{name} has no entry for {', '.join(map(str, missing[:3]))}{more}: give "
-                             "every (site_a, site_b) pair a Gram, or None with a reason")
+            raise ValueError(
+                f"{name} has no entry for {', '.join(map(str, missing[:3]))}{more}: give "
+                "every (site_a, site_b) pair a Gram, or None with a reason"
+            )
         return keys
 
     def _site_pair(self, site_a: Any, site_b: Any) -> Pair:
@@ -223,8 +233,9 @@ class CrossComparison:
     def has_grams(self) -> bool:
         """Whether every compared pair has its Gram (False after loading without Grams: the
         measures are then the saved ones)."""
-        return self._gram_pairs is None or (len(self._gram_pairs) + len(self._reasons)
-                                            == len(self.sites_a) * len(self.sites_b))
+        return self._gram_pairs is None or (
+            len(self._gram_pairs) + len(self._reasons) == len(self.sites_a) * len(self.sites_b)
+        )
 
     def thresholds(self, site_a: str, site_b: str) -> Thresholds:
         """Every neuron's critical ε for the pair (computed once)."""
@@ -241,8 +252,9 @@ class CrossComparison:
     def _baseline_thresholds(self, pair: Pair) -> Thresholds | None:
         if pair not in self._base_thresholds:
             base = self._baseline(pair)
-            self._base_thresholds[pair] = (None if base is None
-                                           else match_thresholds(base, count_dead=self.count_dead))
+            self._base_thresholds[pair] = (
+                None if base is None else match_thresholds(base, count_dead=self.count_dead)
+            )
         return self._base_thresholds[pair]
 
     def _require_compared(self, pair: Pair) -> None:
@@ -267,10 +279,17 @@ class CrossComparison:
         # Each Gram is read once here: a lazy mapping may make it on every read.
         gram, base = self._gram(pair), self._baseline(pair)
         if pair not in self._base_thresholds:
-            self._base_thresholds[pair] = (None if base is None
-                                           else match_thresholds(base, count_dead=self.count_dead))
-        return LayerComparison(pair, self._thresholds_of(pair, gram), self._base_thresholds[pair],
-                               self.eps, gram=gram, baseline_gram=base)
+            self._base_thresholds[pair] = (
+                None if base is None else match_thresholds(base, count_dead=self.count_dead)
+            )
+        return LayerComparison(
+            pair,
+            self._thresholds_of(pair, gram),
+            self._base_thresholds[pair],
+            self.eps,
+            gram=gram,
+            baseline_gram=base,
+        )
 
     # ---- measures ---------------------------------------------------------------------------
 
@@ -283,8 +302,10 @@ class CrossComparison:
         else:
             gram = self._gram(pair)
             if gram is None:
-                raise ValueError(f"{measure} of {pair} needs the pair's Gram, and this comparison was "
-                                 "loaded without it and without that measure")
+                raise ValueError(
+                    f"{measure} of {pair} needs the pair's Gram, and this comparison was "
+                    "loaded without it and without that measure"
+                )
             group = _GROUPS[measure]
             values = _centred_measures(gram, group, self.keep, pair, caches)
             for m in group:
@@ -405,8 +426,7 @@ class CrossComparison:
 
     def __repr__(self) -> str:
         skipped = f", {len(self._reasons)} not compared" if self._reasons else ""
-        return (f"CrossComparison({len(self.sites_a)} sites of A x {len(self.sites_b)} sites of B"
-                f"{skipped})")
+        return f"CrossComparison({len(self.sites_a)} sites of A x {len(self.sites_b)} sites of B{skipped})"
 
     # ---- save and load ----------------------------------------------------------------------
 
@@ -425,9 +445,17 @@ class CrossComparison:
                 base = self._baseline_thresholds(pair)
                 item["baseline_thresholds"] = None if base is None else _thresholds_dict(base)
             pairs.append(item)
-        return {"format": "nsm-cross-comparison", "version": 1, "sites_a": list(self.sites_a),
-                "sites_b": list(self.sites_b), "eps": list(self.eps), "keep": self.keep,
-                "count_dead": self.count_dead, "info": self.info, "pairs": pairs}
+        return {
+            "format": "nsm-cross-comparison",
+            "version": 1,
+            "sites_a": list(self.sites_a),
+            "sites_b": list(self.sites_b),
+            "eps": list(self.eps),
+            "keep": self.keep,
+            "count_dead": self.count_dead,
+            "info": self.info,
+            "pairs": pairs,
+        }
 
     def save(self, path: Any, grams: bool = False) -> None:
         """Write :meth:`to_dict` as JSON, computing every measure first.
@@ -465,13 +493,15 @@ class CrossComparison:
                 np.savez(f, **arrays)
 
     @classmethod
-    def from_dict(cls, d: dict, grams: Mapping[Pair, Gram] | None = None,
-                  baselines: Mapping[Pair, Gram] | None = None) -> CrossComparison:
+    def from_dict(
+        cls, d: dict, grams: Mapping[Pair, Gram] | None = None, baselines: Mapping[Pair, Gram] | None = None
+    ) -> CrossComparison:
         """The comparison :meth:`to_dict` describes, with the saved measures and thresholds,
         and the Grams of ``grams``/``baselines`` where given."""
         if not isinstance(d, dict) or d.get("format") != "nsm-cross-comparison":
-            raise ValueError("not an nsm cross comparison (expected the JSON that "
-                             "CrossComparison.save writes)")
+            raise ValueError(
+                "not an nsm cross comparison (expected the JSON that CrossComparison.save writes)"
+            )
         out = cls.__new__(cls)
         out.sites_a = check_sites(d["sites_a"], "sites_a")
         out.sites_b = check_sites(d["sites_b"], "sites_b")
@@ -518,8 +548,9 @@ class CrossComparison:
                     for tag, target in (("gram", grams), ("baseline", baselines)):
                         if f"{tag}{k}_matrix" in f.files:
                             n_x, n_samples = (int(v) for v in f[f"{tag}{k}_meta"])
-                            target[pair] = Gram.from_matrix(f[f"{tag}{k}_matrix"], n_x, n_samples,
-                                                            column_sums=f[f"{tag}{k}_sums"])
+                            target[pair] = Gram.from_matrix(
+                                f[f"{tag}{k}_matrix"], n_x, n_samples, column_sums=f[f"{tag}{k}_sums"]
+                            )
         return cls.from_dict(d, grams, baselines)
 
 
@@ -529,4 +560,3 @@ def _auc_or_nan(t: Thresholds, pair: Pair) -> float:
 
 def _json_float(v: float) -> float | None:
     return None if not math.isfinite(v) else float(v)
-

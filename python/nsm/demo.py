@@ -22,8 +22,9 @@ def _require() -> None:
         import sklearn  # noqa: F401
         import torch  # noqa: F401
     except ImportError as exc:
-        raise ImportError("nsm demo needs the demo extra: pip install 'neuron-subspace-match[demo]' "
-                          f"(missing: {exc.name})") from exc
+        raise ImportError(
+            f"nsm demo needs the demo extra: pip install 'neuron-subspace-match[demo]' (missing: {exc.name})"
+        ) from exc
 
 
 def digits_split(
@@ -46,17 +47,26 @@ def small_cnn(seed: int) -> Any:
     from torch import nn
 
     torch.manual_seed(seed)
-    return nn.Sequential(OrderedDict([
-        ("conv1", nn.Conv2d(1, 16, 3, padding=1)), ("relu1", nn.ReLU()),
-        ("conv2", nn.Conv2d(16, 32, 3, padding=1)), ("relu2", nn.ReLU()),
-        ("pool", nn.MaxPool2d(2)), ("flatten", nn.Flatten()),
-        ("fc1", nn.Linear(32 * 4 * 4, 64)), ("relu3", nn.ReLU()),
-        ("fc2", nn.Linear(64, 10)),
-    ]))
+    return nn.Sequential(
+        OrderedDict(
+            [
+                ("conv1", nn.Conv2d(1, 16, 3, padding=1)),
+                ("relu1", nn.ReLU()),
+                ("conv2", nn.Conv2d(16, 32, 3, padding=1)),
+                ("relu2", nn.ReLU()),
+                ("pool", nn.MaxPool2d(2)),
+                ("flatten", nn.Flatten()),
+                ("fc1", nn.Linear(32 * 4 * 4, 64)),
+                ("relu3", nn.ReLU()),
+                ("fc2", nn.Linear(64, 10)),
+            ]
+        )
+    )
 
 
-def train(model: Any, images: np.ndarray, labels: np.ndarray, epochs: int, seed: int,
-          bar: Any = None) -> None:
+def train(
+    model: Any, images: np.ndarray, labels: np.ndarray, epochs: int, seed: int, bar: Any = None
+) -> None:
     """Adam on cross-entropy, mini-batches of 64 in an order fixed by ``seed``."""
     import torch
 
@@ -92,8 +102,9 @@ class DemoResult:
     paths: list[str]
 
 
-def run_demo(out_dir: str = "nsm-report", quick: bool = False, progress: bool = True,
-             echo: Callable[..., Any] = print) -> DemoResult:
+def run_demo(
+    out_dir: str = "nsm-report", quick: bool = False, progress: bool = True, echo: Callable[..., Any] = print
+) -> DemoResult:
     """Train the two networks, compare their ReLU layers, print a table, write the report.
 
     Examples
@@ -106,8 +117,8 @@ def run_demo(out_dir: str = "nsm-report", quick: bool = False, progress: bool = 
     _require()
     import torch
 
-    from .progress import progress_bar
     from .heatmap import plot_heatmap
+    from .progress import progress_bar
     from .report import write_report
     from .torch import compare, compare_all
 
@@ -125,18 +136,20 @@ def run_demo(out_dir: str = "nsm-report", quick: bool = False, progress: bool = 
             accuracies.append(accuracy(model, x_test, y_test))
     finally:
         bar.close()
-    echo(f"trained two CNNs on digits from seeds {SEEDS}: held-out accuracy "
-         f"{accuracies[0]:.1%} and {accuracies[1]:.1%} ({len(x_test)} images)")
+    echo(
+        f"trained two CNNs on digits from seeds {SEEDS}: held-out accuracy "
+        f"{accuracies[0]:.1%} and {accuracies[1]:.1%} ({len(x_test)} images)"
+    )
     test = torch.from_numpy(x_test)
     batches = list(test.split(60))
-    comparison = compare(models[0], models[1], batches, ["relu1", "relu2", "relu3"],
-                         progress=progress)
+    comparison = compare(models[0], models[1], batches, ["relu1", "relu2", "relu3"], progress=progress)
     echo(comparison.table())
     paths = write_report(comparison, out_dir)
     # Every layer of one network against every layer of the other: the finer map of a pair is
     # average-pooled to the coarser grid, so every pair has samples to share.
-    grid = compare_all(models[0], models[1], batches, ["relu1", "relu2", "relu3"], samples="pool",
-                       progress=progress)
+    grid = compare_all(
+        models[0], models[1], batches, ["relu1", "relu2", "relu3"], samples="pool", progress=progress
+    )
     for measure in ("match_auc", "linear_cka"):
         path = os.path.join(out_dir, f"heatmap_{measure}.png")
         plot_heatmap(grid, path, measure)

@@ -76,8 +76,9 @@ class Gram:
         self._cache: tuple[np.ndarray, np.ndarray, int] | None = None
 
     @classmethod
-    def from_arrays(cls, X: Any, Y: Any, *, num_threads: int | None = None,
-                    precision: Precision = DEFAULT_PRECISION) -> Gram:
+    def from_arrays(
+        cls, X: Any, Y: Any, *, num_threads: int | None = None, precision: Precision = DEFAULT_PRECISION
+    ) -> Gram:
         """Accumulate the Gram of activations ``X`` (n_samples, n_x) and ``Y`` (n_samples, n_y).
 
         Numpy arrays or CPU torch tensors of any real dtype and any memory layout; float32 and
@@ -136,8 +137,9 @@ class Gram:
         gram._acc.assign(lower, sums, n_samples)
         return gram
 
-    def update(self, X: Any, Y: Any, *, num_threads: int | None = None,
-               precision: Precision | None = None) -> Gram:
+    def update(
+        self, X: Any, Y: Any, *, num_threads: int | None = None, precision: Precision | None = None
+    ) -> Gram:
         """Add a batch of samples: ``X`` (batch, n_x) and ``Y`` (batch, n_y). Returns self.
 
         ``precision`` (see :class:`Gram`) applies to this batch; None uses the Gram's own.
@@ -152,8 +154,12 @@ class Gram:
         4
         """
         X, Y = check_batch(X, Y, self.n_x, self.n_y)
-        self._add(X, Y, check_threads(num_threads),
-                  self._precision if precision is None else check_precision(precision))
+        self._add(
+            X,
+            Y,
+            check_threads(num_threads),
+            self._precision if precision is None else check_precision(precision),
+        )
         return self
 
     @property
@@ -172,16 +178,24 @@ class Gram:
         staged = _core.GramAccumulator(self.n_x, self.n_y)
         for start in range(0, X.shape[0], rows):
             stop = start + rows
-            staged.update(as_core_dtype(X[start:stop]), as_core_dtype(Y[start:stop]), threads, False,
-                          precision)
+            staged.update(
+                as_core_dtype(X[start:stop]), as_core_dtype(Y[start:stop]), threads, False, precision
+            )
         self._changed(self._acc.merge, staged)
 
-    def _add_views(self, X: np.ndarray, Y: np.ndarray, threads: int, cross_only: bool = False,
-                   precision: Precision | None = None) -> None:
+    def _add_views(
+        self,
+        X: np.ndarray,
+        Y: np.ndarray,
+        threads: int,
+        cross_only: bool = False,
+        precision: Precision | None = None,
+    ) -> None:
         """Add float32/float64 arrays the core reads as they are, without the checks of
         ``update``; 3-D (N, C, P) arrays count as N * P samples (nsm.torch's conv outputs)."""
-        self._changed(self._acc.update, X, Y, threads, cross_only,
-                      self._precision if precision is None else precision)
+        self._changed(
+            self._acc.update, X, Y, threads, cross_only, self._precision if precision is None else precision
+        )
 
     def _changed(self, change: Any, *args: Any) -> None:
         try:
@@ -279,8 +293,7 @@ class Gram:
         5
         """
         matrix, sums, n_samples = self._state()
-        np.savez(path, matrix=matrix, column_sums=sums, n_x=np.int64(self.n_x),
-                 n_samples=np.int64(n_samples))
+        np.savez(path, matrix=matrix, column_sums=sums, n_x=np.int64(self.n_x), n_samples=np.int64(n_samples))
 
     @classmethod
     def load(cls, path: Any) -> Gram:
@@ -308,8 +321,9 @@ class Gram:
             v = values[name]
             if v.ndim != 0 or v.dtype.kind not in "iu":
                 raise ValueError(f"{path}: saved {name} must be an integer, got {v!r}")
-        return cls.from_matrix(values["matrix"], int(values["n_x"]), int(values["n_samples"]),
-                               column_sums=values["column_sums"])
+        return cls.from_matrix(
+            values["matrix"], int(values["n_x"]), int(values["n_samples"]), column_sums=values["column_sums"]
+        )
 
     def __repr__(self) -> str:
         return f"Gram(n_x={self.n_x}, n_y={self.n_y}, n_samples={self.n_samples})"

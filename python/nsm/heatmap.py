@@ -69,8 +69,9 @@ def plot_heatmap(cross: Any, path: Any, measure: str = "linear_cka", eps: float 
     prefix_a, rows = shorten_labels(cross.sites_a)
     prefix_b, cols = shorten_labels(cross.sites_b)
     label_room = 0.075 * font / 7 * max(len(s) for s in rows + cols)  # inches for the tick labels
-    fig, ax = plt.subplots(figsize=(max(5.0, n_cols * cell + label_room + 2.2),
-                                    max(4.0, n_rows * cell + label_room + 1.4)))
+    fig, ax = plt.subplots(
+        figsize=(max(5.0, n_cols * cell + label_room + 2.2), max(4.0, n_rows * cell + label_room + 1.4))
+    )
     if measure == "similarity_gap":
         finite = np.abs(values[np.isfinite(values)])
         bound = max(0.05, float(finite.max())) if finite.size else 1.0
@@ -78,10 +79,27 @@ def plot_heatmap(cross: Any, path: Any, measure: str = "linear_cka", eps: float 
     else:
         cmap, vmin, vmax = plt.get_cmap("viridis"), 0.0, 1.0
     cmap = cmap.with_extremes(bad=(0.0, 0.0, 0.0, 0.0))  # NaN cells show the hatched background
-    ax.add_patch(plt.Rectangle((-0.5, -0.5), n_cols, n_rows, facecolor="0.85", edgecolor="0.55",
-                               hatch="xx", linewidth=0, zorder=0))
-    image = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, vmin=vmin, vmax=vmax,
-                      interpolation="nearest", aspect="equal", zorder=1)
+    ax.add_patch(
+        plt.Rectangle(
+            (-0.5, -0.5),
+            n_cols,
+            n_rows,
+            facecolor="0.85",
+            edgecolor="0.55",
+            hatch="xx",
+            linewidth=0,
+            zorder=0,
+        )
+    )
+    image = ax.imshow(
+        np.ma.masked_invalid(values),
+        cmap=cmap,
+        vmin=vmin,
+        vmax=vmax,
+        interpolation="nearest",
+        aspect="equal",
+        zorder=1,
+    )
     ax.set_xlim(-0.5, n_cols - 0.5)
     ax.set_ylim(n_rows - 0.5, -0.5)
     ax.set_xticks(np.arange(n_cols), cols, rotation=90, fontsize=font)
@@ -95,8 +113,15 @@ def plot_heatmap(cross: Any, path: Any, measure: str = "linear_cka", eps: float 
                 v = values[i, j]
                 if math.isfinite(v):
                     dark = (v - vmin) / (vmax - vmin) < 0.55 if measure != "similarity_gap" else False
-                    ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=font * 0.9,
-                            color="white" if dark else "black")
+                    ax.text(
+                        j,
+                        i,
+                        f"{v:.2f}",
+                        ha="center",
+                        va="center",
+                        fontsize=font * 0.9,
+                        color="white" if dark else "black",
+                    )
     bar = fig.colorbar(image, ax=ax, fraction=0.04, pad=0.02)
     bar.set_label(measure if eps is None else f"{measure} at ε = {eps:g}")
     title = _TITLES.get(measure, measure) + ("" if eps is None else f", ε = {eps:g}")

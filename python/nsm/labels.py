@@ -48,13 +48,13 @@ def shorten_labels(labels: Sequence[str], max_chars: int = 28) -> tuple[str, lis
         while prefix and any(len(label) == len(prefix) for label in labels):
             cut = max((prefix[:-1].rfind(s) for s in SEPARATORS), default=-1) + 1
             prefix = prefix[:cut]
-    short = [label[len(prefix):] for label in labels]
+    short = [label[len(prefix) :] for label in labels]
     out = []
     for label in short:
         if len(label) > max_chars:
             head = (max_chars - 1) // 2
             tail = max_chars - 1 - head
-            label = label[:head] + "…" + label[len(label) - tail:]
+            label = label[:head] + "…" + label[len(label) - tail :]
         out.append(label)
     # Where eliding made two labels equal, keep them whole.
     clashes = {label for label in out if out.count(label) > 1}

@@ -188,17 +188,45 @@ def result_from_mask(
 
 
 @overload
-def max_match(gram: Gram, eps: Eps, /, *, dead_tol: float | None = ..., count_dead: bool = ...,
-              num_threads: int | None = ...) -> MatchResult: ...
+def max_match(
+    gram: Gram,
+    eps: Eps,
+    /,
+    *,
+    dead_tol: float | None = ...,
+    count_dead: bool = ...,
+    num_threads: int | None = ...,
+) -> MatchResult: ...
 @overload
-def max_match(gram: Gram, eps: EpsSequence, /, *, dead_tol: float | None = ..., count_dead: bool = ...,
-              num_threads: int | None = ...) -> list[MatchResult]: ...
+def max_match(
+    gram: Gram,
+    eps: EpsSequence,
+    /,
+    *,
+    dead_tol: float | None = ...,
+    count_dead: bool = ...,
+    num_threads: int | None = ...,
+) -> list[MatchResult]: ...
 @overload
-def max_match(X: Activations, Y: Activations, eps: Eps, *, dead_tol: float | None = ...,
-              count_dead: bool = ..., num_threads: int | None = ...) -> MatchResult: ...
+def max_match(
+    X: Activations,
+    Y: Activations,
+    eps: Eps,
+    *,
+    dead_tol: float | None = ...,
+    count_dead: bool = ...,
+    num_threads: int | None = ...,
+) -> MatchResult: ...
 @overload
-def max_match(X: Activations, Y: Activations, eps: EpsSequence, *, dead_tol: float | None = ...,
-              count_dead: bool = ..., num_threads: int | None = ...) -> list[MatchResult]: ...
+def max_match(
+    X: Activations,
+    Y: Activations,
+    eps: EpsSequence,
+    *,
+    dead_tol: float | None = ...,
+    count_dead: bool = ...,
+    num_threads: int | None = ...,
+) -> list[MatchResult]: ...
 def max_match(
     X: Activations | Gram,
     Y: Activations | Eps | EpsSequence = None,

@@ -54,25 +54,32 @@ def _gram_of(X: Any, Y: Any, function: str, num_threads: int | None) -> Gram:
 
 
 def _no_variance(function: str, name: str, which: str) -> float:
-    warnings.warn(f"{function}: layer {name!r} ({which}) has no variance across the samples (every "
-                  "neuron is dead or constant), so the measure is undefined: NaN", NsmWarning,
-                  stacklevel=4)
+    warnings.warn(
+        f"{function}: layer {name!r} ({which}) has no variance across the samples (every "
+        "neuron is dead or constant), so the measure is undefined: NaN",
+        NsmWarning,
+        stacklevel=4,
+    )
     return math.nan
 
 
 def _few_samples(function: str, gram: Gram) -> None:
     if gram.n_samples <= gram.n:
-        warnings.warn(f"{function}: {gram.n_samples} samples for {gram.n_x} + {gram.n_y} neurons: with "
-                      "n_samples <= n_x + n_y canonical correlations are forced towards 1; use many "
-                      "more samples than neurons", FewSamplesWarning, stacklevel=4)
+        warnings.warn(
+            f"{function}: {gram.n_samples} samples for {gram.n_x} + {gram.n_y} neurons: with "
+            "n_samples <= n_x + n_y canonical correlations are forced towards 1; use many "
+            "more samples than neurons",
+            FewSamplesWarning,
+            stacklevel=4,
+        )
 
 
 class _Side(NamedTuple):
     """One layer's centred block, restricted to its live neurons."""
 
-    live: np.ndarray      # indices of the live neurons within the layer
-    scale: np.ndarray     # 1 / uncentred norm of each live neuron
-    centred: np.ndarray   # Gc restricted to the live neurons (unscaled)
+    live: np.ndarray  # indices of the live neurons within the layer
+    scale: np.ndarray  # 1 / uncentred norm of each live neuron
+    centred: np.ndarray  # Gc restricted to the live neurons (unscaled)
 
 
 class _Centred:
@@ -96,8 +103,10 @@ class _Centred:
         x, y = self.x.live, gram.n_x + self.y.live
         self.cross = G[np.ix_(x, y)] - np.outer(s[x], s[y]) / d
         self.tol = _EPS * max(d, gram.n)
-        self._caches = {id(self.x): caches[0] if caches[0] is not None else {},
-                        id(self.y): caches[1] if caches[1] is not None else {}}
+        self._caches = {
+            id(self.x): caches[0] if caches[0] is not None else {},
+            id(self.y): caches[1] if caches[1] is not None else {},
+        }
         self._digests: dict[int, bytes] = {}
 
     def _cached(self, side: _Side, what: tuple, compute: Any) -> np.ndarray:
@@ -121,6 +130,7 @@ class _Centred:
 
     def whitener(self, side: _Side) -> np.ndarray:
         """W (live × rank) with Wᵀ Gc W = I over the directions above the cutoff."""
+
         def compute() -> np.ndarray:
             scaled = side.centred * np.outer(side.scale, side.scale)
             lam, vec = np.linalg.eigh(scaled)
@@ -132,6 +142,7 @@ class _Centred:
     def principal(self, side: _Side, keep: float) -> np.ndarray:
         """W (live × k) whitening the fewest principal directions of Gc that explain at least
         ``keep`` of its variance (never more directions than the rank the cutoff gives)."""
+
         def compute() -> np.ndarray:
             lam, vec = np.linalg.eigh(side.centred)
             lam, vec = lam[::-1], vec[:, ::-1]
@@ -148,8 +159,13 @@ class _Centred:
 CENTRED = ("linear_cka", "cca", "svcca", "procrustes")
 
 
-def _centred_measures(gram: Gram, which: tuple[str, ...], keep: float, names: tuple[str, str],
-                      caches: tuple[dict | None, dict | None] = (None, None)) -> dict[str, float]:
+def _centred_measures(
+    gram: Gram,
+    which: tuple[str, ...],
+    keep: float,
+    names: tuple[str, str],
+    caches: tuple[dict | None, dict | None] = (None, None),
+) -> dict[str, float]:
     """The centred measures named in ``which``, sharing one centring and eigen-decompositions
     (and, with ``caches``, the decompositions of sites seen before)."""
     c = _Centred(gram, caches)
@@ -174,16 +190,16 @@ def _centred_measures(gram: Gram, which: tuple[str, ...], keep: float, names: tu
             out[m] = float(np.sum(rho) / min(wx.shape[1], wy.shape[1]))
         elif m == "procrustes":
             nuclear = float(np.linalg.svd(c.cross, compute_uv=False).sum())
-            norm = math.sqrt(max(float(np.trace(c.x.centred)), 0.0) *
-                             max(float(np.trace(c.y.centred)), 0.0))
+            norm = math.sqrt(max(float(np.trace(c.x.centred)), 0.0) * max(float(np.trace(c.y.centred)), 0.0))
             out[m] = min(nuclear / norm, 1.0)
         else:
             raise ValueError(f"unknown centred measure {m!r}")
     return out
 
 
-def linear_cka(X: Any, Y: Any = None, /, *, names: tuple[str, str] = ("X", "Y"),
-               num_threads: int | None = None) -> float:
+def linear_cka(
+    X: Any, Y: Any = None, /, *, names: tuple[str, str] = ("X", "Y"), num_threads: int | None = None
+) -> float:
     """Linear centred kernel alignment (Kornblith, Norouzi, Lee and Hinton, ICML 2019).
 
     ``‖XcᵀYc‖²_F / (‖XcᵀXc‖_F ‖YcᵀYc‖_F)`` with ``Xc``, ``Yc`` the column-centred activations:
@@ -221,8 +237,9 @@ def linear_cka(X: Any, Y: Any = None, /, *, names: tuple[str, str] = ("X", "Y"),
     return _centred_measures(gram, ("linear_cka",), 0.99, names)["linear_cka"]
 
 
-def cca(X: Any, Y: Any = None, /, *, names: tuple[str, str] = ("X", "Y"),
-        num_threads: int | None = None) -> float:
+def cca(
+    X: Any, Y: Any = None, /, *, names: tuple[str, str] = ("X", "Y"), num_threads: int | None = None
+) -> float:
     """Mean squared canonical correlation, R²_CCA (Hotelling 1936; as compared in Kornblith et
     al., ICML 2019).
 
@@ -257,8 +274,15 @@ def cca(X: Any, Y: Any = None, /, *, names: tuple[str, str] = ("X", "Y"),
     return _centred_measures(gram, ("cca",), 0.99, names)["cca"]
 
 
-def svcca(X: Any, Y: Any = None, /, *, keep: float = 0.99, names: tuple[str, str] = ("X", "Y"),
-          num_threads: int | None = None) -> float:
+def svcca(
+    X: Any,
+    Y: Any = None,
+    /,
+    *,
+    keep: float = 0.99,
+    names: tuple[str, str] = ("X", "Y"),
+    num_threads: int | None = None,
+) -> float:
     """Singular vector CCA (Raghu, Gilmer, Yosinski and Sohl-Dickstein, NeurIPS 2017).
 
     Keep on each side the fewest principal directions of the centred covariance ``XcᵀXc`` that
@@ -294,8 +318,9 @@ def svcca(X: Any, Y: Any = None, /, *, keep: float = 0.99, names: tuple[str, str
     return _centred_measures(gram, ("svcca",), keep, names)["svcca"]
 
 
-def procrustes(X: Any, Y: Any = None, /, *, names: tuple[str, str] = ("X", "Y"),
-               num_threads: int | None = None) -> float:
+def procrustes(
+    X: Any, Y: Any = None, /, *, names: tuple[str, str] = ("X", "Y"), num_threads: int | None = None
+) -> float:
     """Cosine of the angular Procrustes distance (Williams, Kunz, Kornblith and Linderman,
     NeurIPS 2021; orthogonal Procrustes, Schönemann 1966).
 
@@ -327,8 +352,16 @@ def procrustes(X: Any, Y: Any = None, /, *, names: tuple[str, str] = ("X", "Y"),
     return _centred_measures(gram, ("procrustes",), 0.99, names)["procrustes"]
 
 
-def match_auc(X: Any, Y: Any = None, /, *, count_dead: bool = True, dead_tol: float | None = None,
-              names: tuple[str, str] = ("X", "Y"), num_threads: int | None = None) -> float:
+def match_auc(
+    X: Any,
+    Y: Any = None,
+    /,
+    *,
+    count_dead: bool = True,
+    dead_tol: float | None = None,
+    names: tuple[str, str] = ("X", "Y"),
+    num_threads: int | None = None,
+) -> float:
     """Area under the maximum-match similarity curve, ``∫₀¹ MMS(ε) dε`` (nsm's ε-free summary).
 
     ``MMS(ε)`` is the fraction of both layers' neurons in the maximum ε-match (Wang et al.,
@@ -367,16 +400,25 @@ def match_auc(X: Any, Y: Any = None, /, *, count_dead: bool = True, dead_tol: fl
     name_x, name_y = check_layer_names(names)
     if isinstance(X, Thresholds):
         if Y is not None:
-            raise TypeError("match_auc() takes (X, Y), (gram) or (thresholds): got thresholds and a "
-                            "second argument")
+            raise TypeError(
+                "match_auc() takes (X, Y), (gram) or (thresholds): got thresholds and a second argument"
+            )
         t = X
     else:
-        t = match_thresholds(_gram_of(X, Y, "match_auc", num_threads), count_dead=count_dead,
-                             dead_tol=dead_tol, num_threads=num_threads)
+        t = match_thresholds(
+            _gram_of(X, Y, "match_auc", num_threads),
+            count_dead=count_dead,
+            dead_tol=dead_tol,
+            num_threads=num_threads,
+        )
     for n, dead, name, which in ((t.n_x, t.dead_x, name_x, "X"), (t.n_y, t.dead_y, name_y, "Y")):
         if len(dead) == n:
-            warnings.warn(f"match_auc: layer {name!r} ({which}) has no live neuron (all are zero on "
-                          "these samples), so the measure is undefined: NaN", NsmWarning, stacklevel=2)
+            warnings.warn(
+                f"match_auc: layer {name!r} ({which}) has no live neuron (all are zero on "
+                "these samples), so the measure is undefined: NaN",
+                NsmWarning,
+                stacklevel=2,
+            )
             return math.nan
     return _auc_of(t)
 

@@ -24,8 +24,10 @@ def _pyplot() -> Any:
     try:
         import matplotlib
     except ImportError as exc:
-        raise ImportError("drawing figures needs matplotlib: pip install "
-                          "'neuron-subspace-match[plot]' (or pip install matplotlib)") from exc
+        raise ImportError(
+            "drawing figures needs matplotlib: pip install "
+            "'neuron-subspace-match[plot]' (or pip install matplotlib)"
+        ) from exc
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 
@@ -55,8 +57,12 @@ def _slot(n: int, most: float) -> float:
 
 def _layer_ticks(ax: Any, positions: Any, labels: list[str], prefix: str) -> None:
     crowded = len(labels) > 8 or max((len(s) for s in labels), default=0) > 14
-    ax.set_xticks(positions, labels, rotation=90 if crowded else 0,
-                  fontsize=7 if len(labels) > 30 else 8 if crowded else 9)
+    ax.set_xticks(
+        positions,
+        labels,
+        rotation=90 if crowded else 0,
+        fontsize=7 if len(labels) > 30 else 8 if crowded else 9,
+    )
     ax.set_xlabel("layer" + (f" ({prefix}…)" if prefix else ""))
 
 
@@ -86,8 +92,9 @@ def plot_similarity(comparison: Any, path: Any) -> None:
     keys = list(comparison)
     eps = comparison.eps
     prefix, labels = _labels(keys)
-    fig, ax = plt.subplots(figsize=(max(6.0, _slot(len(keys), 1.6) * len(keys) + 2),
-                                    4.8 if len(keys) <= 20 else 6.0))
+    fig, ax = plt.subplots(
+        figsize=(max(6.0, _slot(len(keys), 1.6) * len(keys) + 2), 4.8 if len(keys) <= 20 else 6.0)
+    )
     width = 0.8 / len(eps)
     colors = plt.cm.viridis(np.linspace(0.1, 0.85, len(eps)))
     x = np.arange(len(keys))
@@ -97,26 +104,44 @@ def plot_similarity(comparison: Any, path: Any) -> None:
         bases = np.array([float(comparison[k].baseline(e)) for k in keys])
         offset = x - 0.4 + (i + 0.5) * width
         ax.bar(offset - width * 0.2, sims, width * 0.6, color=color, label=f"ε = {e:g}")
-        ax.bar(offset + width * 0.3, np.nan_to_num(bases), width * 0.4, color=color, alpha=0.35,
-               hatch="//", edgecolor="grey", linewidth=0.4)
+        ax.bar(
+            offset + width * 0.3,
+            np.nan_to_num(bases),
+            width * 0.4,
+            color=color,
+            alpha=0.35,
+            hatch="//",
+            edgecolor="grey",
+            linewidth=0.4,
+        )
         # A bar of height 0 is invisible: mark it, so "0" differs from "not drawn".
         for where, values in ((offset - width * 0.2, sims), (offset + width * 0.3, bases)):
             zero = values == 0
             if zero.any():
                 zero_marks = True
-                ax.plot(where[zero], np.zeros(int(zero.sum())), ls="", marker="^", ms=4, color=color,
-                        markeredgecolor="black", markeredgewidth=0.4, clip_on=False, zorder=3)
+                ax.plot(
+                    where[zero],
+                    np.zeros(int(zero.sum())),
+                    ls="",
+                    marker="^",
+                    ms=4,
+                    color=color,
+                    markeredgecolor="black",
+                    markeredgewidth=0.4,
+                    clip_on=False,
+                    zorder=3,
+                )
     ax.bar([np.nan], [np.nan], color="white", hatch="//", edgecolor="grey", label="baseline (hatched)")
     if zero_marks:
-        ax.plot([], [], ls="", marker="^", ms=4, color="white", markeredgecolor="black",
-                label="similarity 0")
+        ax.plot([], [], ls="", marker="^", ms=4, color="white", markeredgecolor="black", label="similarity 0")
     _layer_ticks(ax, x, labels, prefix)
     ax.set_xlim(-0.6, len(keys) - 0.4)
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("maximum-match similarity")
     ax.set_title("How much of each layer the other network shares")
-    ax.legend(fontsize=8, ncol=min(len(eps) + 2, 7), loc="lower center", bbox_to_anchor=(0.5, 1.08),
-              frameon=False)
+    ax.legend(
+        fontsize=8, ncol=min(len(eps) + 2, 7), loc="lower center", bbox_to_anchor=(0.5, 1.08), frameon=False
+    )
     _save(plt, fig, path)
 
 
@@ -141,8 +166,14 @@ def plot_curves(comparison: Any, path: Any) -> None:
     colors = curve_colors(plt, len(keys))
     for key, label, color in zip(keys, labels, colors):
         lc = comparison[key]
-        ax.plot(grid, lc.similarity(grid), color=color, lw=2 if len(keys) <= 20 else 1.2,
-                drawstyle="steps-post", label=label)
+        ax.plot(
+            grid,
+            lc.similarity(grid),
+            color=color,
+            lw=2 if len(keys) <= 20 else 1.2,
+            drawstyle="steps-post",
+            label=label,
+        )
         base = lc.baseline(grid)
         if not np.all(np.isnan(base)):
             ax.plot(grid, base, color=color, lw=1.0, ls="--", drawstyle="steps-post")
@@ -154,8 +185,15 @@ def plot_curves(comparison: Any, path: Any) -> None:
     ax.set_title("Similarity against ε, per layer")
     ax.grid(alpha=0.3)
     # Outside the axes, so it never covers a curve.
-    ax.legend(fontsize=8 if len(keys) <= 20 else 6.5, loc="upper left", bbox_to_anchor=(1.02, 1.0),
-              ncol=columns, frameon=False, title=f"{prefix}…" if prefix else None, title_fontsize=8)
+    ax.legend(
+        fontsize=8 if len(keys) <= 20 else 6.5,
+        loc="upper left",
+        bbox_to_anchor=(1.02, 1.0),
+        ncol=columns,
+        frameon=False,
+        title=f"{prefix}…" if prefix else None,
+        title_fontsize=8,
+    )
     _save(plt, fig, path)
 
 

@@ -55,13 +55,31 @@ def _orders(order: str, seed: Any, n: int) -> Iterator[list[int]]:
 
 
 @overload
-def minimal_match(gram: Gram, eps: Eps, neuron: Neuron, /, *, order: str = ..., seed: Seed = ...,
-                  dead_tol: float | None = ..., count_dead: bool = ...,
-                  num_threads: int | None = ...) -> MatchResult | None: ...
+def minimal_match(
+    gram: Gram,
+    eps: Eps,
+    neuron: Neuron,
+    /,
+    *,
+    order: str = ...,
+    seed: Seed = ...,
+    dead_tol: float | None = ...,
+    count_dead: bool = ...,
+    num_threads: int | None = ...,
+) -> MatchResult | None: ...
 @overload
-def minimal_match(X: Activations, Y: Activations, eps: Eps, neuron: Neuron, *, order: str = ...,
-                  seed: Seed = ..., dead_tol: float | None = ..., count_dead: bool = ...,
-                  num_threads: int | None = ...) -> MatchResult | None: ...
+def minimal_match(
+    X: Activations,
+    Y: Activations,
+    eps: Eps,
+    neuron: Neuron,
+    *,
+    order: str = ...,
+    seed: Seed = ...,
+    dead_tol: float | None = ...,
+    count_dead: bool = ...,
+    num_threads: int | None = ...,
+) -> MatchResult | None: ...
 def minimal_match(
     X: Activations | Gram,
     Y: Activations | Eps = None,
@@ -169,8 +187,13 @@ class SimpleMatches(Sequence[SimpleMatch]):
         Requested neurons that are not in the maximum match (no search was run for them).
     """
 
-    def __init__(self, matches: list[SimpleMatch], eps: float, maximum_match: MatchResult,
-                 not_matched: tuple[tuple[str, int], ...]) -> None:
+    def __init__(
+        self,
+        matches: list[SimpleMatch],
+        eps: float,
+        maximum_match: MatchResult,
+        not_matched: tuple[tuple[str, int], ...],
+    ) -> None:
         self._matches = tuple(matches)
         self.eps = eps
         self.maximum_match = maximum_match
@@ -211,14 +234,33 @@ class SimpleMatches(Sequence[SimpleMatch]):
 
 
 @overload
-def simple_matches(gram: Gram, eps: Eps, /, *, neurons: Iterable[Neuron] | None = ..., order: str = ...,
-                   seed: Seed = ..., progress: bool = ..., dead_tol: float | None = ...,
-                   count_dead: bool = ..., num_threads: int | None = ...) -> SimpleMatches: ...
+def simple_matches(
+    gram: Gram,
+    eps: Eps,
+    /,
+    *,
+    neurons: Iterable[Neuron] | None = ...,
+    order: str = ...,
+    seed: Seed = ...,
+    progress: bool = ...,
+    dead_tol: float | None = ...,
+    count_dead: bool = ...,
+    num_threads: int | None = ...,
+) -> SimpleMatches: ...
 @overload
-def simple_matches(X: Activations, Y: Activations, eps: Eps, *,
-                   neurons: Iterable[Neuron] | None = ..., order: str = ..., seed: Seed = ...,
-                   progress: bool = ..., dead_tol: float | None = ..., count_dead: bool = ...,
-                   num_threads: int | None = ...) -> SimpleMatches: ...
+def simple_matches(
+    X: Activations,
+    Y: Activations,
+    eps: Eps,
+    *,
+    neurons: Iterable[Neuron] | None = ...,
+    order: str = ...,
+    seed: Seed = ...,
+    progress: bool = ...,
+    dead_tol: float | None = ...,
+    count_dead: bool = ...,
+    num_threads: int | None = ...,
+) -> SimpleMatches: ...
 def simple_matches(
     X: Activations | Gram,
     Y: Activations | Eps = None,

@@ -81,8 +81,7 @@ class Thresholds:
         >>> t.max_match(0.0).y.tolist()
         [0, 1]
         """
-        e = single_eps(eps, "Thresholds.max_match takes one eps; use a loop or nsm.max_match "
-                       "for several")
+        e = single_eps(eps, "Thresholds.max_match takes one eps; use a loop or nsm.max_match for several")
         sizes = _Sizes(self.n_x, self.n_y, self.n_samples)
         return result_from_mask(self._all <= e, self._dead, sizes, e, self.count_dead)
 
@@ -223,4 +222,3 @@ def match_thresholds(
         n_y=gram.n_y,
         count_dead=count_dead,
     )
-

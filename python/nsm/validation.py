@@ -173,8 +173,7 @@ def check_keep(keep: Any) -> float:
 
 def check_layer_names(names: Any) -> tuple[str, str]:
     """``names``: the two layers' names, a pair of str (used in warnings)."""
-    if (not isinstance(names, (tuple, list)) or len(names) != 2
-            or not all(isinstance(n, str) for n in names)):
+    if not isinstance(names, (tuple, list)) or len(names) != 2 or not all(isinstance(n, str) for n in names):
         raise TypeError(f"names must be a pair of layer names (str, str), got {names!r}")
     return names[0], names[1]
 
@@ -235,8 +234,13 @@ def check_order(order: Any) -> str:
 
 def check_neuron(neuron: Any, n_x: int, n_y: int, name: str = "neuron") -> tuple[str, int]:
     """A neuron as ('x', i) or ('y', j), in range."""
-    if (not isinstance(neuron, (tuple, list)) or len(neuron) != 2 or neuron[0] not in ("x", "y")
-            or isinstance(neuron[1], (bool, np.bool_)) or not isinstance(neuron[1], numbers.Integral)):
+    if (
+        not isinstance(neuron, (tuple, list))
+        or len(neuron) != 2
+        or neuron[0] not in ("x", "y")
+        or isinstance(neuron[1], (bool, np.bool_))
+        or not isinstance(neuron[1], numbers.Integral)
+    ):
         raise TypeError(f"{name} must be ('x', i) or ('y', j), got {neuron!r}")
     side, index = neuron[0], int(neuron[1])
     size = n_x if side == "x" else n_y
@@ -284,8 +288,9 @@ def check_activations(a: Any, name: str) -> np.ndarray:
     return a
 
 
-def check_batch(X: Any, Y: Any, n_x: int | None = None, n_y: int | None = None
-                ) -> tuple[np.ndarray, np.ndarray]:
+def check_batch(
+    X: Any, Y: Any, n_x: int | None = None, n_y: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Two layers' activations on the same samples (and, for an existing Gram, with its
     numbers of neurons)."""
     X = check_activations(X, "X")
@@ -338,8 +343,9 @@ def check_gram_matrix(matrix: Any, name: str = "matrix") -> np.ndarray:
     diag = np.diag(full)
     if np.any(diag < -rounding):
         bad = int(np.flatnonzero(diag < -rounding)[0])
-        raise ValueError(f"{name} has a negative diagonal entry at {bad}: a Gram matrix's diagonal "
-                         "holds squared norms")
+        raise ValueError(
+            f"{name} has a negative diagonal entry at {bad}: a Gram matrix's diagonal holds squared norms"
+        )
     diag = np.maximum(diag, 0.0)
     norms = np.sqrt(diag)
     bound = np.outer(norms, norms) * (1.0 + COSINE_SLACK) + rounding
@@ -403,15 +409,19 @@ def _check_thresholds_dict(d: Any, where: str) -> None:
         if not isinstance(values, list) or not values:
             raise ValueError(f"{where}.{side} must be a non-empty list of critical eps")
         for v in values:  # None stands for inf (dead neurons, or never matched)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))
-                                  or not math.isfinite(v) or not 0.0 <= v <= MAX_EPS):
-                raise ValueError(f"{where}.{side} holds {v!r}; a critical eps is a number in "
-                                 "[0, 1] or null")
+            if v is not None and (
+                isinstance(v, bool)
+                or not isinstance(v, (int, float))
+                or not math.isfinite(v)
+                or not 0.0 <= v <= MAX_EPS
+            ):
+                raise ValueError(f"{where}.{side} holds {v!r}; a critical eps is a number in [0, 1] or null")
         sizes[side] = len(values)
     for side in ("x", "y"):
         dead = d[f"dead_{side}"]
         if not isinstance(dead, list) or not all(
-                isinstance(i, int) and not isinstance(i, bool) and 0 <= i < sizes[side] for i in dead):
+            isinstance(i, int) and not isinstance(i, bool) and 0 <= i < sizes[side] for i in dead
+        ):
             raise ValueError(f"{where}.dead_{side} must list neuron indices in [0, {sizes[side]})")
         if len(set(dead)) != len(dead):
             raise ValueError(f"{where}.dead_{side} lists a neuron twice")
@@ -434,8 +444,12 @@ def check_comparison_dict(d: Any) -> None:
     if not isinstance(eps, list) or not eps:
         raise ValueError("eps must be a non-empty list of numbers in [0, 1]")
     for e in eps:
-        if isinstance(e, bool) or not isinstance(e, (int, float)) or not math.isfinite(e) \
-                or not 0.0 <= e <= MAX_EPS:
+        if (
+            isinstance(e, bool)
+            or not isinstance(e, (int, float))
+            or not math.isfinite(e)
+            or not 0.0 <= e <= MAX_EPS
+        ):
             raise ValueError(f"eps holds {e!r}; each must be a number in [0, 1]")
     layers = d.get("layers")
     if not isinstance(layers, list) or not layers:
@@ -458,8 +472,12 @@ def check_comparison_dict(d: Any) -> None:
         if base is not None:
             _check_thresholds_dict(base, f"{where}.baseline_thresholds")
         cka = item.get("linear_cka")
-        if cka is not None and (isinstance(cka, bool) or not isinstance(cka, (int, float))
-                                or not math.isfinite(cka) or not 0.0 <= cka <= 1.0):
+        if cka is not None and (
+            isinstance(cka, bool)
+            or not isinstance(cka, (int, float))
+            or not math.isfinite(cka)
+            or not 0.0 <= cka <= 1.0
+        ):
             raise ValueError(f"{where}.linear_cka holds {cka!r}; it must be a number in [0, 1] or null")
 
 

@@ -77,8 +77,8 @@ class GramAccumulator {
   /// sums and the sample count alone: the building block of a baseline that re-pairs samples.
   /// `precision`: see Precision.
   template <class TX, class TY>
-  void update(const MatrixView<TX>& x, const MatrixView<TY>& y, int num_threads,
-              bool cross_only = false, Precision precision = Precision::float64);
+  void update(const MatrixView<TX>& x, const MatrixView<TY>& y, int num_threads, bool cross_only = false,
+              Precision precision = Precision::float64);
 
   /// Adds another accumulator over disjoint samples (a distributed run's reduction). Throws
   /// std::invalid_argument (this accumulator unchanged) if the sum overflows float64.
@@ -107,7 +107,8 @@ class GramAccumulator {
   void check_magnitudes(double max_abs_x, double max_abs_y, Index rows) const;
 
   // The mixed pass's body; the caller holds mutex_ and has checked the values.
-  void add_mixed(const MatrixView<float>& x, const MatrixView<float>& y, int num_threads, bool cross_only);
+  void add_mixed(const MatrixView<float>& x, const MatrixView<float>& y, int num_threads,
+                 bool cross_only);
 
   mutable std::mutex mutex_;
   Index n_x_;

@@ -66,7 +66,7 @@ class MatchEngine {
   int num_threads_;
   std::vector<char> dead_;
   std::shared_ptr<const void> owner_;  // keeps the Gram's memory alive
-  Eigen::VectorXd scale_;  // 1 / sqrt(G_vv); 0 for dead neurons
+  Eigen::VectorXd scale_;              // 1 / sqrt(G_vv); 0 for dead neurons
   CosineView cosine_;
 };
 

@@ -116,15 +116,15 @@ class SpanBasis {
 
   CosineView c_;
   double tol_;
-  double zero_tol_ = -1.0;         // set by the first rebuild
-  std::vector<Index> members_;     // current members (global ids)
-  std::vector<Index> basis_;       // basis members in factor order (global ids)
-  std::vector<Index> columns_;     // tracked neurons at the last rebuild (global ids)
-  std::vector<Index> local_;       // global id -> column of W, or -1
-  std::vector<char> is_member_;    // by global id
-  std::vector<char> is_basis_;     // by global id
-  RowMatrix w_;                    // capacity rows x columns; the first rank() rows are live
-  Eigen::VectorXd res_;            // per column of W
+  double zero_tol_ = -1.0;       // set by the first rebuild
+  std::vector<Index> members_;   // current members (global ids)
+  std::vector<Index> basis_;     // basis members in factor order (global ids)
+  std::vector<Index> columns_;   // tracked neurons at the last rebuild (global ids)
+  std::vector<Index> local_;     // global id -> column of W, or -1
+  std::vector<char> is_member_;  // by global id
+  std::vector<char> is_basis_;   // by global id
+  RowMatrix w_;                  // capacity rows x columns; the first rank() rows are live
+  Eigen::VectorXd res_;          // per column of W
   Index removed_since_rebuild_ = 0;
   double rotations_since_rebuild_ = 0.0;  // cost-model units spent on downdates since then
   // Trial journal: W's rows [saved_from_, trial_rank_) as they were, and the small state.

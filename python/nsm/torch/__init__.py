@@ -25,4 +25,13 @@ from .compare import compare
 from .grid import compare_all
 from .layout import LAYOUTS, TOKEN_MODES
 
-__all__ = ["LAYOUTS", "TOKEN_MODES", "Capture", "Comparison", "LayerComparison", "capture", "compare", "compare_all"]
+__all__ = [
+    "LAYOUTS",
+    "TOKEN_MODES",
+    "Capture",
+    "Comparison",
+    "LayerComparison",
+    "capture",
+    "compare",
+    "compare_all",
+]

@@ -6,11 +6,11 @@ comparison and its baseline both accumulate through this one class."""
 
 from __future__ import annotations
 
-import numpy as np
-import torch
-
 import contextlib
 from collections.abc import Iterator
+
+import numpy as np
+import torch
 
 from ..gram import Gram
 from ..validation import DEFAULT_PRECISION, Precision, check_threads
@@ -50,8 +50,9 @@ def numpy_view(t: torch.Tensor) -> np.ndarray:
 class DeviceGram:
     """Gram matrix and column sums of ``[X Y]`` over the samples added so far."""
 
-    def __init__(self, n_x: int, n_y: int, device: torch.device,
-                 precision: Precision = DEFAULT_PRECISION) -> None:
+    def __init__(
+        self, n_x: int, n_y: int, device: torch.device, precision: Precision = DEFAULT_PRECISION
+    ) -> None:
         self.n_x, self.n_y, self.device, self.precision = n_x, n_y, device, precision
         self.core = device.type == "cpu" and CORE_ON_CPU
         if self.core:
@@ -77,7 +78,7 @@ class DeviceGram:
         if mixed and MIXED_MIN_ABS < largest < MIXED_MAX_ABS:
             with _no_tf32():
                 for start in range(0, block.shape[0], MIXED_ROWS):
-                    part = block[start:start + MIXED_ROWS]
+                    part = block[start : start + MIXED_ROWS]
                     self.matrix += (part.T @ part).to(torch.float64)
             self.sums += block.sum(dim=0, dtype=torch.float64)
         else:
@@ -93,16 +94,20 @@ class DeviceGram:
     def parts(self) -> tuple[torch.Tensor, torch.Tensor, int]:
         """(Gram, column sums, samples) as float64 tensors, for a sum across processes."""
         if self.gram is not None:
-            return (torch.from_numpy(np.array(self.gram.matrix)),
-                    torch.from_numpy(self.gram.column_sums), self.gram.n_samples)
+            return (
+                torch.from_numpy(np.array(self.gram.matrix)),
+                torch.from_numpy(self.gram.column_sums),
+                self.gram.n_samples,
+            )
         return self.matrix, self.sums, self.count
 
     def result(self) -> Gram:
         """The accumulated Gram as an nsm.Gram (no copy on the CPU)."""
         if self.gram is not None:
             return self.gram
-        return Gram.from_matrix(self.matrix.cpu().numpy(), self.n_x, self.count,
-                                column_sums=self.sums.cpu().numpy())
+        return Gram.from_matrix(
+            self.matrix.cpu().numpy(), self.n_x, self.count, column_sums=self.sums.cpu().numpy()
+        )
 
 
 def gram_from_parts(matrix: torch.Tensor, sums: torch.Tensor, count: int, n_x: int) -> Gram:

@@ -16,8 +16,10 @@ def as_batches(data: Any) -> Iterable[Any]:
     if isinstance(data, (torch.Tensor, Mapping)):
         return [data]
     if not isinstance(data, Iterable):
-        raise TypeError(f"data must be an iterable of batches (a DataLoader, a list) or one tensor, "
-                        f"got {type(data).__name__}")
+        raise TypeError(
+            f"data must be an iterable of batches (a DataLoader, a list) or one tensor, "
+            f"got {type(data).__name__}"
+        )
     return data
 
 
@@ -43,8 +45,10 @@ def feed(model: nn.Module, batch: Any) -> None:
     elif isinstance(batch, (tuple, list)) and batch:
         model(batch[0])
     else:
-        raise TypeError(f"cannot feed a batch of type {type(batch).__name__} to a model; use "
-                        "tensors, (input, label) tuples or dicts of keyword arguments")
+        raise TypeError(
+            f"cannot feed a batch of type {type(batch).__name__} to a model; use "
+            "tensors, (input, label) tuples or dicts of keyword arguments"
+        )
 
 
 def batch_mask(batch: Any, mask: Callable[[Any], Any] | None, number: int) -> torch.Tensor | None:
@@ -59,7 +63,9 @@ def batch_mask(batch: Any, mask: Callable[[Any], Any] | None, number: int) -> to
     else:
         return None
     if not isinstance(m, torch.Tensor) or m.ndim != 2:
-        raise ValueError(f"{where} must be an (N, L) tensor, got "
-                         f"{tuple(m.shape) if isinstance(m, torch.Tensor) else type(m).__name__} "
-                         f"in batch {number}")
+        raise ValueError(
+            f"{where} must be an (N, L) tensor, got "
+            f"{tuple(m.shape) if isinstance(m, torch.Tensor) else type(m).__name__} "
+            f"in batch {number}"
+        )
     return m.bool() if m.dtype != torch.bool else m

@@ -32,8 +32,10 @@ def first_tensor(output: Any, module: str) -> torch.Tensor:
         return output["last_hidden_state"]
     if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
         return output[0]
-    raise TypeError(f"module {module!r} returned {type(output).__name__}; nsm needs a tensor, a "
-                    "tuple or list whose first item is one, or an output with last_hidden_state")
+    raise TypeError(
+        f"module {module!r} returned {type(output).__name__}; nsm needs a tensor, a "
+        "tuple or list whose first item is one, or an output with last_hidden_state"
+    )
 
 
 class Tap:
@@ -44,8 +46,9 @@ class Tap:
     that cannot run a forward twice).
     """
 
-    def __init__(self, model: nn.Module, which: str, watch: list[str], discover: bool,
-                 clone_all: bool = False) -> None:
+    def __init__(
+        self, model: nn.Module, which: str, watch: list[str], discover: bool, clone_all: bool = False
+    ) -> None:
         self.which = which
         self.root = unwrap(model)
         self.watch = set(watch)
@@ -102,8 +105,12 @@ class Tap:
 
     def overwritten(self) -> list[tuple[str, int]]:
         """Calls whose output was modified in place after the module returned."""
-        return [(name, i) for name, ts in self.outputs.items() for i, t in enumerate(ts)
-                if t._version != self.versions[name][i]]
+        return [
+            (name, i)
+            for name, ts in self.outputs.items()
+            for i, t in enumerate(ts)
+            if t._version != self.versions[name][i]
+        ]
 
     def _forward(self, forward: Callable[[], Any]) -> None:
         self.reset()
@@ -122,8 +129,10 @@ class Tap:
             self._forward(forward)
             still = self.overwritten()
             if still:  # only a forward that differs from run to run can get here
-                raise RuntimeError(f"the outputs of {still} in {self.which} were overwritten in place "
-                                   "in two forward passes of the same batch")
+                raise RuntimeError(
+                    f"the outputs of {still} in {self.which} were overwritten in place "
+                    "in two forward passes of the same batch"
+                )
 
     def calls(self) -> dict[str, int]:
         """Watched module -> calls in the last forward pass."""

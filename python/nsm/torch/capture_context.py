@@ -54,8 +54,10 @@ def capture(model_a: nn.Module, model_b: nn.Module, layers: LayerSpec) -> Iterat
     saved = [(m, m.training) for root in (root_a, root_b) for m in root.modules()]
     taps = []
     try:
-        for root, which, watch in ((root_a, "model_a", selection.watch_a),
-                                   (root_b, "model_b", selection.watch_b)):
+        for root, which, watch in (
+            (root_a, "model_a", selection.watch_a),
+            (root_b, "model_b", selection.watch_b),
+        ):
             tap = Tap(root, which, watch, discover=False, clone_all=True)
             taps.append(tap)
             # each forward pass of the model starts afresh

@@ -102,19 +102,24 @@ def _layout_of(tap: Tap, site: Site, given: str | None, which: str) -> str:
     value = tap.value(site.module, site.index)
     if given is not None:
         if len(given) != value.ndim:
-            raise ValueError(f"layout {given!r} for site {site.label!r} of {which} does not fit its "
-                             f"outputs of shape {tuple(value.shape)}")
+            raise ValueError(
+                f"layout {given!r} for site {site.label!r} of {which} does not fit its "
+                f"outputs of shape {tuple(value.shape)}"
+            )
         return given
     if value.ndim not in (2, 3, 4, 5):
-        raise ValueError(f"site {site.label!r} of {which} gives outputs of shape {tuple(value.shape)}; "
-                         "nsm needs (N, C) units, (N, C, ...) channels or (N, L, C) tokens: pick "
-                         "another site")
+        raise ValueError(
+            f"site {site.label!r} of {which} gives outputs of shape {tuple(value.shape)}; "
+            "nsm needs (N, C) units, (N, C, ...) channels or (N, L, C) tokens: pick "
+            "another site"
+        )
     inferred = tap.layouts.get((site.module, site.index))
     if inferred is None:
         raise ValueError(
             f"cannot tell which axis holds the neurons of site {site.label!r} of {which} (outputs "
             f"of shape {tuple(value.shape)}): pass layout= for it, one of 'nc', 'ncl', 'nlc', "
-            "'nchw', 'nhwc', 'ncdhw', 'ndhwc'")
+            "'nchw', 'nhwc', 'ncdhw', 'ndhwc'"
+        )
     return inferred
 
 
@@ -127,11 +132,11 @@ def _check_calls(tap: Tap, expected: dict[str, int], number: int) -> None:
                 f"module {module!r} of {tap.which} ran {got} time{'s' if got != 1 else ''} in batch "
                 f"{number} but {want} in the first batch: nsm compares the same sites in every batch "
                 "and never reuses an earlier batch's activations; select sites that run in every "
-                "batch")
+                "batch"
+            )
 
 
-def _thresholds(gram: Gram | None, count_dead: bool, label: str, notes: list[str]
-                ) -> Thresholds | None:
+def _thresholds(gram: Gram | None, count_dead: bool, label: str, notes: list[str]) -> Thresholds | None:
     """Thresholds, with nsm's warnings re-issued at the caller's line under the site's name."""
     if gram is None or gram.n_samples == 0:
         return None
@@ -310,7 +315,8 @@ def compare(
     if plans is None:
         raise ValueError("data gave no batch")
     results: list[tuple[Any, Gram, Gram | None]] = [
-        (p, _acc(p).result(), p.baseline.acc.result() if p.baseline else None) for p in plans]
+        (p, _acc(p).result(), p.baseline.acc.result() if p.baseline else None) for p in plans
+    ]
     return _finish(results, eps_values, count_dead)
 
 
@@ -345,23 +351,28 @@ def _plan(selection: Selection, tap_a: Tap, tap_b: Tap, layouts: _PerSite, modes
         lb = _layout_of(tap_b, pair.b, layouts.get(pair, pair.b), "model_b")
         mode_a, mode_b = modes.get(pair, pair.a), modes.get(pair, pair.b)
         if mode_a != mode_b:
-            raise ValueError(f"tokens for {pair.key!r}: {mode_a!r} for model_a's site but {mode_b!r} "
-                             "for model_b's; both sides of a pair need the same samples")
+            raise ValueError(
+                f"tokens for {pair.key!r}: {mode_a!r} for model_a's site but {mode_b!r} "
+                "for model_b's; both sides of a pair need the same samples"
+            )
         plans.append(_Plan(pair, la, lb, mode_a or "samples"))
     layouts.check_used()
     modes.check_used()
     return plans
 
 
-def _add(plan: _Plan, tap_a: Tap, tap_b: Tap, real: torch.Tensor | None, baseline: bool,
-         precision: Precision) -> None:
+def _add(
+    plan: _Plan, tap_a: Tap, tap_b: Tap, real: torch.Tensor | None, baseline: bool, precision: Precision
+) -> None:
     pair = plan.pair
     a = sample_rows(tap_a.value(pair.a.module, pair.a.index), plan.layout_a, plan.tokens, real, pair.a.label)
     b = sample_rows(tap_b.value(pair.b.module, pair.b.index), plan.layout_b, plan.tokens, real, pair.b.label)
     if n_samples(a) != n_samples(b):
-        raise ValueError(f"site {pair.key!r}: model_a gives {n_samples(a)} samples per batch "
-                         f"(layout {plan.layout_a!r}) but model_b gives {n_samples(b)} (layout "
-                         f"{plan.layout_b!r}); both must see the same inputs at the same positions")
+        raise ValueError(
+            f"site {pair.key!r}: model_a gives {n_samples(a)} samples per batch "
+            f"(layout {plan.layout_a!r}) but model_b gives {n_samples(b)} (layout "
+            f"{plan.layout_b!r}); both must see the same inputs at the same positions"
+        )
     if plan.gram is None:
         plan.gram = DeviceGram(a.shape[1], b.shape[1], a.device, precision)
         plan.baseline = ShiftedBaseline(a.shape[1], b.shape[1], a.device, precision) if baseline else None
@@ -388,8 +399,9 @@ class _Described:
     tokens: str
 
 
-def _reduced(plans: list[_Plan] | None, description: list[tuple], device: torch.device,
-             baseline: bool) -> list[tuple[Any, Gram, Gram | None]]:
+def _reduced(
+    plans: list[_Plan] | None, description: list[tuple], device: torch.device, baseline: bool
+) -> list[tuple[Any, Gram, Gram | None]]:
     out: list[tuple[Any, Gram, Gram | None]] = []
     for i, (key, n_x, n_y, la, lb, mode) in enumerate(description):
         plan = plans[i] if plans is not None else None
@@ -410,8 +422,7 @@ def _reduced(plans: list[_Plan] | None, description: list[tuple], device: torch.
     return out
 
 
-def _finish(results: list[tuple[Any, Gram, Gram | None]], eps: list[float], count_dead: bool
-            ) -> Comparison:
+def _finish(results: list[tuple[Any, Gram, Gram | None]], eps: list[float], count_dead: bool) -> Comparison:
     layers = {}
     for plan, gram, base in results:
         key = plan.pair.key if isinstance(plan, _Plan) else plan.key

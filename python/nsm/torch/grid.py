@@ -22,6 +22,7 @@ from torch.nn import functional as F
 
 from ..gram import Gram
 from ..progress import progress_bar
+from ..validation import DEFAULT_PRECISION, Precision, check_bool, check_precision
 from .accumulate import DeviceGram
 from .batches import as_batches, batch_mask, feed, move
 from .capture import Tap
@@ -37,7 +38,6 @@ from .compare import (
     _PerSite,
     _retap,
 )
-from ..validation import DEFAULT_PRECISION, Precision, check_bool, check_precision
 from .layout import check_layout, sample_rows
 from .sites import ModelSelection, Site, SitePair, unwrap
 
@@ -91,8 +91,10 @@ def _to_grid(t: torch.Tensor, info: _SiteInfo, grid: Grid, mask: torch.Tensor | 
         return t
     if info.layout == "nlc":
         if mask is not None and tuple(mask.shape) != tuple(t.shape[:2]):
-            raise ValueError(f"site {info.label!r} of {info.which} has {tuple(t.shape[:2])} (batch, tokens) "
-                             f"but the mask is {tuple(mask.shape)}")
+            raise ValueError(
+                f"site {info.label!r} of {info.which} has {tuple(t.shape[:2])} (batch, tokens) "
+                f"but the mask is {tuple(mask.shape)}"
+            )
         if info.tokens == "samples" and grid != ():
             return t.reshape(-1, t.shape[2]) if mask is None else t[mask]
         mode = "mean" if info.tokens == "samples" else info.tokens
@@ -110,8 +112,14 @@ def _to_grid(t: torch.Tensor, info: _SiteInfo, grid: Grid, mask: torch.Tensor | 
 class _GridGram:
     """One Gram over the sites of both models that some pair needs on this grid."""
 
-    def __init__(self, grid: Grid, sites_a: list[_SiteInfo], sites_b: list[_SiteInfo],
-                 device: torch.device, precision: Precision) -> None:
+    def __init__(
+        self,
+        grid: Grid,
+        sites_a: list[_SiteInfo],
+        sites_b: list[_SiteInfo],
+        device: torch.device,
+        precision: Precision,
+    ) -> None:
         self.grid, self.sites_a, self.sites_b = grid, sites_a, sites_b
         self.offsets: dict[tuple[str, str], tuple[int, int]] = {}
         start = 0
@@ -125,13 +133,16 @@ class _GridGram:
         n = self.acc.n_x + self.acc.n_y
         return 2 * 8 * n * n  # the accumulator and the symmetric matrix read from it
 
-    def update(self, values_a: dict[str, torch.Tensor], values_b: dict[str, torch.Tensor],
-               mask: torch.Tensor | None) -> None:
+    def update(
+        self, values_a: dict[str, torch.Tensor], values_b: dict[str, torch.Tensor], mask: torch.Tensor | None
+    ) -> None:
         xs = [_to_grid(values_a[i.label], i, self.grid, mask) for i in self.sites_a]
         ys = [_to_grid(values_b[i.label], i, self.grid, mask) for i in self.sites_b]
         rows = {r.shape[0] for r in xs + ys}
         if len(rows) != 1:
-            raise ValueError(f"sites on the grid {self.grid} give different numbers of samples: {sorted(rows)}")
+            raise ValueError(
+                f"sites on the grid {self.grid} give different numbers of samples: {sorted(rows)}"
+            )
         self.acc.update(torch.cat(xs, dim=1), torch.cat(ys, dim=1))
 
     def pair(self, a: _SiteInfo, b: _SiteInfo) -> Gram:
@@ -148,8 +159,11 @@ class PairGrams(Mapping):
     (None: the pair could not share samples; ``reasons`` says why). Nothing is kept per pair,
     so the memory is that of the grid Grams whatever the number of pairs."""
 
-    def __init__(self, pairs: dict[tuple[str, str], tuple[_GridGram | None, _SiteInfo, _SiteInfo]],
-                 reasons: dict[tuple[str, str], str]) -> None:
+    def __init__(
+        self,
+        pairs: dict[tuple[str, str], tuple[_GridGram | None, _SiteInfo, _SiteInfo]],
+        reasons: dict[tuple[str, str], str],
+    ) -> None:
         self._pairs, self.reasons = pairs, reasons
 
     def __getitem__(self, key: tuple[str, str]) -> Gram | None:
@@ -294,8 +308,13 @@ def compare_all(
     if grids is None:
         raise ValueError("data gave no batch")
     kwargs = {} if eps is None else {"eps": eps}
-    return CrossComparison([i.label for i in infos[0]], [i.label for i in infos[1]],
-                           PairGrams(pairs, reasons), reasons=reasons, **kwargs)
+    return CrossComparison(
+        [i.label for i in infos[0]],
+        [i.label for i in infos[1]],
+        PairGrams(pairs, reasons),
+        reasons=reasons,
+        **kwargs,
+    )
 
 
 def _infos(selection: ModelSelection, tap: Tap, layouts: _PerSite, modes: _PerSite) -> list[_SiteInfo]:
@@ -308,8 +327,14 @@ def _infos(selection: ModelSelection, tap: Tap, layouts: _PerSite, modes: _PerSi
     return out
 
 
-def _plan_grids(infos: tuple[list[_SiteInfo], list[_SiteInfo]], samples: str, device: torch.device,
-                pairs: dict, reasons: dict, precision: Precision) -> list[_GridGram]:
+def _plan_grids(
+    infos: tuple[list[_SiteInfo], list[_SiteInfo]],
+    samples: str,
+    device: torch.device,
+    pairs: dict,
+    reasons: dict,
+    precision: Precision,
+) -> list[_GridGram]:
     needed: dict[Grid, tuple[dict[str, _SiteInfo], dict[str, _SiteInfo]]] = {}
     where: dict[tuple[str, str], Grid | None] = {}
     for a in infos[0]:
@@ -321,8 +346,10 @@ def _plan_grids(infos: tuple[list[_SiteInfo], list[_SiteInfo]], samples: str, de
                 continue
             sa, sb = needed.setdefault(grid, ({}, {}))
             sa[a.label], sb[b.label] = a, b
-    grams = {grid: _GridGram(grid, list(sa.values()), list(sb.values()), device, precision)
-             for grid, (sa, sb) in needed.items()}
+    grams = {
+        grid: _GridGram(grid, list(sa.values()), list(sb.values()), device, precision)
+        for grid, (sa, sb) in needed.items()
+    }
     for a in infos[0]:
         for b in infos[1]:
             grid = where[(a.label, b.label)]
@@ -336,9 +363,11 @@ def _check_memory(grids: list[_GridGram], max_bytes: int) -> None:
         return
     widest = sorted({(-i.width, i.which, i.label) for g in grids for i in g.sites_a + g.sites_b})
     largest = ", ".join(f"{label!r} of {which} ({-width})" for width, which, label in widest[:4])
-    raise ValueError(f"the Grams of every pair would take {_size(total)}, over max_bytes = "
-                     f"{_size(max_bytes)}; the widest sites are {largest}: select fewer sites, "
-                     "use samples='inputs', or raise max_bytes")
+    raise ValueError(
+        f"the Grams of every pair would take {_size(total)}, over max_bytes = "
+        f"{_size(max_bytes)}; the widest sites are {largest}: select fewer sites, "
+        "use samples='inputs', or raise max_bytes"
+    )
 
 
 def _size(n: int) -> str:

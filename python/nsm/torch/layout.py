@@ -21,21 +21,48 @@ CHANNELS_FIRST = {3: "ncl", 4: "nchw", 5: "ncdhw"}
 CHANNELS_LAST = {3: "nlc", 4: "nhwc", 5: "ndhwc"}
 
 # Modules whose outputs are (N, C, *spatial) whatever their rank.
-_CHANNELS_FIRST_TYPES = tuple(t for t in (
-    nn.modules.conv._ConvNd, nn.modules.pooling._MaxPoolNd, nn.modules.pooling._AvgPoolNd,
-    nn.modules.pooling._AdaptiveAvgPoolNd, nn.modules.pooling._AdaptiveMaxPoolNd,
-    nn.modules.pooling._LPPoolNd, nn.modules.pooling._MaxUnpoolNd, nn.modules.batchnorm._BatchNorm,
-    nn.modules.instancenorm._InstanceNorm, nn.GroupNorm, nn.LocalResponseNorm,
-    nn.modules.padding._ConstantPadNd, nn.modules.padding._ReflectionPadNd,
-    nn.modules.padding._ReplicationPadNd, getattr(nn.modules.padding, "_CircularPadNd", None),
-    nn.Upsample, nn.PixelShuffle, nn.PixelUnshuffle, nn.ChannelShuffle,
-) if t is not None)
+_CHANNELS_FIRST_TYPES = tuple(
+    t
+    for t in (
+        nn.modules.conv._ConvNd,
+        nn.modules.pooling._MaxPoolNd,
+        nn.modules.pooling._AvgPoolNd,
+        nn.modules.pooling._AdaptiveAvgPoolNd,
+        nn.modules.pooling._AdaptiveMaxPoolNd,
+        nn.modules.pooling._LPPoolNd,
+        nn.modules.pooling._MaxUnpoolNd,
+        nn.modules.batchnorm._BatchNorm,
+        nn.modules.instancenorm._InstanceNorm,
+        nn.GroupNorm,
+        nn.LocalResponseNorm,
+        nn.modules.padding._ConstantPadNd,
+        nn.modules.padding._ReflectionPadNd,
+        nn.modules.padding._ReplicationPadNd,
+        getattr(nn.modules.padding, "_CircularPadNd", None),
+        nn.Upsample,
+        nn.PixelShuffle,
+        nn.PixelUnshuffle,
+        nn.ChannelShuffle,
+    )
+    if t is not None
+)
 # Modules whose outputs have the neurons last: (N, C), (N, L, C), (N, H, W, C)...
-_CHANNELS_LAST_TYPES = tuple(t for t in (
-    nn.Linear, nn.Bilinear, nn.LazyLinear, nn.Embedding, getattr(nn, "RMSNorm", None),
-    nn.MultiheadAttention, nn.TransformerEncoderLayer, nn.TransformerDecoderLayer,
-    nn.TransformerEncoder, nn.TransformerDecoder,
-) if t is not None)
+_CHANNELS_LAST_TYPES = tuple(
+    t
+    for t in (
+        nn.Linear,
+        nn.Bilinear,
+        nn.LazyLinear,
+        nn.Embedding,
+        getattr(nn, "RMSNorm", None),
+        nn.MultiheadAttention,
+        nn.TransformerEncoderLayer,
+        nn.TransformerDecoderLayer,
+        nn.TransformerEncoder,
+        nn.TransformerDecoder,
+    )
+    if t is not None
+)
 
 
 def _known_layout(module: nn.Module, ndim: int, site: str) -> str | None:
@@ -52,8 +79,10 @@ def _known_layout(module: nn.Module, ndim: int, site: str) -> str | None:
         if batch_first is None and isinstance(module, (nn.TransformerEncoder, nn.TransformerDecoder)):
             batch_first = module.layers[0].self_attn.batch_first if len(module.layers) else True
         if batch_first is False and ndim == 3:
-            raise ValueError(f"site {site!r} gives (L, N, C) outputs (batch_first=False), which nsm "
-                             "cannot split into inputs; build the module with batch_first=True")
+            raise ValueError(
+                f"site {site!r} gives (L, N, C) outputs (batch_first=False), which nsm "
+                "cannot split into inputs; build the module with batch_first=True"
+            )
         return CHANNELS_LAST.get(ndim)
     return None
 
@@ -89,8 +118,9 @@ class Provenance:
         return next(iter(layouts)) if len(layouts) == 1 else None
 
 
-def infer_layout(module: nn.Module, inputs: tuple, output: torch.Tensor, provenance: Provenance,
-                 site: str) -> str | None:
+def infer_layout(
+    module: nn.Module, inputs: tuple, output: torch.Tensor, provenance: Provenance, site: str
+) -> str | None:
     """The layout of one call's output, or None when nothing decides it.
 
     The module's type decides for convolutions, pools, norms, Linear and attention; an
@@ -121,13 +151,16 @@ def check_layout(layout: Any, name: str) -> str:
     return layout
 
 
-def sample_rows(t: torch.Tensor, layout: str, tokens: str, mask: torch.Tensor | None,
-                site: str) -> torch.Tensor:
+def sample_rows(
+    t: torch.Tensor, layout: str, tokens: str, mask: torch.Tensor | None, site: str
+) -> torch.Tensor:
     """A site's output as samples: a (samples, neurons) matrix, or a (N, neurons, positions)
     view that nsm's Gram reads as N * positions samples without a copy."""
     if t.ndim != len(layout):
-        raise ValueError(f"site {site!r} gives outputs of shape {tuple(t.shape)}, which does not fit "
-                         f"its layout {layout!r}; pass layout= for it")
+        raise ValueError(
+            f"site {site!r} gives outputs of shape {tuple(t.shape)}, which does not fit "
+            f"its layout {layout!r}; pass layout= for it"
+        )
     if layout == "nc":
         return t
     if layout[1] == "c":  # channels first: (N, C, *positions)
@@ -135,8 +168,10 @@ def sample_rows(t: torch.Tensor, layout: str, tokens: str, mask: torch.Tensor | 
     if layout != "nlc":  # channels last: (N, *positions, C) viewed as (N, C, positions)
         return t.reshape(t.shape[0], -1, t.shape[-1]).transpose(1, 2)
     if mask is not None and tuple(mask.shape) != tuple(t.shape[:2]):
-        raise ValueError(f"site {site!r} has {tuple(t.shape[:2])} (batch, tokens) but the mask is "
-                         f"{tuple(mask.shape)}; pass mask= for it, or a layout without tokens")
+        raise ValueError(
+            f"site {site!r} has {tuple(t.shape[:2])} (batch, tokens) but the mask is "
+            f"{tuple(mask.shape)}; pass mask= for it, or a layout without tokens"
+        )
     if tokens == "samples":
         return t.transpose(1, 2) if mask is None else t[mask]
     if mask is not None:
@@ -154,8 +189,11 @@ def sample_rows(t: torch.Tensor, layout: str, tokens: str, mask: torch.Tensor | 
         first = torch.zeros_like(rows) if mask is None else mask.to(torch.int8).argmax(dim=1)
         return t[rows, first]
     length = t.shape[1]
-    last = (torch.full_like(rows, length - 1) if mask is None
-            else length - 1 - mask.flip(1).to(torch.int8).argmax(dim=1))
+    last = (
+        torch.full_like(rows, length - 1)
+        if mask is None
+        else length - 1 - mask.flip(1).to(torch.int8).argmax(dim=1)
+    )
     return t[rows, last]
 
 

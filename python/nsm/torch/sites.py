@@ -14,7 +14,16 @@ from typing import Any, Callable, Union
 
 from torch import nn
 
-__all__ = ["LayerSpec", "ModelSelection", "Selection", "Site", "SitePair", "model_modules", "site_label", "unwrap"]
+__all__ = [
+    "LayerSpec",
+    "ModelSelection",
+    "Selection",
+    "Site",
+    "SitePair",
+    "model_modules",
+    "site_label",
+    "unwrap",
+]
 
 LayerSpec = Union[str, tuple, type, Callable[[str, nn.Module], bool], Sequence[Any]]
 
@@ -70,8 +79,10 @@ def _parse_site(text: str, which: str) -> tuple[str, int | None]:
     if not sep:
         return text, None
     if not index.isdigit() or not name:
-        raise ValueError(f"site {text!r} of {which}: expected 'module' or 'module#i' with i a call "
-                         "number (0 for the first call)")
+        raise ValueError(
+            f"site {text!r} of {which}: expected 'module' or 'module#i' with i a call "
+            "number (0 for the first call)"
+        )
     return name, int(index)
 
 
@@ -99,8 +110,10 @@ class ModelSelection:
             return
         specs = [layers] if isinstance(layers, str) else list(layers)
         if not specs or not all(isinstance(s, str) for s in specs):
-            raise TypeError(f"the sites of {which} must be a site name, a list of them, a module type or "
-                            f"a predicate, got {layers!r}")
+            raise TypeError(
+                f"the sites of {which} must be a site name, a list of them, a module type or "
+                f"a predicate, got {layers!r}"
+            )
         self.names = [_parse_site(s, which) for s in specs]
         for name, _ in self.names:
             _lookup(modules, name, which)
@@ -111,7 +124,9 @@ class ModelSelection:
         if self.names is None:
             sites = [Site(m, i, calls[m]) for m, i in order]
             if not sites:
-                raise ValueError(f"no module of {self.which} that matches {self.spec!r} ran in the first batch")
+                raise ValueError(
+                    f"no module of {self.which} that matches {self.spec!r} ran in the first batch"
+                )
         else:
             sites = [_site(spec, calls, self.which) for spec in self.names]
         labels = [s.label for s in sites]
@@ -161,21 +176,28 @@ class Selection:
         self.watch_a = list(dict.fromkeys(a[0] for a, _ in self.pairs))
         self.watch_b = list(dict.fromkeys(b[0] for _, b in self.pairs))
 
-    def resolve(self, calls_a: dict[str, int], order_a: list[tuple[str, int]],
-                calls_b: dict[str, int], order_b: list[tuple[str, int]]) -> list[SitePair]:
+    def resolve(
+        self,
+        calls_a: dict[str, int],
+        order_a: list[tuple[str, int]],
+        calls_b: dict[str, int],
+        order_b: list[tuple[str, int]],
+    ) -> list[SitePair]:
         """Site pairs, from the calls each watched module made in the first forward pass
         (``calls``: module -> number of calls; ``order``: (module, call) in call order)."""
         if self.pick is not None:
             sites_a = [Site(m, i, calls_a[m]) for m, i in order_a]
             sites_b = [Site(m, i, calls_b[m]) for m, i in order_b]
             if not sites_a:
-                raise ValueError(f"no module of model_a that matches layers={self.spec!r} ran in the "
-                                 "first batch")
+                raise ValueError(
+                    f"no module of model_a that matches layers={self.spec!r} ran in the first batch"
+                )
             if len(sites_a) != len(sites_b):
                 raise ValueError(
                     f"layers={self.spec!r} selects {len(sites_a)} sites of model_a "
                     f"({_few(s.label for s in sites_a)}) but {len(sites_b)} of model_b "
-                    f"({_few(s.label for s in sites_b)}); name the pairs instead")
+                    f"({_few(s.label for s in sites_b)}); name the pairs instead"
+                )
             pairs = [(sa, sb) for sa, sb in zip(sites_a, sites_b)]
         else:
             pairs = [(_site(a, calls_a, "model_a"), _site(b, calls_b, "model_b")) for a, b in self.pairs]
@@ -198,15 +220,21 @@ def _site(spec: tuple[str, int | None], calls: dict[str, int], which: str) -> Si
     module, index = spec
     k = calls.get(module, 0)
     if k == 0:
-        raise ValueError(f"site {module!r} did not run in {which} in the first batch: pick a module "
-                         "that the forward pass calls")
+        raise ValueError(
+            f"site {module!r} did not run in {which} in the first batch: pick a module "
+            "that the forward pass calls"
+        )
     if index is None:
         if k > 1:
             sites = ", ".join(repr(site_label(module, i, k)) for i in range(k))
-            raise ValueError(f"module {module!r} of {which} runs {k} times per forward pass: name one "
-                             f"of its sites, {sites}")
+            raise ValueError(
+                f"module {module!r} of {which} runs {k} times per forward pass: name one "
+                f"of its sites, {sites}"
+            )
         index = 0
     if index >= k:
-        raise ValueError(f"site {module}#{index} of {which} does not exist: the module runs {k} "
-                         f"time{'s' if k > 1 else ''} per forward pass")
+        raise ValueError(
+            f"site {module}#{index} of {which} does not exist: the module runs {k} "
+            f"time{'s' if k > 1 else ''} per forward pass"
+        )
     return Site(module, index, k)
