@@ -358,7 +358,7 @@ class CrossComparison:
         # of the Gram is the same (the same samples): B's for the whole call, A's for a row.
         cache_b: dict = {}
         for i, a in enumerate(self.sites_a):
-            caches = ({}, cache_b)
+            caches: tuple[dict, dict] = ({}, cache_b)
             for j, b in enumerate(self.sites_b):
                 if (a, b) in self._reasons:
                     continue
@@ -387,7 +387,7 @@ class CrossComparison:
         rows = []
         cache_b: dict = {}
         for a in self.sites_a:
-            caches = ({}, cache_b)
+            caches: tuple[dict, dict] = ({}, cache_b)
             for b in self.sites_b:
                 pair = (a, b)
                 row: dict[str, Any] = {"site_a": a, "site_b": b, "compared": pair not in self._reasons}
@@ -481,7 +481,7 @@ class CrossComparison:
         with open(path, "w", encoding="utf-8") as f:
             json.dump(d, f, indent=1)
         if grams:
-            arrays = {}
+            arrays: dict[str, Any] = {}
             for k, item in enumerate(d["pairs"]):
                 pair = (item["site_a"], item["site_b"])
                 for tag, g in (("gram", self._gram(pair)), ("baseline", self._baseline(pair))):

@@ -36,6 +36,7 @@ __all__ = ["MEASURES", "cca", "linear_cka", "match_auc", "procrustes", "svcca"]
 MEASURES = ("linear_cka", "cca", "svcca", "procrustes", "match_auc")
 
 _EPS = np.finfo(np.float64).eps
+_MIXED_TOL = 10 * 2.0**-24 * np.sqrt(2048)
 
 
 def _gram_of(X: Any, Y: Any, function: str, num_threads: int | None) -> Gram:
@@ -47,7 +48,8 @@ def _gram_of(X: Any, Y: Any, function: str, num_threads: int | None) -> Gram:
     elif Y is None:
         raise TypeError(f"{function}() takes (X, Y) or (gram): pass both layers' activations")
     else:
-        gram = Gram.from_arrays(X, Y, num_threads=num_threads)
+        # Arrays take the float64 pass: the measures' rank decisions need its rounding.
+        gram = Gram.from_arrays(X, Y, num_threads=num_threads, precision="float64")
     if gram.n_samples == 0:
         raise ValueError("gram has no samples: update it with activations first")
     return gram
@@ -103,6 +105,10 @@ class _Centred:
         x, y = self.x.live, gram.n_x + self.y.live
         self.cross = G[np.ix_(x, y)] - np.outer(s[x], s[y]) / d
         self.tol = _EPS * max(d, gram.n)
+        if gram.precision == "mixed":
+            # float32 products over blocks of 2,048 rows round at about 2^-24 * sqrt(2048) of
+            # each (scaled) entry: a direction below ten times that is rounding, not variance.
+            self.tol = max(self.tol, _MIXED_TOL)
         self._caches = {
             id(self.x): caches[0] if caches[0] is not None else {},
             id(self.y): caches[1] if caches[1] is not None else {},
