@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import functools
 import numbers
 import warnings
-from collections.abc import Iterable, Mapping, Sized
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Callable, Union
 
@@ -14,16 +13,15 @@ from torch import nn
 
 from ..comparison import DEFAULT_EPS, Comparison, LayerComparison
 from ..gram import Gram
-from ..progress import progress_bar
 from ..thresholds import Thresholds, match_thresholds
 from ..validation import DEFAULT_PRECISION, Precision, check_bool, check_eps, check_precision
 from . import distributed
 from .accumulate import DeviceGram, gram_from_parts
 from .baseline import ShiftedBaseline
-from .batches import as_batches, batch_mask, feed, move
 from .capture import Tap
 from .layout import TOKEN_MODES, check_layout, n_samples, sample_rows
-from .sites import LayerSpec, Selection, Site, SitePair, unwrap
+from .sites import LayerSpec, Selection, Site, SitePair
+from .stream import Stream, comparison_device
 
 __all__ = ["compare"]
 
@@ -36,14 +34,6 @@ def _check_max_batches(max_batches: Any) -> int | None:
     if isinstance(max_batches, bool) or not isinstance(max_batches, numbers.Integral) or max_batches < 1:
         raise ValueError(f"max_batches must be a positive int or None, got {max_batches!r}")
     return int(max_batches)
-
-
-def _model_device(model: nn.Module) -> torch.device:
-    for p in model.parameters():
-        return p.device
-    for b in model.buffers():
-        return b.device
-    return torch.device("cpu")
 
 
 def _check_per_site(value: Any, name: str, check: Callable[[Any, str], str]) -> Any:
@@ -121,19 +111,6 @@ def _layout_of(tap: Tap, site: Site, given: str | None, which: str) -> str:
             "'nchw', 'nhwc', 'ncdhw', 'ndhwc'"
         )
     return inferred
-
-
-def _check_calls(tap: Tap, expected: dict[str, int], number: int) -> None:
-    calls = tap.calls()
-    for module in set(calls) | set(expected):
-        got, want = calls.get(module, 0), expected.get(module, 0)
-        if got != want:
-            raise ValueError(
-                f"module {module!r} of {tap.which} ran {got} time{'s' if got != 1 else ''} in batch "
-                f"{number} but {want} in the first batch: nsm compares the same sites in every batch "
-                "and never reuses an earlier batch's activations; select sites that run in every "
-                "batch"
-            )
 
 
 def _thresholds(gram: Gram | None, count_dead: bool, label: str, notes: list[str]) -> Thresholds | None:
@@ -253,57 +230,29 @@ def compare(
     if mask is not None and not callable(mask):
         raise TypeError(f"mask must be a callable mask(batch) -> (N, L) bool tensor, got {mask!r}")
     selection = Selection(model_a, model_b, layers)
-    device = torch.device(device) if device is not None else _model_device(model_a)
-    for which, model in (("model_a", model_a), ("model_b", model_b)):
-        d = _model_device(model)
-        other_index = d.index is not None and device.index is not None and d.index != device.index
-        if d.type != device.type or other_index:
-            raise ValueError(f"{which} is on {d} but the comparison runs on {device}; move it there")
-    root_a, root_b = unwrap(model_a), unwrap(model_b)
-    batches = as_batches(data)
-    total = None
-    if isinstance(batches, Sized):
-        total = len(batches) if max_batches is None else min(len(batches), max_batches)
-
+    device = comparison_device(model_a, model_b, device)
     plans: list[_Plan] | None = None
-    first_calls: tuple[dict[str, int], dict[str, int]] = ({}, {})
     error: BaseException | None = None
-    restore = [_modes(root_a), _modes(root_b)]
-    tap_a = Tap(root_a, "model_a", selection.watch_a, discover=True)
-    tap_b = Tap(root_b, "model_b", selection.watch_b, discover=True)
-    bar = progress_bar(total, progress, "nsm compare", "batch")
+    stream = Stream(
+        model_a,
+        model_b,
+        data,
+        (selection.watch_a, selection.watch_b),
+        device=device,
+        mask=mask,
+        max_batches=max_batches,
+        progress=progress,
+        label="nsm compare",
+    )
     try:
-        root_a.eval()
-        root_b.eval()
-        with torch.no_grad():
-            for number, batch in enumerate(batches):
-                if max_batches is not None and number >= max_batches:
-                    break
-                batch = move(batch, device)
-                real = batch_mask(batch, mask, number)
-                tap_a.run(functools.partial(feed, root_a, batch))
-                tap_b.run(functools.partial(feed, root_b, batch))
+        with stream:
+            for _, tap_a, tap_b, real in stream:
                 if plans is None:
                     plans = _plan(selection, tap_a, tap_b, layouts, modes)
-                    first_calls = (tap_a.calls(), tap_b.calls())
-                else:
-                    _check_calls(tap_a, first_calls[0], number)
-                    _check_calls(tap_b, first_calls[1], number)
                 for plan in plans:
                     _add(plan, tap_a, tap_b, real, baseline, precision)
-                if tap_a.provenance is not None:
-                    # Later batches need no layout inference: hook the watched modules only.
-                    tap_a = _retap(tap_a, root_a, selection.watch_a)
-                    tap_b = _retap(tap_b, root_b, selection.watch_b)
-                bar.update(1)
     except Exception as exc:  # every rank must hear of it before the sums below
         error = exc
-    finally:
-        bar.close()
-        tap_a.remove()
-        tap_b.remove()
-        for r in restore:
-            r()
     if distributed.running():
         description = None if plans is None else [_describe(p) for p in plans]
         description = distributed.agree(description, error)
@@ -324,23 +273,6 @@ def _acc(plan: _Plan) -> DeviceGram:
     """The plan's Gram, which its first batch created."""
     assert plan.gram is not None
     return plan.gram
-
-
-def _modes(model: nn.Module) -> Callable[[], None]:
-    saved = [(m, m.training) for m in model.modules()]
-
-    def restore() -> None:
-        for m, training in saved:
-            m.training = training
-
-    return restore
-
-
-def _retap(tap: Tap, root: nn.Module, watch: list[str]) -> Tap:
-    tap.remove()
-    lean = Tap(root, tap.which, watch, discover=False)
-    lean.clone = set(tap.clone)
-    return lean
 
 
 def _plan(selection: Selection, tap_a: Tap, tap_b: Tap, layouts: _PerSite, modes: _PerSite) -> list[_Plan]:

@@ -11,8 +11,7 @@ on the CPU), and each pair's Gram is cut out of it when it is read.
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Iterable, Iterator, Mapping, Sized
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Callable
 
 import numpy as np
@@ -21,25 +20,20 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..gram import Gram
-from ..progress import progress_bar
 from ..validation import DEFAULT_PRECISION, Precision, check_bool, check_precision
 from .accumulate import DeviceGram
-from .batches import as_batches, batch_mask, feed, move
 from .capture import Tap
 from .compare import (
     PerSite,
-    _check_calls,
     _check_max_batches,
     _check_per_site,
     _check_tokens,
     _layout_of,
-    _model_device,
-    _modes,
     _PerSite,
-    _retap,
 )
 from .layout import check_layout, sample_rows
-from .sites import ModelSelection, Site, SitePair, unwrap
+from .sites import ModelSelection, Site, SitePair
+from .stream import Stream, comparison_device
 
 __all__ = ["compare_all"]
 
@@ -252,59 +246,34 @@ def compare_all(
     modes = _PerSite(_check_per_site(tokens, "tokens", _check_tokens), "tokens")
     sel_a = ModelSelection(model_a, layers_a, "model_a")
     sel_b = ModelSelection(model_b, layers_a if layers_b is None else layers_b, "model_b")
-    device = torch.device(device) if device is not None else _model_device(model_a)
-    for which, model in (("model_a", model_a), ("model_b", model_b)):
-        if _model_device(model).type != device.type:
-            raise ValueError(f"{which} is on {_model_device(model)} but the comparison runs on {device}")
-    root_a, root_b = unwrap(model_a), unwrap(model_b)
-    batches = as_batches(data)
-    total = None
-    if isinstance(batches, Sized):
-        total = len(batches) if max_batches is None else min(len(batches), max_batches)
-    restore = [_modes(root_a), _modes(root_b)]
-    tap_a = Tap(root_a, "model_a", sel_a.watch, discover=True)
-    tap_b = Tap(root_b, "model_b", sel_b.watch, discover=True)
-    bar = progress_bar(total, progress, "nsm compare_all", "batch")
+    device = comparison_device(model_a, model_b, device)
     grids: list[_GridGram] | None = None
     infos: tuple[list[_SiteInfo], list[_SiteInfo]] = ([], [])
     pairs: dict[tuple[str, str], tuple[_GridGram | None, _SiteInfo, _SiteInfo]] = {}
     reasons: dict[tuple[str, str], str] = {}
-    first_calls: tuple[dict[str, int], dict[str, int]] = ({}, {})
-    try:
-        root_a.eval()
-        root_b.eval()
-        with torch.no_grad():
-            for number, batch in enumerate(batches):
-                if max_batches is not None and number >= max_batches:
-                    break
-                batch = move(batch, device)
-                real = batch_mask(batch, mask, number)
-                tap_a.run(functools.partial(feed, root_a, batch))
-                tap_b.run(functools.partial(feed, root_b, batch))
-                if grids is None:
-                    infos = (_infos(sel_a, tap_a, layouts, modes), _infos(sel_b, tap_b, layouts, modes))
-                    layouts.check_used()
-                    modes.check_used()
-                    grids = _plan_grids(infos, samples, device, pairs, reasons, precision)
-                    _check_memory(grids, max_bytes)
-                    first_calls = (tap_a.calls(), tap_b.calls())
-                else:
-                    _check_calls(tap_a, first_calls[0], number)
-                    _check_calls(tap_b, first_calls[1], number)
-                values_a = {i.label: tap_a.value(i.site.module, i.site.index) for i in infos[0]}
-                values_b = {i.label: tap_b.value(i.site.module, i.site.index) for i in infos[1]}
-                for g in grids:
-                    g.update(values_a, values_b, real)
-                if tap_a.provenance is not None:
-                    tap_a = _retap(tap_a, root_a, sel_a.watch)
-                    tap_b = _retap(tap_b, root_b, sel_b.watch)
-                bar.update(1)
-    finally:
-        bar.close()
-        tap_a.remove()
-        tap_b.remove()
-        for r in restore:
-            r()
+    stream = Stream(
+        model_a,
+        model_b,
+        data,
+        (sel_a.watch, sel_b.watch),
+        device=device,
+        mask=mask,
+        max_batches=max_batches,
+        progress=progress,
+        label="nsm compare_all",
+    )
+    with stream:
+        for _, tap_a, tap_b, real in stream:
+            if grids is None:
+                infos = (_infos(sel_a, tap_a, layouts, modes), _infos(sel_b, tap_b, layouts, modes))
+                layouts.check_used()
+                modes.check_used()
+                grids = _plan_grids(infos, samples, device, pairs, reasons, precision)
+                _check_memory(grids, max_bytes)
+            values_a = {i.label: tap_a.value(i.site.module, i.site.index) for i in infos[0]}
+            values_b = {i.label: tap_b.value(i.site.module, i.site.index) for i in infos[1]}
+            for g in grids:
+                g.update(values_a, values_b, real)
     if grids is None:
         raise ValueError("data gave no batch")
     kwargs = {} if eps is None else {"eps": eps}

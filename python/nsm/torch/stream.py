@@ -1,0 +1,125 @@
+"""Streaming batches through two models: the loop that compare and compare_all share."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator, Sized
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from ..progress import progress_bar
+from .batches import as_batches, batch_mask, feed, move
+from .capture import Tap
+from .sites import unwrap
+
+__all__ = ["Stream", "comparison_device"]
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    for p in model.parameters():
+        return p.device
+    for b in model.buffers():
+        return b.device
+    return torch.device("cpu")
+
+
+def comparison_device(model_a: nn.Module, model_b: nn.Module, device: Any) -> torch.device:
+    """Where the comparison runs (default: model_a's device); both models must be there."""
+    device = torch.device(device) if device is not None else _model_device(model_a)
+    for which, model in (("model_a", model_a), ("model_b", model_b)):
+        d = _model_device(model)
+        other_index = d.index is not None and device.index is not None and d.index != device.index
+        if d.type != device.type or other_index:
+            raise ValueError(f"{which} is on {d} but the comparison runs on {device}; move it there")
+    return device
+
+
+def _check_calls(tap: Tap, expected: dict[str, int], number: int) -> None:
+    calls = tap.calls()
+    for module in set(calls) | set(expected):
+        got, want = calls.get(module, 0), expected.get(module, 0)
+        if got != want:
+            raise ValueError(
+                f"module {module!r} of {tap.which} ran {got} time{'s' if got != 1 else ''} in batch "
+                f"{number} but {want} in the first batch: nsm compares the same sites in every batch "
+                "and never reuses an earlier batch's activations; select sites that run in every "
+                "batch"
+            )
+
+
+class Stream:
+    """Both models in eval mode under ``torch.no_grad()``, hooked on the watched modules.
+
+    Iterating gives ``(number, tap_a, tap_b, mask)`` for each batch, after both forward passes.
+    The first batch's taps also infer each call's layout; later batches hook the watched
+    modules only, and must call each of them as often as the first batch did. On exit the hooks
+    are removed and every module gets back the mode it had (also after an exception).
+    """
+
+    def __init__(
+        self,
+        model_a: nn.Module,
+        model_b: nn.Module,
+        data: Any,
+        watch: tuple[list[str], list[str]],
+        *,
+        device: torch.device,
+        mask: Callable[[Any], torch.Tensor] | None,
+        max_batches: int | None,
+        progress: bool,
+        label: str,
+    ) -> None:
+        self.roots = (unwrap(model_a), unwrap(model_b))
+        self.watch = watch
+        self.device, self.mask, self.max_batches = device, mask, max_batches
+        self.batches = as_batches(data)
+        total = None
+        if isinstance(self.batches, Sized):
+            total = len(self.batches) if max_batches is None else min(len(self.batches), max_batches)
+        self._saved = [(m, m.training) for root in self.roots for m in root.modules()]
+        self.taps = (
+            Tap(self.roots[0], "model_a", watch[0], discover=True),
+            Tap(self.roots[1], "model_b", watch[1], discover=True),
+        )
+        self._bar = progress_bar(total, progress, label, "batch")
+
+    def __enter__(self) -> Stream:
+        for root in self.roots:
+            root.eval()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._bar.close()
+        for tap in self.taps:
+            tap.remove()
+        for m, training in self._saved:
+            m.training = training
+
+    def __iter__(self) -> Iterator[tuple[int, Tap, Tap, torch.Tensor | None]]:
+        first: tuple[dict[str, int], dict[str, int]] | None = None
+        with torch.no_grad():
+            for number, batch in enumerate(self.batches):
+                if self.max_batches is not None and number >= self.max_batches:
+                    break
+                batch = move(batch, self.device)
+                real = batch_mask(batch, self.mask, number)
+                for tap, root in zip(self.taps, self.roots):
+                    tap.run(functools.partial(feed, root, batch))
+                if first is not None:
+                    for tap, calls in zip(self.taps, first):
+                        _check_calls(tap, calls, number)
+                yield number, self.taps[0], self.taps[1], real
+                if first is None:
+                    first = (self.taps[0].calls(), self.taps[1].calls())
+                    self.taps = (self._lean(0), self._lean(1))
+                self._bar.update(1)
+
+    def _lean(self, i: int) -> Tap:
+        """Later batches need no layout inference: hook the watched modules only."""
+        old = self.taps[i]
+        old.remove()
+        tap = Tap(self.roots[i], old.which, self.watch[i], discover=False)
+        tap.clone = set(old.clone)
+        return tap
