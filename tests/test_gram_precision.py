@@ -67,9 +67,10 @@ def test_hard_families_keep_every_critical_eps_within_1e_3(rng, family):
     assert critical_eps_error(*family(rng)) <= HARD_BOUND
 
 
-def test_the_default_is_mixed_and_close_to_the_float64_pass(rng):
+def test_mixed_is_float32_products_close_to_the_float64_pass(rng):
     X, Y = relu_layers(rng, d=5000, n=40)
-    g = nsm.Gram.from_arrays(X, Y)
+    assert nsm.Gram.from_arrays(X, Y).precision == "float64"  # mixed is asked for
+    g = nsm.Gram.from_arrays(X, Y, precision="mixed")
     assert g.precision == "mixed"
     A = np.hstack([X, Y]).astype(np.float64)
     G = A.T @ A

@@ -42,14 +42,14 @@ class Gram:
     ----------
     n_x, n_y : int
         Number of neurons of each layer.
-    precision : {"mixed", "float64"}
-        How :meth:`update` multiplies float32 activations: ``"mixed"`` (the default) forms
-        float32 products over blocks of 2,048 rows and adds each block into the float64 Gram;
-        ``"float64"`` converts every value to float64 first. Float64 input, and float32 batches
-        whose largest magnitude is above 1e15 or below 1e-5, always take the float64 pass. Mixed
-        keeps every critical eps within 1e-5 of the float64 pass on realistic layers and within
-        1e-3 on hard ones (near-duplicate neurons, scales from 1e-3 to 1e3, nearly dead neurons,
-        10^6 samples); see the README's "Precision" table.
+    precision : {"float64", "mixed"}
+        How :meth:`update` multiplies float32 activations: ``"float64"`` (the default) converts
+        every value to float64 first; ``"mixed"`` forms float32 products over blocks of 2,048
+        rows and adds each block into the float64 Gram (about twice as fast). Float64 input, and
+        float32 batches whose largest magnitude is above 1e15 or below 1e-5, always take the
+        float64 pass. Mixed kept every critical eps within 1e-5 of the float64 pass on realistic
+        layers, but moved them by up to 2.8e-3 on near-duplicate neurons (docs/method.md,
+        "Mixed precision").
 
     Examples
     --------

@@ -483,8 +483,11 @@ def check_comparison_dict(d: Any) -> None:
 
 Precision = Literal["float64", "mixed"]
 PRECISIONS = ("float64", "mixed")
-# The default of every Gram pass; bench/bench_gram_precision.py measured it (README: "Precision").
-DEFAULT_PRECISION: Precision = "mixed"
+# The default of every Gram pass. bench/bench_gram_precision.py measured "mixed": within 1e-5 of
+# the float64 pass on realistic layers, but 2.8e-3 on near-duplicate neurons at 5,000 samples and
+# 48 + 48 neurons, over the 1e-3 bound for the hard families: so float64 stays the default and
+# "mixed" is asked for (docs/method.md, "Mixed precision").
+DEFAULT_PRECISION: Precision = "float64"
 
 
 def check_precision(precision: Any) -> Precision:
