@@ -422,3 +422,13 @@ def test_a_model_compared_with_itself_or_sharing_modules():
     b = torch.nn.Sequential(a[0], a[1], torch.nn.Conv2d(6, 8, 3), torch.nn.ReLU())  # shares a's first layers
     c = compare(a, b, data, "1", progress=False)
     assert c["1"].n_samples == 3 * 32 * 64
+
+
+def test_an_error_between_batches_leaves_grad_mode_and_hooks_as_they_were():
+    a, b, data = small_cnn(1), small_cnn(2), __import__("tests.torch_models", fromlist=["x"]).image_batches(2)
+    assert torch.is_grad_enabled()
+    with pytest.raises(ValueError, match="samples per batch") as caught:
+        compare(a, b, data, [("1", "6")], progress=False)
+    assert caught.value is not None  # the traceback (and compare's frame) is still alive here
+    assert torch.is_grad_enabled()
+    assert all(not m._forward_hooks for m in list(a.modules()) + list(b.modules()))

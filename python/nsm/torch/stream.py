@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator, Sized
+from collections.abc import Generator, Iterator, Sized
 from typing import Any, Callable
 
 import torch
@@ -84,6 +84,7 @@ class Stream:
             Tap(self.roots[1], "model_b", watch[1], discover=True),
         )
         self._bar = progress_bar(total, progress, label, "batch")
+        self._batches: Generator[tuple[int, Tap, Tap, torch.Tensor | None], None, None] | None = None
 
     def __enter__(self) -> Stream:
         for root in self.roots:
@@ -91,6 +92,8 @@ class Stream:
         return self
 
     def __exit__(self, *exc: Any) -> None:
+        if self._batches is not None:  # leave torch.no_grad() now, not when collected
+            self._batches.close()
         self._bar.close()
         for tap in self.taps:
             tap.remove()
@@ -98,6 +101,10 @@ class Stream:
             m.training = training
 
     def __iter__(self) -> Iterator[tuple[int, Tap, Tap, torch.Tensor | None]]:
+        self._batches = self._run()
+        return self._batches
+
+    def _run(self) -> Generator[tuple[int, Tap, Tap, torch.Tensor | None], None, None]:
         first: tuple[dict[str, int], dict[str, int]] | None = None
         with torch.no_grad():
             for number, batch in enumerate(self.batches):
