@@ -81,6 +81,23 @@ def resnet_check():
               hand_gram(b, data, module, index, "nchw", feed_x))
 
 
+def mixed_check():
+    """precision="mixed" on the GPU: float32 matmuls (TF32 off) into float64, close to float64."""
+    a, b = resnet18(1, 64).to(DEV), resnet18(2, 64).to(DEV)
+    g = torch.Generator().manual_seed(3)
+    data = [torch.randn(64, 3, 64, 64, generator=g).to(DEV) for _ in range(4)]
+    sites = ["layer1.0.relu#1", "layer4.1.relu#1"]
+    exact = nsm.torch.compare(a, b, data, sites, progress=False, precision="float64")
+    mixed = nsm.torch.compare(a, b, data, sites, progress=False, precision="mixed")
+    for site in sites:
+        m, e = mixed[site].gram.matrix, exact[site].gram.matrix
+        err = float(np.abs(m - e).max() / np.abs(e).max())
+        t_err = float(np.nanmax(np.abs(np.where(np.isfinite(exact[site].thresholds.x),
+                                                 mixed[site].thresholds.x - exact[site].thresholds.x, 0))))
+        summary["checks"][f"mixed {site}"] = {"gram_rel_err": err, "max_threshold_change": t_err,
+                                              "ok": bool(0 < err < 1e-5)}
+
+
 def token_check():
     a, b = TokenEncoder(1, d=64, ffn=128).to(DEV), TokenEncoder(2, d=64, ffn=128).to(DEV)
     data = [{k: v.to(DEV) for k, v in batch.items()} for batch in padded_batches(n_batches=8, batch=16, length=20)]
@@ -146,7 +163,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--out")
     args = parser.parse_args()
-    for step in (resnet_check, token_check, timm_check, bert_timing):
+    for step in (resnet_check, mixed_check, token_check, timm_check, bert_timing):
         try:
             step()
         except Exception as exc:
