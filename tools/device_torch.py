@@ -36,7 +36,9 @@ def hand_gram(model, data, module_name, index, layout, feed):
     module = dict(model.named_modules())[module_name]
     xs = []
     seen = []
-    h = module.register_forward_hook(lambda m, i, o: seen.append((o[0] if isinstance(o, tuple) else o).clone()))
+    h = module.register_forward_hook(
+        lambda m, i, o: seen.append((o[0] if isinstance(o, tuple) else o).clone())
+    )
     with torch.no_grad():
         for batch in data:
             seen.clear()
@@ -58,8 +60,12 @@ def check(name, lc, X, Y, tol=1e-9):
     GPU's attention kernels may round differently from one forward pass to the next."""
     expected = nsm.Gram.from_arrays(X, Y)
     err = float(np.abs(lc.gram.matrix - expected.matrix).max() / np.abs(expected.matrix).max())
-    summary["checks"][name] = {"rel_err": err, "n_samples": lc.n_samples, "layout": lc.layout,
-                               "ok": bool(err < tol and lc.n_samples == expected.n_samples)}
+    summary["checks"][name] = {
+        "rel_err": err,
+        "n_samples": lc.n_samples,
+        "layout": lc.layout,
+        "ok": bool(err < tol and lc.n_samples == expected.n_samples),
+    }
 
 
 def feed_x(model, batch):
@@ -77,8 +83,12 @@ def resnet_check():
     sites = [("layer1.0.bn1", 0), ("layer1.0.relu", 1), ("layer4.1.bn2", 0)]
     c = nsm.torch.compare(a, b, data, ["layer1.0.bn1", "layer1.0.relu#1", "layer4.1.bn2"], progress=False)
     for (module, index), key in zip(sites, c):
-        check(f"resnet18 {key}", c[key], hand_gram(a, data, module, index, "nchw", feed_x),
-              hand_gram(b, data, module, index, "nchw", feed_x))
+        check(
+            f"resnet18 {key}",
+            c[key],
+            hand_gram(a, data, module, index, "nchw", feed_x),
+            hand_gram(b, data, module, index, "nchw", feed_x),
+        )
 
 
 def mixed_check():
@@ -92,18 +102,37 @@ def mixed_check():
     for site in sites:
         m, e = mixed[site].gram.matrix, exact[site].gram.matrix
         err = float(np.abs(m - e).max() / np.abs(e).max())
-        t_err = float(np.nanmax(np.abs(np.where(np.isfinite(exact[site].thresholds.x),
-                                                 mixed[site].thresholds.x - exact[site].thresholds.x, 0))))
-        summary["checks"][f"mixed {site}"] = {"gram_rel_err": err, "max_threshold_change": t_err,
-                                              "ok": bool(0 < err < 1e-5)}
+        t_err = float(
+            np.nanmax(
+                np.abs(
+                    np.where(
+                        np.isfinite(exact[site].thresholds.x),
+                        mixed[site].thresholds.x - exact[site].thresholds.x,
+                        0,
+                    )
+                )
+            )
+        )
+        summary["checks"][f"mixed {site}"] = {
+            "gram_rel_err": err,
+            "max_threshold_change": t_err,
+            "ok": bool(0 < err < 1e-5),
+        }
 
 
 def token_check():
     a, b = TokenEncoder(1, d=64, ffn=128).to(DEV), TokenEncoder(2, d=64, ffn=128).to(DEV)
-    data = [{k: v.to(DEV) for k, v in batch.items()} for batch in padded_batches(n_batches=8, batch=16, length=20)]
+    data = [
+        {k: v.to(DEV) for k, v in batch.items()} for batch in padded_batches(n_batches=8, batch=16, length=20)
+    ]
     c = nsm.torch.compare(a, b, data, "encoder", progress=False)
-    check("token encoder, padded", c["encoder"], hand_gram(a, data, "encoder", 0, "nlc-masked", feed_dict),
-          hand_gram(b, data, "encoder", 0, "nlc-masked", feed_dict), tol=1e-6)
+    check(
+        "token encoder, padded",
+        c["encoder"],
+        hand_gram(a, data, "encoder", 0, "nlc-masked", feed_dict),
+        hand_gram(b, data, "encoder", 0, "nlc-masked", feed_dict),
+        tol=1e-6,
+    )
 
 
 def timm_check():
@@ -114,17 +143,23 @@ def timm_check():
         return
     g = torch.Generator().manual_seed(1)
     data = [torch.randn(32, 3, 64, 64, generator=g).to(DEV) for _ in range(4)]
-    for arch, site, layout in (("resnet18", "layer1.0.act1", "nchw"),
-                               ("convnext_atto", "stages.0.blocks.0.mlp.act", "nchw"),  # conv_mlp
-                               ("convnext_tiny", "stages.0.blocks.0.mlp.act", "nhwc")):  # Linear MLP
+    for arch, site, layout in (
+        ("resnet18", "layer1.0.act1", "nchw"),
+        ("convnext_atto", "stages.0.blocks.0.mlp.act", "nchw"),  # conv_mlp
+        ("convnext_tiny", "stages.0.blocks.0.mlp.act", "nhwc"),
+    ):  # Linear MLP
         torch.manual_seed(1)
         a = timm.create_model(arch, pretrained=False).to(DEV).eval()
         torch.manual_seed(2)
         b = timm.create_model(arch, pretrained=False).to(DEV).eval()
         try:
             c = nsm.torch.compare(a, b, data, site, progress=False)
-            check(f"timm {arch} {site}", c[site], hand_gram(a, data, site, 0, layout, feed_x),
-                  hand_gram(b, data, site, 0, layout, feed_x))
+            check(
+                f"timm {arch} {site}",
+                c[site],
+                hand_gram(a, data, site, 0, layout, feed_x),
+                hand_gram(b, data, site, 0, layout, feed_x),
+            )
         except Exception as exc:  # report, do not stop the other checks
             summary["checks"][f"timm {arch} {site}"] = f"{type(exc).__name__}: {exc}"
 
@@ -154,7 +189,9 @@ def bert_timing():
 
     f = run(forwards)
     for baseline in (False, True):
-        t = run(lambda: nsm.torch.compare(a, b, data, sites, progress=False, baseline=baseline), rounds=2)
+        t = run(
+            lambda b_=baseline: nsm.torch.compare(a, b, data, sites, progress=False, baseline=b_), rounds=2
+        )
         summary["timings"][f"BERT-size 768/3072, 8192 tokens, compare baseline={baseline} / forwards"] = t / f
     summary["timings"]["forward passes (s)"] = f
 
