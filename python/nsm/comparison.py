@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -14,6 +13,7 @@ import numpy as np
 
 from .gram import Gram
 from .match import MatchResult
+from .saved_grams import load_grams, save_grams
 from .thresholds import Thresholds
 from .validation import check_comparison_dict
 
@@ -331,15 +331,14 @@ class Comparison(Mapping):
         with open(path, "w", encoding="utf-8") as f:
             json.dump(self.to_dict(), f, indent=1)
         if grams:
-            arrays: dict[str, Any] = {}
-            for i, lc in enumerate(self._layers.values()):
-                for tag, g in (("gram", lc.gram), ("baseline", lc.baseline_gram)):
-                    if g is not None:
-                        arrays[f"{tag}{i}_matrix"] = g.matrix
-                        arrays[f"{tag}{i}_sums"] = g.column_sums
-                        arrays[f"{tag}{i}_meta"] = np.array([g.n_x, g.n_samples], dtype=np.int64)
-            with open(_grams_path(path), "wb") as f:
-                np.savez(f, **arrays)
+            save_grams(
+                path,
+                (
+                    (f"{tag}{i}", g)
+                    for i, lc in enumerate(self._layers.values())
+                    for tag, g in (("gram", lc.gram), ("baseline", lc.baseline_gram))
+                ),
+            )
 
     @classmethod
     def from_dict(cls, d: dict) -> Comparison:
@@ -368,22 +367,11 @@ class Comparison(Mapping):
         """Read a comparison written by ``save`` (and its Grams, if they were saved)."""
         with open(path, encoding="utf-8") as f:
             out = cls.from_dict(json.load(f))
-        grams = _grams_path(path)
-        if os.path.exists(grams):
-            with np.load(grams, allow_pickle=False) as f:
-                for i, lc in enumerate(out._layers.values()):
-                    for tag in ("gram", "baseline"):
-                        if f"{tag}{i}_matrix" in f.files:
-                            n_x, n_samples = (int(v) for v in f[f"{tag}{i}_meta"])
-                            g = Gram.from_matrix(
-                                f[f"{tag}{i}_matrix"], n_x, n_samples, column_sums=f[f"{tag}{i}_sums"]
-                            )
-                            setattr(lc, "gram" if tag == "gram" else "baseline_gram", g)
+        saved = load_grams(path)
+        for i, lc in enumerate(out._layers.values()):
+            lc.gram = saved.get(f"gram{i}", lc.gram)
+            lc.baseline_gram = saved.get(f"baseline{i}", lc.baseline_gram)
         return out
-
-
-def _grams_path(path: Any) -> str:
-    return os.fspath(path) + ".grams.npz"
 
 
 def _key_text(key: LayerKey) -> str:

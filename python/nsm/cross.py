@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -14,12 +13,13 @@ import numpy as np
 from .comparison import (
     DEFAULT_EPS,
     LayerComparison,
-    _grams_path,
+    _json_float,
     _thresholds_dict,
     _thresholds_from,
 )
 from .gram import Gram
 from .measures import MEASURES, _centred_measures, match_auc
+from .saved_grams import load_grams, save_grams
 from .thresholds import Thresholds, match_thresholds
 from .validation import check_bool, check_eps, check_keep, check_sites, single_eps
 
@@ -481,16 +481,15 @@ class CrossComparison:
         with open(path, "w", encoding="utf-8") as f:
             json.dump(d, f, indent=1)
         if grams:
-            arrays: dict[str, Any] = {}
-            for k, item in enumerate(d["pairs"]):
-                pair = (item["site_a"], item["site_b"])
-                for tag, g in (("gram", self._gram(pair)), ("baseline", self._baseline(pair))):
-                    if g is not None:
-                        arrays[f"{tag}{k}_matrix"] = g.matrix
-                        arrays[f"{tag}{k}_sums"] = g.column_sums
-                        arrays[f"{tag}{k}_meta"] = np.array([g.n_x, g.n_samples], dtype=np.int64)
-            with open(_grams_path(path), "wb") as f:
-                np.savez(f, **arrays)
+            pairs = [(item["site_a"], item["site_b"]) for item in d["pairs"]]
+            save_grams(
+                path,
+                (
+                    (f"{tag}{k}", g)
+                    for k, pair in enumerate(pairs)
+                    for tag, g in (("gram", self._gram(pair)), ("baseline", self._baseline(pair)))
+                ),
+            )
 
     @classmethod
     def from_dict(
@@ -540,23 +539,15 @@ class CrossComparison:
             d = json.load(f)
         grams: dict[Pair, Gram] = {}
         baselines: dict[Pair, Gram] = {}
-        gram_file = _grams_path(path)
-        if os.path.exists(gram_file) and isinstance(d, dict) and "pairs" in d:
-            with np.load(gram_file, allow_pickle=False) as f:
-                for k, item in enumerate(d["pairs"]):
-                    pair = (item["site_a"], item["site_b"])
-                    for tag, target in (("gram", grams), ("baseline", baselines)):
-                        if f"{tag}{k}_matrix" in f.files:
-                            n_x, n_samples = (int(v) for v in f[f"{tag}{k}_meta"])
-                            target[pair] = Gram.from_matrix(
-                                f[f"{tag}{k}_matrix"], n_x, n_samples, column_sums=f[f"{tag}{k}_sums"]
-                            )
+        saved = load_grams(path)
+        if saved and isinstance(d, dict) and "pairs" in d:
+            for k, item in enumerate(d["pairs"]):
+                pair = (item["site_a"], item["site_b"])
+                for tag, target in (("gram", grams), ("baseline", baselines)):
+                    if f"{tag}{k}" in saved:
+                        target[pair] = saved[f"{tag}{k}"]
         return cls.from_dict(d, grams, baselines)
 
 
 def _auc_or_nan(t: Thresholds, pair: Pair) -> float:
     return match_auc(t, names=pair)
-
-
-def _json_float(v: float) -> float | None:
-    return None if not math.isfinite(v) else float(v)

@@ -15,11 +15,15 @@ import math
 import numbers
 import os
 import sys
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import numpy as np
 
 __all__ = [
+    "check_choice",
+    "check_max_batches",
+    "check_per_site",
     "DEFAULT_PRECISION",
     "PRECISIONS",
     "Precision",
@@ -499,3 +503,42 @@ def check_precision(precision: Any) -> Precision:
     if not isinstance(precision, str) or precision not in PRECISIONS:
         raise ValueError(f"precision must be 'float64' or 'mixed', got {precision!r}")
     return precision  # type: ignore[return-value]
+
+
+def check_choice(value: Any, name: str, choices: tuple[str, ...]) -> str:
+    """One of ``choices`` (a layout, a token mode, a sample mode).
+
+    >>> check_choice("mean", "tokens", ("samples", "mean"))
+    'mean'
+    """
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+    return value
+
+
+def check_per_site(value: Any, name: str, choices: tuple[str, ...]) -> Any:
+    """None, one of ``choices`` for every site, or a dict of them by site label or pair.
+
+    >>> check_per_site({"fc": "nc"}, "layout", ("nc", "nchw"))
+    {'fc': 'nc'}
+    """
+    if value is None:
+        return None
+    if isinstance(value, Mapping):
+        for key, v in value.items():
+            check_choice(v, f"{name}[{key!r}]", choices)
+        return dict(value)
+    return check_choice(value, name, choices)
+
+
+def check_max_batches(max_batches: Any) -> int | None:
+    """None (every batch) or a positive int.
+
+    >>> check_max_batches(3)
+    3
+    """
+    if max_batches is None:
+        return None
+    if isinstance(max_batches, bool) or not isinstance(max_batches, numbers.Integral) or max_batches < 1:
+        raise ValueError(f"max_batches must be a positive int or None, got {max_batches!r}")
+    return int(max_batches)

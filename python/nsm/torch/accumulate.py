@@ -105,10 +105,9 @@ class DeviceGram:
         """The accumulated Gram as an nsm.Gram (no copy on the CPU)."""
         if self.gram is not None:
             return self.gram
-        return Gram.from_matrix(
-            self.matrix.cpu().numpy(), self.n_x, self.count, column_sums=self.sums.cpu().numpy()
-        )
+        return gram_from_parts(self.matrix, self.sums, self.count, self.n_x)
 
 
 def gram_from_parts(matrix: torch.Tensor, sums: torch.Tensor, count: int, n_x: int) -> Gram:
+    """An nsm.Gram from a Gram's parts held as tensors on any device."""
     return Gram.from_matrix(matrix.cpu().numpy(), n_x, int(count), column_sums=sums.cpu().numpy())

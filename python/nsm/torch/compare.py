@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numbers
 import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -14,43 +13,26 @@ from torch import nn
 from ..comparison import DEFAULT_EPS, Comparison, LayerComparison
 from ..gram import Gram
 from ..thresholds import Thresholds, match_thresholds
-from ..validation import DEFAULT_PRECISION, Precision, check_bool, check_eps, check_precision
+from ..validation import (
+    DEFAULT_PRECISION,
+    Precision,
+    check_bool,
+    check_eps,
+    check_max_batches,
+    check_per_site,
+    check_precision,
+)
 from . import distributed
 from .accumulate import DeviceGram, gram_from_parts
 from .baseline import ShiftedBaseline
 from .capture import Tap
-from .layout import TOKEN_MODES, check_layout, n_samples, sample_rows
+from .layout import LAYOUTS, TOKEN_MODES, n_samples, sample_rows
 from .sites import LayerSpec, Selection, Site, SitePair
 from .stream import Stream, comparison_device
 
 __all__ = ["compare"]
 
 PerSite = Union[str, Mapping[Any, str], None]
-
-
-def _check_max_batches(max_batches: Any) -> int | None:
-    if max_batches is None:
-        return None
-    if isinstance(max_batches, bool) or not isinstance(max_batches, numbers.Integral) or max_batches < 1:
-        raise ValueError(f"max_batches must be a positive int or None, got {max_batches!r}")
-    return int(max_batches)
-
-
-def _check_per_site(value: Any, name: str, check: Callable[[Any, str], str]) -> Any:
-    """A str for every site, or a dict of them by site label or (label_a, label_b)."""
-    if value is None:
-        return None
-    if isinstance(value, Mapping):
-        for key, v in value.items():
-            check(v, f"{name}[{key!r}]")
-        return dict(value)
-    return check(value, name)
-
-
-def _check_tokens(value: Any, name: str) -> str:
-    if value not in TOKEN_MODES:
-        raise ValueError(f"{name} must be one of {TOKEN_MODES}, got {value!r}")
-    return value
 
 
 class _PerSite:
@@ -220,13 +202,13 @@ def compare(
     True
     """
     eps_values, _ = check_eps(eps)
-    max_batches = _check_max_batches(max_batches)
+    max_batches = check_max_batches(max_batches)
     progress = check_bool(progress, "progress")
     count_dead = check_bool(count_dead, "count_dead")
     baseline = check_bool(baseline, "baseline")
     precision = check_precision(precision)
-    layouts = _PerSite(_check_per_site(layout, "layout", check_layout), "layout")
-    modes = _PerSite(_check_per_site(tokens, "tokens", _check_tokens), "tokens")
+    layouts = _PerSite(check_per_site(layout, "layout", LAYOUTS), "layout")
+    modes = _PerSite(check_per_site(tokens, "tokens", TOKEN_MODES), "tokens")
     if mask is not None and not callable(mask):
         raise TypeError(f"mask must be a callable mask(batch) -> (N, L) bool tensor, got {mask!r}")
     selection = Selection(model_a, model_b, layers)

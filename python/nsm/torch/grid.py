@@ -20,18 +20,23 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..gram import Gram
-from ..validation import DEFAULT_PRECISION, Precision, check_bool, check_precision
+from ..validation import (
+    DEFAULT_PRECISION,
+    Precision,
+    check_bool,
+    check_choice,
+    check_max_batches,
+    check_per_site,
+    check_precision,
+)
 from .accumulate import DeviceGram
 from .capture import Tap
 from .compare import (
     PerSite,
-    _check_max_batches,
-    _check_per_site,
-    _check_tokens,
     _layout_of,
     _PerSite,
 )
-from .layout import check_layout, sample_rows
+from .layout import LAYOUTS, TOKEN_MODES, sample_rows
 from .sites import ModelSelection, Site, SitePair
 from .stream import Stream, comparison_device
 
@@ -235,15 +240,14 @@ def compare_all(
     """
     from ..cross import CrossComparison
 
-    if samples not in SAMPLE_MODES:
-        raise ValueError(f"samples must be one of {SAMPLE_MODES}, got {samples!r}")
+    check_choice(samples, "samples", SAMPLE_MODES)
     if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 1:
         raise ValueError(f"max_bytes must be a positive int, got {max_bytes!r}")
-    max_batches = _check_max_batches(max_batches)
+    max_batches = check_max_batches(max_batches)
     precision = check_precision(precision)
     progress = check_bool(progress, "progress")
-    layouts = _PerSite(_check_per_site(layout, "layout", check_layout), "layout")
-    modes = _PerSite(_check_per_site(tokens, "tokens", _check_tokens), "tokens")
+    layouts = _PerSite(check_per_site(layout, "layout", LAYOUTS), "layout")
+    modes = _PerSite(check_per_site(tokens, "tokens", TOKEN_MODES), "tokens")
     sel_a = ModelSelection(model_a, layers_a, "model_a")
     sel_b = ModelSelection(model_b, layers_a if layers_b is None else layers_b, "model_b")
     device = comparison_device(model_a, model_b, device)

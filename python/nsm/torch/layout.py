@@ -145,12 +145,6 @@ def infer_layout(
     return provenance.by_shape(tuple(output.shape))
 
 
-def check_layout(layout: Any, name: str) -> str:
-    if layout not in LAYOUTS:
-        raise ValueError(f"{name} must be one of {LAYOUTS}, got {layout!r}")
-    return layout
-
-
 def sample_rows(
     t: torch.Tensor, layout: str, tokens: str, mask: torch.Tensor | None, site: str
 ) -> torch.Tensor:
