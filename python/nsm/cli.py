@@ -142,11 +142,11 @@ def _cmd_match(args: argparse.Namespace) -> int:
             f"similarity {r.similarity:.4f}{which} (dead {len(r.dead_x)}+{len(r.dead_y)}, "
             f"{r.n_samples} samples)"
         )
-    if few_samples(gram.n_samples, gram.n_x, gram.n_y, args.centered):
+    if few_samples(gram.n_samples, gram.n_x, gram.n_y):
         print(
             f"note: starved: {gram.n_samples / gram.n:.2g} samples per neuron, under "
-            f"{FEW_SAMPLES_RATIO:g}; unrelated layers already match at eps <= 0.5 there "
-            "(docs/method.md, 'Starved layers')"
+            f"{FEW_SAMPLES_RATIO:g}: chance lowers every critical eps, so the similarity is "
+            "inflated (docs/method.md, 'Starved layers')"
         )
     if args.json:
         out = [
@@ -161,7 +161,7 @@ def _cmd_match(args: argparse.Namespace) -> int:
                 "n_x": r.n_x,
                 "n_y": r.n_y,
                 "centered": r.centered,
-                "few_samples": few_samples(r.n_samples, r.n_x, r.n_y, r.centered),
+                "few_samples": few_samples(r.n_samples, r.n_x, r.n_y),
             }
             for r in results
         ]

@@ -40,8 +40,9 @@ class LayerComparison:
     comparison loaded from JSON saved without its Grams.
 
     ``few_samples`` is True for a *starved* pair, ``n_samples < FEW_SAMPLES_RATIO * (n_x +
-    n_y)`` (:func:`nsm.starved.few_samples`): unrelated layers already match at ε <= 0.5 there
-    (docs/method.md, "Starved layers"). By default it is computed from the thresholds.
+    n_y)`` (:func:`nsm.starved.few_samples`): chance lowers every critical ε there, so the
+    similarity is inflated (docs/method.md, "Starved layers"). By default it is computed from
+    the thresholds' sizes.
     ``centered`` says whether the pair was compared with the centred match (its baseline too).
     """
 
@@ -59,7 +60,7 @@ class LayerComparison:
     def __post_init__(self) -> None:
         if self.few_samples is None:
             t = self.thresholds
-            self.few_samples = few_samples(t.n_samples, t.n_x, t.n_y, t.centered)
+            self.few_samples = few_samples(t.n_samples, t.n_x, t.n_y)
 
     @property
     def centered(self) -> bool:
@@ -277,8 +278,8 @@ class Comparison(Mapping):
             out.append(f"centred match ({which}): each neuron's mean over the samples removed")
         if any(lc.few_samples for lc in self._layers.values()):
             out.append(
-                f"starved: n_samples < {FEW_SAMPLES_RATIO:g} (n_x + n_y), where unrelated layers "
-                "already match at eps <= 0.5 (docs/method.md, 'Starved layers')"
+                f"starved: n_samples < {FEW_SAMPLES_RATIO:g} (n_x + n_y), where chance lowers every "
+                "critical eps: the similarity is inflated (docs/method.md, 'Starved layers')"
             )
         return out
 
