@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 
 import numpy as np
 import pytest
@@ -154,3 +155,32 @@ def test_simple_matches_of_a_centred_layer_are_centred():
     assert s.maximum_match.centered
     expected = nsm.max_match(lc.gram, 0.5, centered=True)
     assert s.maximum_match.x.tolist() == expected.x.tolist()
+
+
+def test_report_marks_starved_and_centred_layers(tmp_path):
+    pytest.importorskip("matplotlib")
+    import matplotlib.pyplot as plt
+
+    from nsm import report
+
+    c = Comparison({"s": layer(30, 10, 10, True, "s"), "f": layer(2000, 10, 10, True, "f")}, eps=[0.3])
+    assert report._match_title(c, "T") == "T (centred match)"
+    assert report._starved(c, list(c)) == [True, False]
+    drawn = {}
+    close = plt.close
+
+    def keep(fig):  # look at each figure before it is closed
+        ax = fig.axes[0]
+        drawn[ax.get_title()] = ([t.get_text() for t in ax.get_xticklabels()], ax.get_xlabel())
+        close(fig)
+
+    plt.close = keep
+    try:
+        paths = report.write_report(c, tmp_path)
+    finally:
+        plt.close = close
+    assert len(paths) == 4 and all(os.path.getsize(p) > 0 for p in paths)
+    bars = drawn["How much of each layer the other network shares (centred match)"]
+    assert bars[0][:2] == ["s *", "f"] and "starved" in bars[1]
+    assert "starved" in drawn["Similarity against ε, per layer (centred match)"][1]
+    assert Comparison.load(paths[0])["s"].few_samples
