@@ -127,8 +127,8 @@ def plot_similarity(comparison: Any, path: Any) -> None:
     fig, ax = plt.subplots(
         figsize=(max(6.0, _slot(len(keys), 1.6) * len(keys) + 2), 4.8 if len(keys) <= 20 else 6.0)
     )
-    for i in np.flatnonzero(starved):
-        ax.axvspan(i - 0.5, i + 0.5, color="#f4dcdc", zorder=0, lw=0)
+    for k in np.flatnonzero(starved):
+        ax.axvspan(k - 0.5, k + 0.5, color="#f4dcdc", zorder=0, lw=0)
     width = 0.8 / len(eps)
     colors = plt.cm.viridis(np.linspace(0.1, 0.85, len(eps)))
     x = np.arange(len(keys))
