@@ -184,3 +184,15 @@ def test_report_marks_starved_and_centred_layers(tmp_path):
     assert bars[0][:2] == ["s *", "f"] and "starved" in bars[1]
     assert "starved" in drawn["Similarity against ε, per layer (centred match)"][1]
     assert Comparison.load(paths[0])["s"].few_samples
+
+
+def test_demo_centred_comparison_equals_compare_centered():
+    from nsm.demo import centred_comparison
+
+    a, b, data = small_cnn(1), small_cnn(2), image_batches(4)
+    direct = compare(a, b, data, ["3", "6"], progress=False, centered=True)
+    via = centred_comparison(compare(a, b, data, ["3", "6"], progress=False))
+    for key in direct:
+        assert via[key].centered and via[key].baseline_thresholds.centered
+        np.testing.assert_array_equal(via[key].thresholds.x, direct[key].thresholds.x)
+        np.testing.assert_array_equal(via[key].baseline_thresholds.y, direct[key].baseline_thresholds.y)

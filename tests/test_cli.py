@@ -324,3 +324,10 @@ def test_match_centered_and_starved_note(saved_layers, capsys):
     np.save(tmp / "few_b.npy", Y[:30])
     assert main(["match", str(tmp / "few_a.npy"), str(tmp / "few_b.npy"), "--eps", "0.4"]) == 0
     assert "note: starved: 1.4 samples per neuron" in capsys.readouterr().out
+
+
+def test_demo_draws_the_centred_curves(demo_run):
+    out, report_dir = demo_run
+    assert (report_dir / "curves_centred.png").stat().st_size > 0
+    line = next(line for line in out.splitlines() if line.startswith("centred match"))
+    assert "relu1" in line and "baseline" in line
