@@ -303,3 +303,31 @@ def test_python_m_nsm_is_the_cli_and_reports_the_installed_version():
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == f"nsm {version('neuron-subspace-match')}"
     assert nsm.__version__ == version("neuron-subspace-match")
+
+
+def test_match_centered_and_starved_note(saved_layers, capsys):
+    X, Y, tmp = saved_layers
+    out_json = tmp / "c.json"
+    args = ["match", str(tmp / "a.npy"), str(tmp / "b.npz"), "--key-b", "acts", "--eps", "0.7"]
+    assert main([*args, "--centered", "--json", str(out_json)]) == 0
+    out = capsys.readouterr().out
+    assert "(centred match)" in out and "starved" not in out  # 500 samples for 12 + 10 neurons
+    import nsm
+
+    item = json.loads(out_json.read_text())[0]
+    expected = nsm.max_match(X, Y.astype(np.float32), 0.7, centered=True)
+    assert item["centered"] is True and item["few_samples"] is False
+    assert item["x"] == expected.x.tolist() and item["y"] == expected.y.tolist()
+    plain = nsm.max_match(X, Y.astype(np.float32), 0.7)
+    assert (plain.x.tolist(), plain.y.tolist()) != (item["x"], item["y"])
+    np.save(tmp / "few_a.npy", X[:30])
+    np.save(tmp / "few_b.npy", Y[:30])
+    assert main(["match", str(tmp / "few_a.npy"), str(tmp / "few_b.npy"), "--eps", "0.4"]) == 0
+    assert "note: starved: 1.4 samples per neuron" in capsys.readouterr().out
+
+
+def test_demo_draws_the_centred_curves(demo_run):
+    out, report_dir = demo_run
+    assert (report_dir / "curves_centred.png").stat().st_size > 0
+    line = next(line for line in out.splitlines() if line.startswith("centred match"))
+    assert "relu1" in line and "baseline" in line

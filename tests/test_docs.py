@@ -13,6 +13,8 @@ import nsm
 MODULES = [
     "nsm",
     "nsm.gram",
+    "nsm.centering",
+    "nsm.starved",
     "nsm.match",
     "nsm.thresholds",
     "nsm.simple",

@@ -15,6 +15,7 @@ import numpy as np
 
 from . import __version__
 from .gram import Gram
+from .starved import FEW_SAMPLES_RATIO, few_samples
 from .validation import DEFAULT_PRECISION, PRECISIONS, single_eps
 
 
@@ -130,15 +131,22 @@ def _cmd_match(args: argparse.Namespace) -> int:
     Y = _load_array(args.b, args.key_b, "B")
     try:
         gram = Gram.from_arrays(X, Y, precision=args.precision)
-        results = max_match(gram, list(args.eps), count_dead=not args.exclude_dead)
+        results = max_match(gram, list(args.eps), count_dead=not args.exclude_dead, centered=args.centered)
     except (ValueError, TypeError) as exc:  # what is wrong with the files' arrays
         raise CommandError(_as_files(str(exc))) from exc
     assert isinstance(results, list)  # a list of eps gives a list of results
+    which = " (centred match)" if args.centered else ""
     for r in results:
         print(
             f"eps={r.eps:g}: A {len(r.x)}/{r.n_x} and B {len(r.y)}/{r.n_y} neurons matched, "
-            f"similarity {r.similarity:.4f} (dead {len(r.dead_x)}+{len(r.dead_y)}, "
+            f"similarity {r.similarity:.4f}{which} (dead {len(r.dead_x)}+{len(r.dead_y)}, "
             f"{r.n_samples} samples)"
+        )
+    if few_samples(gram.n_samples, gram.n_x, gram.n_y):
+        print(
+            f"note: starved: {gram.n_samples / gram.n:.2g} samples per neuron, under "
+            f"{FEW_SAMPLES_RATIO:g}: chance lowers every critical eps, so the similarity is "
+            "inflated (docs/method.md, 'Starved layers')"
         )
     if args.json:
         out = [
@@ -152,6 +160,8 @@ def _cmd_match(args: argparse.Namespace) -> int:
                 "n_samples": r.n_samples,
                 "n_x": r.n_x,
                 "n_y": r.n_y,
+                "centered": r.centered,
+                "few_samples": few_samples(r.n_samples, r.n_x, r.n_y),
             }
             for r in results
         ]
@@ -289,6 +299,11 @@ def build_parser() -> argparse.ArgumentParser:
     match.add_argument("--key-b", help="array name in B's .npz (or key in B's .pt dict)")
     match.add_argument(
         "--exclude-dead", action="store_true", help="leave dead neurons out of the similarity's denominator"
+    )
+    match.add_argument(
+        "--centered",
+        action="store_true",
+        help="the centred match: each neuron's mean over the samples removed first (constant neurons: dead)",
     )
     match.set_defaults(run=_cmd_match)
 

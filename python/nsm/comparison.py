@@ -14,6 +14,7 @@ import numpy as np
 from .gram import Gram
 from .match import MatchResult
 from .saved_grams import load_grams, save_grams
+from .starved import FEW_SAMPLES_RATIO, few_samples
 from .thresholds import Thresholds
 from .validation import check_comparison_dict
 
@@ -37,6 +38,12 @@ class LayerComparison:
     the token mode of token sites, ``notes`` what the table flags (``"few samples"``: at most
     as many samples as neurons, where the similarity is inflated). ``gram`` is None for a
     comparison loaded from JSON saved without its Grams.
+
+    ``few_samples`` is True for a *starved* pair, ``n_samples < FEW_SAMPLES_RATIO * (n_x +
+    n_y)`` (:func:`nsm.starved.few_samples`): chance lowers every critical ε there, so the
+    similarity is inflated (docs/method.md, "Starved layers"). By default it is computed from
+    the thresholds' sizes.
+    ``centered`` says whether the pair was compared with the centred match (its baseline too).
     """
 
     name: LayerKey
@@ -48,6 +55,17 @@ class LayerComparison:
     layout: tuple[str, str] | None = None
     tokens: str | None = None
     notes: tuple[str, ...] = ()
+    few_samples: bool | None = None
+
+    def __post_init__(self) -> None:
+        if self.few_samples is None:
+            t = self.thresholds
+            self.few_samples = few_samples(t.n_samples, t.n_x, t.n_y)
+
+    @property
+    def centered(self) -> bool:
+        """Whether this is the centred match (each neuron's mean over the samples removed)."""
+        return self.thresholds.centered
 
     @property
     def n_x(self) -> int:
@@ -98,7 +116,7 @@ class LayerComparison:
         """The simple matches at ``eps`` (:func:`nsm.simple_matches` on this pair's Gram)."""
         from .simple import simple_matches
 
-        return simple_matches(self.require_gram(), eps)
+        return simple_matches(self.require_gram(), eps, centered=self.centered)
 
     def match_auc(self) -> float:
         """Area under the similarity curve, ∫₀¹ similarity(ε) dε (:func:`nsm.measures.match_auc`);
@@ -142,6 +160,7 @@ class LayerComparison:
             "tokens": self.tokens,
             "notes": list(self.notes),
             "linear_cka": _json_float(self._quiet_linear_cka()),
+            "few_samples": bool(self.few_samples),
         }
 
     def _quiet_linear_cka(self) -> float:
@@ -175,6 +194,7 @@ def _thresholds_dict(t: Thresholds) -> dict:
         "dead_y": t.dead_y.tolist(),
         "n_samples": t.n_samples,
         "count_dead": t.count_dead,
+        "centered": t.centered,
     }
 
 
@@ -193,6 +213,7 @@ def _thresholds_from(d: dict) -> Thresholds:
         n_x=len(d["x"]),
         n_y=len(d["y"]),
         count_dead=bool(d["count_dead"]),
+        centered=bool(d.get("centered", False)),  # files saved before the centred match
     )
 
 
@@ -222,6 +243,7 @@ class Comparison(Mapping):
             + ["auc", "base auc", "cka", "dead", "note"]
         )
         rows = []
+        mixed = len({lc.centered for lc in self._layers.values()}) > 1
         for key, lc in self._layers.items():
             name = key if isinstance(key, str) else f"{key[0]} / {key[1]}"
             sims = [f"{s:.3f}" for s in np.atleast_1d(lc.similarity(self.eps))]
@@ -237,14 +259,29 @@ class Comparison(Mapping):
                 + sims
                 + bases
                 + measures
-                + [f"{len(lc.dead_x)}+{len(lc.dead_y)}", "; ".join(lc.notes) or "-"]
+                + [f"{len(lc.dead_x)}+{len(lc.dead_y)}", "; ".join(_notes(lc, mixed)) or "-"]
             )
         widths = [max(len(str(r[i])) for r in [head] + rows) for i in range(len(head))]
         lines = [
             "  ".join(str(c).rjust(w) if i else str(c).ljust(w) for i, (c, w) in enumerate(zip(r, widths)))
             for r in [head] + rows
         ]
-        return "\n".join(lines)
+        return "\n".join(lines + self._legend())
+
+    def _legend(self) -> list[str]:
+        """Lines under the table: which match it is, and what "starved" means."""
+        out = []
+        if any(lc.centered for lc in self._layers.values()):
+            which = (
+                "every layer" if all(lc.centered for lc in self._layers.values()) else "layers marked centred"
+            )
+            out.append(f"centred match ({which}): each neuron's mean over the samples removed")
+        if any(lc.few_samples for lc in self._layers.values()):
+            out.append(
+                f"starved: n_samples < {FEW_SAMPLES_RATIO:g} (n_x + n_y), where chance lowers every "
+                "critical eps: the similarity is inflated (docs/method.md, 'Starved layers')"
+            )
+        return out
 
     def __repr__(self) -> str:
         return f"Comparison of {len(self)} layer pairs\n{self.table()}"
@@ -252,7 +289,7 @@ class Comparison(Mapping):
     def to_rows(self) -> list[dict[str, Any]]:
         """One dict per layer pair (long format): the layer names, sizes, similarity and
         baseline at each ε, ``match_auc``, ``baseline_match_auc`` and ``linear_cka`` (NaN when
-        loaded without Grams or undefined).
+        loaded without Grams or undefined), ``few_samples`` (starved) and ``centered``.
 
         Examples
         --------
@@ -287,6 +324,8 @@ class Comparison(Mapping):
             row["match_auc"] = lc.match_auc()
             row["baseline_match_auc"] = lc.baseline_match_auc()
             row["linear_cka"] = lc.known_linear_cka()
+            row["few_samples"] = bool(lc.few_samples)
+            row["centered"] = lc.centered
             rows.append(row)
         return rows
 
@@ -357,6 +396,7 @@ class Comparison(Mapping):
                 layout=None if layout is None else tuple(layout),
                 tokens=item.get("tokens"),
                 notes=tuple(item.get("notes", ())),
+                few_samples=item.get("few_samples"),  # None (files saved before it): computed
             )
             if item.get("linear_cka") is not None:
                 layers[key].__dict__["_measure_cache"] = {"linear_cka": float(item["linear_cka"])}
@@ -372,6 +412,17 @@ class Comparison(Mapping):
             lc.gram = saved.get(f"gram{i}", lc.gram)
             lc.baseline_gram = saved.get(f"baseline{i}", lc.baseline_gram)
         return out
+
+
+def _notes(lc: LayerComparison, mark_centred: bool) -> list[str]:
+    """The note column: the stored notes, then the starved marker, and "centred" when the
+    table mixes both matches (otherwise the legend says it once)."""
+    out = list(lc.notes)
+    if lc.few_samples:
+        out.append(f"starved ({lc.n_samples / (lc.n_x + lc.n_y):.2g} samples/neuron)")
+    if lc.centered and mark_centred:
+        out.append("centred")
+    return out
 
 
 def _key_text(key: LayerKey) -> str:

@@ -71,6 +71,9 @@ class CrossComparison:
     info : mapping, optional
         JSON-serialisable facts about how the Grams were made (for example
         ``{"samples": "pool"}``); saved and loaded unchanged.
+    centered : bool
+        Thresholds (and so the similarity and ``match_auc``) of the centred match
+        (:func:`nsm.max_match`'s ``centered``); the other measures are centred anyway.
 
     Examples
     --------
@@ -102,6 +105,7 @@ class CrossComparison:
         keep: float = 0.99,
         count_dead: bool = True,
         info: Mapping[str, Any] | None = None,
+        centered: bool = False,
     ) -> None:
         self.sites_a = check_sites(sites_a, "sites_a")
         self.sites_b = check_sites(sites_b, "sites_b")
@@ -109,6 +113,7 @@ class CrossComparison:
         self.eps = tuple(eps_values)
         self.keep = check_keep(keep)
         self.count_dead = check_bool(count_dead, "count_dead")
+        self.centered = check_bool(centered, "centered")
         self.info = dict(info or {})
         keys = self._check_pairs(grams, "grams")
         self._reasons: dict[Pair, str] = {}
@@ -246,14 +251,18 @@ class CrossComparison:
     def _thresholds_of(self, pair: Pair, gram: Gram | None = None) -> Thresholds:
         if pair not in self._thresholds:
             gram = self._gram(pair) if gram is None else gram
-            self._thresholds[pair] = match_thresholds(gram, count_dead=self.count_dead)
+            self._thresholds[pair] = match_thresholds(
+                gram, count_dead=self.count_dead, centered=self.centered
+            )
         return self._thresholds[pair]
 
     def _baseline_thresholds(self, pair: Pair) -> Thresholds | None:
         if pair not in self._base_thresholds:
             base = self._baseline(pair)
             self._base_thresholds[pair] = (
-                None if base is None else match_thresholds(base, count_dead=self.count_dead)
+                None
+                if base is None
+                else match_thresholds(base, count_dead=self.count_dead, centered=self.centered)
             )
         return self._base_thresholds[pair]
 
@@ -280,7 +289,9 @@ class CrossComparison:
         gram, base = self._gram(pair), self._baseline(pair)
         if pair not in self._base_thresholds:
             self._base_thresholds[pair] = (
-                None if base is None else match_thresholds(base, count_dead=self.count_dead)
+                None
+                if base is None
+                else match_thresholds(base, count_dead=self.count_dead, centered=self.centered)
             )
         return LayerComparison(
             pair,
@@ -453,6 +464,7 @@ class CrossComparison:
             "eps": list(self.eps),
             "keep": self.keep,
             "count_dead": self.count_dead,
+            "centered": self.centered,
             "info": self.info,
             "pairs": pairs,
         }
@@ -507,6 +519,7 @@ class CrossComparison:
         out.eps = tuple(check_eps(list(d["eps"]))[0])
         out.keep = check_keep(d["keep"])
         out.count_dead = bool(d["count_dead"])
+        out.centered = d.get("centered", False) is True  # files saved before the centred match
         out.info = dict(d.get("info") or {})
         items = {(item["site_a"], item["site_b"]): item for item in d["pairs"]}
         out._check_pairs(items, "pairs")

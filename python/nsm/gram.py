@@ -65,6 +65,10 @@ class Gram:
     True
     """
 
+    # False for a Gram from from_matrix without column_sums (its zero sums are unknown ones,
+    # which the centred match refuses: nsm/centering.py).
+    _sums_known: bool = True
+
     def __init__(self, n_x: int, n_y: int, *, precision: Precision = DEFAULT_PRECISION) -> None:
         self._acc = _core.GramAccumulator(check_layer_size(n_x, "n_x"), check_layer_size(n_y, "n_y"))
         self._precision = check_precision(precision)
@@ -135,6 +139,7 @@ class Gram:
         sums = check_column_sums(column_sums, np.diag(lower), n_samples)
         gram = cls(n_x, lower.shape[0] - n_x)
         gram._acc.assign(lower, sums, n_samples)
+        gram._sums_known = column_sums is not None
         return gram
 
     def update(
@@ -272,6 +277,7 @@ class Gram:
         out = Gram(self.n_x, self.n_y, precision=self._precision)
         out._acc.merge(self._acc)
         out._acc.merge(other._acc)
+        out._sums_known = self._sums_known and other._sums_known
         return out
 
     def __add__(self, other: Gram) -> Gram:

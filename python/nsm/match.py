@@ -11,6 +11,7 @@ from typing import Any, NamedTuple, Protocol, Union, overload
 import numpy as np
 
 from . import _core
+from .centering import centered_matrix
 from .exceptions import FewSamplesWarning
 from .gram import Gram
 from .validation import (  # noqa: F401  (DEFAULT_DEAD_TOL, single_eps: for nsm.measures, nsm.cross)
@@ -58,6 +59,9 @@ class MatchResult:
         Samples the Gram summed over; neurons per layer.
     count_dead : bool
         Whether dead neurons count in the similarity's denominator.
+    centered : bool
+        Whether each neuron's mean over the samples was removed before matching (the centred
+        match; neurons constant over the samples are then dead).
     """
 
     x: np.ndarray
@@ -70,12 +74,14 @@ class MatchResult:
     n_x: int
     n_y: int
     count_dead: bool = True
+    centered: bool = False
 
     def __repr__(self) -> str:
         dead = f", dead={len(self.dead_x)}+{len(self.dead_y)}" if len(self.dead_x) + len(self.dead_y) else ""
         return (
             f"MatchResult(eps={self.eps:g}, x={len(self.x)}/{self.n_x}, y={len(self.y)}/{self.n_y}, "
-            f"similarity={self.similarity:.4f}{dead}, n_samples={self.n_samples})"
+            f"similarity={self.similarity:.4f}{dead}, n_samples={self.n_samples}"
+            f"{', centered' if self.centered else ''})"
         )
 
 
@@ -124,20 +130,29 @@ def split_gram_form(function: str, X: Any, Y: Any, rest: tuple, form: str) -> tu
     return rest
 
 
-def engine_of(gram: Gram, dead_tol: Any, num_threads: int, stacklevel: int = 2) -> Any:
-    """A core MatchEngine for ``gram``, after checks and the few-samples warning."""
+def engine_of(
+    gram: Gram, dead_tol: Any, num_threads: int, stacklevel: int = 2, centered: bool = False
+) -> Any:
+    """A core MatchEngine for ``gram`` (its centred Gram with ``centered``), after checks and
+    the few-samples warning."""
     matrix, _, n_samples = gram._state()
     if n_samples == 0:
         raise ValueError("gram has no samples: update it with activations first")
-    if n_samples <= gram.n:
-        warn_few_samples(n_samples, gram.n_x, gram.n_y, stacklevel + 1)
-    return _core.MatchEngine(matrix, gram.n_x, n_samples, check_dead_tol(dead_tol), 0.0, num_threads)
+    dead_tol = check_dead_tol(dead_tol)
+    # Centred activations span at most n_samples - 1 directions (they sum to zero).
+    if n_samples - int(centered) <= gram.n:
+        warn_few_samples(n_samples, gram.n_x, gram.n_y, stacklevel + 1, centered)
+    if centered:
+        matrix = centered_matrix(gram)
+    return _core.MatchEngine(matrix, gram.n_x, n_samples, dead_tol, 0.0, num_threads)
 
 
-def warn_few_samples(n_samples: int, n_x: int, n_y: int, stacklevel: int) -> None:
-    """FewSamplesWarning: with n_samples <= n_x + n_y the similarity is inflated."""
+def warn_few_samples(n_samples: int, n_x: int, n_y: int, stacklevel: int, centered: bool = False) -> None:
+    """FewSamplesWarning: with n_samples <= n_x + n_y (n_samples - 1 for the centred match) the
+    similarity is inflated."""
+    bound = "n_samples - 1 <= n_x + n_y (centred)" if centered else "n_samples <= n_x + n_y"
     warnings.warn(
-        f"{n_samples} samples for {n_x} + {n_y} neurons: with n_samples <= n_x + n_y, one "
+        f"{n_samples} samples for {n_x} + {n_y} neurons: with {bound}, one "
         "layer's span can hold the other layer's neurons whatever the networks compute "
         "(n_samples independent neurons span every vector), so the similarity is inflated; "
         "use many more samples than neurons",
@@ -166,7 +181,7 @@ class LayerSizes(Protocol):
 
 
 def result_from_mask(
-    mask: np.ndarray, dead: np.ndarray, gram: LayerSizes, eps: float, count_dead: bool
+    mask: np.ndarray, dead: np.ndarray, gram: LayerSizes, eps: float, count_dead: bool, centered: bool = False
 ) -> MatchResult:
     n_x = gram.n_x
     x = np.flatnonzero(mask[:n_x]).astype(np.int64)
@@ -184,6 +199,7 @@ def result_from_mask(
         n_x=n_x,
         n_y=gram.n_y,
         count_dead=bool(count_dead),
+        centered=bool(centered),
     )
 
 
@@ -196,6 +212,7 @@ def max_match(
     dead_tol: float | None = ...,
     count_dead: bool = ...,
     num_threads: int | None = ...,
+    centered: bool = ...,
 ) -> MatchResult: ...
 @overload
 def max_match(
@@ -206,6 +223,7 @@ def max_match(
     dead_tol: float | None = ...,
     count_dead: bool = ...,
     num_threads: int | None = ...,
+    centered: bool = ...,
 ) -> list[MatchResult]: ...
 @overload
 def max_match(
@@ -216,6 +234,7 @@ def max_match(
     dead_tol: float | None = ...,
     count_dead: bool = ...,
     num_threads: int | None = ...,
+    centered: bool = ...,
 ) -> MatchResult: ...
 @overload
 def max_match(
@@ -226,6 +245,7 @@ def max_match(
     dead_tol: float | None = ...,
     count_dead: bool = ...,
     num_threads: int | None = ...,
+    centered: bool = ...,
 ) -> list[MatchResult]: ...
 def max_match(
     X: Activations | Gram,
@@ -235,6 +255,7 @@ def max_match(
     dead_tol: float | None = None,
     count_dead: bool = True,
     num_threads: int | None = None,
+    centered: bool = False,
 ) -> MatchResult | list[MatchResult]:
     """The maximum ε-match of two layers: ``max_match(X, Y, eps)`` or ``max_match(gram, eps)``.
 
@@ -258,6 +279,11 @@ def max_match(
     num_threads : int, optional
         Threads for the core (default: all cores of this process; more are capped at that,
         see :func:`nsm.validation.check_threads`).
+    centered : bool
+        The centred match: remove each neuron's mean over the samples before matching (from
+        the Gram's column sums, no second pass; docs/method.md, "The centred match"). It is
+        the match that ignores what the next layer's bias absorbs: equivalently the constant
+        vector joins both spans. A neuron constant over the samples counts as dead.
 
     Returns
     -------
@@ -280,11 +306,14 @@ def max_match(
     (eps,) = split_gram_form("max_match", X, Y, (eps,), ", eps")
     eps_list, single = check_eps(eps)
     count_dead = check_bool(count_dead, "count_dead")
+    centered = check_bool(centered, "centered")
     gram = gram_of("max_match", X, Y, threads, ", eps")
-    engine = engine_of(gram, dead_tol, threads)
+    engine = engine_of(gram, dead_tol, threads, centered=centered)
     masks = engine.max_match(eps_list)
     dead = engine.dead
-    results = [result_from_mask(masks[i], dead, gram, e, count_dead) for i, e in enumerate(eps_list)]
+    results = [
+        result_from_mask(masks[i], dead, gram, e, count_dead, centered) for i, e in enumerate(eps_list)
+    ]
     return results[0] if single else results
 
 
@@ -294,6 +323,7 @@ def ratios(
     *,
     dead_tol: float | None = None,
     num_threads: int | None = None,
+    centered: bool = False,
 ) -> Ratios:
     """Each neuron's ratio against the whole other layer: ``ratios(X, Y)`` or ``ratios(gram)``.
 
@@ -305,8 +335,9 @@ def ratios(
     ----------
     X, Y : array-like, or a Gram in place of both
         As for :func:`nsm.max_match`.
-    dead_tol, num_threads
-        As for :func:`nsm.max_match`.
+    dead_tol, num_threads, centered
+        As for :func:`nsm.max_match` (with ``centered`` the ratios of the centred neurons
+        against the centred spans).
 
     Examples
     --------
@@ -316,11 +347,12 @@ def ratios(
     0.70710678
     """
     threads = check_threads(num_threads)
+    centered = check_bool(centered, "centered")
     if isinstance(X, Gram) and Y is not None:
         raise TypeError("ratios() takes (X, Y) or (gram)")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FewSamplesWarning)  # ratios are exact whatever d is
         gram = gram_of("ratios", X, Y, threads, "")
-        engine = engine_of(gram, dead_tol, threads)
+        engine = engine_of(gram, dead_tol, threads, centered=centered)
     r = engine.ratios()
     return Ratios(x=_frozen(r[: gram.n_x].copy()), y=_frozen(r[gram.n_x :].copy()))

@@ -66,6 +66,35 @@ def _layer_ticks(ax: Any, positions: Any, labels: list[str], prefix: str) -> Non
     ax.set_xlabel("layer" + (f" ({prefix}…)" if prefix else ""))
 
 
+def _starved(comparison: Any, keys: list) -> list[bool]:
+    """Which layers are starved (``LayerComparison.few_samples``: docs/method.md, "Starved
+    layers"); the figures mark them."""
+    return [bool(comparison[k].few_samples) for k in keys]
+
+
+def _starved_labels(labels: list[str], starved: list[bool]) -> list[str]:
+    return [f"{label} *" if s else label for label, s in zip(labels, starved)]
+
+
+def _match_title(comparison: Any, title: str) -> str:
+    """The figure's title, saying so when it shows the centred match."""
+    centred = [comparison[k].centered for k in comparison]
+    if centred and all(centred):
+        return f"{title} (centred match)"
+    return f"{title} (some layers centred)" if any(centred) else title
+
+
+STARVED_NOTE = "* starved: n_samples < {ratio:g} (n_x + n_y), similarity inflated"
+
+
+def _starved_note(ax: Any, starved: list[bool]) -> None:
+    """Under the x label (set it first), what the ``*`` of starved layers means."""
+    if any(starved):
+        from .starved import FEW_SAMPLES_RATIO
+
+        ax.set_xlabel(f"{ax.get_xlabel()}\n{STARVED_NOTE.format(ratio=FEW_SAMPLES_RATIO)}")
+
+
 def curve_colors(plt: Any, n: int) -> np.ndarray:
     """``n`` distinct RGBA colours: tab10's for up to ten curves, then evenly spaced along a
     continuous colormap (turbo), so no colour repeats whatever the number of layers."""
@@ -76,7 +105,8 @@ def curve_colors(plt: Any, n: int) -> np.ndarray:
 
 def plot_similarity(comparison: Any, path: Any) -> None:
     """Bars: each layer's maximum-match similarity at the comparison's ε values, with the
-    shifted-batch baseline drawn beside each bar (hatched).
+    shifted-batch baseline drawn beside each bar (hatched). Starved layers (``few_samples``)
+    stand on a shaded background and their labels carry ``*``.
 
     Examples
     --------
@@ -92,9 +122,13 @@ def plot_similarity(comparison: Any, path: Any) -> None:
     keys = list(comparison)
     eps = comparison.eps
     prefix, labels = _labels(keys)
+    starved = _starved(comparison, keys)
+    labels = _starved_labels(labels, starved)
     fig, ax = plt.subplots(
         figsize=(max(6.0, _slot(len(keys), 1.6) * len(keys) + 2), 4.8 if len(keys) <= 20 else 6.0)
     )
+    for k in np.flatnonzero(starved):
+        ax.axvspan(k - 0.5, k + 0.5, color="#f4dcdc", zorder=0, lw=0)
     width = 0.8 / len(eps)
     colors = plt.cm.viridis(np.linspace(0.1, 0.85, len(eps)))
     x = np.arange(len(keys))
@@ -134,11 +168,14 @@ def plot_similarity(comparison: Any, path: Any) -> None:
     ax.bar([np.nan], [np.nan], color="white", hatch="//", edgecolor="grey", label="baseline (hatched)")
     if zero_marks:
         ax.plot([], [], ls="", marker="^", ms=4, color="white", markeredgecolor="black", label="similarity 0")
+    if any(starved):
+        ax.bar([np.nan], [np.nan], color="#f4dcdc", label="starved *")
     _layer_ticks(ax, x, labels, prefix)
+    _starved_note(ax, starved)
     ax.set_xlim(-0.6, len(keys) - 0.4)
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("maximum-match similarity")
-    ax.set_title("How much of each layer the other network shares")
+    ax.set_title(_match_title(comparison, "How much of each layer the other network shares"))
     ax.legend(
         fontsize=8, ncol=min(len(eps) + 2, 7), loc="lower center", bbox_to_anchor=(0.5, 1.08), frameon=False
     )
@@ -147,6 +184,7 @@ def plot_similarity(comparison: Any, path: Any) -> None:
 
 def plot_curves(comparison: Any, path: Any) -> None:
     """Similarity as a function of ε, one curve per layer (solid) and its baseline (dashed).
+    Starved layers (``few_samples``) are drawn dotted and their labels carry ``*``.
 
     Examples
     --------
@@ -164,13 +202,15 @@ def plot_curves(comparison: Any, path: Any) -> None:
     columns = max(1, math.ceil(len(keys) / 30))
     fig, ax = plt.subplots(figsize=(6.4 + 2.2 * columns, 4.4 if len(keys) <= 20 else 6.4))
     colors = curve_colors(plt, len(keys))
-    for key, label, color in zip(keys, labels, colors):
+    starved = _starved(comparison, keys)
+    for key, label, color, thin in zip(keys, _starved_labels(labels, starved), colors, starved):
         lc = comparison[key]
         ax.plot(
             grid,
             lc.similarity(grid),
             color=color,
             lw=2 if len(keys) <= 20 else 1.2,
+            ls=":" if thin else "-",
             drawstyle="steps-post",
             label=label,
         )
@@ -178,11 +218,14 @@ def plot_curves(comparison: Any, path: Any) -> None:
         if not np.all(np.isnan(base)):
             ax.plot(grid, base, color=color, lw=1.0, ls="--", drawstyle="steps-post")
     ax.plot([], [], color="grey", ls="--", label="baseline (pairing broken)")
+    if any(starved):
+        ax.plot([], [], color="grey", ls=":", lw=2, label="starved * (dotted)")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1.02)
     ax.set_xlabel("ε (largest relative error allowed)")
+    _starved_note(ax, starved)
     ax.set_ylabel("maximum-match similarity")
-    ax.set_title("Similarity against ε, per layer")
+    ax.set_title(_match_title(comparison, "Similarity against ε, per layer"))
     ax.grid(alpha=0.3)
     # Outside the axes, so it never covers a curve.
     ax.legend(
@@ -199,6 +242,7 @@ def plot_curves(comparison: Any, path: Any) -> None:
 
 def plot_thresholds(comparison: Any, path: Any) -> None:
     """The distribution of the neurons' critical ε, per layer (both networks' neurons).
+    Starved layers (``few_samples``) are hatched and their labels carry ``*``.
 
     Examples
     --------
@@ -213,6 +257,8 @@ def plot_thresholds(comparison: Any, path: Any) -> None:
     plt = _pyplot()
     keys = list(comparison)
     prefix, short = _labels(keys)
+    starved = _starved(comparison, keys)
+    short = _starved_labels(short, starved)
     fig, ax = plt.subplots(figsize=(max(6.0, _slot(len(keys), 1.4) * len(keys) + 2), 4.2))
     data, labels = [], []
     for key, label in zip(keys, short):
@@ -221,13 +267,17 @@ def plot_thresholds(comparison: Any, path: Any) -> None:
         data.append(t if len(t) else np.array([np.nan]))
         labels.append(f"{label} (n={len(t)})" if len(keys) > 8 else f"{label}\n(n={len(t)})")
     parts = ax.violinplot(data, showmedians=True, showextrema=True)
-    for body in parts["bodies"]:
+    for body, thin in zip(parts["bodies"], starved):
         body.set_alpha(0.5)
+        if thin:
+            body.set_hatch("xx")
+            body.set_edgecolor("#a04040")
     _layer_ticks(ax, np.arange(1, len(keys) + 1), labels, prefix)
+    _starved_note(ax, starved)
     ax.set_xlim(0.4, len(keys) + 0.6)
     ax.set_ylim(0, 1.02)
     ax.set_ylabel("critical ε of a neuron")
-    ax.set_title("At what ε each neuron joins the maximum match")
+    ax.set_title(_match_title(comparison, "At what ε each neuron joins the maximum match"))
     ax.grid(axis="y", alpha=0.3)
     _save(plt, fig, path)
 

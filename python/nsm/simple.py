@@ -66,6 +66,7 @@ def minimal_match(
     dead_tol: float | None = ...,
     count_dead: bool = ...,
     num_threads: int | None = ...,
+    centered: bool = ...,
 ) -> MatchResult | None: ...
 @overload
 def minimal_match(
@@ -79,6 +80,7 @@ def minimal_match(
     dead_tol: float | None = ...,
     count_dead: bool = ...,
     num_threads: int | None = ...,
+    centered: bool = ...,
 ) -> MatchResult | None: ...
 def minimal_match(
     X: Activations | Gram,
@@ -91,6 +93,7 @@ def minimal_match(
     dead_tol: float | None = None,
     count_dead: bool = True,
     num_threads: int | None = None,
+    centered: bool = False,
 ) -> MatchResult | None:
     """A v-minimal match: ``minimal_match(X, Y, eps, neuron)`` or ``minimal_match(gram, eps, neuron)``.
 
@@ -112,7 +115,7 @@ def minimal_match(
         has redundant neurons, different orders can give different (all valid) answers.
     seed : int or numpy Generator, optional
         For ``order='random'``.
-    dead_tol, count_dead, num_threads
+    dead_tol, count_dead, num_threads, centered
         As for :func:`nsm.max_match`.
 
     Returns
@@ -136,15 +139,16 @@ def minimal_match(
     order = check_order(order)
     seed = check_seed(seed)
     count_dead = check_bool(count_dead, "count_dead")
+    centered = check_bool(centered, "centered")
     gram = gram_of("minimal_match", X, Y, threads, ", eps, neuron")
     neuron = check_neuron(neuron, gram.n_x, gram.n_y)
-    engine = engine_of(gram, dead_tol, threads)
+    engine = engine_of(gram, dead_tol, threads, centered=centered)
     trial_order = next(_orders(order, seed, gram.n))
     search = _core.MinimalMatchSearch(engine, eps, trial_order)
     mask = search.find(_global(neuron, gram.n_x), trial_order)
     if mask is None:
         return None
-    return result_from_mask(mask, engine.dead, gram, eps, count_dead)
+    return result_from_mask(mask, engine.dead, gram, eps, count_dead, centered)
 
 
 @dataclass(frozen=True, repr=False, eq=False)
@@ -246,6 +250,7 @@ def simple_matches(
     dead_tol: float | None = ...,
     count_dead: bool = ...,
     num_threads: int | None = ...,
+    centered: bool = ...,
 ) -> SimpleMatches: ...
 @overload
 def simple_matches(
@@ -260,6 +265,7 @@ def simple_matches(
     dead_tol: float | None = ...,
     count_dead: bool = ...,
     num_threads: int | None = ...,
+    centered: bool = ...,
 ) -> SimpleMatches: ...
 def simple_matches(
     X: Activations | Gram,
@@ -273,6 +279,7 @@ def simple_matches(
     dead_tol: float | None = None,
     count_dead: bool = True,
     num_threads: int | None = None,
+    centered: bool = False,
 ) -> SimpleMatches:
     """All simple matches: ``simple_matches(X, Y, eps)`` or ``simple_matches(gram, eps)``.
 
@@ -289,6 +296,8 @@ def simple_matches(
         As for :func:`minimal_match`; with 'random', each search draws its own order.
     progress : bool
         Show a progress bar (tqdm) over the searches.
+    dead_tol, count_dead, num_threads, centered
+        As for :func:`nsm.max_match` (``centered``: the simple matches of the centred match).
 
     Examples
     --------
@@ -310,8 +319,9 @@ def simple_matches(
     seed = check_seed(seed)
     progress = check_bool(progress, "progress")
     count_dead = check_bool(count_dead, "count_dead")
+    centered = check_bool(centered, "centered")
     gram = gram_of("simple_matches", X, Y, threads, ", eps")
-    engine = engine_of(gram, dead_tol, threads)
+    engine = engine_of(gram, dead_tol, threads, centered=centered)
     orders = _orders(order, seed, gram.n)
     first_order = next(orders)
     search = _core.MinimalMatchSearch(engine, eps, first_order)
@@ -343,5 +353,5 @@ def simple_matches(
         )
         for mask, sources in found.values()
     ]
-    mm = result_from_mask(maximum, engine.dead, gram, eps, count_dead)
+    mm = result_from_mask(maximum, engine.dead, gram, eps, count_dead, centered)
     return SimpleMatches(matches, eps, mm, not_matched)

@@ -38,6 +38,8 @@ class Thresholds:
     n_samples, n_x, n_y : int
     count_dead : bool
         Whether dead neurons count in the similarity's denominator.
+    centered : bool
+        Whether these are the centred match's thresholds (each neuron's mean removed).
     """
 
     x: np.ndarray
@@ -48,6 +50,7 @@ class Thresholds:
     n_x: int
     n_y: int
     count_dead: bool = True
+    centered: bool = False
 
     # Derived once, on first use (the fields never change).
     @cached_property
@@ -83,7 +86,7 @@ class Thresholds:
         """
         e = single_eps(eps, "Thresholds.max_match takes one eps; use a loop or nsm.max_match for several")
         sizes = _Sizes(self.n_x, self.n_y, self.n_samples)
-        return result_from_mask(self._all <= e, self._dead, sizes, e, self.count_dead)
+        return result_from_mask(self._all <= e, self._dead, sizes, e, self.count_dead, self.centered)
 
     def similarity(self, eps: Any) -> Any:
         """Maximum-match similarity at ``eps`` (a number or an array of numbers in [0, 1]).
@@ -154,7 +157,8 @@ class Thresholds:
         dead_text = f", dead={len(self.dead_x)}+{len(self.dead_y)}" if dead else ""
         return (
             f"Thresholds(n_x={self.n_x}, n_y={self.n_y}, half match at eps={self.eps_for(0.5):.4g}, "
-            f"all live match at eps={self.all_live_eps():.4g}{dead_text}, n_samples={self.n_samples})"
+            f"all live match at eps={self.all_live_eps():.4g}{dead_text}, n_samples={self.n_samples}"
+            f"{', centered' if self.centered else ''})"
         )
 
 
@@ -177,6 +181,7 @@ def match_thresholds(
     dead_tol: float | None = None,
     count_dead: bool = True,
     num_threads: int | None = None,
+    centered: bool = False,
 ) -> Thresholds:
     """Every neuron's critical ε: ``match_thresholds(X, Y)`` or ``match_thresholds(gram)``.
 
@@ -188,8 +193,8 @@ def match_thresholds(
     ----------
     X, Y : array-like of shape (n_samples, n_x) and (n_samples, n_y), or a Gram in place of both
         As for :func:`nsm.max_match`.
-    dead_tol, count_dead, num_threads
-        As for :func:`nsm.max_match`.
+    dead_tol, count_dead, num_threads, centered
+        As for :func:`nsm.max_match` (``centered``: the centred match's thresholds).
 
     Examples
     --------
@@ -205,10 +210,11 @@ def match_thresholds(
     """
     threads = check_threads(num_threads)
     count_dead = check_bool(count_dead, "count_dead")
+    centered = check_bool(centered, "centered")
     if isinstance(X, Gram) and Y is not None:
         raise TypeError("match_thresholds() takes (X, Y) or (gram)")
     gram = gram_of("match_thresholds", X, Y, threads, "")
-    engine = engine_of(gram, dead_tol, threads)
+    engine = engine_of(gram, dead_tol, threads, centered=centered)
     t = engine.thresholds()
     dead = engine.dead
     n_x = gram.n_x
@@ -221,4 +227,5 @@ def match_thresholds(
         n_x=n_x,
         n_y=gram.n_y,
         count_dead=count_dead,
+        centered=centered,
     )

@@ -437,6 +437,8 @@ def _check_thresholds_dict(d: Any, where: str) -> None:
         raise ValueError(f"{where}.n_samples must be an int >= 1, got {n_samples!r}")
     if not isinstance(d["count_dead"], bool):
         raise ValueError(f"{where}.count_dead must be true or false, got {d['count_dead']!r}")
+    if not isinstance(d.get("centered", False), bool):
+        raise ValueError(f"{where}.centered must be true or false, got {d['centered']!r}")
 
 
 def check_comparison_dict(d: Any) -> None:
@@ -483,6 +485,8 @@ def check_comparison_dict(d: Any) -> None:
             or not 0.0 <= cka <= 1.0
         ):
             raise ValueError(f"{where}.linear_cka holds {cka!r}; it must be a number in [0, 1] or null")
+        if not isinstance(item.get("few_samples", False), bool):
+            raise ValueError(f"{where}.few_samples must be true or false, got {item['few_samples']!r}")
 
 
 Precision = Literal["float64", "mixed"]

@@ -95,13 +95,15 @@ def _layout_of(tap: Tap, site: Site, given: str | None, which: str) -> str:
     return inferred
 
 
-def _thresholds(gram: Gram | None, count_dead: bool, label: str, notes: list[str]) -> Thresholds | None:
+def _thresholds(
+    gram: Gram | None, count_dead: bool, label: str, notes: list[str], centered: bool = False
+) -> Thresholds | None:
     """Thresholds, with nsm's warnings re-issued at the caller's line under the site's name."""
     if gram is None or gram.n_samples == 0:
         return None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        t = match_thresholds(gram, count_dead=count_dead)
+        t = match_thresholds(gram, count_dead=count_dead, centered=centered)
     for w in caught:
         if w.category.__name__ == "FewSamplesWarning":
             notes.append(f"few samples{' (baseline)' if 'baseline' in label else ''}")
@@ -125,6 +127,7 @@ def compare(
     count_dead: bool = True,
     baseline: bool = True,
     precision: Precision = DEFAULT_PRECISION,
+    centered: bool = False,
 ) -> Comparison:
     """Compare two models site by site on the same data.
 
@@ -183,6 +186,10 @@ def compare(
     precision : {'mixed', 'float64'}
         How float32 activations are multiplied into the float64 Grams, as for :class:`nsm.Gram`
         (on a GPU too, with TF32 off).
+    centered : bool
+        Compare with the centred match (:func:`nsm.max_match`'s ``centered``): each neuron's
+        mean over the samples is removed, from the Grams' column sums; the baseline is centred
+        too. The Grams kept are the raw ones either way.
 
     Returns
     -------
@@ -207,6 +214,7 @@ def compare(
     count_dead = check_bool(count_dead, "count_dead")
     baseline = check_bool(baseline, "baseline")
     precision = check_precision(precision)
+    centered = check_bool(centered, "centered")
     layouts = _PerSite(check_per_site(layout, "layout", LAYOUTS), "layout")
     modes = _PerSite(check_per_site(tokens, "tokens", TOKEN_MODES), "tokens")
     if mask is not None and not callable(mask):
@@ -240,7 +248,7 @@ def compare(
         description = distributed.agree(description, error)
         if description is None:
             raise ValueError("data gave no batch on any rank")
-        return _finish(_reduced(plans, description, device, baseline), eps_values, count_dead)
+        return _finish(_reduced(plans, description, device, baseline), eps_values, count_dead, centered)
     if error is not None:
         raise error
     if plans is None:
@@ -248,7 +256,7 @@ def compare(
     results: list[tuple[Any, Gram, Gram | None]] = [
         (p, _acc(p).result(), p.baseline.acc.result() if p.baseline else None) for p in plans
     ]
-    return _finish(results, eps_values, count_dead)
+    return _finish(results, eps_values, count_dead, centered)
 
 
 def _acc(plan: _Plan) -> DeviceGram:
@@ -336,16 +344,18 @@ def _reduced(
     return out
 
 
-def _finish(results: list[tuple[Any, Gram, Gram | None]], eps: list[float], count_dead: bool) -> Comparison:
+def _finish(
+    results: list[tuple[Any, Gram, Gram | None]], eps: list[float], count_dead: bool, centered: bool = False
+) -> Comparison:
     layers = {}
     for plan, gram, base in results:
         key = plan.pair.key if isinstance(plan, _Plan) else plan.key
         label = key if isinstance(key, str) else f"{key[0]} / {key[1]}"
         notes: list[str] = []
-        thresholds = _thresholds(gram, count_dead, f"site {label!r}", notes)
+        thresholds = _thresholds(gram, count_dead, f"site {label!r}", notes, centered)
         if thresholds is None:
             raise ValueError(f"site {label!r} gave no samples in any batch")
-        base_thresholds = _thresholds(base, count_dead, f"site {label!r}, baseline", notes)
+        base_thresholds = _thresholds(base, count_dead, f"site {label!r}, baseline", notes, centered)
         layers[key] = LayerComparison(
             name=key,
             thresholds=thresholds,

@@ -193,6 +193,7 @@ def compare_all(
     max_bytes: int = DEFAULT_MAX_BYTES,
     progress: bool = True,
     precision: Precision = DEFAULT_PRECISION,
+    centered: bool = False,
 ) -> Any:
     """Every site of model A against every site of model B, streaming the data once.
 
@@ -218,6 +219,9 @@ def compare_all(
     max_bytes : int
         Refuse to start when the Grams would need more memory than this (default 4 GiB); the
         error names the total and the largest sites.
+    centered : bool
+        The pairs' thresholds, similarity and ``match_auc`` are the centred match's (as for
+        :func:`nsm.torch.compare`).
 
     Returns
     -------
@@ -246,6 +250,7 @@ def compare_all(
     max_batches = check_max_batches(max_batches)
     precision = check_precision(precision)
     progress = check_bool(progress, "progress")
+    centered = check_bool(centered, "centered")
     layouts = _PerSite(check_per_site(layout, "layout", LAYOUTS), "layout")
     modes = _PerSite(check_per_site(tokens, "tokens", TOKEN_MODES), "tokens")
     sel_a = ModelSelection(model_a, layers_a, "model_a")
@@ -286,6 +291,7 @@ def compare_all(
         [i.label for i in infos[1]],
         PairGrams(pairs, reasons),
         reasons=reasons,
+        centered=centered,
         **kwargs,
     )
 
