@@ -129,6 +129,14 @@ def test_match_auc_estimate_against_a_numpy_jackknife(layers):
     assert e.se == pytest.approx(_numpy_jackknife(loo), rel=1e-8)
     # From thresholds kept with groups, the same estimate.
     assert nsm.measures.match_auc(nsm.match_thresholds(X, Y, groups=4)) == pytest.approx(tuple(e))
+    # The bias-corrected centre K value - (K - 1) mean, with the same se.
+    c = nsm.measures.match_auc(X, Y, groups=4, correct_bias=True)
+    assert c.value == pytest.approx(4 * e.value - 3 * np.mean(loo), rel=1e-10)
+    assert c.se == e.se and c.high - c.value == pytest.approx(e.high - e.value)
+    with pytest.raises(ValueError, match="correct_bias=True needs jackknife groups"):
+        nsm.measures.match_auc(X, Y, correct_bias=True)
+    with pytest.raises(TypeError, match="correct_bias"):
+        nsm.measures.match_auc(X, Y, groups=4, correct_bias="yes")
 
 
 @pytest.mark.parametrize("measure", ["linear_cka", "cca", "svcca", "procrustes", "match_auc"])
@@ -269,3 +277,27 @@ def test_nothing_passed_is_modified_and_repr_names_groups(layers):
     np.testing.assert_array_equal(Y, Y0)
     assert "groups=3" in repr(nsm.Gram.from_arrays(X, Y, groups=3))
     assert "groups=3" in repr(nsm.match_thresholds(X, Y, groups=3))
+
+
+def test_updates_from_threads_deal_each_batch_to_one_group(rng):
+    import threading
+
+    batches = [(rng.random((40 + i, 4)), rng.random((40 + i, 3))) for i in range(24)]
+    g = nsm.Gram(4, 3, groups=5)
+
+    def work(part):
+        for X, Y in part:
+            g.update(X, Y, num_threads=1)
+
+    threads = [threading.Thread(target=work, args=(batches[i::4],)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    A = np.vstack([np.hstack(b) for b in batches])
+    np.testing.assert_allclose(g.matrix, A.T @ A, rtol=1e-12)
+    sizes = g.group_sizes
+    assert sizes.sum() == len(A) and g._dealt == 24
+    # The groups partition the samples: the leave-one-out Grams add up to (K - 1) totals.
+    total = sum(h.matrix for h in g.leave_one_out())
+    np.testing.assert_allclose(total, 4 * g.matrix, rtol=1e-12)

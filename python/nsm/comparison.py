@@ -98,13 +98,14 @@ class LayerComparison:
         (:meth:`nsm.Thresholds.similarity_interval`)."""
         return self.thresholds.similarity_interval(self.eps if eps is None else eps, level)
 
-    def match_auc_estimate(self) -> Estimate:
+    def match_auc_estimate(self, correct_bias: bool = False) -> Estimate:
         """:meth:`match_auc` with its jackknife standard error and 95% interval
-        (:class:`nsm.Estimate`); a ValueError without groups. From the thresholds alone."""
+        (:class:`nsm.Estimate`; ``correct_bias`` as for :func:`nsm.measures.match_auc`); a
+        ValueError without groups. From the thresholds alone."""
         from .measures import match_auc
 
         self.thresholds._require_leave_out("match_auc_estimate")
-        out = match_auc(self.thresholds, names=self._names())
+        out = match_auc(self.thresholds, names=self._names(), correct_bias=correct_bias)
         assert isinstance(out, Estimate)
         return out
 

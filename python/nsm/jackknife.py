@@ -9,7 +9,10 @@ the Bootstrap", ch. 11)
     se = sqrt((K - 1) / K * Σ_k (t_k - t̄)²),   t̄ = Σ_k t_k / K,
 
 and the normal interval ``value ± z se`` around the full-data value, ``z`` the normal quantile
-of ``(1 + level) / 2``. This module holds only that arithmetic; the Grams live in nsm.gram.
+of ``(1 + level) / 2``. The jackknife's bias-corrected value ``K value - (K - 1) t̄`` removes
+the O(1/n_samples) bias of a statistic; match statistics have such a bias (spans fitted on
+fewer samples hold more of the noise), large next to their se (docs/method.md, "Error bars").
+This module holds only that arithmetic; the Grams live in nsm.gram.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import numpy as np
 
 from .exceptions import NsmWarning
 
-__all__ = ["DEFAULT_LEVEL", "Estimate", "estimate", "jackknife_se", "normal_interval"]
+__all__ = ["DEFAULT_LEVEL", "Estimate", "bias_corrected", "estimate", "jackknife_se", "normal_interval"]
 
 #: The coverage of the intervals that nsm's measures return.
 DEFAULT_LEVEL = 0.95
@@ -92,6 +95,20 @@ def jackknife_se(leave_out: Any) -> Any:
     return float(se) if se.ndim == 0 else se
 
 
+def bias_corrected(value: float, leave_out: Any) -> float:
+    """The jackknife's bias-corrected value ``K value - (K - 1) mean(leave_out)``.
+
+    Examples
+    --------
+    >>> from nsm.jackknife import bias_corrected
+    >>> round(bias_corrected(0.5, [0.52, 0.52, 0.52, 0.52]), 12)  # each leave-out is 0.02 higher
+    0.44
+    """
+    t = np.asarray(leave_out, dtype=np.float64)
+    k = t.shape[0]
+    return float(k * value - (k - 1) * t.mean())
+
+
 def normal_interval(value: Any, se: Any, level: float = DEFAULT_LEVEL) -> tuple[Any, Any]:
     """``(value - z se, value + z se)`` with ``z`` the normal quantile of ``(1 + level) / 2``.
 
@@ -109,8 +126,11 @@ def normal_interval(value: Any, se: Any, level: float = DEFAULT_LEVEL) -> tuple[
     return low, high
 
 
-def estimate(value: float, leave_out: Sequence[float], what: str = "the statistic") -> Estimate:
-    """An :class:`Estimate` from the full-data ``value`` and the K leave-one-out values.
+def estimate(
+    value: float, leave_out: Sequence[float], what: str = "the statistic", correct_bias: bool = False
+) -> Estimate:
+    """An :class:`Estimate` from the full-data ``value`` and the K leave-one-out values; with
+    ``correct_bias``, centred on :func:`bias_corrected` instead (the se is the same).
 
     A leave-one-out value that is NaN while ``value`` is not (a group whose removal leaves a
     layer without variance, say) makes the se NaN, with an NsmWarning naming the groups.
@@ -135,8 +155,9 @@ def estimate(value: float, leave_out: Sequence[float], what: str = "the statisti
         )
         return Estimate(float(value), math.nan, math.nan, math.nan)
     se = jackknife_se(t)
-    low, high = normal_interval(value, se)
-    return Estimate(float(value), se, low, high)
+    centre = bias_corrected(value, t) if correct_bias else float(value)
+    low, high = normal_interval(centre, se)
+    return Estimate(centre, se, low, high)
 
 
 def quiet_leave_out(compute: Callable[[Any], float], grams: Sequence[Any]) -> list[float]:

@@ -34,7 +34,7 @@ from .exceptions import FewSamplesWarning, NsmWarning
 from .gram import Gram
 from .jackknife import Estimate, estimate, quiet_leave_out
 from .thresholds import Thresholds, match_thresholds
-from .validation import DEFAULT_DEAD_TOL, check_groups, check_keep, check_layer_names
+from .validation import DEFAULT_DEAD_TOL, check_bool, check_groups, check_keep, check_layer_names
 
 __all__ = ["MEASURES", "cca", "linear_cka", "match_auc", "procrustes", "svcca"]
 
@@ -423,6 +423,7 @@ def match_auc(
     names: tuple[str, str] = ("X", "Y"),
     num_threads: int | None = None,
     groups: int | None = None,
+    correct_bias: bool = False,
 ) -> float | Estimate:
     """Area under the maximum-match similarity curve, ``∫₀¹ MMS(ε) dε`` (nsm's ε-free summary).
 
@@ -443,6 +444,12 @@ def match_auc(
         As for :func:`nsm.match_thresholds`.
     names
         As for :func:`linear_cka`.
+    correct_bias : bool
+        With groups: centre the estimate on the jackknife's bias-corrected value
+        ``K value - (K - 1) mean(leave-one-out)`` instead of the full-data value. The area is
+        biased upwards by O(n / n_samples) (spans fitted on few samples hold some of the
+        noise); at 2,000 samples for 64 + 64 neurons that bias was four times the se, and only
+        the corrected interval covered the truth at 95% (docs/method.md, "Error bars").
 
     Returns
     -------
@@ -481,11 +488,14 @@ def match_auc(
             dead_tol=dead_tol,
             num_threads=num_threads,
         )
+    correct_bias = check_bool(correct_bias, "correct_bias")
     value = _auc_or_nan(t, (name_x, name_y), warn=True)
     if t.leave_out is None:
+        if correct_bias:
+            raise ValueError("match_auc: correct_bias=True needs jackknife groups: pass groups=K")
         return value
     leave_out = [_auc_or_nan(lo, (name_x, name_y), warn=False) for lo in t.leave_out]
-    return estimate(value, leave_out, "match_auc")
+    return estimate(value, leave_out, "match_auc", correct_bias)
 
 
 def _auc_or_nan(t: Thresholds, names: tuple[str, str], warn: bool) -> float:
