@@ -19,6 +19,7 @@ MODULES = [
     "nsm.thresholds",
     "nsm.simple",
     "nsm.measures",
+    "nsm.jackknife",
     "nsm.cross",
     "nsm.comparison",
     "nsm.export",

@@ -37,10 +37,12 @@ def token_batches(n_batches: int = 5, batch: int = 32, tokens: int = 10, seed: i
     return [torch.randn(batch, tokens, 16, generator=g) for _ in range(n_batches)]
 
 
-def distributed_worker(rank: int, world: int, init_file: str, out_dir: str, split: str = "deal") -> None:
+def distributed_worker(
+    rank: int, world: int, init_file: str, out_dir: str, split: str = "deal", groups: int | None = None
+) -> None:
     """One rank of a two-process test: compare on this rank's shard, save the result. With
     split="deal" the batches are dealt round-robin; with "empty" rank 0 gets them all and the
-    other ranks none."""
+    other ranks none. ``groups``: jackknife groups of the comparison."""
     import numpy as np
 
     import nsm.torch
@@ -52,7 +54,7 @@ def distributed_worker(rank: int, world: int, init_file: str, out_dir: str, spli
         data = image_batches(8)
         shard = data[rank::world] if split == "deal" else (data if rank == 0 else [])
         c = nsm.torch.compare(
-            small_cnn(1), small_cnn(2), shard, ["1", "3"], progress=False, precision="float64"
+            small_cnn(1), small_cnn(2), shard, ["1", "3"], progress=False, precision="float64", groups=groups
         )
         np.save(os.path.join(out_dir, f"gram{rank}.npy"), c["3"].gram.matrix)
         c.save(os.path.join(out_dir, f"result{rank}.json"))

@@ -29,6 +29,7 @@ from .comparison import Comparison, LayerComparison
 from .cross import CrossComparison
 from .exceptions import FewSamplesWarning, NsmWarning
 from .gram import Gram
+from .jackknife import Estimate
 from .match import MatchResult, Ratios, max_match, ratios
 from .simple import SimpleMatch, SimpleMatches, minimal_match, simple_matches
 from .thresholds import Curve, Thresholds, match_thresholds
@@ -57,6 +58,7 @@ __all__ = [
     "Comparison",
     "CrossComparison",
     "Curve",
+    "Estimate",
     "FewSamplesWarning",
     "Gram",
     "LayerComparison",

@@ -12,6 +12,7 @@ from typing import Any, Union
 import numpy as np
 
 from .gram import Gram
+from .jackknife import DEFAULT_LEVEL, Estimate
 from .match import MatchResult
 from .saved_grams import load_grams, save_grams
 from .starved import FEW_SAMPLES_RATIO, few_samples
@@ -44,6 +45,10 @@ class LayerComparison:
     similarity is inflated (docs/method.md, "Starved layers"). By default it is computed from
     the thresholds' sizes.
     ``centered`` says whether the pair was compared with the centred match (its baseline too).
+    With jackknife groups (``nsm.torch.compare(..., groups=K)``) the thresholds keep their K
+    leave-one-group-out copies: :meth:`similarity_se`, :meth:`similarity_interval`,
+    :meth:`match_auc_estimate` and :meth:`linear_cka_estimate` give the error bars (the
+    baseline keeps no groups), and they survive ``save``/``load``.
     """
 
     name: LayerKey
@@ -95,6 +100,48 @@ class LayerComparison:
         """Maximum-match similarity at ``eps`` (default: the comparison's ε values)."""
         return self.thresholds.similarity(self.eps if eps is None else eps)
 
+    @property
+    def groups(self) -> int | None:
+        """The number of jackknife groups kept (None without them)."""
+        return self.thresholds.groups
+
+    def similarity_se(self, eps: Any = None) -> Any:
+        """Jackknife standard error of :meth:`similarity` (:meth:`nsm.Thresholds.similarity_se`;
+        a ValueError saying to pass ``groups=`` when the comparison kept none)."""
+        return self.thresholds.similarity_se(self.eps if eps is None else eps)
+
+    def similarity_interval(self, eps: Any = None, level: float = DEFAULT_LEVEL) -> tuple[Any, Any]:
+        """Normal interval (low, high) of :meth:`similarity` at ``eps``
+        (:meth:`nsm.Thresholds.similarity_interval`)."""
+        return self.thresholds.similarity_interval(self.eps if eps is None else eps, level)
+
+    def match_auc_estimate(self, correct_bias: bool = False) -> Estimate:
+        """:meth:`match_auc` with its jackknife standard error and 95% interval
+        (:class:`nsm.Estimate`; ``correct_bias`` as for :func:`nsm.measures.match_auc`); a
+        ValueError without groups. From the thresholds alone."""
+        from .measures import match_auc
+
+        self.thresholds._require_leave_out("match_auc_estimate")
+        out = match_auc(self.thresholds, names=self._names(), correct_bias=correct_bias)
+        assert isinstance(out, Estimate)
+        return out
+
+    def linear_cka_estimate(self) -> Estimate:
+        """:meth:`linear_cka` with its jackknife standard error and 95% interval, from the
+        Gram's groups (computed once, then kept; saved with the comparison). A ValueError
+        without groups, or when loaded without Grams and without it."""
+        from .measures import linear_cka
+
+        self.thresholds._require_leave_out("linear_cka_estimate")
+        cache = self.__dict__.setdefault("_measure_cache", {})
+        if "linear_cka_estimate" not in cache:
+            out = linear_cka(self.require_gram(), names=self._names())
+            if not isinstance(out, Estimate):
+                raise ValueError(f"layer {self.name!r}: its Gram keeps no jackknife groups")
+            cache["linear_cka_estimate"] = out
+            cache["linear_cka"] = out.value
+        return cache["linear_cka_estimate"]
+
     def baseline(self, eps: Any = None) -> Any:
         """The baseline's similarity at ``eps`` (NaN when there was only one batch)."""
         e = np.asarray(self.eps if eps is None else eps, dtype=np.float64)
@@ -120,10 +167,12 @@ class LayerComparison:
 
     def match_auc(self) -> float:
         """Area under the similarity curve, ∫₀¹ similarity(ε) dε (:func:`nsm.measures.match_auc`);
-        from the thresholds alone, so it works on a loaded comparison."""
+        from the thresholds alone, so it works on a loaded comparison. A float, with groups
+        too (see :meth:`match_auc_estimate`)."""
         from .measures import match_auc
 
-        return match_auc(self.thresholds, names=self._names())
+        out = match_auc(self.thresholds, names=self._names())
+        return out.value if isinstance(out, Estimate) else out
 
     def baseline_match_auc(self) -> float:
         """The baseline's :meth:`match_auc` (NaN when there is no baseline)."""
@@ -131,7 +180,8 @@ class LayerComparison:
 
         if self.baseline_thresholds is None:
             return math.nan
-        return match_auc(self.baseline_thresholds, names=self._names())
+        out = match_auc(self.baseline_thresholds, names=self._names())
+        return out.value if isinstance(out, Estimate) else out
 
     def linear_cka(self) -> float:
         """Linear CKA of the pair (:func:`nsm.measures.linear_cka`), exact from the Gram (computed
@@ -140,7 +190,11 @@ class LayerComparison:
 
         cache = self.__dict__.setdefault("_measure_cache", {})
         if "linear_cka" not in cache:
-            cache["linear_cka"] = linear_cka(self.require_gram(), names=self._names())
+            out = linear_cka(self.require_gram(), names=self._names())
+            if isinstance(out, Estimate):  # a Gram with groups: keep the estimate too
+                cache["linear_cka_estimate"] = out
+                out = out.value
+            cache["linear_cka"] = out
         return cache["linear_cka"]
 
     def _names(self) -> tuple[str, str]:
@@ -161,7 +215,29 @@ class LayerComparison:
             "notes": list(self.notes),
             "linear_cka": _json_float(self._quiet_linear_cka()),
             "few_samples": bool(self.few_samples),
+            **self._estimates_dict(),
         }
+
+    def _estimates_dict(self) -> dict:
+        """With groups, linear CKA's se (when known); the rest comes from the thresholds."""
+        if self.groups is None:
+            return {}
+        e = self.known_linear_cka_estimate()
+        return {"linear_cka_se": None if e is None else _json_float(e.se)}
+
+    def known_linear_cka_estimate(self) -> Estimate | None:
+        """:meth:`linear_cka_estimate`, or None without groups or when it cannot be had (no
+        Gram and not saved); warnings about undefined values are not repeated."""
+        from .exceptions import NsmWarning
+
+        if self.groups is None:
+            return None
+        cache = self.__dict__.get("_measure_cache", {})
+        if self.gram is None and "linear_cka_estimate" not in cache:
+            return None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NsmWarning)
+            return self.linear_cka_estimate()
 
     def _quiet_linear_cka(self) -> float:
         """known_linear_cka without the NaN warning (saving an undefined value is no news)."""
@@ -187,7 +263,7 @@ def _json_floats(a: np.ndarray) -> list:
 
 
 def _thresholds_dict(t: Thresholds) -> dict:
-    return {
+    out = {
         "x": _json_floats(t.x),
         "y": _json_floats(t.y),
         "dead_x": t.dead_x.tolist(),
@@ -196,6 +272,9 @@ def _thresholds_dict(t: Thresholds) -> dict:
         "count_dead": t.count_dead,
         "centered": t.centered,
     }
+    if t.leave_out is not None:
+        out["leave_out"] = [_thresholds_dict(lo) for lo in t.leave_out]
+    return out
 
 
 def _thresholds_from(d: dict) -> Thresholds:
@@ -214,6 +293,9 @@ def _thresholds_from(d: dict) -> Thresholds:
         n_y=len(d["y"]),
         count_dead=bool(d["count_dead"]),
         centered=bool(d.get("centered", False)),  # files saved before the centred match
+        leave_out=None
+        if d.get("leave_out") is None
+        else tuple(_thresholds_from(lo) for lo in d["leave_out"]),
     )
 
 
@@ -235,7 +317,8 @@ class Comparison(Mapping):
         return len(self._layers)
 
     def table(self) -> str:
-        """A plain-text table: similarity and baseline at each ε, per layer."""
+        """A plain-text table: similarity and baseline at each ε, per layer; ``value ± se``
+        (the jackknife standard error) where the layer kept groups."""
         head = (
             ["layer", "layout", "neurons"]
             + [f"ε={e:g}" for e in self.eps]
@@ -246,13 +329,13 @@ class Comparison(Mapping):
         mixed = len({lc.centered for lc in self._layers.values()}) > 1
         for key, lc in self._layers.items():
             name = key if isinstance(key, str) else f"{key[0]} / {key[1]}"
-            sims = [f"{s:.3f}" for s in np.atleast_1d(lc.similarity(self.eps))]
+            sims = _similarity_texts(lc, self.eps)
             bases = ["-" if math.isnan(b) else f"{b:.3f}" for b in np.atleast_1d(lc.baseline(self.eps))]
             cka = lc.known_linear_cka()
             measures = [
-                _number_text(lc.match_auc()),
+                _number_text(lc.match_auc(), None if lc.groups is None else lc.match_auc_estimate().se),
                 _number_text(lc.baseline_match_auc()),
-                _number_text(cka),
+                _number_text(cka, _se_or_none(lc.known_linear_cka_estimate())),
             ]
             rows.append(
                 [name, _layout_text(lc), f"{lc.n_x}+{lc.n_y}"]
@@ -289,7 +372,10 @@ class Comparison(Mapping):
     def to_rows(self) -> list[dict[str, Any]]:
         """One dict per layer pair (long format): the layer names, sizes, similarity and
         baseline at each ε, ``match_auc``, ``baseline_match_auc`` and ``linear_cka`` (NaN when
-        loaded without Grams or undefined), ``few_samples`` (starved) and ``centered``.
+        loaded without Grams or undefined), ``few_samples`` (starved) and ``centered``. When
+        some layer kept jackknife groups, every row ends with ``groups``,
+        ``similarity_se_<ε>`` at each ε, ``match_auc_se`` and ``linear_cka_se`` (NaN for
+        layers without groups).
 
         Examples
         --------
@@ -304,6 +390,7 @@ class Comparison(Mapping):
         ('fc', 0.667, 0.709)
         """
         rows = []
+        grouped = any(lc.groups is not None for lc in self._layers.values())
         for key, lc in self._layers.items():
             name_a, name_b = (key, key) if isinstance(key, str) else (str(key[0]), str(key[1]))
             row: dict[str, Any] = {
@@ -326,6 +413,8 @@ class Comparison(Mapping):
             row["linear_cka"] = lc.known_linear_cka()
             row["few_samples"] = bool(lc.few_samples)
             row["centered"] = lc.centered
+            if grouped:
+                row.update(_se_columns(lc, self.eps))
             rows.append(row)
         return rows
 
@@ -399,7 +488,11 @@ class Comparison(Mapping):
                 few_samples=item.get("few_samples"),  # None (files saved before it): computed
             )
             if item.get("linear_cka") is not None:
-                layers[key].__dict__["_measure_cache"] = {"linear_cka": float(item["linear_cka"])}
+                cache: dict[str, Any] = {"linear_cka": float(item["linear_cka"])}
+                se = item.get("linear_cka_se")
+                if se is not None and layers[key].groups is not None:
+                    cache["linear_cka_estimate"] = _estimate_of(cache["linear_cka"], float(se))
+                layers[key].__dict__["_measure_cache"] = cache
         return cls(layers, eps)
 
     @classmethod
@@ -425,12 +518,44 @@ def _notes(lc: LayerComparison, mark_centred: bool) -> list[str]:
     return out
 
 
+def _se_columns(lc: LayerComparison, eps: Sequence[float]) -> dict[str, Any]:
+    """The jackknife columns of a row (NaN without groups)."""
+    out: dict[str, Any] = {"groups": lc.groups}
+    se = np.atleast_1d(lc.similarity_se(eps)) if lc.groups is not None else np.full(len(eps), np.nan)
+    for e, v in zip(eps, se):
+        out[f"similarity_se_{e:g}"] = float(v)
+    out["match_auc_se"] = math.nan if lc.groups is None else lc.match_auc_estimate().se
+    cka = lc.known_linear_cka_estimate()
+    out["linear_cka_se"] = math.nan if cka is None else cka.se
+    return out
+
+
+def _estimate_of(value: float, se: float) -> Estimate:
+    from .jackknife import normal_interval
+
+    low, high = normal_interval(value, se)
+    return Estimate(value, se, low, high)
+
+
 def _key_text(key: LayerKey) -> str:
     return key if isinstance(key, str) else f"{key[0]} / {key[1]}"
 
 
-def _number_text(value: float) -> str:
-    return "-" if math.isnan(value) else f"{value:.3f}"
+def _number_text(value: float, se: float | None = None) -> str:
+    if math.isnan(value):
+        return "-"
+    return f"{value:.3f}" if se is None else f"{value:.3f} ± {se:.3f}"
+
+
+def _se_or_none(e: Estimate | None) -> float | None:
+    return None if e is None else e.se
+
+
+def _similarity_texts(lc: LayerComparison, eps: Sequence[float]) -> list[str]:
+    sims = np.atleast_1d(lc.similarity(eps))
+    if lc.groups is None:
+        return [f"{s:.3f}" for s in sims]
+    return [_number_text(float(s), float(e)) for s, e in zip(sims, np.atleast_1d(lc.similarity_se(eps)))]
 
 
 def _layout_text(lc: LayerComparison) -> str:

@@ -18,6 +18,7 @@ from .comparison import (
     _thresholds_from,
 )
 from .gram import Gram
+from .jackknife import Estimate, jackknife_se, quiet_leave_out
 from .measures import MEASURES, _centred_measures, match_auc
 from .saved_grams import load_grams, save_grams
 from .thresholds import Thresholds, match_thresholds
@@ -330,10 +331,16 @@ class CrossComparison:
         base = self._baseline_thresholds(pair)
         return math.nan if base is None else sim - float(base.similarity(eps))
 
-    def matrix(self, measure: str, eps: float | None = None) -> np.ndarray:
+    def matrix(self, measure: str, eps: float | None = None, *, se: bool = False) -> np.ndarray:
         """One number per pair: a ``(len(sites_a), len(sites_b))`` float64 array, rows = sites
         of A; NaN where the pair could not be compared (see :attr:`reasons`) or the measure is
         undefined (a site with no variance, with an NsmWarning).
+
+        With ``se=True``, the jackknife standard error of each value instead (the Grams must
+        keep groups: ``nsm.torch.compare_all(..., groups=K)``; the values stay the full-data
+        ones); not for ``"similarity_gap"``, whose baseline keeps no groups. Computed from
+        the Grams (K more evaluations per pair), so not after loading without them, except
+        for ``match_auc`` and ``similarity``, which come from the saved thresholds.
 
         Parameters
         ----------
@@ -344,6 +351,8 @@ class CrossComparison:
             without a baseline).
         eps : float, optional
             The ε of ``"similarity"`` and ``"similarity_gap"``; only for those.
+        se : bool
+            Standard errors instead of values (see above).
 
         Examples
         --------
@@ -364,6 +373,8 @@ class CrossComparison:
             e = single_eps(eps, f"matrix({measure!r}) takes one eps; call it once per ε")
         elif eps is not None:
             raise ValueError(f"measure {measure!r} takes no eps (only 'similarity' and 'similarity_gap' do)")
+        if check_bool(se, "se"):
+            return self._se_matrix(measure, e if needs_eps else None)
         out = np.full(self.shape, np.nan)
         # A site's eigen-decompositions are reused across the pairs it is in, when its block
         # of the Gram is the same (the same samples): B's for the whole call, A's for a row.
@@ -377,6 +388,45 @@ class CrossComparison:
                     out[i, j] = self._similarity((a, b), e, measure == "similarity_gap")
                 else:
                     out[i, j] = self._value(measure, (a, b), caches)
+        return out
+
+    def _se_matrix(self, measure: str, eps: float | None) -> np.ndarray:
+        """The jackknife standard error of ``measure`` for every compared pair."""
+        if measure == "similarity_gap":
+            raise ValueError(
+                "se=True is not available for 'similarity_gap': the baseline keeps no jackknife "
+                "groups; ask for matrix('similarity', eps=..., se=True)"
+            )
+        out = np.full(self.shape, np.nan)
+        for i, a in enumerate(self.sites_a):
+            for j, b in enumerate(self.sites_b):
+                pair = (a, b)
+                if pair in self._reasons:
+                    continue
+                t = self._thresholds_of(pair)
+                if t.leave_out is None:
+                    raise ValueError(
+                        f"matrix(..., se=True) needs jackknife groups, but the pair {pair} kept none: "
+                        "pass groups= to nsm.torch.compare_all (or build the Grams with groups=K)"
+                    )
+                if measure == "similarity":
+                    out[i, j] = t.similarity_se(eps)
+                elif measure == "match_auc":
+                    estimate = match_auc(t, names=pair)
+                    assert isinstance(estimate, Estimate)
+                    out[i, j] = estimate.se
+                else:
+                    gram = self._gram(pair)
+                    if gram is None:
+                        raise ValueError(
+                            f"the se of {measure} of {pair} needs the pair's Gram, and this "
+                            "comparison was loaded without it: save with grams=True"
+                        )
+
+                    def compute(g: Gram, pair: Pair = pair) -> float:
+                        return _centred_measures(g, _GROUPS[measure], self.keep, pair)[measure]
+
+                    out[i, j] = jackknife_se(quiet_leave_out(compute, gram.leave_one_out()))
         return out
 
     # ---- tables -----------------------------------------------------------------------------
@@ -563,4 +613,5 @@ class CrossComparison:
 
 
 def _auc_or_nan(t: Thresholds, pair: Pair) -> float:
-    return match_auc(t, names=pair)
+    out = match_auc(t, names=pair)
+    return out.value if isinstance(out, Estimate) else out

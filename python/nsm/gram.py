@@ -17,6 +17,7 @@ from .validation import (
     check_column_sums,
     check_count,
     check_gram_matrix,
+    check_groups,
     check_layer_size,
     check_precision,
     check_threads,
@@ -50,6 +51,13 @@ class Gram:
         float64 pass. Mixed kept every critical eps within 1e-5 of the float64 pass on realistic
         layers, but moved them by up to 2.8e-3 on near-duplicate neurons (docs/method.md,
         "Mixed precision").
+    groups : int >= 2, optional
+        Keep a Gram per group of samples for jackknife error bars (docs/method.md, "Error
+        bars"): each :meth:`update` (one batch) goes to the next group in turn (round-robin),
+        and :meth:`leave_one_out` gives the K Grams of all samples but one group. Memory is
+        K + 1 times the Gram's (the total and one per group); the Gram pass costs the same.
+        Every measure of a grouped Gram then comes with its standard error
+        (:class:`nsm.Estimate`). Default None: no groups, no error bars.
 
     Examples
     --------
@@ -69,9 +77,18 @@ class Gram:
     # which the centred match refuses: nsm/centering.py).
     _sums_known: bool = True
 
-    def __init__(self, n_x: int, n_y: int, *, precision: Precision = DEFAULT_PRECISION) -> None:
+    def __init__(
+        self, n_x: int, n_y: int, *, precision: Precision = DEFAULT_PRECISION, groups: int | None = None
+    ) -> None:
         self._acc = _core.GramAccumulator(check_layer_size(n_x, "n_x"), check_layer_size(n_y, "n_y"))
         self._precision = check_precision(precision)
+        k = check_groups(groups)
+        # Per-group accumulators and the number of batches dealt so far (the next batch goes
+        # to group ``_dealt % K``); ``_group_lock`` keeps the total and its group in step.
+        self._groups = None if k is None else [_core.GramAccumulator(n_x, n_y) for _ in range(k)]
+        self._dealt = 0
+        self._group_lock = threading.Lock()
+        self._leave_out: tuple[int, list[Gram]] | None = None
         # The core locks itself; this lock only guards the cached read-only copy of the state,
         # which every change invalidates (the version check keeps a reader that raced an
         # update from caching what it read before).
@@ -81,12 +98,22 @@ class Gram:
 
     @classmethod
     def from_arrays(
-        cls, X: Any, Y: Any, *, num_threads: int | None = None, precision: Precision = DEFAULT_PRECISION
+        cls,
+        X: Any,
+        Y: Any,
+        *,
+        num_threads: int | None = None,
+        precision: Precision = DEFAULT_PRECISION,
+        groups: int | None = None,
     ) -> Gram:
         """Accumulate the Gram of activations ``X`` (n_samples, n_x) and ``Y`` (n_samples, n_y).
 
         Numpy arrays or CPU torch tensors of any real dtype and any memory layout; float32 and
         float64 are read in place, one row block at a time. ``precision``: see :class:`Gram`.
+        ``groups=K`` deals the rows into K contiguous blocks (block k holds rows
+        ``k * n // K`` to ``(k + 1) * n // K``), one per jackknife group (memory K + 1 Grams;
+        see :class:`Gram`); it needs at least K rows. Shuffle the rows first if their order
+        follows something (a class, a time) that the groups should not.
 
         Examples
         --------
@@ -96,8 +123,20 @@ class Gram:
         array([1., 0., 0., 2., 0., 0.])
         """
         X, Y = check_batch(X, Y)
-        gram = cls(X.shape[1], Y.shape[1], precision=precision)
-        gram._add(X, Y, check_threads(num_threads))
+        gram = cls(X.shape[1], Y.shape[1], precision=precision, groups=groups)
+        threads = check_threads(num_threads)
+        if gram._groups is None:
+            gram._add(X, Y, threads)
+            return gram
+        k, d = len(gram._groups), X.shape[0]
+        if d < k:
+            raise ValueError(
+                f"groups={k} needs at least {k} samples (one per group), but X and Y have {d}: "
+                "pass fewer groups"
+            )
+        for i in range(k):
+            rows = slice(i * d // k, (i + 1) * d // k)
+            gram._add(X[rows], Y[rows], threads)
         return gram
 
     @classmethod
@@ -148,6 +187,7 @@ class Gram:
         """Add a batch of samples: ``X`` (batch, n_x) and ``Y`` (batch, n_y). Returns self.
 
         ``precision`` (see :class:`Gram`) applies to this batch; None uses the Gram's own.
+        With ``groups``, the whole batch goes to the next group in turn.
 
         If the batch holds NaN or Inf, ValueError is raised and the Gram is left unchanged.
 
@@ -174,7 +214,7 @@ class Gram:
 
     def _add(self, X: np.ndarray, Y: np.ndarray, threads: int, precision: Precision | None = None) -> None:
         precision = self._precision if precision is None else precision
-        if read_in_place(X) and read_in_place(Y):
+        if read_in_place(X) and read_in_place(Y) and self._groups is None:
             self._add_views(X, Y, threads, precision=precision)
             return
         # Arrays the core does not read in place are converted one block of rows at a time
@@ -186,7 +226,7 @@ class Gram:
             staged.update(
                 as_core_dtype(X[start:stop]), as_core_dtype(Y[start:stop]), threads, False, precision
             )
-        self._changed(self._acc.merge, staged)
+        self._changed(self._merge_batch, staged)
 
     def _add_views(
         self,
@@ -197,10 +237,26 @@ class Gram:
         precision: Precision | None = None,
     ) -> None:
         """Add float32/float64 arrays the core reads as they are, without the checks of
-        ``update``; 3-D (N, C, P) arrays count as N * P samples (nsm.torch's conv outputs)."""
-        self._changed(
-            self._acc.update, X, Y, threads, cross_only, self._precision if precision is None else precision
-        )
+        ``update``; 3-D (N, C, P) arrays count as N * P samples (nsm.torch's conv outputs).
+        With groups, the batch goes to the next group in turn."""
+        precision = self._precision if precision is None else precision
+        if self._groups is None:
+            self._changed(self._acc.update, X, Y, threads, cross_only, precision)
+            return
+        staged = _core.GramAccumulator(self.n_x, self.n_y)
+        staged.update(X, Y, threads, cross_only, precision)
+        self._changed(self._merge_batch, staged)
+
+    def _merge_batch(self, staged: Any) -> None:
+        """Add one batch's accumulator to the total and, with groups, to the next group."""
+        if self._groups is None:
+            self._acc.merge(staged)
+            return
+        with self._group_lock:
+            if staged.n_samples:  # a batch without samples is no unit of the jackknife
+                self._groups[self._dealt % len(self._groups)].merge(staged)
+                self._dealt += 1
+            self._acc.merge(staged)
 
     def _changed(self, change: Any, *args: Any) -> None:
         try:
@@ -255,8 +311,75 @@ class Gram:
         """Sum over samples of each neuron's activation, shape (n,) (a copy)."""
         return self._state()[1].copy()
 
+    @property
+    def groups(self) -> int | None:
+        """The number of jackknife groups, or None when the Gram keeps none."""
+        return None if self._groups is None else len(self._groups)
+
+    @property
+    def group_sizes(self) -> np.ndarray:
+        """Samples in each jackknife group, shape (K,) int64 (a ValueError without groups)."""
+        groups = self._require_groups("group_sizes")
+        with self._group_lock:
+            return np.array([g.n_samples for g in groups], dtype=np.int64)
+
+    def _require_groups(self, what: str) -> list[Any]:
+        if self._groups is None:
+            raise ValueError(
+                f"{what} needs jackknife groups: build the Gram with groups=K, for example "
+                "nsm.Gram.from_arrays(X, Y, groups=20) or nsm.Gram(n_x, n_y, groups=20)"
+            )
+        return self._groups
+
+    def leave_one_out(self) -> list[Gram]:
+        """The K Grams of all samples but one group: ``[total - group_k for k in range(K)]``.
+
+        Each is an ordinary Gram (no groups) with this one's precision; they are computed
+        once per state of this Gram and then kept (K more Grams of memory). Every group must
+        hold samples: with fewer batches (or rows) than groups, a ValueError says so.
+
+        Examples
+        --------
+        >>> import numpy as np, nsm
+        >>> X, Y = np.arange(12.0).reshape(6, 2), np.ones((6, 1))
+        >>> g = nsm.Gram.from_arrays(X, Y, groups=3)  # rows 0-1, 2-3, 4-5
+        >>> [h.n_samples for h in g.leave_one_out()]
+        [4, 4, 4]
+        >>> bool(np.allclose(g.leave_one_out()[0].matrix, nsm.Gram.from_arrays(X[2:], Y[2:]).matrix))
+        True
+        """
+        groups = self._require_groups("leave_one_out")
+        with self._group_lock:
+            with self._lock:
+                version = self._version
+            if self._leave_out is not None and self._leave_out[0] == version:
+                return list(self._leave_out[1])
+            parts = [g.state() for g in groups]
+            matrix, sums, n_samples = self._acc.state()
+            dealt = self._dealt
+        empty = [k for k, (_, _, count) in enumerate(parts) if count == 0]
+        if empty:
+            raise ValueError(
+                f"groups={len(groups)} but group(s) {empty} got no samples ({dealt} batches with "
+                "samples were dealt, one batch per group in turn): pass groups= at most the "
+                "number of batches (or rows), or stream more batches"
+            )
+        out = []
+        for m, s, count in parts:
+            g = Gram(self.n_x, self.n_y, precision=self._precision)
+            g._acc.assign(np.tril(matrix - m), sums - s, int(n_samples - count))
+            out.append(g)
+        with self._lock:
+            if self._version == version:
+                self._leave_out = (version, out)
+        return list(out)
+
     def merge(self, other: Gram) -> Gram:
         """A new Gram over the samples of both (they must be disjoint sets of samples).
+
+        Grams with jackknife groups merge group by group (group k of the result holds the
+        samples of group k of both), so both need the same ``groups``; a Gram with groups
+        does not merge with one without (its samples would belong to no group).
 
         Examples
         --------
@@ -274,9 +397,19 @@ class Gram:
                 f"cannot merge a Gram of layers ({self.n_x}, {self.n_y}) with one of "
                 f"({other.n_x}, {other.n_y})"
             )
-        out = Gram(self.n_x, self.n_y, precision=self._precision)
-        out._acc.merge(self._acc)
-        out._acc.merge(other._acc)
+        if self.groups != other.groups:
+            raise ValueError(
+                f"cannot merge a Gram with groups={self.groups} and one with groups={other.groups}: "
+                "jackknife groups merge group by group, so build both with the same groups="
+            )
+        out = Gram(self.n_x, self.n_y, precision=self._precision, groups=self.groups)
+        for g in (self, other):
+            with g._group_lock:
+                out._acc.merge(g._acc)
+                if g._groups is not None and out._groups is not None:
+                    for mine, theirs in zip(out._groups, g._groups):
+                        mine.merge(theirs)
+                    out._dealt += g._dealt
         out._sums_known = self._sums_known and other._sums_known
         return out
 
@@ -287,7 +420,8 @@ class Gram:
 
     def save(self, path: Any) -> None:
         """Write the Gram to a ``.npz`` file (matrix, column sums, n_x, n_samples), for example
-        to merge accumulators computed on several machines.
+        to merge accumulators computed on several machines. With jackknife groups, every
+        group's matrix, sums and count too (K + 1 Grams), which :meth:`load` restores.
 
         Examples
         --------
@@ -298,8 +432,25 @@ class Gram:
         >>> nsm.Gram.load(path).n_samples
         5
         """
-        matrix, sums, n_samples = self._state()
-        np.savez(path, matrix=matrix, column_sums=sums, n_x=np.int64(self.n_x), n_samples=np.int64(n_samples))
+        extra: dict[str, Any] = {}
+        if self._groups is not None:
+            with self._group_lock:
+                parts = [g.state() for g in self._groups]
+                matrix, sums, n_samples = self._acc.state()
+                extra["group_dealt"] = np.int64(self._dealt)
+            extra["group_matrices"] = np.stack([m for m, _, _ in parts])
+            extra["group_sums"] = np.stack([s for _, s, _ in parts])
+            extra["group_counts"] = np.array([c for _, _, c in parts], dtype=np.int64)
+        else:
+            matrix, sums, n_samples = self._state()
+        np.savez(
+            path,
+            matrix=matrix,
+            column_sums=sums,
+            n_x=np.int64(self.n_x),
+            n_samples=np.int64(n_samples),
+            **extra,
+        )
 
     @classmethod
     def load(cls, path: Any) -> Gram:
@@ -319,17 +470,65 @@ class Gram:
                 missing = set(fields) - set(f.files)
                 if missing:
                     raise ValueError(f"{path} is not a saved nsm Gram (missing {', '.join(sorted(missing))})")
+                grouped = ("group_matrices", "group_sums", "group_counts", "group_dealt")
+                present = [k for k in grouped if k in f.files]
+                if present and len(present) != len(grouped):
+                    missing_groups = sorted(set(grouped) - set(present))
+                    raise ValueError(f"{path} is a damaged nsm Gram (missing {', '.join(missing_groups)})")
                 try:
-                    values = {k: f[k] for k in fields}
+                    values = {k: f[k] for k in (*fields, *present)}
                 except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
                     raise ValueError(f"{path} is a damaged nsm Gram: {exc}") from exc
-        for name in ("n_x", "n_samples"):
+        for name in ("n_x", "n_samples", *(("group_dealt",) if present else ())):
             v = values[name]
             if v.ndim != 0 or v.dtype.kind not in "iu":
                 raise ValueError(f"{path}: saved {name} must be an integer, got {v!r}")
-        return cls.from_matrix(
+        gram = cls.from_matrix(
             values["matrix"], int(values["n_x"]), int(values["n_samples"]), column_sums=values["column_sums"]
         )
+        if not present:
+            return gram
+        counts = values["group_counts"]
+        if counts.ndim != 1 or counts.dtype.kind not in "iu" or len(counts) < 2:
+            raise ValueError(f"{path}: saved group_counts must be 2 or more integers, got {counts!r}")
+        parts = [(values["group_matrices"][k], values["group_sums"][k], int(c)) for k, c in enumerate(counts)]
+        return gram._with_groups(parts, int(values["group_dealt"]), where=str(path))
+
+    def _group_parts(self) -> tuple[list[tuple[np.ndarray, np.ndarray, int]], int]:
+        """Each group's (matrix, column sums, n_samples) and the batches dealt, read together."""
+        groups = self._require_groups("_group_parts")
+        with self._group_lock:
+            return [(m, s, int(c)) for m, s, c in (g.state() for g in groups)], self._dealt
+
+    def _with_groups(self, parts: list[tuple[Any, Any, int]], dealt: int, where: str = "groups") -> Gram:
+        """This Gram (just made, without groups) given the groups' (matrix, sums, count); the
+        groups must add up to it. Used by :meth:`load` and by nsm.torch."""
+        k = check_groups(len(parts))
+        n = self.n
+        total = np.zeros((n, n))
+        total_sums = np.zeros(n)
+        total_count = 0
+        groups = []
+        for i, (m, s, count) in enumerate(parts):
+            m, s = np.asarray(m, dtype=np.float64), np.asarray(s, dtype=np.float64)
+            if m.shape != (n, n) or s.shape != (n,):
+                raise ValueError(f"{where}: group {i} has a matrix of shape {m.shape}, expected {(n, n)}")
+            lower = check_gram_matrix(m, f"{where}: group {i}'s matrix")
+            acc = _core.GramAccumulator(self.n_x, self.n_y)
+            acc.assign(lower, check_column_sums(s, np.diag(lower), count), check_count(count, "count"))
+            groups.append(acc)
+            full = lower + np.tril(lower, -1).T
+            total += full
+            total_sums += s
+            total_count += int(count)
+        matrix, sums, n_samples = self._state()
+        scale = max(float(np.abs(np.diag(matrix)).max(initial=0.0)), np.finfo(np.float64).tiny)
+        if total_count != n_samples or not np.allclose(total, matrix, rtol=1e-9, atol=1e-9 * scale):
+            raise ValueError(f"{where}: the {k} groups do not add up to the Gram (damaged or mixed files)")
+        self._groups = groups
+        self._dealt = dealt
+        return self
 
     def __repr__(self) -> str:
-        return f"Gram(n_x={self.n_x}, n_y={self.n_y}, n_samples={self.n_samples})"
+        groups = "" if self._groups is None else f", groups={len(self._groups)}"
+        return f"Gram(n_x={self.n_x}, n_y={self.n_y}, n_samples={self.n_samples}{groups})"

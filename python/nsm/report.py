@@ -183,7 +183,8 @@ def plot_similarity(comparison: Any, path: Any) -> None:
 
 
 def plot_curves(comparison: Any, path: Any) -> None:
-    """Similarity as a function of ε, one curve per layer (solid) and its baseline (dashed).
+    """Similarity as a function of ε, one curve per layer (solid) and its baseline (dashed);
+    a shaded band, the 95% jackknife interval at each ε, for layers compared with ``groups``.
     Starved layers (``few_samples``) are drawn dotted and their labels carry ``*``.
 
     Examples
@@ -202,6 +203,7 @@ def plot_curves(comparison: Any, path: Any) -> None:
     columns = max(1, math.ceil(len(keys) / 30))
     fig, ax = plt.subplots(figsize=(6.4 + 2.2 * columns, 4.4 if len(keys) <= 20 else 6.4))
     colors = curve_colors(plt, len(keys))
+    banded = False
     starved = _starved(comparison, keys)
     for key, label, color, thin in zip(keys, _starved_labels(labels, starved), colors, starved):
         lc = comparison[key]
@@ -217,9 +219,12 @@ def plot_curves(comparison: Any, path: Any) -> None:
         base = lc.baseline(grid)
         if not np.all(np.isnan(base)):
             ax.plot(grid, base, color=color, lw=1.0, ls="--", drawstyle="steps-post")
+        banded = _interval_band(ax, lc, grid, color) or banded
     ax.plot([], [], color="grey", ls="--", label="baseline (pairing broken)")
     if any(starved):
         ax.plot([], [], color="grey", ls=":", lw=2, label="starved * (dotted)")
+    if banded:
+        ax.fill_between([], [], [], color="grey", alpha=0.2, lw=0, label="95% jackknife interval")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1.02)
     ax.set_xlabel("ε (largest relative error allowed)")
@@ -238,6 +243,16 @@ def plot_curves(comparison: Any, path: Any) -> None:
         title_fontsize=8,
     )
     _save(plt, fig, path)
+
+
+def _interval_band(ax: Any, lc: Any, grid: np.ndarray, color: Any) -> bool:
+    """Shade the layer's 95% jackknife interval of the similarity (clipped to [0, 1]) when it
+    kept groups; whether it did."""
+    if getattr(lc, "groups", None) is None:
+        return False
+    low, high = lc.similarity_interval(grid)
+    ax.fill_between(grid, np.clip(low, 0, 1), np.clip(high, 0, 1), step="post", color=color, alpha=0.2, lw=0)
+    return True
 
 
 def plot_thresholds(comparison: Any, path: Any) -> None:

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Any, NamedTuple
 
 import numpy as np
 
+from .exceptions import FewSamplesWarning
 from .gram import Gram
-from .match import Activations, MatchResult, _frozen, engine_of, gram_of, result_from_mask
-from .validation import check_bool, check_eps, check_similarity, check_threads, single_eps
+from .jackknife import DEFAULT_LEVEL, jackknife_se, normal_interval
+from .match import Activations, MatchResult, _frozen, engine_of, result_from_mask
+from .validation import check_bool, check_eps, check_groups, check_similarity, check_threads, single_eps
 
 __all__ = ["Curve", "Thresholds", "match_thresholds"]
 
@@ -40,6 +43,10 @@ class Thresholds:
         Whether dead neurons count in the similarity's denominator.
     centered : bool
         Whether these are the centred match's thresholds (each neuron's mean removed).
+    leave_out : tuple of Thresholds, optional
+        With jackknife groups (``match_thresholds(..., groups=K)`` or a Gram with groups), the
+        thresholds of the K leave-one-group-out Grams, from which :meth:`similarity_se` and
+        :meth:`similarity_interval` come; None without groups.
     """
 
     x: np.ndarray
@@ -51,6 +58,12 @@ class Thresholds:
     n_y: int
     count_dead: bool = True
     centered: bool = False
+    leave_out: tuple[Thresholds, ...] | None = None
+
+    @property
+    def groups(self) -> int | None:
+        """The number of jackknife groups (None without them)."""
+        return None if self.leave_out is None else len(self.leave_out)
 
     # Derived once, on first use (the fields never change).
     @cached_property
@@ -108,6 +121,58 @@ class Thresholds:
             out = np.searchsorted(self._sorted, e, side="right") / denominator
         return float(out) if out.ndim == 0 else out
 
+    def _require_leave_out(self, what: str) -> tuple[Thresholds, ...]:
+        if self.leave_out is None:
+            raise ValueError(
+                f"Thresholds.{what} needs jackknife groups: pass groups= (for example "
+                "nsm.match_thresholds(X, Y, groups=20), nsm.Gram(..., groups=20) or "
+                "nsm.torch.compare(..., groups=20))"
+            )
+        return self.leave_out
+
+    def similarity_se(self, eps: Any) -> Any:
+        """Jackknife standard error of :meth:`similarity` at ``eps`` (shaped like it).
+
+        ``sqrt((K-1)/K Σ_k (s_k - mean)²)`` over the similarities ``s_k`` of the K
+        leave-one-group-out Grams. The similarity at a fixed ε is a step function of the data:
+        its jackknife se is coarse (docs/method.md, "Error bars", has the measured coverage);
+        :func:`nsm.measures.match_auc`'s is the one to trust. A ValueError without groups.
+
+        Examples
+        --------
+        >>> import numpy as np, nsm
+        >>> rng = np.random.default_rng(0)
+        >>> X = np.maximum(rng.standard_normal((4000, 8)), 0)
+        >>> Y = np.maximum(X @ rng.standard_normal((8, 8)) + rng.standard_normal((4000, 8)), 0)
+        >>> t = nsm.match_thresholds(X, Y, groups=10)
+        >>> se = t.similarity_se([0.3, 0.6])
+        >>> se.shape, bool(np.all(se >= 0))
+        ((2,), True)
+        """
+        leave_out = self._require_leave_out("similarity_se")
+        values, single = check_eps(eps)
+        e = np.asarray(values[0] if single else values, dtype=np.float64)
+        return jackknife_se(np.stack([np.asarray(t.similarity(e)) for t in leave_out]))
+
+    def similarity_interval(self, eps: Any, level: float = DEFAULT_LEVEL) -> tuple[Any, Any]:
+        """Normal interval ``similarity(eps) ± z se`` (``z`` the normal quantile of
+        ``(1 + level) / 2``): two arrays (or floats), low and high, shaped like ``eps``. Not
+        clipped to [0, 1]. A ValueError without groups.
+
+        Examples
+        --------
+        >>> import numpy as np, nsm
+        >>> rng = np.random.default_rng(0)
+        >>> X = np.maximum(rng.standard_normal((4000, 8)), 0)
+        >>> Y = np.maximum(X @ rng.standard_normal((8, 8)) + rng.standard_normal((4000, 8)), 0)
+        >>> t = nsm.match_thresholds(X, Y, groups=10)
+        >>> low, high = t.similarity_interval(0.5, level=0.9)
+        >>> bool(low <= t.similarity(0.5) <= high)
+        True
+        """
+        se = self.similarity_se(eps)
+        return normal_interval(self.similarity(eps), se, level)
+
     def curve(self) -> Curve:
         """The exact step function ε ↦ similarity (see :class:`Curve`).
 
@@ -155,10 +220,11 @@ class Thresholds:
     def __repr__(self) -> str:
         dead = len(self.dead_x) + len(self.dead_y)
         dead_text = f", dead={len(self.dead_x)}+{len(self.dead_y)}" if dead else ""
+        groups = "" if self.leave_out is None else f", groups={len(self.leave_out)}"
         return (
             f"Thresholds(n_x={self.n_x}, n_y={self.n_y}, half match at eps={self.eps_for(0.5):.4g}, "
             f"all live match at eps={self.all_live_eps():.4g}{dead_text}, n_samples={self.n_samples}"
-            f"{', centered' if self.centered else ''})"
+            f"{', centered' if self.centered else ''}{groups})"
         )
 
 
@@ -182,6 +248,7 @@ def match_thresholds(
     count_dead: bool = True,
     num_threads: int | None = None,
     centered: bool = False,
+    groups: int | None = None,
 ) -> Thresholds:
     """Every neuron's critical ε: ``match_thresholds(X, Y)`` or ``match_thresholds(gram)``.
 
@@ -194,7 +261,14 @@ def match_thresholds(
     X, Y : array-like of shape (n_samples, n_x) and (n_samples, n_y), or a Gram in place of both
         As for :func:`nsm.max_match`.
     dead_tol, count_dead, num_threads, centered
-        As for :func:`nsm.max_match` (``centered``: the centred match's thresholds).
+        As for :func:`nsm.max_match` (``centered``: the centred match's thresholds, and
+        those of the leave-one-out Grams with ``groups``).
+    groups : int >= 2, optional
+        Jackknife error bars: deal the rows into ``groups`` contiguous blocks
+        (:meth:`nsm.Gram.from_arrays`) and also compute the thresholds of every
+        leave-one-block-out Gram (``groups`` + 1 peelings, memory ``groups`` + 1 Grams), kept
+        in ``leave_out`` for :meth:`Thresholds.similarity_se`. A Gram built with groups gives
+        them without this argument; an ungrouped Gram cannot (its samples are summed).
 
     Examples
     --------
@@ -213,8 +287,33 @@ def match_thresholds(
     centered = check_bool(centered, "centered")
     if isinstance(X, Gram) and Y is not None:
         raise TypeError("match_thresholds() takes (X, Y) or (gram)")
-    gram = gram_of("match_thresholds", X, Y, threads, "")
-    engine = engine_of(gram, dead_tol, threads, centered=centered)
+    groups = check_groups(groups)
+    if isinstance(X, Gram):
+        gram = X
+        if groups is not None and gram.groups != groups:
+            raise ValueError(
+                f"groups={groups} cannot split a Gram that has {gram.groups or 'no'} groups (its samples "
+                "are already summed): build the Gram with nsm.Gram(..., groups=K), or pass the arrays"
+            )
+    elif X is None or Y is None or isinstance(Y, Gram):
+        raise TypeError("match_thresholds() takes (X, Y) or (gram)")
+    else:
+        gram = Gram.from_arrays(X, Y, num_threads=threads, groups=groups)
+    t = _thresholds_of(gram, dead_tol, count_dead, threads, centered)
+    if gram.groups is None:
+        return t
+    with warnings.catch_warnings():  # the full Gram's warning said it already
+        warnings.simplefilter("ignore", FewSamplesWarning)
+        leave_out = tuple(
+            _thresholds_of(g, dead_tol, count_dead, threads, centered) for g in gram.leave_one_out()
+        )
+    return replace(t, leave_out=leave_out)
+
+
+def _thresholds_of(
+    gram: Gram, dead_tol: float | None, count_dead: bool, threads: int, centered: bool
+) -> Thresholds:
+    engine = engine_of(gram, dead_tol, threads, stacklevel=4, centered=centered)
     t = engine.thresholds()
     dead = engine.dead
     n_x = gram.n_x

@@ -439,6 +439,14 @@ def _check_thresholds_dict(d: Any, where: str) -> None:
         raise ValueError(f"{where}.count_dead must be true or false, got {d['count_dead']!r}")
     if not isinstance(d.get("centered", False), bool):
         raise ValueError(f"{where}.centered must be true or false, got {d['centered']!r}")
+    leave_out = d.get("leave_out")
+    if leave_out is not None:
+        if not isinstance(leave_out, list) or len(leave_out) < 2:
+            raise ValueError(f"{where}.leave_out must list 2 or more jackknife thresholds, or be null")
+        for k, item in enumerate(leave_out):
+            _check_thresholds_dict(item, f"{where}.leave_out[{k}]")
+            if "leave_out" in item or (len(item["x"]), len(item["y"])) != (sizes["x"], sizes["y"]):
+                raise ValueError(f"{where}.leave_out[{k}] must have the sizes of {where} and no leave_out")
 
 
 def check_comparison_dict(d: Any) -> None:
@@ -546,3 +554,16 @@ def check_max_batches(max_batches: Any) -> int | None:
     if isinstance(max_batches, bool) or not isinstance(max_batches, numbers.Integral) or max_batches < 1:
         raise ValueError(f"max_batches must be a positive int or None, got {max_batches!r}")
     return int(max_batches)
+
+
+def check_groups(groups: Any) -> int | None:
+    """``groups`` for the jackknife: None (no error bars) or an int >= 2."""
+    if groups is None:
+        return None
+    if isinstance(groups, (bool, np.bool_)) or not isinstance(groups, numbers.Integral):
+        raise TypeError(
+            f"groups must be None or an int >= 2 (the number of jackknife groups), got {groups!r}"
+        )
+    if groups < 2:
+        raise ValueError(f"groups must be >= 2 (the jackknife leaves one group out of several), got {groups}")
+    return int(groups)

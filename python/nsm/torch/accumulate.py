@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -48,27 +49,58 @@ def numpy_view(t: torch.Tensor) -> np.ndarray:
 
 
 class DeviceGram:
-    """Gram matrix and column sums of ``[X Y]`` over the samples added so far."""
+    """Gram matrix and column sums of ``[X Y]`` over the samples added so far; with ``groups``
+    also one per jackknife group, each update (one batch) going to the next group in turn."""
 
     def __init__(
-        self, n_x: int, n_y: int, device: torch.device, precision: Precision = DEFAULT_PRECISION
+        self,
+        n_x: int,
+        n_y: int,
+        device: torch.device,
+        precision: Precision = DEFAULT_PRECISION,
+        groups: int | None = None,
     ) -> None:
         self.n_x, self.n_y, self.device, self.precision = n_x, n_y, device, precision
+        self.groups = groups
         self.core = device.type == "cpu" and CORE_ON_CPU
         if self.core:
-            self.gram: Gram | None = Gram(n_x, n_y, precision=precision)
+            self.gram: Gram | None = Gram(n_x, n_y, precision=precision, groups=groups)
         else:
             self.gram = None
             n = n_x + n_y
             self.matrix = torch.zeros(n, n, dtype=torch.float64, device=device)
             self.sums = torch.zeros(n, dtype=torch.float64, device=device)
             self.count = 0
+            # Per group: [matrix, sums, count]; ``dealt`` batches (with samples) so far.
+            self.group_parts: list[list[Any]] = [
+                [torch.zeros_like(self.matrix), torch.zeros_like(self.sums), 0] for _ in range(groups or 0)
+            ]
+            self.dealt = 0
 
     def update(self, a: torch.Tensor, b: torch.Tensor) -> None:
         """Add samples: ``a`` and ``b`` are sample_rows results with as many samples each."""
         if self.gram is not None:
             self.gram._add_views(numpy_view(a), numpy_view(b), check_threads(torch.get_num_threads()))
             return
+        if not self.group_parts:
+            self._add_to(a, b, self.matrix, self.sums)
+            self.count += n_samples(a)
+            return
+        if n_samples(a) == 0:  # a batch without samples is no unit of the jackknife
+            return
+        # The batch's own Gram (one product), added to its group and to the total.
+        m, sums = torch.zeros_like(self.matrix), torch.zeros_like(self.sums)
+        self._add_to(a, b, m, sums)
+        part = self.group_parts[self.dealt % len(self.group_parts)]
+        part[0] += m
+        part[1] += sums
+        part[2] += n_samples(a)
+        self.dealt += 1
+        self.matrix += m
+        self.sums += sums
+        self.count += n_samples(a)
+
+    def _add_to(self, a: torch.Tensor, b: torch.Tensor, matrix: torch.Tensor, sums: torch.Tensor) -> None:
         a2, b2 = to_2d(a), to_2d(b)
         mixed = self.precision == "mixed" and a2.dtype in _LOW_PRECISION and b2.dtype in _LOW_PRECISION
         block = torch.cat([a2, b2], dim=1).to(torch.float32 if mixed else torch.float64)
@@ -79,13 +111,12 @@ class DeviceGram:
             with _no_tf32():
                 for start in range(0, block.shape[0], MIXED_ROWS):
                     part = block[start : start + MIXED_ROWS]
-                    self.matrix += (part.T @ part).to(torch.float64)
-            self.sums += block.sum(dim=0, dtype=torch.float64)
+                    matrix += (part.T @ part).to(torch.float64)
+            sums += block.sum(dim=0, dtype=torch.float64)
         else:
             block = block.to(torch.float64)
-            self.matrix.addmm_(block.T, block)
-            self.sums += block.sum(dim=0)
-        self.count += n_samples(a)
+            matrix.addmm_(block.T, block)
+            sums += block.sum(dim=0)
 
     @property
     def n_samples(self) -> int:
@@ -101,13 +132,37 @@ class DeviceGram:
             )
         return self.matrix, self.sums, self.count
 
+    def group_parts_of(self) -> tuple[list[tuple[torch.Tensor, torch.Tensor, int]], int]:
+        """Each jackknife group's (Gram, column sums, samples) as float64 tensors, and the
+        batches dealt; ([], 0) without groups."""
+        if self.gram is not None:
+            if self.gram.groups is None:
+                return [], 0
+            parts, dealt = self.gram._group_parts()
+            return [
+                (torch.from_numpy(np.array(m)), torch.from_numpy(np.array(s)), c) for m, s, c in parts
+            ], dealt
+        return [(m, s, int(c)) for m, s, c in self.group_parts], self.dealt
+
     def result(self) -> Gram:
         """The accumulated Gram as an nsm.Gram (no copy on the CPU)."""
         if self.gram is not None:
             return self.gram
-        return gram_from_parts(self.matrix, self.sums, self.count, self.n_x)
+        parts, dealt = self.group_parts_of()
+        return gram_from_parts(self.matrix, self.sums, self.count, self.n_x, parts, dealt)
 
 
-def gram_from_parts(matrix: torch.Tensor, sums: torch.Tensor, count: int, n_x: int) -> Gram:
-    """An nsm.Gram from a Gram's parts held as tensors on any device."""
-    return Gram.from_matrix(matrix.cpu().numpy(), n_x, int(count), column_sums=sums.cpu().numpy())
+def gram_from_parts(
+    matrix: torch.Tensor,
+    sums: torch.Tensor,
+    count: int,
+    n_x: int,
+    groups: list[tuple[torch.Tensor, torch.Tensor, int]] | None = None,
+    dealt: int = 0,
+) -> Gram:
+    """An nsm.Gram from a Gram's parts held as tensors on any device (and its jackknife
+    groups' parts, when given)."""
+    gram = Gram.from_matrix(matrix.cpu().numpy(), n_x, int(count), column_sums=sums.cpu().numpy())
+    if not groups:
+        return gram
+    return gram._with_groups([(m.cpu().numpy(), s.cpu().numpy(), int(c)) for m, s, c in groups], dealt)

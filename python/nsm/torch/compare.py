@@ -18,6 +18,7 @@ from ..validation import (
     Precision,
     check_bool,
     check_eps,
+    check_groups,
     check_max_batches,
     check_per_site,
     check_precision,
@@ -128,6 +129,7 @@ def compare(
     baseline: bool = True,
     precision: Precision = DEFAULT_PRECISION,
     centered: bool = False,
+    groups: int | None = None,
 ) -> Comparison:
     """Compare two models site by site on the same data.
 
@@ -190,6 +192,15 @@ def compare(
         Compare with the centred match (:func:`nsm.max_match`'s ``centered``): each neuron's
         mean over the samples is removed, from the Grams' column sums; the baseline is centred
         too. The Grams kept are the raw ones either way.
+    groups : int >= 2, optional
+        Jackknife error bars: the batches are dealt round-robin into ``groups`` groups (batch i
+        to group i mod K; a batch is one unit, so use batches of independent inputs and at
+        least K of them) and a Gram is kept per group: memory K + 1 Grams per pair, on the
+        device, and K + 1 peelings at the end. Each layer then gives
+        :meth:`~nsm.LayerComparison.similarity_se`, ``similarity_interval``,
+        ``match_auc_estimate`` and ``linear_cka_estimate``; the table prints ``value ± se``
+        and the curves figure a band (docs/method.md, "Error bars"). The baseline keeps no
+        groups. Fewer batches than groups is a ValueError.
 
     Returns
     -------
@@ -215,6 +226,7 @@ def compare(
     baseline = check_bool(baseline, "baseline")
     precision = check_precision(precision)
     centered = check_bool(centered, "centered")
+    groups = check_groups(groups)
     layouts = _PerSite(check_per_site(layout, "layout", LAYOUTS), "layout")
     modes = _PerSite(check_per_site(tokens, "tokens", TOKEN_MODES), "tokens")
     if mask is not None and not callable(mask):
@@ -240,7 +252,7 @@ def compare(
                 if plans is None:
                     plans = _plan(selection, tap_a, tap_b, layouts, modes)
                 for plan in plans:
-                    _add(plan, tap_a, tap_b, real, baseline, precision)
+                    _add(plan, tap_a, tap_b, real, baseline, precision, groups)
     except Exception as exc:  # every rank must hear of it before the sums below
         error = exc
     if distributed.running():
@@ -248,7 +260,9 @@ def compare(
         description = distributed.agree(description, error)
         if description is None:
             raise ValueError("data gave no batch on any rank")
-        return _finish(_reduced(plans, description, device, baseline), eps_values, count_dead, centered)
+        return _finish(
+            _reduced(plans, description, device, baseline, groups), eps_values, count_dead, centered
+        )
     if error is not None:
         raise error
     if plans is None:
@@ -284,7 +298,13 @@ def _plan(selection: Selection, tap_a: Tap, tap_b: Tap, layouts: _PerSite, modes
 
 
 def _add(
-    plan: _Plan, tap_a: Tap, tap_b: Tap, real: torch.Tensor | None, baseline: bool, precision: Precision
+    plan: _Plan,
+    tap_a: Tap,
+    tap_b: Tap,
+    real: torch.Tensor | None,
+    baseline: bool,
+    precision: Precision,
+    groups: int | None = None,
 ) -> None:
     pair = plan.pair
     a = sample_rows(tap_a.value(pair.a.module, pair.a.index), plan.layout_a, plan.tokens, real, pair.a.label)
@@ -296,7 +316,7 @@ def _add(
             f"{plan.layout_b!r}); both must see the same inputs at the same positions"
         )
     if plan.gram is None:
-        plan.gram = DeviceGram(a.shape[1], b.shape[1], a.device, precision)
+        plan.gram = DeviceGram(a.shape[1], b.shape[1], a.device, precision, groups)
         plan.baseline = ShiftedBaseline(a.shape[1], b.shape[1], a.device, precision) if baseline else None
     try:
         plan.gram.update(a, b)
@@ -322,7 +342,11 @@ class _Described:
 
 
 def _reduced(
-    plans: list[_Plan] | None, description: list[tuple], device: torch.device, baseline: bool
+    plans: list[_Plan] | None,
+    description: list[tuple],
+    device: torch.device,
+    baseline: bool,
+    groups: int | None = None,
 ) -> list[tuple[Any, Gram, Gram | None]]:
     out: list[tuple[Any, Gram, Gram | None]] = []
     for i, (key, n_x, n_y, la, lb, mode) in enumerate(description):
@@ -336,12 +360,22 @@ def _reduced(
             if plan is not None:
                 acc = plan.gram if which == "gram" else plan.baseline.acc if plan.baseline else None
             if acc is None:
-                acc = DeviceGram(n_x, n_y, device)
+                acc = DeviceGram(n_x, n_y, device, groups=groups if which == "gram" else None)
             m, s, c = distributed.all_reduce_parts(*acc.parts())
-            parts.append(gram_from_parts(m, s, c, n_x))
+            # Each rank dealt its own batches in turn; group k sums over the ranks' group k.
+            own, dealt = acc.group_parts_of()
+            summed = [distributed.all_reduce_parts(*part) for part in own]
+            dealt = distributed.all_reduce_parts(*_count_part(dealt, device))[2] if own else 0
+            parts.append(gram_from_parts(m, s, c, n_x, summed, dealt))
         assert parts[0] is not None
         out.append((_Described(key, la, lb, mode), parts[0], parts[1]))
     return out
+
+
+def _count_part(count: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """A count as the (matrix, sums, count) that all_reduce_parts sums."""
+    zero = torch.zeros(1, 1, dtype=torch.float64, device=device)
+    return zero, torch.zeros(1, dtype=torch.float64, device=device), count
 
 
 def _finish(

@@ -25,6 +25,7 @@ from ..validation import (
     Precision,
     check_bool,
     check_choice,
+    check_groups,
     check_max_batches,
     check_per_site,
     check_precision,
@@ -118,6 +119,7 @@ class _GridGram:
         sites_b: list[_SiteInfo],
         device: torch.device,
         precision: Precision,
+        groups: int | None = None,
     ) -> None:
         self.grid, self.sites_a, self.sites_b = grid, sites_a, sites_b
         self.offsets: dict[tuple[str, str], tuple[int, int]] = {}
@@ -126,11 +128,14 @@ class _GridGram:
             self.offsets[(info.which, info.label)] = (start, start + info.width)
             start += info.width
         self.n_x = sum(i.width for i in sites_a)
-        self.acc = DeviceGram(self.n_x, start - self.n_x, device, precision)
+        self.acc = DeviceGram(self.n_x, start - self.n_x, device, precision, groups)
+        self.groups = groups
 
     def nbytes(self) -> int:
         n = self.acc.n_x + self.acc.n_y
-        return 2 * 8 * n * n  # the accumulator and the symmetric matrix read from it
+        # The accumulator and the symmetric matrix read from it; with jackknife groups, as
+        # much again per group.
+        return 2 * 8 * n * n * (1 + (self.groups or 0))
 
     def update(
         self, values_a: dict[str, torch.Tensor], values_b: dict[str, torch.Tensor], mask: torch.Tensor | None
@@ -150,7 +155,11 @@ class _GridGram:
         ia = slice(*self.offsets[("model_a", a.label)])
         ib = slice(*self.offsets[("model_b", b.label)])
         index = np.r_[ia, ib]
-        return Gram.from_matrix(m[np.ix_(index, index)], a.width, full.n_samples, column_sums=sums[index])
+        gram = Gram.from_matrix(m[np.ix_(index, index)], a.width, full.n_samples, column_sums=sums[index])
+        if full.groups is None:
+            return gram
+        parts, dealt = full._group_parts()
+        return gram._with_groups([(gm[np.ix_(index, index)], gs[index], c) for gm, gs, c in parts], dealt)
 
 
 class PairGrams(Mapping):
@@ -194,6 +203,7 @@ def compare_all(
     progress: bool = True,
     precision: Precision = DEFAULT_PRECISION,
     centered: bool = False,
+    groups: int | None = None,
 ) -> Any:
     """Every site of model A against every site of model B, streaming the data once.
 
@@ -222,6 +232,11 @@ def compare_all(
     centered : bool
         The pairs' thresholds, similarity and ``match_auc`` are the centred match's (as for
         :func:`nsm.torch.compare`).
+    groups : int >= 2, optional
+        Jackknife error bars, as for :func:`nsm.torch.compare` (batches dealt round-robin,
+        memory K + 1 times the Grams, counted in ``max_bytes``): every pair's Gram keeps its
+        groups, so ``pair(a, b)`` gives intervals and ``matrix(measure, se=True)`` the
+        standard errors; ``matrix(measure)`` stays the full-data values.
 
     Returns
     -------
@@ -251,6 +266,7 @@ def compare_all(
     precision = check_precision(precision)
     progress = check_bool(progress, "progress")
     centered = check_bool(centered, "centered")
+    groups = check_groups(groups)
     layouts = _PerSite(check_per_site(layout, "layout", LAYOUTS), "layout")
     modes = _PerSite(check_per_site(tokens, "tokens", TOKEN_MODES), "tokens")
     sel_a = ModelSelection(model_a, layers_a, "model_a")
@@ -277,7 +293,7 @@ def compare_all(
                 infos = (_infos(sel_a, tap_a, layouts, modes), _infos(sel_b, tap_b, layouts, modes))
                 layouts.check_used()
                 modes.check_used()
-                grids = _plan_grids(infos, samples, device, pairs, reasons, precision)
+                grids = _plan_grids(infos, samples, device, pairs, reasons, precision, groups)
                 _check_memory(grids, max_bytes)
             values_a = {i.label: tap_a.value(i.site.module, i.site.index) for i in infos[0]}
             values_b = {i.label: tap_b.value(i.site.module, i.site.index) for i in infos[1]}
@@ -313,6 +329,7 @@ def _plan_grids(
     pairs: dict,
     reasons: dict,
     precision: Precision,
+    groups: int | None = None,
 ) -> list[_GridGram]:
     needed: dict[Grid, tuple[dict[str, _SiteInfo], dict[str, _SiteInfo]]] = {}
     where: dict[tuple[str, str], Grid | None] = {}
@@ -326,7 +343,7 @@ def _plan_grids(
             sa, sb = needed.setdefault(grid, ({}, {}))
             sa[a.label], sb[b.label] = a, b
     grams = {
-        grid: _GridGram(grid, list(sa.values()), list(sb.values()), device, precision)
+        grid: _GridGram(grid, list(sa.values()), list(sb.values()), device, precision, groups)
         for grid, (sa, sb) in needed.items()
     }
     for a in infos[0]:
