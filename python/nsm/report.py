@@ -184,7 +184,9 @@ def plot_similarity(comparison: Any, path: Any) -> None:
 
 def plot_curves(comparison: Any, path: Any) -> None:
     """Similarity as a function of ε, one curve per layer (solid) and its baseline (dashed);
-    a shaded band, the 95% jackknife interval at each ε, for layers compared with ``groups``.
+    a shaded band, ±1.96 jackknife standard errors at each ε, for layers compared with ``groups``
+    (a rough guide: the similarity at one ε is a step function and its interval undercovers;
+    docs/method.md, "Error bars").
     Starved layers (``few_samples``) are drawn dotted and their labels carry ``*``.
 
     Examples
@@ -224,7 +226,15 @@ def plot_curves(comparison: Any, path: Any) -> None:
     if any(starved):
         ax.plot([], [], color="grey", ls=":", lw=2, label="starved * (dotted)")
     if banded:
-        ax.fill_between([], [], [], color="grey", alpha=0.2, lw=0, label="95% jackknife interval")
+        ax.fill_between(
+            [],
+            [],
+            [],
+            color="grey",
+            alpha=0.2,
+            lw=0,
+            label="±1.96 jackknife se\n(a rough guide at one ε:\nsee docs/method.md)",
+        )
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1.02)
     ax.set_xlabel("ε (largest relative error allowed)")
@@ -246,7 +256,7 @@ def plot_curves(comparison: Any, path: Any) -> None:
 
 
 def _interval_band(ax: Any, lc: Any, grid: np.ndarray, color: Any) -> bool:
-    """Shade the layer's 95% jackknife interval of the similarity (clipped to [0, 1]) when it
+    """Shade the layer's ±1.96 jackknife se band of the similarity (clipped to [0, 1]) when it
     kept groups; whether it did."""
     if getattr(lc, "groups", None) is None:
         return False
