@@ -107,6 +107,76 @@ def test_bert_style_encoder():
     assert c[sites[0]].n_samples == BERT["seqs"] * BERT["length"]
 
 
+# The issue's BERT-size target: BERT-base widths and depth (768 wide, FFN 3,072, 12 layers) on
+# 64 sequences of 128 tokens (8,192 tokens). Sites of the last layer: its FFN (linear1's output,
+# 3,072 wide: the widest activation of the model and the hard case for the Gram and the engine)
+# and its output (768). Full size only: the small run keeps a tiny encoder.
+BERT_SIZE = (
+    dict(seqs=16, length=32, width=32, ffn=64, layers=2)
+    if SMALL
+    else dict(seqs=64, length=128, width=768, ffn=3072, layers=12)
+)
+
+
+def _rss_reset() -> int | None:
+    """Resets this process's peak resident memory (Linux) and returns the current one, in bytes."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return _status("VmRSS:")
+    except OSError:
+        return None
+
+
+def _status(key: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key):
+                return int(line.split()[1]) * 1024
+    raise KeyError(key)
+
+
+def test_bert_size_encoder():
+    cfg = BERT_SIZE
+    a = TokenEncoder(1, d=cfg["width"], ffn=cfg["ffn"], layers=cfg["layers"]).eval()
+    b = TokenEncoder(2, d=cfg["width"], ffn=cfg["ffn"], layers=cfg["layers"]).eval()
+    g = torch.Generator().manual_seed(0)
+    data = [
+        {"input_ids": torch.randint(1, 50, (8, cfg["length"]), generator=g)} for _ in range(cfg["seqs"] // 8)
+    ]
+    last = cfg["layers"] - 1
+    sites = [f"encoder.layers.{last}.linear1", f"encoder.layers.{last}"]
+    label = f"BERT-size encoder ({cfg['width']} / {cfg['ffn']}, {cfg['layers']} layers)"
+
+    def forwards():
+        with torch.no_grad():
+            for x in data:
+                a(**x), b(**x)
+
+    forwards()  # warm up
+    timed(f"{label}: forward passes of both models alone", forwards)
+    before = _rss_reset()
+    c = timed(f"{label}: compare", lambda: nsm.torch.compare(a, b, data, sites, progress=False))
+    if before is not None:
+        extra = _status("VmHWM:") - before
+        grams = sum(x.nbytes for s in sites for x in (c[s].gram.matrix, c[s].baseline_gram.matrix))
+        NOTES.append(
+            f"{label}, compare of {sites}: peak extra memory {extra / 2**20:.0f} MiB "
+            f"= {extra / grams:.2f}x the Grams it returns"
+        )
+    RATIOS.append(
+        (
+            f"{label}: compare (default precision, with the baseline) / forward passes",
+            f"{label}: compare",
+            f"{label}: forward passes of both models alone",
+            "<= 5",
+        )
+    )
+    n_tokens = cfg["seqs"] * cfg["length"]
+    assert c[sites[0]].n_samples == n_tokens
+    assert c[sites[0]].gram.n_x == c[sites[0]].gram.n_y == cfg["ffn"]
+
+
 MEMORY_SCRIPT = textwrap.dedent("""
     import json, sys
     import torch
