@@ -203,9 +203,7 @@ def test_pytorch_cka(setup):
         return pytorch_cka.compute_cka(a, b, [data], layers=relus, device="cpu", progress=False)[0]
 
     _, extra = _peak(lambda: timed(f"{PAIRS}: pytorch-cka as a user calls it on the ReLU modules", natural))
-    sites = list(
-        nsm.torch.compare_all(a, b, data[:1], torch.nn.ReLU, baseline=False, progress=False).sites_a
-    )
+    sites = list(nsm.torch.compare_all(a, b, data[:1], torch.nn.ReLU, baseline=False, progress=False).sites_a)
     pa, names = _probed(a, sites)
     pb, _ = _probed(b, sites)
 
