@@ -4,6 +4,7 @@ pooled by hand."""
 from __future__ import annotations
 
 import functools
+import os
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ torch = pytest.importorskip("torch", reason="the torch extra is not installed")
 F = torch.nn.functional
 
 import nsm  # noqa: E402
+import nsm.heatmap  # noqa: E402
 import nsm.torch  # noqa: E402
 
 # These tests check captured values against hand-extracted activations exactly, so the Grams
@@ -114,16 +116,97 @@ def test_pairs_that_cannot_share_samples_are_reported():
     assert np.isnan(cross.matrix("linear_cka")[0, 1])
 
 
-def test_memory_is_checked_before_streaming():
+@pytest.mark.parametrize("baseline", [True, False])
+def test_memory_is_checked_before_streaming(baseline):
     a, b, data = net(1), net(2), batches(2)
     # grids (8, 8): the first ReLU of each (4 + 4); (4, 4): the first two (18); (): all (30);
-    # each Gram counted twice (the accumulator and the symmetric matrix read from it)
-    total = 2 * 8 * (8**2 + 18**2 + 30**2)
+    # each Gram counted twice (the accumulator and the symmetric matrix read from it), and
+    # its baseline's as much again
+    total = (4 if baseline else 2) * 8 * (8**2 + 18**2 + 30**2)
     with pytest.raises(
         ValueError,
         match=rf"would take {total} bytes, over max_bytes = 1000 bytes; the widest sites are "
         r"'7' of model_a \(6\)",
     ):
-        compare_all(a, b, data, torch.nn.ReLU, max_bytes=1000, progress=False)
+        compare_all(a, b, data, torch.nn.ReLU, max_bytes=1000, baseline=baseline, progress=False)
+    assert compare_all(a, b, data, torch.nn.ReLU, max_bytes=total, baseline=baseline, progress=False)
     with pytest.raises(ValueError, match="samples must be one of"):
         compare_all(a, b, data, torch.nn.ReLU, samples="mean", progress=False)
+
+
+def grid_of(samples, sa, sb):
+    """The grid a pair of ``net``'s ReLUs shares its samples on."""
+    grids = {"1": (8, 8), "4": (4, 4), "7": ()}
+    if samples == "inputs" or () in (grids[sa], grids[sb]):
+        return ()
+    return min(grids[sa], grids[sb])
+
+
+@pytest.mark.parametrize("samples", ["inputs", "pool"])
+def test_baseline_against_shifted_activations(samples):
+    a, b, data = net(1), net(2), batches(4)
+    data[-1] = data[-1][:20]  # a short last batch: paired with the first rows of the one before
+    cross = compare_all(a, b, data, torch.nn.ReLU, samples=samples, eps=[0.3, 0.6], progress=False)
+    oa, ob = outputs(a, data), outputs(b, data)
+    for sa in ("1", "4", "7"):
+        for sb in ("1", "4", "7"):
+            grid = grid_of(samples, sa, sb)
+            X = [rows(t, grid) for t in oa[sa]]
+            Y = [rows(t, grid) for t in ob[sb]]
+            # batch i of A against batch i-1 of B, the first min(len) samples of each
+            m = [min(len(X[i]), len(Y[i - 1])) for i in range(1, len(X))]
+            Xs = np.vstack([X[i][: m[i - 1]] for i in range(1, len(X))])
+            Ys = np.vstack([Y[i - 1][: m[i - 1]] for i in range(1, len(X))])
+            expected = nsm.Gram.from_arrays(Xs, Ys)
+            lc = cross.pair(sa, sb)
+            got = lc.baseline_gram
+            assert got is not None and got.n_samples == expected.n_samples == len(Xs)
+            np.testing.assert_allclose(
+                got.matrix, expected.matrix, rtol=1e-9, atol=1e-9 * np.abs(expected.matrix).max()
+            )
+            np.testing.assert_allclose(got.column_sums, Xs.sum(0).tolist() + Ys.sum(0).tolist(), rtol=1e-9)
+            reference = nsm.match_thresholds(expected)
+            assert lc.baseline(0.3) == pytest.approx(float(reference.similarity(0.3)), abs=1e-12)
+    for e in (0.3, 0.6):
+        gap = cross.matrix("similarity_gap", eps=e)
+        sim = cross.matrix("similarity", eps=e)
+        base = np.array([[cross.pair(sa, sb).baseline(e) for sb in cross.sites_b] for sa in cross.sites_a])
+        assert np.isfinite(gap).all()
+        np.testing.assert_array_equal(gap, sim - base)
+
+
+def test_one_batch_gives_a_nan_baseline_as_compare_does(tmp_path):
+    a, b, data = net(1), net(2), batches(1)
+    cross = compare_all(a, b, data, torch.nn.ReLU, eps=[0.5], progress=False)
+    single = nsm.torch.compare(a, b, data, [("1", "1")], eps=[0.5], progress=False, precision="float64")
+    assert np.isnan(single["1"].baseline(0.5))
+    assert np.isnan(cross.matrix("similarity_gap", eps=0.5)).all()
+    assert np.isfinite(cross.matrix("similarity", eps=0.5)).all()
+    lc = cross.pair("1", "4")
+    assert lc.baseline_gram is None and np.isnan(lc.baseline(0.5)) and np.isnan(lc.baseline_match_auc())
+    # the report leaves out the gap's heatmap, which would be all NaN
+    names = [os.path.basename(p) for p in nsm.heatmap.write_cross_report(cross, tmp_path)]
+    assert "heatmap_similarity_0.5.png" in names and "heatmap_similarity_gap_0.5.png" not in names
+
+
+def test_without_baseline_the_gap_is_nan_and_with_it_drawn(tmp_path):
+    a, b, data = net(1), net(2), batches(3)
+    without = compare_all(a, b, data, torch.nn.ReLU, baseline=False, progress=False)
+    assert np.isnan(without.matrix("similarity_gap", eps=0.5)).all()
+    assert without.pair("1", "7").baseline_gram is None
+    with_ = compare_all(a, b, data, torch.nn.ReLU, eps=[0.5], progress=False)
+    np.testing.assert_array_equal(with_.matrix("linear_cka"), without.matrix("linear_cka"))
+    names = [os.path.basename(p) for p in nsm.heatmap.write_cross_report(with_, tmp_path)]
+    assert "heatmap_similarity_gap_0.5.png" in names
+    with pytest.raises(TypeError, match="baseline must be True or False"):
+        compare_all(a, b, data, torch.nn.ReLU, baseline="yes", progress=False)
+
+
+def test_pair_grams_keep_the_grids_precision():
+    # The measures' rank cutoff reads the Gram's precision: a pair cut out of a mixed grid Gram
+    # must say "mixed" (it said the default, float64, and CCA counted float32 rounding).
+    a, b, data = net(1), net(2), batches(2)
+    cross = nsm.torch.compare_all(a, b, data, torch.nn.ReLU, precision="mixed", progress=False)
+    lc = cross.pair("1", "7")
+    assert lc.gram.precision == "mixed" and lc.baseline_gram.precision == "mixed"
+    assert compare_all(a, b, data, torch.nn.ReLU, progress=False).pair("1", "7").gram.precision == "float64"

@@ -181,6 +181,20 @@ class Gram:
         gram._sums_known = column_sums is not None
         return gram
 
+    @classmethod
+    def _from_block(
+        cls, matrix: np.ndarray, n_x: int, n_samples: int, column_sums: np.ndarray, precision: Precision
+    ) -> Gram:
+        """A Gram of neurons cut out of a Gram nsm accumulated (``matrix``: the symmetric block,
+        a fresh float64 array this Gram takes; ``column_sums`` likewise): no checks, since a block
+        of a Gram is a Gram, and the block itself kept as the state ``matrix`` reads."""
+        gram = cls(n_x, matrix.shape[0] - n_x, precision=precision)
+        gram._acc.assign(matrix, column_sums, n_samples)
+        matrix.setflags(write=False)
+        column_sums.setflags(write=False)
+        gram._cache = (matrix, column_sums, int(n_samples))
+        return gram
+
     def update(
         self, X: Any, Y: Any, *, num_threads: int | None = None, precision: Precision | None = None
     ) -> Gram:

@@ -31,6 +31,7 @@ from ..validation import (
     check_precision,
 )
 from .accumulate import DeviceGram
+from .baseline import ShiftedBaseline
 from .capture import Tap
 from .compare import (
     PerSite,
@@ -110,7 +111,9 @@ def _to_grid(t: torch.Tensor, info: _SiteInfo, grid: Grid, mask: torch.Tensor | 
 
 
 class _GridGram:
-    """One Gram over the sites of both models that some pair needs on this grid."""
+    """One Gram over the sites of both models that some pair needs on this grid, and with
+    ``baseline``, the shifted-batch baseline's Gram over the same sites (batch i of A against
+    batch i-1 of B, as :func:`nsm.torch.compare`'s; without jackknife groups, as there)."""
 
     def __init__(
         self,
@@ -120,6 +123,7 @@ class _GridGram:
         device: torch.device,
         precision: Precision,
         groups: int | None = None,
+        baseline: bool = False,
     ) -> None:
         self.grid, self.sites_a, self.sites_b = grid, sites_a, sites_b
         self.offsets: dict[tuple[str, str], tuple[int, int]] = {}
@@ -130,12 +134,14 @@ class _GridGram:
         self.n_x = sum(i.width for i in sites_a)
         self.acc = DeviceGram(self.n_x, start - self.n_x, device, precision, groups)
         self.groups = groups
+        self.base = ShiftedBaseline(self.n_x, start - self.n_x, device, precision) if baseline else None
+        self._results: dict[bool, Gram] = {}
 
     def nbytes(self) -> int:
         n = self.acc.n_x + self.acc.n_y
         # The accumulator and the symmetric matrix read from it; with jackknife groups, as
-        # much again per group.
-        return 2 * 8 * n * n * (1 + (self.groups or 0))
+        # much again per group; the baseline's accumulator and matrix.
+        return 2 * 8 * n * n * (1 + (self.groups or 0) + (0 if self.base is None else 1))
 
     def update(
         self, values_a: dict[str, torch.Tensor], values_b: dict[str, torch.Tensor], mask: torch.Tensor | None
@@ -147,36 +153,59 @@ class _GridGram:
             raise ValueError(
                 f"sites on the grid {self.grid} give different numbers of samples: {sorted(rows)}"
             )
-        self.acc.update(torch.cat(xs, dim=1), torch.cat(ys, dim=1))
+        x, y = torch.cat(xs, dim=1), torch.cat(ys, dim=1)
+        self.acc.update(x, y)
+        if self.base is not None:
+            self.base.update(x, y)
 
-    def pair(self, a: _SiteInfo, b: _SiteInfo) -> Gram:
-        full = self.acc.result()
+    def pair(self, a: _SiteInfo, b: _SiteInfo, baseline: bool = False) -> Gram | None:
+        """The pair's Gram cut out of the grid's (with ``baseline``: the baseline's, None when
+        there is none or it has no samples, as after one batch)."""
+        if baseline and self.base is None:
+            return None
+        full = self._result(baseline)
+        if baseline and full.n_samples == 0:
+            return None
         m, sums = full.matrix, full.column_sums
         ia = slice(*self.offsets[("model_a", a.label)])
         ib = slice(*self.offsets[("model_b", b.label)])
         index = np.r_[ia, ib]
-        gram = Gram.from_matrix(m[np.ix_(index, index)], a.width, full.n_samples, column_sums=sums[index])
+        # A block of the grid's Gram is a Gram: cut without checking it again (a check costs a
+        # Cholesky per pair and per read), with the precision the grid was accumulated in.
+        block = m[np.ix_(index, index)]
+        gram = Gram._from_block(block, a.width, full.n_samples, sums[index], self.acc.precision)
         if full.groups is None:
             return gram
         parts, dealt = full._group_parts()
         return gram._with_groups([(gm[np.ix_(index, index)], gs[index], c) for gm, gs, c in parts], dealt)
 
+    def _result(self, baseline: bool) -> Gram:
+        """The grid's whole Gram (or its baseline's), made once when first read: streaming is
+        over by then (off the CPU, making it copies the Gram to the host and checks it)."""
+        if baseline not in self._results:
+            acc = self.base.acc if baseline and self.base is not None else self.acc
+            self._results[baseline] = acc.result()
+        return self._results[baseline]
+
 
 class PairGrams(Mapping):
     """``{(site_a, site_b): Gram or None}``, cut out of the grid Grams each time a pair is read
     (None: the pair could not share samples; ``reasons`` says why). Nothing is kept per pair,
-    so the memory is that of the grid Grams whatever the number of pairs."""
+    so the memory is that of the grid Grams whatever the number of pairs. With ``baseline``,
+    the baselines' Grams of the compared pairs (None where there is no baseline)."""
 
     def __init__(
         self,
         pairs: dict[tuple[str, str], tuple[_GridGram | None, _SiteInfo, _SiteInfo]],
         reasons: dict[tuple[str, str], str],
+        baseline: bool = False,
     ) -> None:
-        self._pairs, self.reasons = pairs, reasons
+        self.reasons, self.baseline = reasons, baseline
+        self._pairs = {k: v for k, v in pairs.items() if v[0] is not None} if baseline else pairs
 
     def __getitem__(self, key: tuple[str, str]) -> Gram | None:
         grid, a, b = self._pairs[key]
-        return None if grid is None else grid.pair(a, b)
+        return None if grid is None else grid.pair(a, b, self.baseline)
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
         return iter(self._pairs)
@@ -201,6 +230,7 @@ def compare_all(
     mask: Callable[[Any], torch.Tensor] | None = None,
     max_bytes: int = DEFAULT_MAX_BYTES,
     progress: bool = True,
+    baseline: bool = True,
     precision: Precision = DEFAULT_PRECISION,
     centered: bool = False,
     groups: int | None = None,
@@ -224,11 +254,16 @@ def compare_all(
         The ε values of the pairs' summary (default: nsm's).
     device, max_batches, layout, tokens, mask, progress
         As for :func:`nsm.torch.compare` (``layout`` and ``tokens`` per site label).
+    baseline : bool
+        Also accumulate the shifted-batch baseline of every pair, as :func:`nsm.torch.compare`
+        does (batch i of A against batch i-1 of B, on the pair's samples): it gives
+        ``matrix("similarity_gap", eps)`` and ``pair(a, b).baseline(eps)``, NaN after a single
+        batch. It costs about as much again as the Grams, in time and memory.
     precision : {'mixed', 'float64'}
         As for :func:`nsm.torch.compare`.
     max_bytes : int
-        Refuse to start when the Grams would need more memory than this (default 4 GiB); the
-        error names the total and the largest sites.
+        Refuse to start when the Grams (with their baselines) would need more memory than this
+        (default 4 GiB); the error names the total and the largest sites.
     centered : bool
         The pairs' thresholds, similarity and ``match_auc`` are the centred match's (as for
         :func:`nsm.torch.compare`).
@@ -265,6 +300,7 @@ def compare_all(
     max_batches = check_max_batches(max_batches)
     precision = check_precision(precision)
     progress = check_bool(progress, "progress")
+    baseline = check_bool(baseline, "baseline")
     centered = check_bool(centered, "centered")
     groups = check_groups(groups)
     layouts = _PerSite(check_per_site(layout, "layout", LAYOUTS), "layout")
@@ -293,7 +329,7 @@ def compare_all(
                 infos = (_infos(sel_a, tap_a, layouts, modes), _infos(sel_b, tap_b, layouts, modes))
                 layouts.check_used()
                 modes.check_used()
-                grids = _plan_grids(infos, samples, device, pairs, reasons, precision, groups)
+                grids = _plan_grids(infos, samples, device, pairs, reasons, precision, groups, baseline)
                 _check_memory(grids, max_bytes)
             values_a = {i.label: tap_a.value(i.site.module, i.site.index) for i in infos[0]}
             values_b = {i.label: tap_b.value(i.site.module, i.site.index) for i in infos[1]}
@@ -307,6 +343,7 @@ def compare_all(
         [i.label for i in infos[1]],
         PairGrams(pairs, reasons),
         reasons=reasons,
+        baselines=PairGrams(pairs, reasons, baseline=True) if baseline else None,
         centered=centered,
         **kwargs,
     )
@@ -330,6 +367,7 @@ def _plan_grids(
     reasons: dict,
     precision: Precision,
     groups: int | None = None,
+    baseline: bool = False,
 ) -> list[_GridGram]:
     needed: dict[Grid, tuple[dict[str, _SiteInfo], dict[str, _SiteInfo]]] = {}
     where: dict[tuple[str, str], Grid | None] = {}
@@ -343,7 +381,7 @@ def _plan_grids(
             sa, sb = needed.setdefault(grid, ({}, {}))
             sa[a.label], sb[b.label] = a, b
     grams = {
-        grid: _GridGram(grid, list(sa.values()), list(sb.values()), device, precision, groups)
+        grid: _GridGram(grid, list(sa.values()), list(sb.values()), device, precision, groups, baseline)
         for grid, (sa, sb) in needed.items()
     }
     for a in infos[0]:
@@ -359,10 +397,11 @@ def _check_memory(grids: list[_GridGram], max_bytes: int) -> None:
         return
     widest = sorted({(-i.width, i.which, i.label) for g in grids for i in g.sites_a + g.sites_b})
     largest = ", ".join(f"{label!r} of {which} ({-width})" for width, which, label in widest[:4])
+    baseline = " (with their baselines)" if any(g.base is not None for g in grids) else ""
     raise ValueError(
-        f"the Grams of every pair would take {_size(total)}, over max_bytes = "
+        f"the Grams of every pair{baseline} would take {_size(total)}, over max_bytes = "
         f"{_size(max_bytes)}; the widest sites are {largest}: select fewer sites, "
-        "use samples='inputs', or raise max_bytes"
+        f"use samples='inputs', {'pass baseline=False, ' if baseline else ''}or raise max_bytes"
     )
 
 
