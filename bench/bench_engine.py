@@ -97,3 +97,39 @@ def test_engine_against_dpstrf(setting):
         RATIOS.append(
             (f"{what} / dpstrf of both layers, {tag}", f"{what}, {tag}", f"dpstrf both layers, {tag}", "<= 3")
         )
+
+
+@pytest.mark.parametrize("n", [48] if SMALL else [256, 512, 1024])
+def test_threads_by_size(n):
+    """The engine's thread rule (a thread per 1,024 neurons of both layers, up to num_threads)
+    against two threads forced whatever the size, on the "match" case."""
+    from nsm import _core
+
+    gram = engine_gram(n, "match")
+    tag = f"{n}+{n}"
+    rounds = 5
+    default = _core._engine_neurons_per_thread()
+    try:
+        rule = timed(
+            f"match_thresholds 2 threads by the size rule, {tag}",
+            lambda: nsm.match_thresholds(gram, num_threads=2),
+            rounds,
+        )
+        _core._set_engine_neurons_per_thread(1)
+        forced = timed(
+            f"match_thresholds 2 threads forced, {tag}",
+            lambda: nsm.match_thresholds(gram, num_threads=2),
+            rounds,
+        )
+    finally:
+        _core._set_engine_neurons_per_thread(default)
+    np.testing.assert_allclose(rule.x, forced.x, atol=1e-9)
+    NOTES.append(f"{tag}: the size rule runs the engine on {_core._engine_threads(2 * n, 2)} thread(s) of 2")
+    RATIOS.append(
+        (
+            f"match_thresholds by the size rule / 2 threads forced, {tag}",
+            f"match_thresholds 2 threads by the size rule, {tag}",
+            f"match_thresholds 2 threads forced, {tag}",
+            "< 1 below 1,024 neurons a thread",
+        )
+    )

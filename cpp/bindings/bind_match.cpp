@@ -92,6 +92,11 @@ void bind_match(py::module_& m) {
     return d;
   });
   m.def("_reset_engine_counters", &reset_engine_counters);
+  // Private: the engine's neurons per thread (tests lower it to reach the threaded paths on
+  // small layers) and the thread count it gives.
+  m.def("_engine_neurons_per_thread", &engine_neurons_per_thread);
+  m.def("_set_engine_neurons_per_thread", &set_engine_neurons_per_thread, py::arg("neurons"));
+  m.def("_engine_threads", &engine_threads, py::arg("n"), py::arg("requested"));
   m.def(
       "_set_engine_paths",
       [](const std::string& refactor, bool parallel_sweeps) {

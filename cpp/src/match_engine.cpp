@@ -1,6 +1,7 @@
 #include "nsm/match_engine.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <limits>
 #include <numeric>
@@ -12,11 +13,27 @@
 
 namespace nsm {
 
+namespace { std::atomic<int> g_neurons_per_thread{1024}; }  // namespace
+
+int engine_neurons_per_thread() { return g_neurons_per_thread.load(); }
+
+void set_engine_neurons_per_thread(int neurons) {
+  if (neurons < 1) {
+    throw std::invalid_argument("neurons per thread must be >= 1, got " + std::to_string(neurons));
+  }
+  g_neurons_per_thread.store(neurons);
+}
+
+int engine_threads(Index n, int requested) {
+  const Index by_size = n / engine_neurons_per_thread();
+  return static_cast<int>(std::clamp<Index>(by_size, 1, std::max(requested, 1)));
+}
+
 MatchEngine::MatchEngine(const double* gram, Index n, Index ld, Index n_x, std::int64_t n_samples,
                          const MatchOptions& options, std::shared_ptr<const void> owner)
     : n_(n),
       n_x_(n_x),
-      num_threads_(std::max(options.num_threads, 1)),
+      num_threads_(engine_threads(n, options.num_threads)),
       owner_(std::move(owner)),
       scale_(Eigen::VectorXd::Zero(n)),
       cosine_(gram, n, ld, scale_.data()) {

@@ -13,6 +13,18 @@ namespace nsm {
 
 using Index = Eigen::Index;
 
+/// Neurons (both layers together) per engine thread. The engine runs many short OpenMP
+/// regions (one per downdate sweep and per batch of removals); below about 1,024 neurons a
+/// thread their fork and join cost more than a second thread gains (bench/bench_engine.py,
+/// "threads": at 256 + 256 neurons two threads took 4 to 5 times one thread's time, at
+/// 1,024 + 1,024 they gained 1.3 to 1.5 times). Tests lower it to reach the threaded paths
+/// on small layers.
+int engine_neurons_per_thread();
+void set_engine_neurons_per_thread(int neurons);
+/// The threads an engine over n neurons uses when `requested` are asked for:
+/// clamp(n / engine_neurons_per_thread(), 1, requested).
+int engine_threads(Index n, int requested);
+
 struct MatchOptions {
   /// A neuron is dead when G_vv <= dead_tol * max G_uu over its own layer.
   double dead_tol = 1e-20;
