@@ -273,3 +273,7 @@ def test_the_gpu_arithmetic_path_gives_the_same_grams(monkeypatch, precision, rt
             plain[name].gram.matrix, exact[name].gram.matrix, rtol=rtol, atol=rtol * scale
         )
         np.testing.assert_allclose(plain[name].gram.column_sums, core[name].gram.column_sums, rtol=1e-10)
+        # The Grams say which pass made them (the measures' rank cutoff reads it); the GPU path
+        # used to label a mixed Gram float64.
+        assert plain[name].gram.precision == core[name].gram.precision == precision
+        assert plain[name].baseline_gram.precision == core[name].baseline_gram.precision == precision

@@ -149,7 +149,7 @@ class DeviceGram:
         if self.gram is not None:
             return self.gram
         parts, dealt = self.group_parts_of()
-        return gram_from_parts(self.matrix, self.sums, self.count, self.n_x, parts, dealt)
+        return gram_from_parts(self.matrix, self.sums, self.count, self.n_x, parts, dealt, self.precision)
 
 
 def gram_from_parts(
@@ -159,10 +159,13 @@ def gram_from_parts(
     n_x: int,
     groups: list[tuple[torch.Tensor, torch.Tensor, int]] | None = None,
     dealt: int = 0,
+    precision: Precision = DEFAULT_PRECISION,
 ) -> Gram:
     """An nsm.Gram from a Gram's parts held as tensors on any device (and its jackknife
-    groups' parts, when given)."""
+    groups' parts, when given), labelled with the pass that made it (the measures' rank cutoff
+    reads it)."""
     gram = Gram.from_matrix(matrix.cpu().numpy(), n_x, int(count), column_sums=sums.cpu().numpy())
+    gram._precision = precision
     if not groups:
         return gram
     return gram._with_groups([(m.cpu().numpy(), s.cpu().numpy(), int(c)) for m, s, c in groups], dealt)

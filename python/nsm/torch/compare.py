@@ -366,7 +366,7 @@ def _reduced(
             own, dealt = acc.group_parts_of()
             summed = [distributed.all_reduce_parts(*part) for part in own]
             dealt = distributed.all_reduce_parts(*_count_part(dealt, device))[2] if own else 0
-            parts.append(gram_from_parts(m, s, c, n_x, summed, dealt))
+            parts.append(gram_from_parts(m, s, c, n_x, summed, dealt, acc.precision))
         assert parts[0] is not None
         out.append((_Described(key, la, lb, mode), parts[0], parts[1]))
     return out
