@@ -218,9 +218,43 @@ def test_gram_without_column_sums_is_refused(rng):
     )
 
 
+def test_a_saved_gram_without_column_sums_is_still_refused(rng, tmp_path):
+    # Gram.save wrote the unknown sums as zeros and load read them back as known, so a loaded
+    # bare Gram gave the uncentred match under centered=True, silently.
+    X, Y = related_layers(rng, 100, 3, 3)
+    A = np.hstack([X + 5.0, Y])
+    bare = nsm.Gram.from_matrix(A.T @ A, n_x=3, n_samples=100)
+    bare.save(tmp_path / "bare.npz")
+    with pytest.raises(ValueError, match="column_sums"):
+        nsm.match_thresholds(nsm.Gram.load(tmp_path / "bare.npz"), centered=True)
+    full = nsm.Gram.from_matrix(A.T @ A, n_x=3, n_samples=100, column_sums=A.sum(axis=0))
+    full.save(tmp_path / "full.npz")
+    Xc, Yc = X - X.mean(0), Y - Y.mean(0)
+    np.testing.assert_allclose(
+        nsm.match_thresholds(nsm.Gram.load(tmp_path / "full.npz"), centered=True).x,
+        nsm.match_thresholds(Xc, Yc).x,
+        atol=1e-7,
+    )
+
+
 def test_input_gram_is_not_modified(rng):
     X, Y = related_layers(rng, 100, 3, 3)
     g = nsm.Gram.from_arrays(X + 1.0, Y)
     before = g.matrix.copy()
     nsm.max_match(g, 0.5, centered=True)
     np.testing.assert_array_equal(g.matrix, before)
+
+
+def test_match_auc_centered_is_the_area_of_the_hand_centred_match(rng):
+    # README said match_auc takes centered=True; it raised TypeError.
+    X, Y = related_layers(rng, 400, 5, 4)
+    X, Y = X + 3.0, Y + 1.0
+    t = nsm.match_thresholds(X - X.mean(0), Y - Y.mean(0))
+    every = np.concatenate([t.x, t.y])
+    expected = float(np.sum(1 - every[np.isfinite(every)]) / len(every))  # Σ (1 - t_v) / n
+    assert nsm.measures.match_auc(X, Y, centered=True) == pytest.approx(expected, abs=1e-7)
+    assert nsm.measures.match_auc(nsm.match_thresholds(X, Y, centered=True), centered=True) == pytest.approx(
+        expected, abs=1e-7
+    )
+    with pytest.raises(ValueError, match="centred match: pass centered=True"):
+        nsm.measures.match_auc(nsm.match_thresholds(X, Y, centered=True))

@@ -189,6 +189,17 @@ def test_save_load_round_trip(tmp_path, rng):
         nsm.Gram.load(tmp_path / "other.npz")
 
 
+def test_save_load_keeps_the_precision(tmp_path, rng):
+    # The measures' rank cutoff reads a Gram's precision; a saved mixed Gram loaded as float64.
+    X, Y = rng.random((300, 4)).astype(np.float32), rng.random((300, 3)).astype(np.float32)
+    for precision in ("mixed", "float64"):
+        nsm.Gram.from_arrays(X, Y, precision=precision).save(tmp_path / "g.npz")
+        assert nsm.Gram.load(tmp_path / "g.npz").precision == precision
+    np.savez(tmp_path / "bad.npz", **{**np.load(tmp_path / "g.npz"), "precision": np.array("half")})
+    with pytest.raises(ValueError, match="precision"):
+        nsm.Gram.load(tmp_path / "bad.npz")
+
+
 @pytest.mark.parametrize(
     "matrix, what",
     [

@@ -117,8 +117,14 @@ def test_table_export_save_load_and_figure_keep_the_error_bars(tmp_path):
     assert back.table() == table
     c.save(tmp_path / "g.json", grams=True)
     with_grams = Comparison.load(tmp_path / "g.json")
-    assert with_grams["6"].gram.groups is None  # the Grams file keeps the totals only
-    assert with_grams["6"].groups == 3  # the thresholds keep the leave-one-out copies
+    # The Grams are saved whole: their groups too (they were dropped, and a loaded layer whose
+    # linear CKA estimate was not saved then raised in table() and to_rows()).
+    assert with_grams["6"].gram.groups == 3 and with_grams["6"].groups == 3
+    for got, want in zip(with_grams["6"].gram.leave_one_out(), lc.gram.leave_one_out()):
+        np.testing.assert_array_equal(got.matrix, want.matrix)
+    del with_grams["6"].__dict__["_measure_cache"]  # as if its estimate had not been saved
+    assert tuple(with_grams["6"].linear_cka_estimate()) == pytest.approx(tuple(lc.linear_cka_estimate()))
+    assert with_grams.table() == table
     # Without groups nothing changes: no ± and no se columns.
     plain = compare(small_cnn(1), small_cnn(2), data, "6", eps=[0.3])
     assert "±" not in plain.table() and "similarity_se_0.3" not in plain.to_rows()[0]

@@ -233,8 +233,8 @@ class LayerComparison:
         if self.groups is None:
             return None
         cache = self.__dict__.get("_measure_cache", {})
-        if self.gram is None and "linear_cka_estimate" not in cache:
-            return None
+        if "linear_cka_estimate" not in cache and (self.gram is None or self.gram.groups is None):
+            return None  # no Gram, or one without groups (made elsewhere): not known
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NsmWarning)
             return self.linear_cka_estimate()

@@ -446,6 +446,12 @@ class Gram:
         >>> nsm.Gram.load(path).n_samples
         5
         """
+        np.savez(path, **self._fields())
+
+    def _fields(self) -> dict[str, Any]:
+        """The arrays that make this Gram again (:meth:`save`'s file, and the Grams saved beside
+        a comparison): matrix, column sums, n_x, n_samples, whether the sums are known, the
+        precision, and with groups every group's parts."""
         extra: dict[str, Any] = {}
         if self._groups is not None:
             with self._group_lock:
@@ -457,12 +463,13 @@ class Gram:
             extra["group_counts"] = np.array([c for _, _, c in parts], dtype=np.int64)
         else:
             matrix, sums, n_samples = self._state()
-        np.savez(
-            path,
+        return dict(
             matrix=matrix,
             column_sums=sums,
             n_x=np.int64(self.n_x),
             n_samples=np.int64(n_samples),
+            sums_known=np.int64(self._sums_known),
+            precision=np.array(self._precision),
             **extra,
         )
 
@@ -490,23 +497,42 @@ class Gram:
                     missing_groups = sorted(set(grouped) - set(present))
                     raise ValueError(f"{path} is a damaged nsm Gram (missing {', '.join(missing_groups)})")
                 try:
-                    values = {k: f[k] for k in (*fields, *present)}
+                    optional = [k for k in ("sums_known", "precision") if k in f.files]
+                    values = {k: f[k] for k in (*fields, *present, *optional)}
                 except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
                     raise ValueError(f"{path} is a damaged nsm Gram: {exc}") from exc
-        for name in ("n_x", "n_samples", *(("group_dealt",) if present else ())):
+        return cls._from_fields(values, str(path))
+
+    @classmethod
+    def _from_fields(cls, values: dict[str, Any], where: str) -> Gram:
+        """The Gram of :meth:`_fields`' arrays (files written before ``sums_known`` and
+        ``precision`` were saved: sums known, the default precision)."""
+        grouped = "group_counts" in values
+        for name in ("n_x", "n_samples", "sums_known", "group_dealt"):
+            if name not in values:
+                continue
             v = values[name]
             if v.ndim != 0 or v.dtype.kind not in "iu":
-                raise ValueError(f"{path}: saved {name} must be an integer, got {v!r}")
+                raise ValueError(f"{where}: saved {name} must be an integer, got {v!r}")
+        known = int(values["sums_known"]) != 0 if "sums_known" in values else True
         gram = cls.from_matrix(
-            values["matrix"], int(values["n_x"]), int(values["n_samples"]), column_sums=values["column_sums"]
+            values["matrix"],
+            int(values["n_x"]),
+            int(values["n_samples"]),
+            column_sums=values["column_sums"] if known else None,
         )
-        if not present:
+        if "precision" in values:
+            p = values["precision"]
+            if p.ndim != 0 or p.dtype.kind != "U":
+                raise ValueError(f"{where}: saved precision must be a string, got {p!r}")
+            gram._precision = check_precision(str(p))
+        if not grouped:
             return gram
         counts = values["group_counts"]
         if counts.ndim != 1 or counts.dtype.kind not in "iu" or len(counts) < 2:
-            raise ValueError(f"{path}: saved group_counts must be 2 or more integers, got {counts!r}")
+            raise ValueError(f"{where}: saved group_counts must be 2 or more integers, got {counts!r}")
         parts = [(values["group_matrices"][k], values["group_sums"][k], int(c)) for k, c in enumerate(counts)]
-        return gram._with_groups(parts, int(values["group_dealt"]), where=str(path))
+        return gram._with_groups(parts, int(values["group_dealt"]), where=where)
 
     def _group_parts(self) -> tuple[list[tuple[np.ndarray, np.ndarray, int]], int]:
         """Each group's (matrix, column sums, n_samples) and the batches dealt, read together."""

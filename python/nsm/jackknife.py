@@ -37,7 +37,8 @@ class Estimate(NamedTuple):
     """A statistic on all the samples with its jackknife standard error and 95% normal
     interval ``value ± 1.96 se`` (what a measure returns when the Gram keeps groups).
 
-    ``value`` is the statistic on all the samples (the same number as without groups);
+    ``value`` is the statistic on all the samples (the same number as without groups), except
+    for ``match_auc(..., correct_bias=True)``, where it is the jackknife's bias-corrected value;
     ``low`` and ``high`` are not clipped to the statistic's range.
 
     Examples

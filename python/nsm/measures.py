@@ -424,6 +424,7 @@ def match_auc(
     num_threads: int | None = None,
     groups: int | None = None,
     correct_bias: bool = False,
+    centered: bool = False,
 ) -> float | Estimate:
     """Area under the maximum-match similarity curve, ``∫₀¹ MMS(ε) dε`` (nsm's ε-free summary).
 
@@ -433,15 +434,17 @@ def match_auc(
     ``Σ_v (1 - t_v) / n`` over the neurons that ever match, ``n`` the denominator of the
     similarity (dead neurons count in it unless ``count_dead=False``). 1 means every neuron
     matches at ε = 0; a neuron that only matches at ε = 1 adds nothing. Uncentred, like the
-    match itself: compare with the baseline's value, which post-ReLU layers keep high.
+    match itself, unless ``centered=True``: compare with the baseline's value, which post-ReLU
+    layers keep high uncentred.
 
     Parameters
     ----------
     X, Y : array-like, or a Gram, or a :class:`nsm.Thresholds`
         Activations, a Gram, or thresholds computed before (then ``count_dead`` and
         ``dead_tol`` are the thresholds' own, and their ``leave_out`` gives the error bars).
-    count_dead, dead_tol, num_threads, groups
-        As for :func:`nsm.match_thresholds`.
+    count_dead, dead_tol, num_threads, groups, centered
+        As for :func:`nsm.match_thresholds` (thresholds passed in keep their own ``centered``:
+        a different ``centered=`` raises).
     names
         As for :func:`linear_cka`.
     correct_bias : bool
@@ -475,6 +478,11 @@ def match_auc(
                 "match_auc() takes (X, Y), (gram) or (thresholds): got thresholds and a second argument"
             )
         t = X
+        if check_bool(centered, "centered") != t.centered:
+            raise ValueError(
+                f"match_auc: centered={centered} but the thresholds are of the "
+                f"{'centred' if t.centered else 'uncentred'} match: pass centered={t.centered}"
+            )
         k = check_groups(groups)
         if k is not None and t.groups != k:
             raise ValueError(
@@ -487,6 +495,7 @@ def match_auc(
             count_dead=count_dead,
             dead_tol=dead_tol,
             num_threads=num_threads,
+            centered=centered,
         )
     correct_bias = check_bool(correct_bias, "correct_bias")
     value = _auc_or_nan(t, (name_x, name_y), warn=True)

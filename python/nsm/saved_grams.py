@@ -21,27 +21,35 @@ def grams_path(path: Any) -> str:
 
 
 def save_grams(path: Any, grams: Iterable[tuple[str, Gram | None]]) -> None:
-    """Write ``(name, Gram)`` pairs (None skipped) beside the comparison saved at ``path``."""
+    """Write ``(name, Gram)`` pairs (None skipped) beside the comparison saved at ``path``: each
+    Gram whole, as :meth:`nsm.Gram.save` writes it (jackknife groups, precision, whether its
+    column sums are known), under ``<name>.<field>``."""
     arrays: dict[str, Any] = {}
     for name, g in grams:
         if g is not None:
-            arrays[f"{name}_matrix"] = g.matrix
-            arrays[f"{name}_sums"] = g.column_sums
-            arrays[f"{name}_meta"] = np.array([g.n_x, g.n_samples], dtype=np.int64)
+            arrays.update({f"{name}.{field}": v for field, v in g._fields().items()})
     with open(grams_path(path), "wb") as f:
         np.savez(f, **arrays)
 
 
 def load_grams(path: Any) -> dict[str, Gram]:
-    """The Grams saved beside the comparison at ``path``, by name ({} when none were saved)."""
+    """The Grams saved beside the comparison at ``path``, by name ({} when none were saved).
+    Files from before the Grams were saved whole (``<name>_matrix``, ``_sums``, ``_meta``) load
+    as plain Grams."""
     file = grams_path(path)
     if not os.path.exists(file):
         return {}
+    fields: dict[str, dict[str, Any]] = {}
     out = {}
     with np.load(file, allow_pickle=False) as f:
         for key in f.files:
-            if key.endswith("_matrix"):
+            if "." in key:
+                name, field = key.split(".", 1)
+                fields.setdefault(name, {})[field] = f[key]
+            elif key.endswith("_matrix"):
                 name = key[: -len("_matrix")]
                 n_x, n_samples = (int(v) for v in f[f"{name}_meta"])
                 out[name] = Gram.from_matrix(f[key], n_x, n_samples, column_sums=f[f"{name}_sums"])
+    for name, values in fields.items():
+        out[name] = Gram._from_fields(values, f"{file}: {name}")
     return out
