@@ -256,5 +256,8 @@ def test_match_auc_centered_is_the_area_of_the_hand_centred_match(rng):
     assert nsm.measures.match_auc(nsm.match_thresholds(X, Y, centered=True), centered=True) == pytest.approx(
         expected, abs=1e-7
     )
+    assert nsm.measures.match_auc(nsm.match_thresholds(X, Y, centered=True)) == pytest.approx(
+        expected, abs=1e-7
+    )
     with pytest.raises(ValueError, match="centred match: pass centered=True"):
-        nsm.measures.match_auc(nsm.match_thresholds(X, Y, centered=True))
+        nsm.measures.match_auc(nsm.match_thresholds(X, Y, centered=True), centered=False)

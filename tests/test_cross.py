@@ -258,6 +258,17 @@ def read_csv(path):
         return list(csv.DictReader(f))
 
 
+def test_rows_say_centred_and_starved(rng):
+    # The rows had no centered or few_samples column, so a centred grid's CSV read as uncentred.
+    X, Y = related_layers(rng, 60, 8, 8)  # 60 samples for 16 neurons: < 4 per neuron
+    grams = {("a", "b"): nsm.Gram.from_arrays(X, Y), ("a", "c"): nsm.Gram.from_arrays(X, Y[:, :2])}
+    for centered in (False, True):
+        rows = CrossComparison(["a"], ["b", "c"], grams, centered=centered).to_rows()
+        assert [r["centered"] for r in rows] == [centered, centered]
+        # 60 < 4 (8 + 8) = 64; 60 >= 4 (8 + 2) = 40
+        assert [r["few_samples"] for r in rows] == [True, False]
+
+
 def test_to_csv_is_long_format(sites, tmp_path):
     cc = build(*sites, eps=[0.25])
     cc.to_csv(tmp_path / "cross.csv")

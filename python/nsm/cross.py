@@ -21,6 +21,7 @@ from .gram import Gram
 from .jackknife import Estimate, jackknife_se, quiet_leave_out
 from .measures import MEASURES, _centred_measures, match_auc
 from .saved_grams import load_grams, save_grams
+from .starved import few_samples
 from .thresholds import Thresholds, match_thresholds
 from .validation import check_bool, check_eps, check_keep, check_sites, single_eps
 
@@ -433,8 +434,10 @@ class CrossComparison:
 
     def to_rows(self) -> list[dict[str, Any]]:
         """One dict per pair (long format), rows of A first: ``site_a``, ``site_b``,
-        ``compared``, sizes, every measure, the baseline's ``match_auc``, the similarity and the
-        baseline's at each ε, and ``reason`` (empty for compared pairs). Computes every measure.
+        ``compared``, ``centered``, sizes, ``few_samples`` (a starved pair:
+        :func:`nsm.starved.few_samples`), every measure, the baseline's ``match_auc``, the
+        similarity and the baseline's at each ε, and ``reason`` (empty for compared pairs).
+        Computes every measure.
 
         Examples
         --------
@@ -442,8 +445,8 @@ class CrossComparison:
         >>> from nsm.cross import CrossComparison
         >>> X = np.random.default_rng(0).random((300, 4))
         >>> cc = CrossComparison(["a"], ["b"], {("a", "b"): nsm.Gram.from_arrays(X, X)}, eps=[0.5])
-        >>> sorted(cc.to_rows()[0])[:6]
-        ['baseline_0.5', 'baseline_match_auc', 'cca', 'compared', 'linear_cka', 'match_auc']
+        >>> sorted(cc.to_rows()[0])[:7]
+        ['baseline_0.5', 'baseline_match_auc', 'cca', 'centered', 'compared', 'few_samples', 'linear_cka']
         """
         rows = []
         cache_b: dict = {}
@@ -452,8 +455,9 @@ class CrossComparison:
             for b in self.sites_b:
                 pair = (a, b)
                 row: dict[str, Any] = {"site_a": a, "site_b": b, "compared": pair not in self._reasons}
+                row["centered"] = self.centered
                 if pair in self._reasons:
-                    row.update({"n_a": None, "n_b": None, "n_samples": None})
+                    row.update({"n_a": None, "n_b": None, "n_samples": None, "few_samples": None})
                     row.update(dict.fromkeys(MEASURES + ("baseline_match_auc",), math.nan))
                     for e in self.eps:
                         row[f"similarity_{e:g}"] = row[f"baseline_{e:g}"] = math.nan
@@ -462,6 +466,7 @@ class CrossComparison:
                     continue
                 t = self.thresholds(a, b)
                 row.update({"n_a": t.n_x, "n_b": t.n_y, "n_samples": t.n_samples})
+                row["few_samples"] = few_samples(t.n_samples, t.n_x, t.n_y)
                 for m in MEASURES:
                     row[m] = self._value(m, pair, caches)
                 base = self._baseline_thresholds(pair)

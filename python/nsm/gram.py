@@ -540,10 +540,25 @@ class Gram:
         with self._group_lock:
             return [(m, s, int(c)) for m, s, c in (g.state() for g in groups)], self._dealt
 
-    def _with_groups(self, parts: list[tuple[Any, Any, int]], dealt: int, where: str = "groups") -> Gram:
+    def _with_groups(
+        self, parts: list[tuple[Any, Any, int]], dealt: int, where: str = "groups", check: bool = True
+    ) -> Gram:
         """This Gram (just made, without groups) given the groups' (matrix, sums, count); the
-        groups must add up to it. Used by :meth:`load` and by nsm.torch."""
+        groups must add up to it. Used by :meth:`load` and by nsm.torch. ``check=False`` for
+        blocks cut out of the groups of a Gram nsm accumulated (a block of a Gram is a Gram, and
+        the blocks add up): no checks, which cost an eigendecomposition per group."""
         k = check_groups(len(parts))
+        if not check:
+            groups = []
+            for m, s, count in parts:
+                acc = _core.GramAccumulator(self.n_x, self.n_y)
+                acc.assign(
+                    np.tril(np.asarray(m, dtype=np.float64)), np.asarray(s, dtype=np.float64), int(count)
+                )
+                groups.append(acc)
+            self._groups = groups
+            self._dealt = dealt
+            return self
         n = self.n
         total = np.zeros((n, n))
         total_sums = np.zeros(n)

@@ -424,7 +424,7 @@ def match_auc(
     num_threads: int | None = None,
     groups: int | None = None,
     correct_bias: bool = False,
-    centered: bool = False,
+    centered: bool | None = None,
 ) -> float | Estimate:
     """Area under the maximum-match similarity curve, ``∫₀¹ MMS(ε) dε`` (nsm's ε-free summary).
 
@@ -443,8 +443,8 @@ def match_auc(
         Activations, a Gram, or thresholds computed before (then ``count_dead`` and
         ``dead_tol`` are the thresholds' own, and their ``leave_out`` gives the error bars).
     count_dead, dead_tol, num_threads, groups, centered
-        As for :func:`nsm.match_thresholds` (thresholds passed in keep their own ``centered``:
-        a different ``centered=`` raises).
+        As for :func:`nsm.match_thresholds` (``centered``: None means False for arrays and
+        Grams; thresholds passed in keep their own, and a different ``centered=`` raises).
     names
         As for :func:`linear_cka`.
     correct_bias : bool
@@ -478,7 +478,7 @@ def match_auc(
                 "match_auc() takes (X, Y), (gram) or (thresholds): got thresholds and a second argument"
             )
         t = X
-        if check_bool(centered, "centered") != t.centered:
+        if centered is not None and check_bool(centered, "centered") != t.centered:
             raise ValueError(
                 f"match_auc: centered={centered} but the thresholds are of the "
                 f"{'centred' if t.centered else 'uncentred'} match: pass centered={t.centered}"
@@ -495,7 +495,7 @@ def match_auc(
             count_dead=count_dead,
             dead_tol=dead_tol,
             num_threads=num_threads,
-            centered=centered,
+            centered=False if centered is None else centered,
         )
     correct_bias = check_bool(correct_bias, "correct_bias")
     value = _auc_or_nan(t, (name_x, name_y), warn=True)

@@ -200,7 +200,9 @@ def compare(
         :meth:`~nsm.LayerComparison.similarity_se`, ``similarity_interval``,
         ``match_auc_estimate`` and ``linear_cka_estimate``; the table prints ``value ± se``
         and the curves figure a band (docs/method.md, "Error bars"). The baseline keeps no
-        groups. Fewer batches than groups is a ValueError.
+        groups. Fewer batches than groups is a ValueError. Under torch.distributed each rank
+        deals its own batches (group k sums every rank's group k), so every rank needs at
+        least K batches.
 
     Returns
     -------

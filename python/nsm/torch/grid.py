@@ -136,6 +136,7 @@ class _GridGram:
         self.groups = groups
         self.base = ShiftedBaseline(self.n_x, start - self.n_x, device, precision) if baseline else None
         self._results: dict[bool, Gram] = {}
+        self._group_parts: tuple[list[tuple[np.ndarray, np.ndarray, int]], int] | None = None
 
     def nbytes(self) -> int:
         n = self.acc.n_x + self.acc.n_y
@@ -176,8 +177,11 @@ class _GridGram:
         gram = Gram._from_block(block, a.width, full.n_samples, sums[index], self.acc.precision)
         if full.groups is None:
             return gram
-        parts, dealt = full._group_parts()
-        return gram._with_groups([(gm[np.ix_(index, index)], gs[index], c) for gm, gs, c in parts], dealt)
+        if self._group_parts is None:  # read once: each read copies every group's grid Gram
+            self._group_parts = full._group_parts()
+        parts, dealt = self._group_parts
+        cut = [(gm[np.ix_(index, index)], gs[index], c) for gm, gs, c in parts]
+        return gram._with_groups(cut, dealt, check=False)
 
     def _result(self, baseline: bool) -> Gram:
         """The grid's whole Gram (or its baseline's), made once when first read: streaming is
