@@ -18,7 +18,8 @@ _MIXED_TOL = 10 * 2.0**-24 * np.sqrt(2048)
 def constant_cutoff(gram: Gram) -> float:
     """The cutoff on ``Gc_vv / G_vv`` (a neuron's sin² against the constant vector) at or below
     which a neuron counts as constant over the samples: the engine's rank cutoff
-    ``eps_machine * max(n_samples, n)``, or the mixed pass's rounding for a mixed Gram.
+    ``eps_machine * max(n_samples, n)``, or the mixed pass's rounding for a mixed Gram. The
+    standard measures (:mod:`nsm.measures`) cut ranks at the same value.
 
     Examples
     --------

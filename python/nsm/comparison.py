@@ -42,8 +42,8 @@ class LayerComparison:
 
     ``few_samples`` is True for a *starved* pair, ``n_samples < FEW_SAMPLES_RATIO * (n_x +
     n_y)`` (:func:`nsm.starved.few_samples`): chance lowers every critical ε there, so the
-    similarity is inflated (docs/method.md, "Starved layers"). By default it is computed from
-    the thresholds' sizes.
+    similarity is inflated (docs/method.md, "Starved layers"). It is computed from the
+    thresholds' sizes (saved in JSON for other readers, recomputed on load).
     ``centered`` says whether the pair was compared with the centred match (its baseline too).
     With jackknife groups (``nsm.torch.compare(..., groups=K)``) the thresholds keep their K
     leave-one-group-out copies: :meth:`similarity_se`, :meth:`similarity_interval`,
@@ -60,12 +60,12 @@ class LayerComparison:
     layout: tuple[str, str] | None = None
     tokens: str | None = None
     notes: tuple[str, ...] = ()
-    few_samples: bool | None = None
 
-    def __post_init__(self) -> None:
-        if self.few_samples is None:
-            t = self.thresholds
-            self.few_samples = few_samples(t.n_samples, t.n_x, t.n_y)
+    @property
+    def few_samples(self) -> bool:
+        """Whether the pair is starved (:func:`nsm.starved.few_samples` of its sizes)."""
+        t = self.thresholds
+        return few_samples(t.n_samples, t.n_x, t.n_y)
 
     @property
     def centered(self) -> bool:
@@ -485,7 +485,6 @@ class Comparison(Mapping):
                 layout=None if layout is None else tuple(layout),
                 tokens=item.get("tokens"),
                 notes=tuple(item.get("notes", ())),
-                few_samples=item.get("few_samples"),  # None (files saved before it): computed
             )
             if item.get("linear_cka") is not None:
                 cache: dict[str, Any] = {"linear_cka": float(item["linear_cka"])}

@@ -548,17 +548,6 @@ class Gram:
         blocks cut out of the groups of a Gram nsm accumulated (a block of a Gram is a Gram, and
         the blocks add up): no checks, which cost an eigendecomposition per group."""
         k = check_groups(len(parts))
-        if not check:
-            groups = []
-            for m, s, count in parts:
-                acc = _core.GramAccumulator(self.n_x, self.n_y)
-                acc.assign(
-                    np.tril(np.asarray(m, dtype=np.float64)), np.asarray(s, dtype=np.float64), int(count)
-                )
-                groups.append(acc)
-            self._groups = groups
-            self._dealt = dealt
-            return self
         n = self.n
         total = np.zeros((n, n))
         total_sums = np.zeros(n)
@@ -566,20 +555,26 @@ class Gram:
         groups = []
         for i, (m, s, count) in enumerate(parts):
             m, s = np.asarray(m, dtype=np.float64), np.asarray(s, dtype=np.float64)
+            acc = _core.GramAccumulator(self.n_x, self.n_y)
+            if not check:
+                acc.assign(np.tril(m), s, int(count))
+                groups.append(acc)
+                continue
             if m.shape != (n, n) or s.shape != (n,):
                 raise ValueError(f"{where}: group {i} has a matrix of shape {m.shape}, expected {(n, n)}")
             lower = check_gram_matrix(m, f"{where}: group {i}'s matrix")
-            acc = _core.GramAccumulator(self.n_x, self.n_y)
             acc.assign(lower, check_column_sums(s, np.diag(lower), count), check_count(count, "count"))
             groups.append(acc)
-            full = lower + np.tril(lower, -1).T
-            total += full
+            total += lower + np.tril(lower, -1).T
             total_sums += s
             total_count += int(count)
-        matrix, sums, n_samples = self._state()
-        scale = max(float(np.abs(np.diag(matrix)).max(initial=0.0)), np.finfo(np.float64).tiny)
-        if total_count != n_samples or not np.allclose(total, matrix, rtol=1e-9, atol=1e-9 * scale):
-            raise ValueError(f"{where}: the {k} groups do not add up to the Gram (damaged or mixed files)")
+        if check:
+            matrix, sums, n_samples = self._state()
+            scale = max(float(np.abs(np.diag(matrix)).max(initial=0.0)), np.finfo(np.float64).tiny)
+            if total_count != n_samples or not np.allclose(total, matrix, rtol=1e-9, atol=1e-9 * scale):
+                raise ValueError(
+                    f"{where}: the {k} groups do not add up to the Gram (damaged or mixed files)"
+                )
         self._groups = groups
         self._dealt = dealt
         return self

@@ -30,6 +30,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from .centering import constant_cutoff
 from .exceptions import FewSamplesWarning, NsmWarning
 from .gram import Gram
 from .jackknife import Estimate, estimate, quiet_leave_out
@@ -40,9 +41,6 @@ __all__ = ["MEASURES", "cca", "linear_cka", "match_auc", "procrustes", "svcca"]
 
 #: The measures' names, as :meth:`nsm.cross.CrossComparison.matrix` takes them.
 MEASURES = ("linear_cka", "cca", "svcca", "procrustes", "match_auc")
-
-_EPS = np.finfo(np.float64).eps
-_MIXED_TOL = 10 * 2.0**-24 * np.sqrt(2048)
 
 
 def _gram_of(X: Any, Y: Any, function: str, num_threads: int | None, groups: Any = None) -> Gram:
@@ -117,11 +115,9 @@ class _Centred:
         self.x, self.y = sides
         x, y = self.x.live, gram.n_x + self.y.live
         self.cross = G[np.ix_(x, y)] - np.outer(s[x], s[y]) / d
-        self.tol = _EPS * max(d, gram.n)
-        if gram.precision == "mixed":
-            # float32 products over blocks of 2,048 rows round at about 2^-24 * sqrt(2048) of
-            # each (scaled) entry: a direction below ten times that is rounding, not variance.
-            self.tol = max(self.tol, _MIXED_TOL)
+        # The engine's rank cutoff, or the mixed pass's rounding: below it a direction is
+        # rounding, not variance (the same cutoff finds constant neurons for the centred match).
+        self.tol = constant_cutoff(gram)
         self._caches = {
             id(self.x): caches[0] if caches[0] is not None else {},
             id(self.y): caches[1] if caches[1] is not None else {},
