@@ -15,6 +15,7 @@ F = torch.nn.functional
 import nsm  # noqa: E402
 import nsm.heatmap  # noqa: E402
 import nsm.torch  # noqa: E402
+from tests import oracle  # noqa: E402
 
 # These tests check captured values against hand-extracted activations exactly, so the Grams
 # take the float64 pass; the mixed pass has its own tests (tests/test_gram_precision.py).
@@ -210,3 +211,56 @@ def test_pair_grams_keep_the_grids_precision():
     lc = cross.pair("1", "7")
     assert lc.gram.precision == "mixed" and lc.baseline_gram.precision == "mixed"
     assert compare_all(a, b, data, torch.nn.ReLU, progress=False).pair("1", "7").gram.precision == "float64"
+
+
+@pytest.fixture
+def engine_rule_of_users():
+    """The engine's default thread rule (the suite lowers it to reach the threaded paths): with
+    it, these narrow pairs each run on one thread, so compare_all computes pairs side by side."""
+    from nsm import _core
+
+    lowered = _core._engine_neurons_per_thread()
+    _core._set_engine_neurons_per_thread(1024)
+    yield
+    _core._set_engine_neurons_per_thread(lowered)
+
+
+@pytest.mark.parametrize("rule", ["users", "lowered"])
+@pytest.mark.parametrize("samples", ["inputs", "pool"])
+def test_every_measure_of_every_pair_against_the_plain_definitions(samples, rule, request):
+    # The grid computes the centred measures from its own Gram, sharing each site's centring and
+    # eigen-decompositions across its pairs, and the pairs' thresholds several at once (with the
+    # users' rule; the lowered rule sends every pair to the one-after-another path): each value
+    # must be the plain definition on the pair's activations, pooled by hand.
+    from tests.test_measures import REFERENCES
+
+    if rule == "users":
+        request.getfixturevalue("engine_rule_of_users")
+    a, b, data = net(1), net(2), batches(3)
+    cross = compare_all(a, b, data, torch.nn.ReLU, samples=samples, progress=False)
+    matrices = {m: cross.matrix(m) for m in nsm.measures.MEASURES}
+    similarity = cross.matrix("similarity", eps=0.4)
+    oa, ob = outputs(a, data), outputs(b, data)
+    grid = np.linspace(0.0, 1.0, 101)
+    exact = 0
+    for i, sa in enumerate(cross.sites_a):
+        for j, sb in enumerate(cross.sites_b):
+            where = grid_of(samples, sa, sb)
+            X = np.vstack([rows(t, where) for t in oa[sa]])
+            Y = np.vstack([rows(t, where) for t in ob[sb]])
+            for name, reference in REFERENCES.items():
+                expected = reference(X, Y)
+                assert matrices[name][i, j] == pytest.approx(expected, rel=1e-8, abs=1e-10), (name, sa, sb)
+            # match_auc between the oracle's Riemann sums; the similarity at one ε exactly
+            sims = []
+            for e in grid:
+                mx, my = oracle.max_match(X, Y, e)
+                sims.append((len(mx) + len(my)) / (X.shape[1] + Y.shape[1]))
+            h = grid[1] - grid[0]
+            assert h * sum(sims[:-1]) - 1e-9 <= matrices["match_auc"][i, j] <= h * sum(sims[1:]) + 1e-9
+            robust = oracle.robust_max_match(X, Y, 0.4)
+            if robust is not None:  # None: the match changes within 1e-6 of ε (a near-tie)
+                mx, my = robust
+                assert similarity[i, j] == pytest.approx((len(mx) + len(my)) / (X.shape[1] + Y.shape[1]))
+                exact += 1
+    assert exact >= 6

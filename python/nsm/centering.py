@@ -7,7 +7,7 @@ import numpy as np
 
 from .gram import Gram
 
-__all__ = ["centered_matrix", "constant_cutoff"]
+__all__ = ["centered_matrix", "constant_cutoff", "rank_cutoff"]
 
 _EPS = np.finfo(np.float64).eps
 # As in nsm.measures: float32 products over blocks of 2,048 rows round at about
@@ -29,8 +29,21 @@ def constant_cutoff(gram: Gram) -> float:
     >>> bool(np.isclose(constant_cutoff(g), 1000 * np.finfo(float).eps))
     True
     """
-    tol = _EPS * max(gram.n_samples, gram.n)
-    return max(tol, _MIXED_TOL) if gram.precision == "mixed" else tol
+    return rank_cutoff(gram.n_samples, gram.n, gram.precision)
+
+
+def rank_cutoff(n_samples: int, n: int, precision: str) -> float:
+    """:func:`constant_cutoff` of a Gram of ``n`` neurons over ``n_samples`` samples made by the
+    ``precision`` pass (for a pair of layers cut out of a larger Gram).
+
+    Examples
+    --------
+    >>> from nsm.centering import rank_cutoff
+    >>> bool(rank_cutoff(10, 1000, "float64") == 1000 * 2.0**-52)
+    True
+    """
+    tol = _EPS * max(n_samples, n)
+    return max(tol, _MIXED_TOL) if precision == "mixed" else tol
 
 
 def centered_matrix(gram: Gram) -> np.ndarray:

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import json
 import math
+from abc import abstractmethod
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 
+from . import _core
 from .comparison import (
     DEFAULT_EPS,
     LayerComparison,
@@ -19,19 +22,21 @@ from .comparison import (
 )
 from .gram import Gram
 from .jackknife import Estimate, jackknife_se, quiet_leave_out
-from .measures import MEASURES, _centred_measures, match_auc
+from .measures import MEASURES, SharedCentring, _centred_measures, match_auc
 from .saved_grams import load_grams, save_grams
 from .starved import few_samples
 from .thresholds import Thresholds, match_thresholds
-from .validation import check_bool, check_eps, check_keep, check_sites, single_eps
+from .validation import check_bool, check_eps, check_keep, check_sites, default_threads, single_eps
 
-__all__ = ["MATRIX_MEASURES", "CrossComparison"]
+__all__ = ["MATRIX_MEASURES", "CrossComparison", "SharedGrams"]
 
 #: What :meth:`CrossComparison.matrix` draws: the measures of :mod:`nsm.measures`, the
 #: similarity at one ε, and the similarity minus the baseline's at one ε.
 MATRIX_MEASURES = MEASURES + ("similarity", "similarity_gap")
 
 Pair = tuple[str, str]
+#: Where a pair lies in a larger Gram: its SharedCentring and the two sites' neuron ranges.
+SharedBlock = tuple[SharedCentring, tuple[int, int], tuple[int, int]]
 
 # The centred measures computed together for a pair (they share the centring and the
 # eigen-decompositions); linear CKA needs neither, so it is computed alone.
@@ -41,6 +46,18 @@ _GROUPS = {
     "svcca": ("cca", "svcca", "procrustes"),
     "procrustes": ("cca", "svcca", "procrustes"),
 }
+
+
+class SharedGrams(Mapping):
+    """A mapping ``{(site_a, site_b): Gram or None}`` whose Grams are blocks of larger Grams
+    (the grids of :func:`nsm.torch.compare_all`). :meth:`shared_block` tells where a pair lies,
+    so that :class:`CrossComparison` computes the centred measures without cutting the pair's
+    Gram out and does each site's own work (its centring, eigen-decompositions) once."""
+
+    @abstractmethod
+    def shared_block(self, pair: Pair) -> SharedBlock | None:
+        """The larger Gram's :class:`nsm.measures.SharedCentring` and the neuron ranges of the
+        pair's two sites in it (site_a's first), or None to use the pair's own Gram."""
 
 
 class CrossComparison:
@@ -268,6 +285,53 @@ class CrossComparison:
             )
         return self._base_thresholds[pair]
 
+    def _shared_block(self, pair: Pair) -> SharedBlock | None:
+        """Where the pair lies in a larger Gram (see :class:`SharedGrams`), or None."""
+        if not isinstance(self._grams, SharedGrams) or self._gram_pairs is not None:
+            return None
+        if pair in self._reasons:
+            return None
+        return self._grams.shared_block(pair)
+
+    def _fill_thresholds(self, pairs: Sequence[Pair], baseline: bool = False) -> None:
+        """Computes the thresholds of ``pairs`` that lack them (with ``baseline``, their
+        baselines'), several pairs at once. The engine runs layers this narrow on one thread
+        (``engine_threads``: a thread per 1,024 neurons), so pairs share the cores instead;
+        a pair wide enough for more threads is computed afterwards, alone, on all of them.
+        The values are those of one pair after another."""
+        store: dict[Pair, Any] = self._base_thresholds if baseline else self._thresholds
+        todo = [p for p in dict.fromkeys(pairs) if p not in store and p not in self._reasons]
+        threads = default_threads()
+        if len(todo) < 2 or threads < 2:
+            for pair in todo:
+                self._baseline_thresholds(pair) if baseline else self._thresholds_of(pair)
+            return
+
+        def narrow(pair: Pair) -> tuple[bool, Thresholds | None]:
+            """(whether the pair was computed here, its thresholds)."""
+            gram = self._baseline(pair) if baseline else self._gram(pair)
+            if gram is None:
+                return True, None
+            if _core._engine_threads(gram.n, threads) > 1:
+                return False, None  # read again later: holding wide Grams would cost memory
+            return True, match_thresholds(
+                gram, count_dead=self.count_dead, centered=self.centered, num_threads=1
+            )
+
+        # The first read here: a lazy mapping may build what all pairs share when first read.
+        first, rest = todo[0], todo[1:]
+        self._baseline_thresholds(first) if baseline else self._thresholds_of(first)
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            results = list(pool.map(narrow, rest))
+        for pair, (done, t) in zip(rest, results):
+            if not done:
+                self._baseline_thresholds(pair) if baseline else self._thresholds_of(pair)
+            elif baseline or t is not None:
+                store[pair] = t
+
+    def _compared_pairs(self) -> list[Pair]:
+        return [(a, b) for a in self.sites_a for b in self.sites_b if (a, b) not in self._reasons]
+
     def _require_compared(self, pair: Pair) -> None:
         if pair in self._reasons:
             raise ValueError(f"pair {pair} was not compared: {self._reasons[pair]}")
@@ -313,14 +377,19 @@ class CrossComparison:
         if measure == "match_auc":
             cache[pair] = _auc_or_nan(self._thresholds_of(pair), pair)
         else:
-            gram = self._gram(pair)
-            if gram is None:
-                raise ValueError(
-                    f"{measure} of {pair} needs the pair's Gram, and this comparison was "
-                    "loaded without it and without that measure"
-                )
             group = _GROUPS[measure]
-            values = _centred_measures(gram, group, self.keep, pair, caches)
+            block = self._shared_block(pair)
+            if block is not None:
+                shared, range_a, range_b = block
+                values = shared.measures(range_a, range_b, group, self.keep, pair)
+            else:
+                gram = self._gram(pair)
+                if gram is None:
+                    raise ValueError(
+                        f"{measure} of {pair} needs the pair's Gram, and this comparison was "
+                        "loaded without it and without that measure"
+                    )
+                values = _centred_measures(gram, group, self.keep, pair, caches)
             for m in group:
                 self._values.setdefault(m, {})[pair] = values[m]
         return cache[pair]
@@ -376,6 +445,10 @@ class CrossComparison:
             raise ValueError(f"measure {measure!r} takes no eps (only 'similarity' and 'similarity_gap' do)")
         if check_bool(se, "se"):
             return self._se_matrix(measure, e if needs_eps else None)
+        if measure in ("match_auc", "similarity", "similarity_gap"):
+            self._fill_thresholds(self._compared_pairs())
+        if measure == "similarity_gap":
+            self._fill_thresholds(self._compared_pairs(), baseline=True)
         out = np.full(self.shape, np.nan)
         # A site's eigen-decompositions are reused across the pairs it is in, when its block
         # of the Gram is the same (the same samples): B's for the whole call, A's for a row.
@@ -399,6 +472,7 @@ class CrossComparison:
                 "groups; ask for matrix('similarity', eps=..., se=True)"
             )
         out = np.full(self.shape, np.nan)
+        self._fill_thresholds(self._compared_pairs())
         for i, a in enumerate(self.sites_a):
             for j, b in enumerate(self.sites_b):
                 pair = (a, b)
@@ -449,6 +523,8 @@ class CrossComparison:
         ['baseline_0.5', 'baseline_match_auc', 'cca', 'centered', 'compared', 'few_samples', 'linear_cka']
         """
         rows = []
+        self._fill_thresholds(self._compared_pairs())
+        self._fill_thresholds(self._compared_pairs(), baseline=True)
         cache_b: dict = {}
         for a in self.sites_a:
             caches: tuple[dict, dict] = ({}, cache_b)

@@ -30,7 +30,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .centering import constant_cutoff
+from .centering import constant_cutoff, rank_cutoff
 from .exceptions import FewSamplesWarning, NsmWarning
 from .gram import Gram
 from .jackknife import Estimate, estimate, quiet_leave_out
@@ -71,19 +71,20 @@ def _no_variance(function: str, name: str, which: str) -> float:
         f"{function}: layer {name!r} ({which}) has no variance across the samples (every "
         "neuron is dead or constant), so the measure is undefined: NaN",
         NsmWarning,
-        stacklevel=4,
+        stacklevel=5,
     )
     return math.nan
 
 
-def _few_samples(function: str, gram: Gram) -> None:
-    if gram.n_samples <= gram.n:
+def _few_samples(function: str, sizes: tuple[int, int, int]) -> None:
+    n_samples, n_x, n_y = sizes
+    if n_samples <= n_x + n_y:
         warnings.warn(
-            f"{function}: {gram.n_samples} samples for {gram.n_x} + {gram.n_y} neurons: with "
+            f"{function}: {n_samples} samples for {n_x} + {n_y} neurons: with "
             "n_samples <= n_x + n_y canonical correlations are forced towards 1; use many "
             "more samples than neurons",
             FewSamplesWarning,
-            stacklevel=4,
+            stacklevel=5,
         )
 
 
@@ -95,43 +96,60 @@ class _Side(NamedTuple):
     centred: np.ndarray  # Gc restricted to the live neurons (unscaled)
 
 
+def _side(G: np.ndarray, s: np.ndarray, d: int, diag: np.ndarray, lo: int, hi: int) -> _Side:
+    """The centred block of neurons ``lo:hi`` of a Gram (``G``, column sums ``s``, ``d``
+    samples), restricted to its live neurons."""
+    g = diag[lo:hi]
+    live = lo + np.flatnonzero((g > DEFAULT_DEAD_TOL * g.max()) & (g > 0))
+    block = G[np.ix_(live, live)] - np.outer(s[live], s[live]) / d
+    return _Side(live - lo, 1.0 / np.sqrt(diag[live]), block)
+
+
 class _Centred:
     """The centred Gram of two layers, split into its blocks, and the rank cutoff. Each side's
     eigen-decompositions are computed once; ``caches`` (one dict per side, or None) keep them
-    across Grams, keyed by a digest of the side's block, so a site compared with many others
-    is decomposed once."""
+    across pairs, keyed by ``keys`` (one per side: what identifies the side's block, such as its
+    place in a grid's Gram) or, without a key, by a digest of the side's block, so a site
+    compared with many others is decomposed once."""
 
-    def __init__(self, gram: Gram, caches: tuple[dict | None, dict | None] = (None, None)) -> None:
-        G = gram.matrix
-        s = gram.column_sums
-        d = gram.n_samples
-        diag = np.diag(G)
-        sides = []
-        for lo, hi in ((0, gram.n_x), (gram.n_x, gram.n)):
-            g = diag[lo:hi]
-            live = lo + np.flatnonzero((g > DEFAULT_DEAD_TOL * g.max()) & (g > 0))
-            block = G[np.ix_(live, live)] - np.outer(s[live], s[live]) / d
-            sides.append(_Side(live - lo, 1.0 / np.sqrt(diag[live]), block))
-        self.x, self.y = sides
-        x, y = self.x.live, gram.n_x + self.y.live
-        self.cross = G[np.ix_(x, y)] - np.outer(s[x], s[y]) / d
-        # The engine's rank cutoff, or the mixed pass's rounding: below it a direction is
-        # rounding, not variance (the same cutoff finds constant neurons for the centred match).
-        self.tol = constant_cutoff(gram)
+    def __init__(
+        self,
+        x: _Side,
+        y: _Side,
+        cross: np.ndarray,
+        tol: float,
+        caches: tuple[dict | None, dict | None] = (None, None),
+        keys: tuple[Any, Any] = (None, None),
+    ) -> None:
+        self.x, self.y, self.cross, self.tol = x, y, cross, tol
         self._caches = {
             id(self.x): caches[0] if caches[0] is not None else {},
             id(self.y): caches[1] if caches[1] is not None else {},
         }
-        self._digests: dict[int, bytes] = {}
+        self._keys: dict[int, Any] = {
+            id(side): (key, repr(tol)) for side, key in ((x, keys[0]), (y, keys[1])) if key is not None
+        }
+
+    @classmethod
+    def of_gram(cls, gram: Gram, caches: tuple[dict | None, dict | None] = (None, None)) -> _Centred:
+        """The two layers of a pair's Gram."""
+        G, s, d = gram.matrix, gram.column_sums, gram.n_samples
+        diag = np.diag(G)
+        x, y = _side(G, s, d, diag, 0, gram.n_x), _side(G, s, d, diag, gram.n_x, gram.n)
+        xl, yl = x.live, gram.n_x + y.live
+        cross = G[np.ix_(xl, yl)] - np.outer(s[xl], s[yl]) / d
+        # The engine's rank cutoff, or the mixed pass's rounding: below it a direction is
+        # rounding, not variance (the same cutoff finds constant neurons for the centred match).
+        return cls(x, y, cross, constant_cutoff(gram), caches)
 
     def _cached(self, side: _Side, what: tuple, compute: Any) -> np.ndarray:
-        if id(side) not in self._digests:
+        if id(side) not in self._keys:
             h = hashlib.blake2b(digest_size=20)
             for a in (side.live, side.scale, side.centred):
                 h.update(np.ascontiguousarray(a).tobytes())
-            self._digests[id(side)] = h.digest() + repr(self.tol).encode()
+            self._keys[id(side)] = h.digest() + repr(self.tol).encode()
         cache = self._caches[id(side)]
-        key = (*what, self._digests[id(side)])
+        key = (*what, self._keys[id(side)])
         if key not in cache:
             cache[key] = compute()
         return cache[key]
@@ -171,6 +189,67 @@ class _Centred:
         return self._cached(side, ("principal", keep), compute)
 
 
+class SharedCentring:
+    """The centred blocks of layers that lie side by side in one Gram (the Gram of a grid of
+    :func:`nsm.torch.compare_all`): each layer's centred block and eigen-decompositions are made
+    once, however many pairs it is in, and a pair's cross block is cut out when asked. The
+    values are those of the pair's own Gram cut out of ``gram``.
+
+    Parameters
+    ----------
+    gram : Gram
+        The Gram holding every layer (its X/Y split is not used: layers are given by ranges).
+
+    Examples
+    --------
+    >>> import numpy as np, nsm
+    >>> from nsm.measures import SharedCentring
+    >>> rng = np.random.default_rng(0)
+    >>> A, B = rng.random((500, 3)), rng.random((500, 4))
+    >>> shared = SharedCentring(nsm.Gram.from_arrays(A, B))
+    >>> v = shared.measures((0, 3), (3, 7), ("linear_cka",), 0.99, ("a", "b"))["linear_cka"]
+    >>> bool(np.isclose(v, nsm.measures.linear_cka(A, B)))
+    True
+    """
+
+    def __init__(self, gram: Gram) -> None:
+        if gram.n_samples == 0:
+            raise ValueError("gram has no samples: update it with activations first")
+        self._gram = gram
+        self._G, self._s, self._d = gram.matrix, gram.column_sums, gram.n_samples
+        self._diag = np.diag(self._G)
+        self._sides: dict[tuple[int, int], _Side] = {}
+        self._caches: dict[tuple[int, int], dict] = {}
+
+    def _side_of(self, where: tuple[int, int]) -> _Side:
+        if where not in self._sides:
+            lo, hi = where
+            if not 0 <= lo < hi <= self._gram.n:
+                raise ValueError(f"layer range {where} is not within the Gram's {self._gram.n} neurons")
+            self._sides[where] = _side(self._G, self._s, self._d, self._diag, lo, hi)
+            self._caches[where] = {}
+        return self._sides[where]
+
+    def measures(
+        self,
+        a: tuple[int, int],
+        b: tuple[int, int],
+        which: tuple[str, ...],
+        keep: float,
+        names: tuple[str, str],
+    ) -> dict[str, float]:
+        """The centred measures named in ``which`` of layer ``a`` (neurons ``a[0]:a[1]`` of the
+        Gram, the X side) against layer ``b``, as :func:`linear_cka` and the others give them
+        from the pair's own Gram."""
+        x, y = self._side_of(a), self._side_of(b)
+        xl, yl = a[0] + x.live, b[0] + y.live
+        cross = self._G[np.ix_(xl, yl)] - np.outer(self._s[xl], self._s[yl]) / self._d
+        n_x, n_y = a[1] - a[0], b[1] - b[0]
+        tol = rank_cutoff(self._d, n_x + n_y, self._gram.precision)
+        c = _Centred(x, y, cross, tol, (self._caches[a], self._caches[b]), (a, b))
+        return _measures_of(c, (self._d, n_x, n_y), which, keep, names)
+
+
 CENTRED = ("linear_cka", "cca", "svcca", "procrustes")
 
 
@@ -191,12 +270,20 @@ def _centred_measures(
 ) -> dict[str, float]:
     """The centred measures named in ``which``, sharing one centring and eigen-decompositions
     (and, with ``caches``, the decompositions of sites seen before)."""
-    c = _Centred(gram, caches)
+    sizes = (gram.n_samples, gram.n_x, gram.n_y)
+    return _measures_of(_Centred.of_gram(gram, caches), sizes, which, keep, names)
+
+
+def _measures_of(
+    c: _Centred, sizes: tuple[int, int, int], which: tuple[str, ...], keep: float, names: tuple[str, str]
+) -> dict[str, float]:
+    """The centred measures named in ``which`` of the pair ``c`` (``sizes``: its samples and
+    the two layers' widths, for the warnings)."""
     for side, name, label in ((c.x, names[0], "X"), (c.y, names[1], "Y")):
         if not c.has_variance(side):
             return dict.fromkeys(which, _no_variance("/".join(which), name, label))
     if "cca" in which or "svcca" in which:
-        _few_samples("cca" if "cca" in which else "svcca", gram)
+        _few_samples("cca" if "cca" in which else "svcca", sizes)
     out = {}
     for m in which:
         if m == "linear_cka":

@@ -11,7 +11,7 @@ on the CPU), and each pair's Gram is cut out of it when it is read.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from typing import Any, Callable
 
 import numpy as np
@@ -19,7 +19,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..cross import CrossComparison, SharedBlock, SharedGrams
 from ..gram import Gram
+from ..measures import SharedCentring
 from ..validation import (
     DEFAULT_PRECISION,
     Precision,
@@ -137,6 +139,7 @@ class _GridGram:
         self.base = ShiftedBaseline(self.n_x, start - self.n_x, device, precision) if baseline else None
         self._results: dict[bool, Gram] = {}
         self._group_parts: tuple[list[tuple[np.ndarray, np.ndarray, int]], int] | None = None
+        self._shared: SharedCentring | None = None
 
     def nbytes(self) -> int:
         n = self.acc.n_x + self.acc.n_y
@@ -173,8 +176,12 @@ class _GridGram:
         index = np.r_[ia, ib]
         # A block of the grid's Gram is a Gram: cut without checking it again (a check costs a
         # Cholesky per pair and per read), with the precision the grid was accumulated in.
-        block = m[np.ix_(index, index)]
-        gram = Gram._from_block(block, a.width, full.n_samples, sums[index], self.acc.precision)
+        # Four contiguous copies (fancy indexing of the whole block is several times slower).
+        na = a.width
+        block = np.empty((na + b.width, na + b.width))
+        block[:na, :na], block[:na, na:] = m[ia, ia], m[ia, ib]
+        block[na:, :na], block[na:, na:] = m[ib, ia], m[ib, ib]
+        gram = Gram._from_block(block, na, full.n_samples, sums[index], self.acc.precision)
         if full.groups is None:
             return gram
         if self._group_parts is None:  # read once: each read copies every group's grid Gram
@@ -182,6 +189,12 @@ class _GridGram:
         parts, dealt = self._group_parts
         cut = [(gm[np.ix_(index, index)], gs[index], c) for gm, gs, c in parts]
         return gram._with_groups(cut, dealt, check=False)
+
+    def shared(self, a: _SiteInfo, b: _SiteInfo) -> SharedBlock:
+        """The grid's :class:`nsm.measures.SharedCentring` (made once) and the pair's ranges."""
+        if self._shared is None:
+            self._shared = SharedCentring(self._result(False))
+        return self._shared, self.offsets[("model_a", a.label)], self.offsets[("model_b", b.label)]
 
     def _result(self, baseline: bool) -> Gram:
         """The grid's whole Gram (or its baseline's), made once when first read: streaming is
@@ -192,7 +205,7 @@ class _GridGram:
         return self._results[baseline]
 
 
-class PairGrams(Mapping):
+class PairGrams(SharedGrams):
     """``{(site_a, site_b): Gram or None}``, cut out of the grid Grams each time a pair is read
     (None: the pair could not share samples; ``reasons`` says why). Nothing is kept per pair,
     so the memory is that of the grid Grams whatever the number of pairs. With ``baseline``,
@@ -210,6 +223,10 @@ class PairGrams(Mapping):
     def __getitem__(self, key: tuple[str, str]) -> Gram | None:
         grid, a, b = self._pairs[key]
         return None if grid is None else grid.pair(a, b, self.baseline)
+
+    def shared_block(self, pair: tuple[str, str]) -> SharedBlock | None:
+        grid, a, b = self._pairs[pair]
+        return None if grid is None or self.baseline else grid.shared(a, b)
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
         return iter(self._pairs)
@@ -296,8 +313,6 @@ def compare_all(
     >>> grid.matrix("linear_cka").shape
     (2, 2)
     """
-    from ..cross import CrossComparison
-
     check_choice(samples, "samples", SAMPLE_MODES)
     if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 1:
         raise ValueError(f"max_bytes must be a positive int, got {max_bytes!r}")
