@@ -134,6 +134,29 @@ def test_speed_of_the_mixed_pass():
             ">= 3",
         )
     )
+    # The ceiling on this machine: the same product by the BLAS NumPy uses, in float32 and in
+    # float64 (a SIMD register holds twice as many float32 values, so about 2x on AVX2 and on
+    # AVX-512 alike; a 3x mixed pass would need float32 arithmetic 3x float64's).
+    B = np.hstack([X, Y])
+    B64 = B.astype(np.float64)
+    timed("BLAS product B^T B float64", lambda: B64.T @ B64, rounds=3)
+    timed("BLAS product B^T B float32", lambda: B.T @ B, rounds=3)
+    RATIOS.append(
+        (
+            "the hardware's ceiling: the BLAS float32 product over the float64 one, same block",
+            "BLAS product B^T B float64",
+            "BLAS product B^T B float32",
+            "-",
+        )
+    )
+    RATIOS.append(
+        (
+            "nsm's float64 pass (conversion included) over the BLAS float64 product of float64 data",
+            "Gram pass float64",
+            "BLAS product B^T B float64",
+            "-",
+        )
+    )
 
 
 NOTES.append(
