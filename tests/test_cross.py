@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import csv
 import math
+import os
+import warnings
 from collections.abc import Mapping
 
 import numpy as np
@@ -372,3 +374,50 @@ def test_comparison_to_csv_and_pandas(rng, tmp_path):
     pd = pytest.importorskip("pandas", reason="pandas is not installed")
     df = c.to_pandas()
     assert isinstance(df, pd.DataFrame) and list(df["layer"]) == ["conv1", "fc_a / fc_b"]
+
+
+# ---- pairs computed side by side ---------------------------------------------------------------
+
+
+def starved_grams(rng, groups=None):
+    """Six sites of 40 random neurons on 60 samples: every pair is starved (60 <= 80)."""
+    acts = {f"s{i}": rng.standard_normal((60, 40)) for i in range(6)}
+    sites = list(acts)
+    grams = {(a, b): nsm.Gram.from_arrays(acts[a], acts[b], groups=groups) for a in sites for b in sites}
+    return sites, grams
+
+
+@pytest.mark.parametrize("groups", [None, 4])
+def test_threaded_thresholds_warn_once_per_starved_pair_and_leave_the_filters_alone(
+    rng, groups, engine_rule_of_users
+):
+    # The pairs' thresholds run in worker threads; warnings.catch_warnings there (the
+    # leave-one-out peelings' quiet block) raced across threads, left "ignore FewSamplesWarning"
+    # in the process's filters and lost or misrouted pairs' warnings.
+    sites, grams = starved_grams(rng, groups)
+    filters = list(warnings.filters)
+    with warnings.catch_warnings(record=True) as got:
+        warnings.simplefilter("always")
+        values = CrossComparison(sites, sites, grams).matrix("match_auc")
+    assert warnings.filters == filters
+    few = [w for w in got if issubclass(w.category, nsm.FewSamplesWarning)]
+    assert len(few) == len(grams)
+    assert {os.path.basename(w.filename) for w in few} == {os.path.basename(__file__)}
+    for i, a in enumerate(sites):
+        for j, b in enumerate(sites):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", nsm.FewSamplesWarning)
+                expected = nsm.measures.match_auc(nsm.match_thresholds(grams[(a, b)]))
+            assert values[i, j] == (expected.value if groups else expected)
+    with pytest.warns(nsm.FewSamplesWarning):  # still warns afterwards
+        nsm.match_thresholds(grams[(sites[0], sites[1])])
+
+
+def test_se_without_groups_raises_before_computing_every_pair(rng):
+    sites, grams = starved_grams(rng)
+    cc = CrossComparison(sites, sites, grams)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", nsm.FewSamplesWarning)
+        with pytest.raises(ValueError, match="needs jackknife groups"):
+            cc.matrix("similarity", eps=0.5, se=True)
+    assert len(cc._thresholds) <= 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import os
+import warnings
 
 import numpy as np
 import pytest
@@ -213,18 +214,6 @@ def test_pair_grams_keep_the_grids_precision():
     assert compare_all(a, b, data, torch.nn.ReLU, progress=False).pair("1", "7").gram.precision == "float64"
 
 
-@pytest.fixture
-def engine_rule_of_users():
-    """The engine's default thread rule (the suite lowers it to reach the threaded paths): with
-    it, these narrow pairs each run on one thread, so compare_all computes pairs side by side."""
-    from nsm import _core
-
-    lowered = _core._engine_neurons_per_thread()
-    _core._set_engine_neurons_per_thread(1024)
-    yield
-    _core._set_engine_neurons_per_thread(lowered)
-
-
 @pytest.mark.parametrize("rule", ["users", "lowered"])
 @pytest.mark.parametrize("samples", ["inputs", "pool"])
 def test_every_measure_of_every_pair_against_the_plain_definitions(samples, rule, request):
@@ -264,3 +253,39 @@ def test_every_measure_of_every_pair_against_the_plain_definitions(samples, rule
                 assert similarity[i, j] == pytest.approx((len(mx) + len(my)) / (X.shape[1] + Y.shape[1]))
                 exact += 1
     assert exact >= 6
+
+
+def test_the_grids_measure_warnings_come_from_the_callers_line_once_per_pair():
+    # The centred measures of a grid's pairs run in worker threads: their warnings are emitted
+    # by the calling thread, in pair order, pointing at the caller (from a worker they pointed
+    # at concurrent/futures/thread.py, out of reach of module filters).
+    a, b, data = net(1), net(2), [batches(1)[0][:8]]  # 8 inputs for 4 to 6 + 4 to 6 neurons
+    cross = compare_all(a, b, data, torch.nn.ReLU, samples="inputs", baseline=False, progress=False)
+    filters = list(warnings.filters)
+    with warnings.catch_warnings(record=True) as got:
+        warnings.simplefilter("always")
+        cross.matrix("cca")
+    assert warnings.filters == filters
+    few = [w for w in got if issubclass(w.category, nsm.FewSamplesWarning)]
+    assert len(few) == 9
+    assert {os.path.basename(w.filename) for w in few} == {os.path.basename(__file__)}
+
+
+def test_a_grid_without_samples_names_the_pair():
+    def tokens(seed):
+        torch.manual_seed(seed)
+        return torch.nn.Sequential(torch.nn.Linear(5, 6), torch.nn.ReLU()).eval()
+
+    data = [torch.randn(8, 7, 5) for _ in range(2)]
+    cross = compare_all(
+        tokens(0),
+        tokens(1),
+        data,
+        torch.nn.ReLU,
+        layout="nlc",
+        mask=lambda batch: torch.zeros(batch.shape[:2], dtype=torch.bool),
+        progress=False,
+    )
+    for measure in ("linear_cka", "cca", "match_auc"):
+        with pytest.raises(ValueError, match=r"grams\[\('1', '1'\)\] has no samples"):
+            cross.matrix(measure)

@@ -9,6 +9,7 @@ pairs of a grid), it runs them on nsm's own threads, each with a one-threaded BL
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator
 
 from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
@@ -16,10 +17,18 @@ from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 __all__ = ["one_blas_thread"]
 
 
+_lock = threading.Lock()
+_holders = 0  # blocks open now, in any thread
+_limits: threadpool_limits | None = None  # what the first one set, undone by the last
+
+
 @contextlib.contextmanager
 def one_blas_thread() -> Iterator[None]:
-    """Within the block, BLAS and LAPACK calls run on one thread each (the setting is the
-    process's: every thread sees it); the previous setting comes back afterwards.
+    """Within the block, BLAS and LAPACK calls run on one thread each. The setting is the
+    process's: while any thread is inside such a block, every thread's BLAS calls run on one
+    thread; the setting from before comes back when the last block closes, whatever the order
+    in which threads leave. Where threadpoolctl sees no BLAS (a BLAS it does not know), nothing
+    changes.
 
     Examples
     --------
@@ -30,5 +39,16 @@ def one_blas_thread() -> Iterator[None]:
     >>> s.tolist()
     [1.0, 1.0, 1.0]
     """
-    with threadpool_limits(limits=1, user_api="blas"):
+    global _holders, _limits
+    with _lock:
+        if _holders == 0:
+            _limits = threadpool_limits(limits=1, user_api="blas")
+        _holders += 1
+    try:
         yield
+    finally:
+        with _lock:
+            _holders -= 1
+            if _holders == 0 and _limits is not None:
+                _limits.restore_original_limits()
+                _limits = None

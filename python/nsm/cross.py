@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from abc import abstractmethod
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -23,10 +24,11 @@ from .comparison import (
 )
 from .gram import Gram
 from .jackknife import Estimate, jackknife_se, quiet_leave_out
-from .measures import MEASURES, SharedCentring, _centred_measures, match_auc
+from .match import few_samples_for_match, warn_few_samples
+from .measures import MEASURES, Notes, SharedCentring, _centred_measures, match_auc
 from .saved_grams import load_grams, save_grams
 from .starved import few_samples
-from .thresholds import Thresholds, match_thresholds
+from .thresholds import Thresholds, gram_thresholds, match_thresholds
 from .validation import check_bool, check_eps, check_keep, check_sites, default_threads, single_eps
 
 __all__ = ["MATRIX_MEASURES", "CrossComparison", "SharedGrams"]
@@ -294,12 +296,14 @@ class CrossComparison:
             return None
         return self._grams.shared_block(pair)
 
-    def _fill_thresholds(self, pairs: Sequence[Pair], baseline: bool = False) -> None:
+    def _fill_thresholds(self, pairs: Sequence[Pair], baseline: bool = False, stacklevel: int = 3) -> None:
         """Computes the thresholds of ``pairs`` that lack them (with ``baseline``, their
         baselines'), several pairs at once. The engine runs layers this narrow on one thread
         (``engine_threads``: a thread per 1,024 neurons), so pairs share the cores instead;
         a pair wide enough for more threads is computed afterwards, alone, on all of them.
-        The values are those of one pair after another."""
+        The values are those of one pair after another. The workers touch no process-wide
+        warnings state: the FewSamplesWarning of each starved pair is emitted here, in pair
+        order, pointing ``stacklevel`` frames up (3: the caller of the public method)."""
         store: dict[Pair, Any] = self._base_thresholds if baseline else self._thresholds
         todo = [p for p in dict.fromkeys(pairs) if p not in store and p not in self._reasons]
         threads = default_threads()
@@ -315,46 +319,55 @@ class CrossComparison:
                 return True, None
             if _core._engine_threads(gram.n, threads) > 1:
                 return False, None  # read again later: holding wide Grams would cost memory
-            return True, match_thresholds(
-                gram, count_dead=self.count_dead, centered=self.centered, num_threads=1
-            )
+            return True, gram_thresholds(gram, self.count_dead, self.centered, 1)
 
-        # The first read here: a lazy mapping may build what all pairs share when first read.
-        first, rest = todo[0], todo[1:]
-        self._baseline_thresholds(first) if baseline else self._thresholds_of(first)
         with ThreadPoolExecutor(max_workers=threads) as pool:
-            results = list(pool.map(narrow, rest))
-        for pair, (done, t) in zip(rest, results):
+            results = list(pool.map(narrow, todo))
+        for pair, (done, t) in zip(todo, results):
             if not done:
                 self._baseline_thresholds(pair) if baseline else self._thresholds_of(pair)
-            elif baseline or t is not None:
+                continue
+            if t is not None and few_samples_for_match(t.n_samples, t.n_x + t.n_y, self.centered):
+                warn_few_samples(t.n_samples, t.n_x, t.n_y, stacklevel, self.centered)
+            if baseline or t is not None:
                 store[pair] = t
 
     def _fill_centred(self, measure: str, pairs: Sequence[Pair]) -> None:
         """Computes the centred measures of ``pairs`` that lie in a larger Gram (see
         :class:`SharedGrams`) and lack them, several pairs at once, each decomposition on one
         BLAS thread: these blocks are small, and two BLAS threads on a small SVD were up to six
-        times slower than one on a busy machine (README, "Every site against every site")."""
+        times slower than one on a busy machine (README, "Every site against every site").
+        Warnings are emitted here, in pair order, pointing at the caller of the public method."""
         group = _GROUPS[measure]
         done = self._values.get(measure, {})
         todo = [p for p in dict.fromkeys(pairs) if p not in done and self._shared_block(p) is not None]
         if not todo:
             return
 
-        def compute(pair: Pair) -> dict[str, float]:
+        def compute(pair: Pair) -> tuple[dict[str, float], Notes]:
             block = self._shared_block(pair)
             assert block is not None
             shared, range_a, range_b = block
-            return shared.measures(range_a, range_b, group, self.keep, pair)
+            notes: Notes = []
+            return shared.measures(range_a, range_b, group, self.keep, pair, notes), notes
 
-        with one_blas_thread():
-            # The first here: the larger Gram's shared state is made when first read.
-            results = [compute(todo[0])]
-            with ThreadPoolExecutor(max_workers=default_threads()) as pool:
-                results += list(pool.map(compute, todo[1:]))
-        for pair, values in zip(todo, results):
+        with one_blas_thread(), ThreadPoolExecutor(max_workers=default_threads()) as pool:
+            results = list(pool.map(compute, todo))
+        for pair, (values, notes) in zip(todo, results):
+            for message, category in notes:
+                warnings.warn(message, category, stacklevel=3)
             for m in group:
                 self._values.setdefault(m, {})[pair] = values[m]
+
+    def _require_groups(self, pair: Pair) -> Thresholds:
+        """The pair's thresholds, which must keep jackknife groups."""
+        t = self._thresholds_of(pair)
+        if t.leave_out is None:
+            raise ValueError(
+                f"matrix(..., se=True) needs jackknife groups, but the pair {pair} kept none: "
+                "pass groups= to nsm.torch.compare_all (or build the Grams with groups=K)"
+            )
+        return t
 
     def _compared_pairs(self) -> list[Pair]:
         return [(a, b) for a in self.sites_a for b in self.sites_b if (a, b) not in self._reasons]
@@ -501,18 +514,16 @@ class CrossComparison:
                 "groups; ask for matrix('similarity', eps=..., se=True)"
             )
         out = np.full(self.shape, np.nan)
-        self._fill_thresholds(self._compared_pairs())
+        compared = self._compared_pairs()
+        if compared:  # before computing every pair: a comparison without groups says so now
+            self._require_groups(compared[0])
+        self._fill_thresholds(compared, stacklevel=4)
         for i, a in enumerate(self.sites_a):
             for j, b in enumerate(self.sites_b):
                 pair = (a, b)
                 if pair in self._reasons:
                     continue
-                t = self._thresholds_of(pair)
-                if t.leave_out is None:
-                    raise ValueError(
-                        f"matrix(..., se=True) needs jackknife groups, but the pair {pair} kept none: "
-                        "pass groups= to nsm.torch.compare_all (or build the Grams with groups=K)"
-                    )
+                t = self._require_groups(pair)
                 if measure == "similarity":
                     out[i, j] = t.similarity_se(eps)
                 elif measure == "match_auc":

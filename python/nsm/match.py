@@ -131,20 +131,31 @@ def split_gram_form(function: str, X: Any, Y: Any, rest: tuple, form: str) -> tu
 
 
 def engine_of(
-    gram: Gram, dead_tol: Any, num_threads: int, stacklevel: int = 2, centered: bool = False
+    gram: Gram,
+    dead_tol: Any,
+    num_threads: int,
+    stacklevel: int = 2,
+    centered: bool = False,
+    warn: bool = True,
 ) -> Any:
     """A core MatchEngine for ``gram`` (its centred Gram with ``centered``), after checks and
-    the few-samples warning."""
+    (with ``warn``) the few-samples warning."""
     matrix, _, n_samples = gram._state()
     if n_samples == 0:
         raise ValueError("gram has no samples: update it with activations first")
     dead_tol = check_dead_tol(dead_tol)
-    # Centred activations span at most n_samples - 1 directions (they sum to zero).
-    if n_samples - int(centered) <= gram.n:
+    if warn and few_samples_for_match(n_samples, gram.n, centered):
         warn_few_samples(n_samples, gram.n_x, gram.n_y, stacklevel + 1, centered)
     if centered:
         matrix = centered_matrix(gram)
     return _core.MatchEngine(matrix, gram.n_x, n_samples, dead_tol, 0.0, num_threads)
+
+
+def few_samples_for_match(n_samples: int, n: int, centered: bool) -> bool:
+    """Whether the match of ``n`` neurons on ``n_samples`` samples gets the FewSamplesWarning:
+    ``n_samples <= n`` (centred activations span at most n_samples - 1 directions, as they sum
+    to zero: ``n_samples - 1 <= n`` for the centred match)."""
+    return n_samples - int(centered) <= n
 
 
 def warn_few_samples(n_samples: int, n_x: int, n_y: int, stacklevel: int, centered: bool = False) -> None:

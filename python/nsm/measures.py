@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import threading
 import warnings
 from typing import Any, NamedTuple
 
@@ -66,25 +67,38 @@ def _gram_of(X: Any, Y: Any, function: str, num_threads: int | None, groups: Any
     return gram
 
 
-def _no_variance(function: str, name: str, which: str) -> float:
-    warnings.warn(
+#: Warnings kept as data, (message, category), for the caller to emit: threads computing
+#: measures side by side must not touch the process-wide warnings state.
+Notes = list[tuple[str, type[Warning]]]
+
+
+def _say(message: str, category: type[Warning], notes: Notes | None) -> None:
+    """Warn (pointing at the caller of the public measure), or keep the warning in ``notes``."""
+    if notes is None:
+        warnings.warn(message, category, stacklevel=6)
+    else:
+        notes.append((message, category))
+
+
+def _no_variance(function: str, name: str, which: str, notes: Notes | None) -> float:
+    _say(
         f"{function}: layer {name!r} ({which}) has no variance across the samples (every "
         "neuron is dead or constant), so the measure is undefined: NaN",
         NsmWarning,
-        stacklevel=5,
+        notes,
     )
     return math.nan
 
 
-def _few_samples(function: str, sizes: tuple[int, int, int]) -> None:
+def _few_samples(function: str, sizes: tuple[int, int, int], notes: Notes | None) -> None:
     n_samples, n_x, n_y = sizes
     if n_samples <= n_x + n_y:
-        warnings.warn(
+        _say(
             f"{function}: {n_samples} samples for {n_x} + {n_y} neurons: with "
             "n_samples <= n_x + n_y canonical correlations are forced towards 1; use many "
             "more samples than neurons",
             FewSamplesWarning,
-            stacklevel=5,
+            notes,
         )
 
 
@@ -218,17 +232,19 @@ class SharedCentring:
         self._gram = gram
         self._G, self._s, self._d = gram.matrix, gram.column_sums, gram.n_samples
         self._diag = np.diag(self._G)
-        self._sides: dict[tuple[int, int], _Side] = {}
-        self._caches: dict[tuple[int, int], dict] = {}
+        self._sides: dict[tuple[int, int], tuple[_Side, dict]] = {}
+        self._lock = threading.Lock()
 
-    def _side_of(self, where: tuple[int, int]) -> _Side:
-        if where not in self._sides:
-            lo, hi = where
-            if not 0 <= lo < hi <= self._gram.n:
-                raise ValueError(f"layer range {where} is not within the Gram's {self._gram.n} neurons")
-            self._sides[where] = _side(self._G, self._s, self._d, self._diag, lo, hi)
-            self._caches[where] = {}
-        return self._sides[where]
+    def _side_of(self, where: tuple[int, int]) -> tuple[_Side, dict]:
+        """A layer's side and the cache of its decompositions, made once (under a lock: threads
+        share them)."""
+        with self._lock:
+            if where not in self._sides:
+                lo, hi = where
+                if not 0 <= lo < hi <= self._gram.n:
+                    raise ValueError(f"layer range {where} is not within the Gram's {self._gram.n} neurons")
+                self._sides[where] = (_side(self._G, self._s, self._d, self._diag, lo, hi), {})
+            return self._sides[where]
 
     def measures(
         self,
@@ -237,17 +253,19 @@ class SharedCentring:
         which: tuple[str, ...],
         keep: float,
         names: tuple[str, str],
+        notes: Notes | None = None,
     ) -> dict[str, float]:
         """The centred measures named in ``which`` of layer ``a`` (neurons ``a[0]:a[1]`` of the
         Gram, the X side) against layer ``b``, as :func:`linear_cka` and the others give them
-        from the pair's own Gram."""
-        x, y = self._side_of(a), self._side_of(b)
+        from the pair's own Gram. With ``notes`` (a list), warnings are appended to it as
+        ``(message, category)`` instead of emitted. Threads may call it side by side."""
+        (x, cache_x), (y, cache_y) = self._side_of(a), self._side_of(b)
         xl, yl = a[0] + x.live, b[0] + y.live
         cross = self._G[np.ix_(xl, yl)] - np.outer(self._s[xl], self._s[yl]) / self._d
         n_x, n_y = a[1] - a[0], b[1] - b[0]
         tol = rank_cutoff(self._d, n_x + n_y, self._gram.precision)
-        c = _Centred(x, y, cross, tol, (self._caches[a], self._caches[b]), (a, b))
-        return _measures_of(c, (self._d, n_x, n_y), which, keep, names)
+        c = _Centred(x, y, cross, tol, (cache_x, cache_y), (a, b))
+        return _measures_of(c, (self._d, n_x, n_y), which, keep, names, notes)
 
 
 CENTRED = ("linear_cka", "cca", "svcca", "procrustes")
@@ -275,15 +293,20 @@ def _centred_measures(
 
 
 def _measures_of(
-    c: _Centred, sizes: tuple[int, int, int], which: tuple[str, ...], keep: float, names: tuple[str, str]
+    c: _Centred,
+    sizes: tuple[int, int, int],
+    which: tuple[str, ...],
+    keep: float,
+    names: tuple[str, str],
+    notes: Notes | None = None,
 ) -> dict[str, float]:
     """The centred measures named in ``which`` of the pair ``c`` (``sizes``: its samples and
-    the two layers' widths, for the warnings)."""
+    the two layers' widths, for the warnings; kept in ``notes`` when given)."""
     for side, name, label in ((c.x, names[0], "X"), (c.y, names[1], "Y")):
         if not c.has_variance(side):
-            return dict.fromkeys(which, _no_variance("/".join(which), name, label))
+            return dict.fromkeys(which, _no_variance("/".join(which), name, label, notes))
     if "cca" in which or "svcca" in which:
-        _few_samples("cca" if "cca" in which else "svcca", sizes)
+        _few_samples("cca" if "cca" in which else "svcca", sizes, notes)
     out = {}
     for m in which:
         if m == "linear_cka":

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Any, NamedTuple
 
 import numpy as np
 
-from .exceptions import FewSamplesWarning
 from .gram import Gram
 from .jackknife import DEFAULT_LEVEL, jackknife_se, normal_interval
 from .match import Activations, MatchResult, _frozen, engine_of, result_from_mask
@@ -300,20 +298,35 @@ def match_thresholds(
     else:
         gram = Gram.from_arrays(X, Y, num_threads=threads, groups=groups)
     t = _thresholds_of(gram, dead_tol, count_dead, threads, centered)
+    return gram_thresholds(gram, count_dead, centered, threads, dead_tol, first=t)
+
+
+def gram_thresholds(
+    gram: Gram,
+    count_dead: bool,
+    centered: bool,
+    threads: int,
+    dead_tol: float | None = None,
+    first: Thresholds | None = None,
+) -> Thresholds:
+    """:func:`match_thresholds` of a Gram without any warning (the caller says what there is to
+    say, from :func:`nsm.match.few_samples_for_match`): the thresholds (``first`` when already
+    computed) and, with groups, the leave-one-out ones. Touches no process-wide warnings
+    state, so threads may call it side by side."""
+    t = _thresholds_of(gram, dead_tol, count_dead, threads, centered, warn=False) if first is None else first
     if gram.groups is None:
         return t
-    with warnings.catch_warnings():  # the full Gram's warning said it already
-        warnings.simplefilter("ignore", FewSamplesWarning)
-        leave_out = tuple(
-            _thresholds_of(g, dead_tol, count_dead, threads, centered) for g in gram.leave_one_out()
-        )
+    # Quiet: the full Gram's warning (if any) said it already.
+    leave_out = tuple(
+        _thresholds_of(g, dead_tol, count_dead, threads, centered, warn=False) for g in gram.leave_one_out()
+    )
     return replace(t, leave_out=leave_out)
 
 
 def _thresholds_of(
-    gram: Gram, dead_tol: float | None, count_dead: bool, threads: int, centered: bool
+    gram: Gram, dead_tol: float | None, count_dead: bool, threads: int, centered: bool, warn: bool = True
 ) -> Thresholds:
-    engine = engine_of(gram, dead_tol, threads, stacklevel=4, centered=centered)
+    engine = engine_of(gram, dead_tol, threads, stacklevel=4, centered=centered, warn=warn)
     t = engine.thresholds()
     dead = engine.dead
     n_x = gram.n_x

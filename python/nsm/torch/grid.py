@@ -11,6 +11,7 @@ on the CPU), and each pair's Gram is cut out of it when it is read.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Iterator
 from typing import Any, Callable
 
@@ -140,6 +141,9 @@ class _GridGram:
         self._results: dict[bool, Gram] = {}
         self._group_parts: tuple[list[tuple[np.ndarray, np.ndarray, int]], int] | None = None
         self._shared: SharedCentring | None = None
+        # Pairs are read from several threads (CrossComparison computes pairs side by side):
+        # what is made once on the first read is made under this lock.
+        self._lock = threading.Lock()
 
     def nbytes(self) -> int:
         n = self.acc.n_x + self.acc.n_y
@@ -184,25 +188,29 @@ class _GridGram:
         gram = Gram._from_block(block, na, full.n_samples, sums[index], self.acc.precision)
         if full.groups is None:
             return gram
-        if self._group_parts is None:  # read once: each read copies every group's grid Gram
-            self._group_parts = full._group_parts()
-        parts, dealt = self._group_parts
+        with self._lock:
+            if self._group_parts is None:  # read once: each read copies every group's grid Gram
+                self._group_parts = full._group_parts()
+            parts, dealt = self._group_parts
         cut = [(gm[np.ix_(index, index)], gs[index], c) for gm, gs, c in parts]
         return gram._with_groups(cut, dealt, check=False)
 
     def shared(self, a: _SiteInfo, b: _SiteInfo) -> SharedBlock:
         """The grid's :class:`nsm.measures.SharedCentring` (made once) and the pair's ranges."""
-        if self._shared is None:
-            self._shared = SharedCentring(self._result(False))
-        return self._shared, self.offsets[("model_a", a.label)], self.offsets[("model_b", b.label)]
+        full = self._result(False)
+        with self._lock:
+            if self._shared is None:
+                self._shared = SharedCentring(full)
+            return self._shared, self.offsets[("model_a", a.label)], self.offsets[("model_b", b.label)]
 
     def _result(self, baseline: bool) -> Gram:
         """The grid's whole Gram (or its baseline's), made once when first read: streaming is
         over by then (off the CPU, making it copies the Gram to the host and checks it)."""
-        if baseline not in self._results:
-            acc = self.base.acc if baseline and self.base is not None else self.acc
-            self._results[baseline] = acc.result()
-        return self._results[baseline]
+        with self._lock:
+            if baseline not in self._results:
+                acc = self.base.acc if baseline and self.base is not None else self.acc
+                self._results[baseline] = acc.result()
+            return self._results[baseline]
 
 
 class PairGrams(SharedGrams):
@@ -226,7 +234,9 @@ class PairGrams(SharedGrams):
 
     def shared_block(self, pair: tuple[str, str]) -> SharedBlock | None:
         grid, a, b = self._pairs[pair]
-        return None if grid is None or self.baseline else grid.shared(a, b)
+        if grid is None or self.baseline or grid.acc.n_samples == 0:
+            return None  # the pair's own Gram: it says why there is nothing to measure
+        return grid.shared(a, b)
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
         return iter(self._pairs)
