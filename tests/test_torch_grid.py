@@ -121,10 +121,16 @@ def test_pairs_that_cannot_share_samples_are_reported():
 @pytest.mark.parametrize("baseline", [True, False])
 def test_memory_is_checked_before_streaming(baseline):
     a, b, data = net(1), net(2), batches(2)
-    # grids (8, 8): the first ReLU of each (4 + 4); (4, 4): the first two (18); (): all (30);
-    # each Gram counted twice (the accumulator and the symmetric matrix read from it), and
-    # its baseline's as much again
-    total = (4 if baseline else 2) * 8 * (8**2 + 18**2 + 30**2)
+    # grids (8, 8): the first ReLU of each (widths 4 | 4); (4, 4): the first two (4, 5 | 4, 5);
+    # (): all (4, 5, 6 | 4, 5, 6). A grid keeps each site's own block, A's sites against B's
+    # and the column sums, float64, counted twice (the sums and their copy on the host), and
+    # its baseline's as much again.
+    kept = [
+        (4**2 * 2) + 4 * 4 + 8,
+        (4**2 + 5**2) * 2 + 9 * 9 + 18,
+        (4**2 + 5**2 + 6**2) * 2 + 15 * 15 + 30,
+    ]
+    total = (4 if baseline else 2) * 8 * sum(kept)
     with pytest.raises(
         ValueError,
         match=rf"would take {total} bytes, over max_bytes = 1000 bytes; the widest sites are "
@@ -289,3 +295,41 @@ def test_a_grid_without_samples_names_the_pair():
     for measure in ("linear_cka", "cca", "match_auc"):
         with pytest.raises(ValueError, match=r"grams\[\('1', '1'\)\] has no samples"):
             cross.matrix(measure)
+
+
+@pytest.mark.parametrize("samples", ["inputs", "pool"])
+def test_rows_gathered_or_sliced_give_the_same_grams(samples, monkeypatch):
+    # The grid gathers batches into chunks of rows before its products and converts a large
+    # batch a slice at a time: with tiny chunks every batch is sliced and flushed on its own.
+    import nsm.torch.site_blocks as site_blocks
+
+    monkeypatch.setattr(site_blocks, "CHUNK_ROWS", 8)
+    monkeypatch.setattr(site_blocks, "CHUNK_BYTES", 1000)
+    a, b, data = net(1), net(2), batches(3)
+    data[-1] = data[-1][:20]
+    cross = compare_all(a, b, data, torch.nn.ReLU, samples=samples, progress=False)
+    oa, ob = outputs(a, data), outputs(b, data)
+    for sa in ("1", "4", "7"):
+        for sb in ("1", "4", "7"):
+            grid = grid_of(samples, sa, sb)
+            check_pair(cross, sa, sb, [rows(t, grid) for t in oa[sa]], [rows(t, grid) for t in ob[sb]])
+
+
+def test_mixed_grid_grams_within_the_mixed_bound_and_bad_values_raise():
+    a, b, data = net(1), net(2), batches(3)
+    cross = nsm.torch.compare_all(
+        a, b, data, torch.nn.ReLU, samples="inputs", precision="mixed", progress=False
+    )
+    oa, ob = outputs(a, data), outputs(b, data)
+    X = np.vstack([rows(t, ()) for t in oa["1"]])
+    Y = np.vstack([rows(t, ()) for t in ob["7"]])
+    exact = nsm.Gram.from_arrays(X, Y).matrix
+    scale = np.sqrt(np.outer(np.diag(exact), np.diag(exact)))
+    assert np.abs(cross.pair("1", "7").gram.matrix - exact).max() <= 1e-6 * scale.max()
+    bad = [x.clone() for x in data]
+    bad[1][0, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        compare_all(a, b, bad, torch.nn.ReLU, samples="inputs", progress=False)
+    huge = [x.double() * 1e160 for x in data]  # float64 models: squares past float64's range
+    with pytest.raises(ValueError, match="overflow float64; rescale"):
+        compare_all(a.double(), b.double(), huge, torch.nn.ReLU, samples="inputs", progress=False)

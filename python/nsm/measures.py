@@ -27,6 +27,7 @@ import hashlib
 import math
 import threading
 import warnings
+from abc import ABC, abstractmethod
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -110,13 +111,13 @@ class _Side(NamedTuple):
     centred: np.ndarray  # Gc restricted to the live neurons (unscaled)
 
 
-def _side(G: np.ndarray, s: np.ndarray, d: int, diag: np.ndarray, lo: int, hi: int) -> _Side:
-    """The centred block of neurons ``lo:hi`` of a Gram (``G``, column sums ``s``, ``d``
-    samples), restricted to its live neurons."""
-    g = diag[lo:hi]
-    live = lo + np.flatnonzero((g > DEFAULT_DEAD_TOL * g.max()) & (g > 0))
-    block = G[np.ix_(live, live)] - np.outer(s[live], s[live]) / d
-    return _Side(live - lo, 1.0 / np.sqrt(diag[live]), block)
+def _side(block: np.ndarray, sums: np.ndarray, d: int) -> _Side:
+    """The centred side of a layer from its own block of a Gram (``block``, its column sums
+    ``sums``, ``d`` samples), restricted to its live neurons."""
+    g = np.diag(block)
+    live = np.flatnonzero((g > DEFAULT_DEAD_TOL * g.max()) & (g > 0))
+    centred = block[np.ix_(live, live)] - np.outer(sums[live], sums[live]) / d
+    return _Side(live, 1.0 / np.sqrt(g[live]), centred)
 
 
 class _Centred:
@@ -148,9 +149,9 @@ class _Centred:
     def of_gram(cls, gram: Gram, caches: tuple[dict | None, dict | None] = (None, None)) -> _Centred:
         """The two layers of a pair's Gram."""
         G, s, d = gram.matrix, gram.column_sums, gram.n_samples
-        diag = np.diag(G)
-        x, y = _side(G, s, d, diag, 0, gram.n_x), _side(G, s, d, diag, gram.n_x, gram.n)
-        xl, yl = x.live, gram.n_x + y.live
+        k = gram.n_x
+        x, y = _side(G[:k, :k], s[:k], d), _side(G[k:, k:], s[k:], d)
+        xl, yl = x.live, k + y.live
         cross = G[np.ix_(xl, yl)] - np.outer(s[xl], s[yl]) / d
         # The engine's rank cutoff, or the mixed pass's rounding: below it a direction is
         # rounding, not variance (the same cutoff finds constant neurons for the centred match).
@@ -203,16 +204,59 @@ class _Centred:
         return self._cached(side, ("principal", keep), compute)
 
 
+Range = tuple[int, int]
+
+
+class GramBlocks(ABC):
+    """Some blocks of the Gram of many layers side by side (layer ``k`` is neurons
+    ``lo:hi``): at least each layer's own block and the blocks of the pairs that are measured.
+    :func:`nsm.torch.compare_all` keeps only those (``nsm.torch.site_blocks``); a whole
+    :class:`nsm.Gram` has them all (:meth:`of_gram`)."""
+
+    n_samples: int
+    precision: str
+
+    @abstractmethod
+    def block(self, rows: Range, cols: Range) -> np.ndarray:
+        """``G[rows, cols]`` (a read-only array), for a layer's own range twice or a measured
+        pair's two ranges; other blocks may raise ValueError."""
+
+    @abstractmethod
+    def sums(self, where: Range) -> np.ndarray:
+        """The column sums of the neurons ``where``."""
+
+    @staticmethod
+    def of_gram(gram: Gram) -> GramBlocks:
+        """Every block of a whole Gram."""
+        return _WholeGram(gram)
+
+
+class _WholeGram(GramBlocks):
+    def __init__(self, gram: Gram) -> None:
+        self._G, self._s = gram.matrix, gram.column_sums
+        self.n_samples, self.precision, self._n = gram.n_samples, gram.precision, gram.n
+
+    def block(self, rows: Range, cols: Range) -> np.ndarray:
+        for lo, hi in (rows, cols):
+            if not 0 <= lo < hi <= self._n:
+                raise ValueError(f"layer range {(lo, hi)} is not within the Gram's {self._n} neurons")
+        return self._G[rows[0] : rows[1], cols[0] : cols[1]]
+
+    def sums(self, where: Range) -> np.ndarray:
+        return self._s[where[0] : where[1]]
+
+
 class SharedCentring:
     """The centred blocks of layers that lie side by side in one Gram (the Gram of a grid of
     :func:`nsm.torch.compare_all`): each layer's centred block and eigen-decompositions are made
     once, however many pairs it is in, and a pair's cross block is cut out when asked. The
-    values are those of the pair's own Gram cut out of ``gram``.
+    values are those of the pair's own Gram cut out of the whole.
 
     Parameters
     ----------
-    gram : Gram
-        The Gram holding every layer (its X/Y split is not used: layers are given by ranges).
+    source : Gram or GramBlocks
+        The Gram holding every layer (its X/Y split is not used: layers are given by ranges),
+        or the blocks of it that are kept.
 
     Examples
     --------
@@ -226,30 +270,27 @@ class SharedCentring:
     True
     """
 
-    def __init__(self, gram: Gram) -> None:
-        if gram.n_samples == 0:
+    def __init__(self, source: Gram | GramBlocks) -> None:
+        if source.n_samples == 0:
             raise ValueError("gram has no samples: update it with activations first")
-        self._gram = gram
-        self._G, self._s, self._d = gram.matrix, gram.column_sums, gram.n_samples
-        self._diag = np.diag(self._G)
-        self._sides: dict[tuple[int, int], tuple[_Side, dict]] = {}
+        self._source = GramBlocks.of_gram(source) if isinstance(source, Gram) else source
+        self._d = source.n_samples
+        self._sides: dict[Range, tuple[_Side, dict]] = {}
         self._lock = threading.Lock()
 
-    def _side_of(self, where: tuple[int, int]) -> tuple[_Side, dict]:
+    def _side_of(self, where: Range) -> tuple[_Side, dict]:
         """A layer's side and the cache of its decompositions, made once (under a lock: threads
         share them)."""
         with self._lock:
             if where not in self._sides:
-                lo, hi = where
-                if not 0 <= lo < hi <= self._gram.n:
-                    raise ValueError(f"layer range {where} is not within the Gram's {self._gram.n} neurons")
-                self._sides[where] = (_side(self._G, self._s, self._d, self._diag, lo, hi), {})
+                side = _side(self._source.block(where, where), self._source.sums(where), self._d)
+                self._sides[where] = (side, {})
             return self._sides[where]
 
     def measures(
         self,
-        a: tuple[int, int],
-        b: tuple[int, int],
+        a: Range,
+        b: Range,
         which: tuple[str, ...],
         keep: float,
         names: tuple[str, str],
@@ -260,10 +301,10 @@ class SharedCentring:
         from the pair's own Gram. With ``notes`` (a list), warnings are appended to it as
         ``(message, category)`` instead of emitted. Threads may call it side by side."""
         (x, cache_x), (y, cache_y) = self._side_of(a), self._side_of(b)
-        xl, yl = a[0] + x.live, b[0] + y.live
-        cross = self._G[np.ix_(xl, yl)] - np.outer(self._s[xl], self._s[yl]) / self._d
+        sa, sb = self._source.sums(a)[x.live], self._source.sums(b)[y.live]
+        cross = self._source.block(a, b)[np.ix_(x.live, y.live)] - np.outer(sa, sb) / self._d
         n_x, n_y = a[1] - a[0], b[1] - b[0]
-        tol = rank_cutoff(self._d, n_x + n_y, self._gram.precision)
+        tol = rank_cutoff(self._d, n_x + n_y, self._source.precision)
         c = _Centred(x, y, cross, tol, (cache_x, cache_y), (a, b))
         return _measures_of(c, (self._d, n_x, n_y), which, keep, names, notes)
 

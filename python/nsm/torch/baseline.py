@@ -8,6 +8,8 @@ and leave residues of neurons that only the first batch activates).
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from ..validation import Precision
@@ -21,8 +23,12 @@ class ShiftedBaseline:
     """Accumulates ``[A_i, B_(i-1)]`` over batches i >= 1, paired sample by sample; when the
     two batches differ in size, only the first min(len) samples of each are paired."""
 
-    def __init__(self, n_x: int, n_y: int, device: torch.device, precision: Precision) -> None:
-        self.acc = DeviceGram(n_x, n_y, device, precision)
+    def __init__(
+        self, n_x: int, n_y: int, device: torch.device, precision: Precision, acc: Any = None
+    ) -> None:
+        # ``acc``: what accumulates the re-paired samples (anything with ``update(a, b)``; a
+        # DeviceGram of both layers by default).
+        self.acc: Any = DeviceGram(n_x, n_y, device, precision) if acc is None else acc
         self.previous_b: torch.Tensor | None = None
 
     def update(self, a: torch.Tensor, b: torch.Tensor) -> None:

@@ -5,8 +5,9 @@ vector per input (the mean over positions and real tokens), so every pair has th
 samples. ``samples="pool"``: a pair's finer spatial map is average-pooled to the coarser one's
 grid, so (input, coarse position) pairs are the samples; a site with one vector per input pools
 the other to one position; token sites pair with token sites of the same length. For each grid
-that some pair needs, one Gram over all the sites pooled to it is accumulated (nsm's C++ kernels
-on the CPU), and each pair's Gram is cut out of it when it is read.
+that some pair needs, the blocks of the Gram over all the sites pooled to it that pairs read are
+accumulated where the activations live (each site's own block and A's sites against B's:
+``nsm.torch.site_blocks``), and each pair's Gram is assembled from them when it is read.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import threading
 from collections.abc import Iterable, Iterator
 from typing import Any, Callable
 
-import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -33,7 +33,6 @@ from ..validation import (
     check_per_site,
     check_precision,
 )
-from .accumulate import DeviceGram
 from .baseline import ShiftedBaseline
 from .capture import Tap
 from .compare import (
@@ -42,6 +41,7 @@ from .compare import (
     _PerSite,
 )
 from .layout import LAYOUTS, TOKEN_MODES, sample_rows
+from .site_blocks import KeptBlocks, SiteBlocks
 from .sites import ModelSelection, Site, SitePair
 from .stream import Stream, comparison_device
 
@@ -114,9 +114,10 @@ def _to_grid(t: torch.Tensor, info: _SiteInfo, grid: Grid, mask: torch.Tensor | 
 
 
 class _GridGram:
-    """One Gram over the sites of both models that some pair needs on this grid, and with
-    ``baseline``, the shifted-batch baseline's Gram over the same sites (batch i of A against
-    batch i-1 of B, as :func:`nsm.torch.compare`'s; without jackknife groups, as there)."""
+    """The kept blocks of the Gram over the sites of both models that some pair needs on this
+    grid (each site's own block, and A's sites against B's: ``nsm.torch.site_blocks``), and
+    with ``baseline`` the shifted-batch baseline's (batch i of A against batch i-1 of B, as
+    :func:`nsm.torch.compare`'s; without jackknife groups, as there)."""
 
     def __init__(
         self,
@@ -134,22 +135,28 @@ class _GridGram:
         for info in sites_a + sites_b:
             self.offsets[(info.which, info.label)] = (start, start + info.width)
             start += info.width
-        self.n_x = sum(i.width for i in sites_a)
-        self.acc = DeviceGram(self.n_x, start - self.n_x, device, precision, groups)
+        self.widths = ([i.width for i in sites_a], [i.width for i in sites_b])
         self.groups = groups
-        self.base = ShiftedBaseline(self.n_x, start - self.n_x, device, precision) if baseline else None
-        self._results: dict[bool, Gram] = {}
-        self._group_parts: tuple[list[tuple[np.ndarray, np.ndarray, int]], int] | None = None
+        self.blocks = SiteBlocks(*self.widths, device, precision, groups)
+        self.base = (
+            ShiftedBaseline(0, 0, device, precision, acc=SiteBlocks(*self.widths, device, precision))
+            if baseline
+            else None
+        )
+        self._results: dict[bool, KeptBlocks] = {}
         self._shared: SharedCentring | None = None
         # Pairs are read from several threads (CrossComparison computes pairs side by side):
         # what is made once on the first read is made under this lock.
         self._lock = threading.Lock()
 
     def nbytes(self) -> int:
-        n = self.acc.n_x + self.acc.n_y
-        # The accumulator and the symmetric matrix read from it; with jackknife groups, as
-        # much again per group; the baseline's accumulator and matrix.
-        return 2 * 8 * n * n * (1 + (self.groups or 0) + (0 if self.base is None else 1))
+        # The sums and their copy on the host, for the pairs and for the baseline.
+        pairs = SiteBlocks.nbytes(*self.widths, self.groups)
+        return 2 * (pairs + (0 if self.base is None else SiteBlocks.nbytes(*self.widths)))
+
+    @property
+    def n_samples(self) -> int:
+        return self.blocks.n_samples
 
     def update(
         self, values_a: dict[str, torch.Tensor], values_b: dict[str, torch.Tensor], mask: torch.Tensor | None
@@ -162,53 +169,40 @@ class _GridGram:
                 f"sites on the grid {self.grid} give different numbers of samples: {sorted(rows)}"
             )
         x, y = torch.cat(xs, dim=1), torch.cat(ys, dim=1)
-        self.acc.update(x, y)
+        self.blocks.update(x, y)
         if self.base is not None:
             self.base.update(x, y)
 
+    def finish(self) -> None:
+        """Streaming is over: add what was gathered (bad values raise here, not when read)."""
+        self.blocks.finish()
+        if self.base is not None:
+            self.base.acc.finish()
+
     def pair(self, a: _SiteInfo, b: _SiteInfo, baseline: bool = False) -> Gram | None:
-        """The pair's Gram cut out of the grid's (with ``baseline``: the baseline's, None when
-        there is none or it has no samples, as after one batch)."""
+        """The pair's Gram assembled from the grid's blocks (with ``baseline``: the baseline's,
+        None when there is none or it has no samples, as after one batch)."""
         if baseline and self.base is None:
             return None
-        full = self._result(baseline)
-        if baseline and full.n_samples == 0:
+        kept = self._result(baseline)
+        if baseline and kept.n_samples == 0:
             return None
-        m, sums = full.matrix, full.column_sums
-        ia = slice(*self.offsets[("model_a", a.label)])
-        ib = slice(*self.offsets[("model_b", b.label)])
-        index = np.r_[ia, ib]
-        # A block of the grid's Gram is a Gram: cut without checking it again (a check costs a
-        # Cholesky per pair and per read), with the precision the grid was accumulated in.
-        # Four contiguous copies (fancy indexing of the whole block is several times slower).
-        na = a.width
-        block = np.empty((na + b.width, na + b.width))
-        block[:na, :na], block[:na, na:] = m[ia, ia], m[ia, ib]
-        block[na:, :na], block[na:, na:] = m[ib, ia], m[ib, ib]
-        gram = Gram._from_block(block, na, full.n_samples, sums[index], self.acc.precision)
-        if full.groups is None:
-            return gram
-        with self._lock:
-            if self._group_parts is None:  # read once: each read copies every group's grid Gram
-                self._group_parts = full._group_parts()
-            parts, dealt = self._group_parts
-        cut = [(gm[np.ix_(index, index)], gs[index], c) for gm, gs, c in parts]
-        return gram._with_groups(cut, dealt, check=False)
+        return kept.pair_gram(self.offsets[("model_a", a.label)], self.offsets[("model_b", b.label)])
 
     def shared(self, a: _SiteInfo, b: _SiteInfo) -> SharedBlock:
         """The grid's :class:`nsm.measures.SharedCentring` (made once) and the pair's ranges."""
-        full = self._result(False)
+        kept = self._result(False)
         with self._lock:
             if self._shared is None:
-                self._shared = SharedCentring(full)
+                self._shared = SharedCentring(kept)
             return self._shared, self.offsets[("model_a", a.label)], self.offsets[("model_b", b.label)]
 
-    def _result(self, baseline: bool) -> Gram:
-        """The grid's whole Gram (or its baseline's), made once when first read: streaming is
-        over by then (off the CPU, making it copies the Gram to the host and checks it)."""
+    def _result(self, baseline: bool) -> KeptBlocks:
+        """The grid's blocks (or its baseline's) on the host, made once when first read:
+        streaming is over by then."""
         with self._lock:
             if baseline not in self._results:
-                acc = self.base.acc if baseline and self.base is not None else self.acc
+                acc: SiteBlocks = self.base.acc if baseline and self.base is not None else self.blocks
                 self._results[baseline] = acc.result()
             return self._results[baseline]
 
@@ -234,7 +228,7 @@ class PairGrams(SharedGrams):
 
     def shared_block(self, pair: tuple[str, str]) -> SharedBlock | None:
         grid, a, b = self._pairs[pair]
-        if grid is None or self.baseline or grid.acc.n_samples == 0:
+        if grid is None or self.baseline or grid.n_samples == 0:
             return None  # the pair's own Gram: it says why there is nothing to measure
         return grid.shared(a, b)
 
@@ -366,6 +360,8 @@ def compare_all(
                 g.update(values_a, values_b, real)
     if grids is None:
         raise ValueError("data gave no batch")
+    for g in grids:
+        g.finish()
     kwargs = {} if eps is None else {"eps": eps}
     return CrossComparison(
         [i.label for i in infos[0]],
