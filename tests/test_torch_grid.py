@@ -328,8 +328,51 @@ def test_mixed_grid_grams_within_the_mixed_bound_and_bad_values_raise():
     assert np.abs(cross.pair("1", "7").gram.matrix - exact).max() <= 1e-6 * scale.max()
     bad = [x.clone() for x in data]
     bad[1][0, 0, 0, 0] = float("nan")
-    with pytest.raises(ValueError, match="NaN or Inf"):
+    with pytest.raises(ValueError, match="model_a's activations contain NaN or Inf"):
         compare_all(a, b, bad, torch.nn.ReLU, samples="inputs", progress=False)
     huge = [x.double() * 1e160 for x in data]  # float64 models: squares past float64's range
     with pytest.raises(ValueError, match="overflow float64; rescale"):
         compare_all(a.double(), b.double(), huge, torch.nn.ReLU, samples="inputs", progress=False)
+
+
+def test_mixed_products_are_ieee_float32_and_the_users_precision_comes_back(monkeypatch):
+    # The mixed pass's float32 products must not run as TF32 or bf16 whatever the user set with
+    # torch.set_float32_matmul_precision; the legacy TF32 switch left CPU matmuls as the user
+    # set them, and mixing it with the new API made the setting unreadable afterwards.
+    import nsm.torch.site_blocks as site_blocks
+
+    seen = []
+    add = site_blocks._Blocks.add
+
+    def spy(self, x, y, cuts, mixed):
+        if mixed:
+            seen.append(
+                (torch.backends.mkldnn.matmul.fp32_precision, torch.backends.cuda.matmul.fp32_precision)
+            )
+        return add(self, x, y, cuts, mixed)
+
+    monkeypatch.setattr(site_blocks._Blocks, "add", spy)
+    saved = torch.get_float32_matmul_precision()
+    try:
+        torch.set_float32_matmul_precision("medium")
+        a, b, data = net(1), net(2), batches(2)
+        nsm.torch.compare_all(a, b, data, torch.nn.ReLU, samples="inputs", precision="mixed", progress=False)
+        assert seen and set(seen) == {("ieee", "ieee")}
+        assert torch.get_float32_matmul_precision() == "medium"
+    finally:
+        torch.set_float32_matmul_precision(saved)
+
+
+def test_with_groups_each_batch_is_multiplied_once(monkeypatch):
+    import nsm.torch.site_blocks as site_blocks
+
+    rows = []
+    add = site_blocks._Blocks.add
+    monkeypatch.setattr(
+        site_blocks._Blocks,
+        "add",
+        lambda self, x, y, cuts, mixed: rows.append(x.shape[0]) or add(self, x, y, cuts, mixed),
+    )
+    a, b, data = net(1), net(2), batches(4)
+    compare_all(a, b, data, torch.nn.ReLU, samples="inputs", groups=2, baseline=False, progress=False)
+    assert sum(rows) == sum(len(x) for x in data)  # once, into the batch's group

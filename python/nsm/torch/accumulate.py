@@ -1,8 +1,9 @@
 """A layer pair's Gram accumulated where its activations live: nsm.Gram's C++ kernels for
 CPU tensors (read in place, channels-first views included), torch matmuls on other devices,
 with the same two precisions as nsm.Gram: "float64" (float64 products) and "mixed" (float32
-products over blocks of 2,048 rows, TF32 off, each block added into the float64 Gram). The
-comparison and its baseline both accumulate through this one class."""
+products over blocks of 2,048 rows in IEEE float32, each block added into the float64 Gram). A
+comparison and its baseline accumulate through this class; a grid of compare_all keeps only the
+blocks its pairs read (nsm.torch.site_blocks), with the same arithmetic."""
 
 from __future__ import annotations
 
@@ -31,14 +32,28 @@ _LOW_PRECISION = (torch.float32, torch.float16, torch.bfloat16)
 
 
 @contextlib.contextmanager
-def _no_tf32() -> Iterator[None]:
-    """float32 matmuls in float32, not TF32 (10-bit mantissas would break the mixed bound)."""
-    saved = torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = False
+def _ieee_matmul() -> Iterator[None]:
+    """float32 matmuls in float32 (IEEE), on the GPU and on the CPU alike: not TF32 and not the
+    bf16 of a CPU with AMX (their 10- and 8-bit mantissas would break the mixed pass's bound),
+    whatever ``torch.set_float32_matmul_precision`` the user chose; the settings come back
+    afterwards. Torch's per-backend API where it has one (2.9 and later), else its legacy
+    TF32 switch."""
+    cuda = torch.backends.cuda.matmul
+    if hasattr(cuda, "fp32_precision"):
+        cpu = torch.backends.mkldnn.matmul  # type: ignore[attr-defined]
+        saved = (cuda.fp32_precision, cpu.fp32_precision)
+        cuda.fp32_precision = cpu.fp32_precision = "ieee"
+        try:
+            yield
+        finally:
+            cuda.fp32_precision, cpu.fp32_precision = saved
+        return
+    allowed = cuda.allow_tf32
+    cuda.allow_tf32 = False
     try:
         yield
     finally:
-        torch.backends.cuda.matmul.allow_tf32 = saved
+        cuda.allow_tf32 = allowed
 
 
 def numpy_view(t: torch.Tensor) -> np.ndarray:
@@ -108,7 +123,7 @@ class DeviceGram:
             raise ValueError("activations contain NaN or Inf")
         largest = float(block.abs().max()) if block.numel() else 0.0
         if mixed and MIXED_MIN_ABS < largest < MIXED_MAX_ABS:
-            with _no_tf32():
+            with _ieee_matmul():
                 for start in range(0, block.shape[0], MIXED_ROWS):
                     part = block[start : start + MIXED_ROWS]
                     matrix += (part.T @ part).to(torch.float64)

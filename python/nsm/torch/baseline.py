@@ -12,9 +12,9 @@ from typing import Any
 
 import torch
 
-from ..validation import Precision
 from .accumulate import DeviceGram
 from .layout import n_samples, to_2d
+from .site_blocks import SiteBlocks
 
 __all__ = ["ShiftedBaseline"]
 
@@ -23,12 +23,10 @@ class ShiftedBaseline:
     """Accumulates ``[A_i, B_(i-1)]`` over batches i >= 1, paired sample by sample; when the
     two batches differ in size, only the first min(len) samples of each are paired."""
 
-    def __init__(
-        self, n_x: int, n_y: int, device: torch.device, precision: Precision, acc: Any = None
-    ) -> None:
-        # ``acc``: what accumulates the re-paired samples (anything with ``update(a, b)``; a
-        # DeviceGram of both layers by default).
-        self.acc: Any = DeviceGram(n_x, n_y, device, precision) if acc is None else acc
+    def __init__(self, acc: DeviceGram | SiteBlocks) -> None:
+        # ``acc`` accumulates the re-paired samples: a pair's Gram (compare) or a grid's blocks
+        # (compare_all).
+        self.acc: Any = acc  # either; each caller reads the kind it made
         self.previous_b: torch.Tensor | None = None
 
     def update(self, a: torch.Tensor, b: torch.Tensor) -> None:

@@ -319,7 +319,9 @@ def _add(
         )
     if plan.gram is None:
         plan.gram = DeviceGram(a.shape[1], b.shape[1], a.device, precision, groups)
-        plan.baseline = ShiftedBaseline(a.shape[1], b.shape[1], a.device, precision) if baseline else None
+        plan.baseline = (
+            ShiftedBaseline(DeviceGram(a.shape[1], b.shape[1], a.device, precision)) if baseline else None
+        )
     try:
         plan.gram.update(a, b)
         if plan.baseline is not None:

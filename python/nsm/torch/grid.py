@@ -138,11 +138,7 @@ class _GridGram:
         self.widths = ([i.width for i in sites_a], [i.width for i in sites_b])
         self.groups = groups
         self.blocks = SiteBlocks(*self.widths, device, precision, groups)
-        self.base = (
-            ShiftedBaseline(0, 0, device, precision, acc=SiteBlocks(*self.widths, device, precision))
-            if baseline
-            else None
-        )
+        self.base = ShiftedBaseline(SiteBlocks(*self.widths, device, precision)) if baseline else None
         self._results: dict[bool, KeptBlocks] = {}
         self._shared: SharedCentring | None = None
         # Pairs are read from several threads (CrossComparison computes pairs side by side):
@@ -177,6 +173,7 @@ class _GridGram:
         """Streaming is over: add what was gathered (bad values raise here, not when read)."""
         self.blocks.finish()
         if self.base is not None:
+            assert isinstance(self.base.acc, SiteBlocks)
             self.base.acc.finish()
 
     def pair(self, a: _SiteInfo, b: _SiteInfo, baseline: bool = False) -> Gram | None:
@@ -202,13 +199,14 @@ class _GridGram:
         streaming is over by then."""
         with self._lock:
             if baseline not in self._results:
-                acc: SiteBlocks = self.base.acc if baseline and self.base is not None else self.blocks
+                acc = self.base.acc if baseline and self.base is not None else self.blocks
+                assert isinstance(acc, SiteBlocks)
                 self._results[baseline] = acc.result()
             return self._results[baseline]
 
 
 class PairGrams(SharedGrams):
-    """``{(site_a, site_b): Gram or None}``, cut out of the grid Grams each time a pair is read
+    """``{(site_a, site_b): Gram or None}``, assembled from the grids' blocks each time a pair is read
     (None: the pair could not share samples; ``reasons`` says why). Nothing is kept per pair,
     so the memory is that of the grid Grams whatever the number of pairs. With ``baseline``,
     the baselines' Grams of the compared pairs (None where there is no baseline)."""

@@ -18,13 +18,16 @@ range, which take the float64 pass.
 
 from __future__ import annotations
 
+import contextlib
+import math
+
 import numpy as np
 import torch
 
 from ..gram import Gram
 from ..measures import GramBlocks, Range
 from ..validation import Precision
-from .accumulate import _LOW_PRECISION, MIXED_MAX_ABS, MIXED_MIN_ABS, MIXED_ROWS, _no_tf32
+from .accumulate import _LOW_PRECISION, MIXED_MAX_ABS, MIXED_MIN_ABS, MIXED_ROWS, _ieee_matmul
 
 __all__ = ["SiteBlocks", "KeptBlocks"]
 
@@ -48,14 +51,13 @@ class _Blocks:
 
     def add(self, x: torch.Tensor, y: torch.Tensor, cuts: list[tuple[int, int, int]], mixed: bool) -> None:
         """Add the rows ``x`` (model A's sites side by side) and ``y`` (model B's)."""
-        if mixed:
-            with _no_tf32():
-                for start in range(0, x.shape[0], MIXED_ROWS):
-                    xs, ys = x[start : start + MIXED_ROWS], y[start : start + MIXED_ROWS]
-                    self.cross += (xs.T @ ys).to(torch.float64)
-                    for k, (side, lo, hi) in enumerate(cuts):
-                        part = (xs if side == 0 else ys)[:, lo:hi]
-                        self.own[k] += (part.T @ part).to(torch.float64)
+        if mixed:  # the caller makes float32 matmuls IEEE (_ieee_matmul)
+            for start in range(0, x.shape[0], MIXED_ROWS):
+                xs, ys = x[start : start + MIXED_ROWS], y[start : start + MIXED_ROWS]
+                self.cross.add_(xs.T @ ys)  # float32 products, added into float64
+                for k, (side, lo, hi) in enumerate(cuts):
+                    part = (xs if side == 0 else ys)[:, lo:hi]
+                    self.own[k].add_(part.T @ part)
         else:
             self.cross.addmm_(x.T, y)
             for k, (side, lo, hi) in enumerate(cuts):
@@ -67,9 +69,17 @@ class _Blocks:
         self.count += x.shape[0]
 
     def largest_own(self, side: int, cuts: list[tuple[int, int, int]]) -> float:
-        """The largest diagonal entry of a model's sites so far."""
-        diag = [float(b.diagonal().max()) for b, (s, _, _) in zip(self.own, cuts) if s == side and b.numel()]
-        return max(diag, default=0.0)
+        """The largest diagonal entry of a model's sites so far (one read from the device)."""
+        diag = [b.diagonal().max() for b, (s, _, _) in zip(self.own, cuts) if s == side and b.numel()]
+        return float(torch.stack(diag).max()) if diag else 0.0
+
+    def plus(self, other: _Blocks) -> _Blocks:
+        """The sums over both sets of samples (a new set)."""
+        out = _Blocks.__new__(_Blocks)
+        out.own = [a + b for a, b in zip(self.own, other.own)]
+        out.cross, out.sums = self.cross + other.cross, self.sums + other.sums
+        out.count = self.count + other.count
+        return out
 
 
 class SiteBlocks:
@@ -105,11 +115,16 @@ class SiteBlocks:
             for w in widths:
                 self.cuts.append((side, lo, lo + w))
                 lo += w
-        self.total = _Blocks(widths_a, widths_b, device)
-        self.parts = [_Blocks(widths_a, widths_b, device) for _ in range(groups or 0)]
+        # Without groups one set of sums; with groups one per group only (each batch multiplied
+        # once), summed when read.
+        self.parts = [_Blocks(widths_a, widths_b, device) for _ in range(groups or 1)]
+        self.grouped = groups is not None
         self.dealt = 0
         self._gathered: list[tuple[torch.Tensor, torch.Tensor]] = []
         self._gathered_rows = 0
+        self._gathered_bytes = 0
+        self._gathered_top = [0.0, 0.0]
+        self._kept: KeptBlocks | None = None
 
     @staticmethod
     def nbytes(widths_a: list[int], widths_b: list[int], groups: int | None = None) -> int:
@@ -120,70 +135,98 @@ class SiteBlocks:
 
     @property
     def n_samples(self) -> int:
-        return self.total.count + self._gathered_rows
+        if self._kept is not None:
+            return self._kept.n_samples
+        return sum(p.count for p in self.parts) + self._gathered_rows
 
     def update(self, x: torch.Tensor, y: torch.Tensor) -> None:
         """Add a batch: ``x`` (samples, model A's sites side by side) and ``y`` (model B's),
-        with as many samples each."""
+        with as many samples each. Values are checked here (NaN, Inf, and magnitudes whose
+        squares would overflow or underflow float64, against the sums so far)."""
         if x.shape[0] == 0:  # no samples (every token masked); no unit of the jackknife either
             return
-        if not (bool(torch.isfinite(x).all()) and bool(torch.isfinite(y).all())):
-            raise ValueError("activations contain NaN or Inf")
-        if self.parts:
-            self._add(self.parts[self.dealt % len(self.parts)], x, y)
+        # One reduction a side, read in place: NaN and Inf propagate into the largest |value|.
+        top = [float(torch.linalg.vector_norm(t, float("inf"))) for t in (x, y)]
+        if self._kept is not None:
+            raise RuntimeError("SiteBlocks.update after result(): streaming is over")
+        self._check(top, x.shape[0])
+        part = self.parts[self.dealt % len(self.parts)]
+        if self.grouped:
+            self._add(part, x, y, top)
             self.dealt += 1
-            self._add(self.total, x, y)
             return
         self._gathered.append((x, y))
         self._gathered_rows += x.shape[0]
-        gathered_bytes = self._gathered_rows * (x.shape[1] + y.shape[1]) * 4
-        if self._gathered_rows >= CHUNK_ROWS or gathered_bytes >= CHUNK_BYTES:
+        self._gathered_bytes += x.shape[0] * (x.shape[1] * x.element_size() + y.shape[1] * y.element_size())
+        self._gathered_top = [max(a, b) for a, b in zip(self._gathered_top, top)]
+        if self._gathered_rows >= CHUNK_ROWS or self._gathered_bytes >= CHUNK_BYTES:
             self._flush()
 
+    def _check(self, top: list[float], rows: int) -> None:
+        """The core's refusals (GramAccumulator::check_magnitudes) for a batch about to be
+        added, with the rows gathered so far, against the sums so far (every group's: their
+        total is what is read)."""
+        rows += self._gathered_rows
+        for side, which in enumerate(("model_a", "model_b")):
+            t = max(top[side], self._gathered_top[side])
+            if not math.isfinite(t):
+                raise ValueError(f"{which}'s activations contain NaN or Inf")
+            diag = sum(p.largest_own(side, self.cuts) for p in self.parts)
+            if not diag + rows * t * t <= _FLOAT64_MAX:
+                raise ValueError(
+                    f"{which}'s activations hold values up to {t:.3g}: the Gram sums their squares, "
+                    "which overflow float64; rescale the activations (the match does not depend on scale)"
+                )
+            if 0.0 < top[side] < _TINY and diag < _TINY * _TINY:
+                raise ValueError(
+                    f"{which}'s activations hold values no larger than {top[side]:.3g}: their squares "
+                    "underflow float64 and every neuron would look dead; rescale the activations "
+                    "(the match does not depend on scale)"
+                )
+
     def finish(self) -> None:
-        """Adds the rows gathered so far (so that bad values raise when streaming ends)."""
+        """Adds the rows gathered so far."""
         self._flush()
 
     def _flush(self) -> None:
         if not self._gathered:
             return
         xs, ys = zip(*self._gathered)
-        self._gathered, self._gathered_rows = [], 0
+        top = self._gathered_top
+        self._gathered, self._gathered_rows, self._gathered_bytes = [], 0, 0
+        self._gathered_top = [0.0, 0.0]
         x = xs[0] if len(xs) == 1 else torch.cat(xs)
         y = ys[0] if len(ys) == 1 else torch.cat(ys)
-        self._add(self.total, x, y)
+        self._add(self.parts[0], x, y, top)
 
-    def _add(self, blocks: _Blocks, x: torch.Tensor, y: torch.Tensor) -> None:
-        largest = [float(t.abs().max()) if t.numel() else 0.0 for t in (x, y)]
-        for side, (top, which) in enumerate(zip(largest, ("model_a", "model_b"))):
-            if not blocks.largest_own(side, self.cuts) + x.shape[0] * top * top <= _FLOAT64_MAX:
-                raise ValueError(
-                    f"{which}'s activations hold values up to {top:.3g}: the Gram sums their squares, "
-                    "which overflow float64; rescale the activations (the match does not depend on scale)"
-                )
-            if 0.0 < top < _TINY and blocks.largest_own(side, self.cuts) < _TINY * _TINY:
-                raise ValueError(
-                    f"{which}'s activations hold values no larger than {top:.3g}: their squares "
-                    "underflow float64 and every neuron would look dead; rescale the activations "
-                    "(the match does not depend on scale)"
-                )
+    def _add(self, blocks: _Blocks, x: torch.Tensor, y: torch.Tensor, top: list[float]) -> None:
         mixed = (
             self.precision == "mixed"
             and x.dtype in _LOW_PRECISION
             and y.dtype in _LOW_PRECISION
-            and MIXED_MIN_ABS < max(largest) < MIXED_MAX_ABS
+            and MIXED_MIN_ABS < max(top) < MIXED_MAX_ABS
         )
         dtype = torch.float32 if mixed else torch.float64
         # Rows converted a slice at a time (a batch of (input, position) samples can be large).
         step = max(1, CHUNK_BYTES // (8 * (x.shape[1] + y.shape[1])))
-        for start in range(0, x.shape[0], step):
-            rows = slice(start, start + step)
-            blocks.add(x[rows].to(dtype), y[rows].to(dtype), self.cuts, mixed)
+        with _ieee_matmul() if mixed else contextlib.nullcontext():
+            for start in range(0, x.shape[0], step):
+                rows = slice(start, start + step)
+                blocks.add(x[rows].to(dtype), y[rows].to(dtype), self.cuts, mixed)
 
     def result(self) -> KeptBlocks:
-        """The blocks as float64 NumPy arrays (copied to the host), streaming being over."""
+        """The blocks as float64 NumPy arrays on the host, streaming being over (the sums on
+        the device are let go; later calls give the same blocks)."""
+        if self._kept is not None:
+            return self._kept
         self._flush()
-        return KeptBlocks(self, self.total, [(p, p.count) for p in self.parts], self.dealt)
+        total = self.parts[0]
+        for part in self.parts[1:]:
+            total = total.plus(part)
+        groups = [(p, p.count) for p in self.parts] if self.grouped else []
+        self._kept = KeptBlocks(self, total, groups, self.dealt)
+        self.parts = []
+        return self._kept
 
 
 class KeptBlocks(GramBlocks):
