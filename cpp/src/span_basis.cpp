@@ -12,7 +12,6 @@
 namespace nsm {
 namespace {
 
-constexpr Index kPanel = 64;         // panel width of the blocked pivoted Cholesky
 constexpr Index kColumnChunk = 512;  // columns per thread task when applying rotations
 // A BLAS-3 flop (rebuild) is about this many times cheaper than a rotation flop (downdate).
 constexpr double kBlas3Advantage = 6.0;
@@ -31,17 +30,6 @@ std::atomic<int> g_refactor{0};
 std::atomic<bool> g_parallel_sweeps{false};
 
 void bump(std::atomic<std::int64_t>& c) { c.fetch_add(1, std::memory_order_relaxed); }
-
-// Symmetric permutation of rows/columns j < p of the matrix whose lower triangle holds the data
-// (LAPACK dpstf2's swaps): the computed columns 0..j-1 of L swap rows; the rest stays a
-// lower triangle.
-void swap_lower(Eigen::MatrixXd& a, Index j, Index p) {
-  const Index m = a.rows();
-  if (j > 0) a.row(j).head(j).swap(a.row(p).head(j));
-  std::swap(a(j, j), a(p, p));
-  for (Index i = j + 1; i < p; ++i) std::swap(a(i, j), a(p, i));
-  if (p + 1 < m) a.col(j).tail(m - p - 1).swap(a.col(p).tail(m - p - 1));
-}
 
 }  // namespace
 
@@ -78,48 +66,13 @@ EnginePaths engine_paths() {
 Index pivoted_cholesky(Eigen::MatrixXd& a, double tol, std::vector<Index>& perm,
                        const Eigen::VectorXd* leaves_soon) {
   const Index m = a.rows();
-  perm.resize(static_cast<std::size_t>(m));
-  std::iota(perm.begin(), perm.end(), Index{0});
-  Eigen::VectorXd d = a.diagonal();  // current Schur complement diagonal
-  Eigen::VectorXd soon = leaves_soon != nullptr ? *leaves_soon : Eigen::VectorXd();
-  for (Index j0 = 0; j0 < m; j0 += kPanel) {
-    const Index j1 = std::min(m, j0 + kPanel);
-    for (Index jj = j0; jj < j1; ++jj) {
-      Index p = jj;
-      const double largest = d.tail(m - jj).maxCoeff(&p);
-      p += jj;
-      if (!(largest > tol)) return jj;
-      if (soon.size() == m) {
-        const double bar = std::max(kThresholdPivot * largest, tol);
-        for (Index i = jj; i < m; ++i) {
-          if (d[i] >= bar && soon[i] < soon[p]) p = i;
-        }
-      }
-      if (p != jj) {
-        swap_lower(a, jj, p);
-        std::swap(d[jj], d[p]);
-        if (soon.size() == m) std::swap(soon[jj], soon[p]);
-        std::swap(perm[static_cast<std::size_t>(jj)], perm[static_cast<std::size_t>(p)]);
-      }
-      const Index below = m - jj - 1;
-      if (jj > j0 && below > 0) {
-        // Columns j0..jj-1 of this panel are not yet applied to the trailing matrix.
-        a.col(jj).tail(below).noalias() -=
-            a.block(jj + 1, j0, below, jj - j0) * a.row(jj).segment(j0, jj - j0).transpose();
-      }
-      const double pivot = std::sqrt(d[jj]);
-      a(jj, jj) = pivot;
-      if (below > 0) {
-        a.col(jj).tail(below) /= pivot;
-        d.tail(below) -= a.col(jj).tail(below).cwiseAbs2();
-      }
-    }
-    const Index rest = m - j1;
-    if (rest > 0) {
-      subtract_aat(&a(j1, j0), a.outerStride(), rest, j1 - j0, &a(j1, j1), a.outerStride());
-    }
+  if (leaves_soon != nullptr && leaves_soon->size() != m) {
+    throw std::invalid_argument("pivoted_cholesky: leaves_soon needs one value per row");
   }
-  return m;
+  perm.resize(static_cast<std::size_t>(m));
+  return pivoted_cholesky_lower(a.data(), a.outerStride(), m, tol,
+                                leaves_soon != nullptr ? leaves_soon->data() : nullptr, kThresholdPivot,
+                                perm.data());
 }
 
 SpanBasis::SpanBasis(const CosineView& cosine, double rank_tol) : c_(cosine), tol_(rank_tol) {
