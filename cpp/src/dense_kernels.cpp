@@ -194,20 +194,30 @@ void subtract_aat(const double* a, std::ptrdiff_t lda, std::ptrdiff_t rows, std:
 void solve_lower(const double* l, std::ptrdiff_t ldl, std::ptrdiff_t k, double* b, std::ptrdiff_t ldb,
                  std::ptrdiff_t cols) {
   // B is row-major (row stride ldb); its columns are independent right-hand sides, solved in
-  // chunks shared among the threads (Eigen's own triangular solve runs on one thread). The
-  // chunks do not depend on the thread count, so neither do the results.
+  // chunks shared among the threads. A chunk is solved by blocks of kRows rows: a small
+  // triangular solve, then one GEMM for all rows below (most of the flops, at GEMM speed; a
+  // quarter faster than Eigen's triangular solve of the whole chunk). The chunks (at least four
+  // where the columns allow, at most 512 wide) depend on the columns only, not on the thread
+  // count, so neither do the results.
   using RowMat = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  constexpr std::ptrdiff_t kRows = 128;
   const Eigen::Map<const Mat, 0, Stride> lm(l, k, k, Stride(ldl));
-  constexpr std::ptrdiff_t chunk = 128;
+  std::ptrdiff_t chunk = ((cols + 3) / 4 + 63) / 64 * 64;
+  chunk = chunk < 128 ? 128 : (chunk > 512 ? 512 : chunk);
   const std::ptrdiff_t chunks = (cols + chunk - 1) / chunk;
   const bool parallel =
       static_cast<double>(k) * static_cast<double>(k) * static_cast<double>(cols) > 4e6;
 #pragma omp parallel for schedule(dynamic, 1) if (parallel)
   for (std::ptrdiff_t ch = 0; ch < chunks; ++ch) {
     const std::ptrdiff_t j0 = ch * chunk;
-    const std::ptrdiff_t w = std::min(chunk, cols - j0);
+    const std::ptrdiff_t w = cols - j0 < chunk ? cols - j0 : chunk;
     Eigen::Map<RowMat, 0, Stride> bm(b + j0, k, w, Stride(ldb));
-    lm.triangularView<Eigen::Lower>().solveInPlace(bm);
+    for (std::ptrdiff_t i0 = 0; i0 < k; i0 += kRows) {
+      const std::ptrdiff_t h = k - i0 < kRows ? k - i0 : kRows;
+      lm.block(i0, i0, h, h).triangularView<Eigen::Lower>().solveInPlace(bm.middleRows(i0, h));
+      const std::ptrdiff_t rest = k - i0 - h;
+      if (rest > 0) bm.bottomRows(rest).noalias() -= lm.block(i0 + h, i0, rest, h) * bm.middleRows(i0, h);
+    }
   }
 }
 
