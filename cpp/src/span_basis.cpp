@@ -16,6 +16,9 @@ constexpr Index kColumnChunk = 512;  // columns per thread task when applying ro
 // A BLAS-3 flop (rebuild) is about this many times cheaper than a rotation flop (downdate).
 constexpr double kBlas3Advantage = 6.0;
 constexpr double kThresholdPivot = 0.05;  // see pivoted_cholesky's leaves_soon
+// A rebuild `to_order` solves in float32 when no squared pivot is below this (see rebuild).
+constexpr double kFloat32Pivot = 1e-6;
+using RowMatrixF = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
 // Counters and switches of the engine's paths (see span_basis.hpp).
 struct AtomicCounters {
@@ -83,7 +86,7 @@ SpanBasis::SpanBasis(const CosineView& cosine, double rank_tol) : c_(cosine), to
 }
 
 void SpanBasis::rebuild(const std::vector<Index>& members, const std::vector<Index>& columns,
-                        const Priority& leaves_soon) {
+                        const Priority& leaves_soon, bool to_order) {
   if (in_trial_) throw std::logic_error("SpanBasis::rebuild: not during a trial");
   bump(g_counters.rebuilds);
   for (Index v : columns_) local_[static_cast<std::size_t>(v)] = -1;
@@ -160,11 +163,24 @@ void SpanBasis::rebuild(const std::vector<Index>& members, const std::vector<Ind
       // Column basis_r of the symmetric C holds row basis_r's entries: a contiguous read.
       c_.gather_column(others.data(), no, basis_[static_cast<std::size_t>(r)], rhs + r * ld);
     }
-    solve_lower(a.data(), a.outerStride(), k, rhs, ld, no);
+    double smallest_pivot = 1.0;
+    for (Index i = 0; i < k; ++i) smallest_pivot = std::min(smallest_pivot, a(i, i) * a(i, i));
+    if (to_order && smallest_pivot >= kFloat32Pivot) {
+      // Float32 rounding (6e-8) grows by about 1 / sqrt(smallest pivot) <= 1e3 in the solve.
+      Eigen::MatrixXf lf(k, k);
+      lf.triangularView<Eigen::Lower>() = a.topLeftCorner(k, k).cast<float>();
+      Eigen::Map<RowMatrix, 0, Eigen::OuterStride<>> others_w(rhs, k, no, Eigen::OuterStride<>(ld));
+      RowMatrixF bf = others_w.cast<float>();
+      solve_lower_f32(lf.data(), lf.outerStride(), k, bf.data(), no, no);
+      others_w = bf.cast<double>();
+    } else {
+      solve_lower(a.data(), a.outerStride(), k, rhs, ld, no);
+    }
   }
   res_.setOnes(ncols);
   for (Index r = 0; r < k; ++r) res_ -= w_.row(r).transpose().cwiseAbs2();
   for (Index v : basis_) res_[local_[static_cast<std::size_t>(v)]] = 0.0;
+  to_order_ = to_order;
   removed_since_rebuild_ = 0;
   rotations_since_rebuild_ = 0.0;
   rank_at_rebuild_ = k;
@@ -182,6 +198,7 @@ double SpanBasis::residual(Index v) const {
 void SpanBasis::remove_members(const std::vector<Index>& gone, Index columns_after,
                                const Lists& lists_after, const Priority& leaves_soon) {
   if (gone.empty()) return;
+  if (to_order_) throw std::logic_error("SpanBasis::remove_members: a basis built to order must be rebuilt");
   std::vector<Index> positions;
   for (Index v : gone) {
     if (!is_member_[static_cast<std::size_t>(v)]) {
