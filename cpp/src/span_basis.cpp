@@ -102,9 +102,16 @@ void SpanBasis::rebuild(const std::vector<Index>& members, const std::vector<Ind
   const auto m = static_cast<Index>(members_.size());
   const auto ncols = static_cast<Index>(columns_.size());
   // C[members, members], lower triangle only (all that the factorization reads).
+  // Members in a run of neurons (a whole layer before any removal) are read as a run.
+  const bool members_run = m > 0 && members_.back() - members_.front() + 1 == m;
   Eigen::MatrixXd a(m, m);
   for (Index j = 0; j < m; ++j) {
-    c_.gather_column(members_.data() + j, m - j, members_[static_cast<std::size_t>(j)], &a(j, j));
+    const Index v = members_[static_cast<std::size_t>(j)];
+    if (members_run) {
+      c_.gather_run(v, m - j, v, &a(j, j));
+    } else {
+      c_.gather_column(members_.data() + j, m - j, v, &a(j, j));
+    }
     a(j, j) = 1.0;
   }
   std::vector<Index> perm;
@@ -158,10 +165,16 @@ void SpanBasis::rebuild(const std::vector<Index>& members, const std::vector<Ind
     }
     double* rhs = &w_(0, first);
     const Index ld = w_.cols();
+    const bool others_run = others.back() - others.front() + 1 == no;
 #pragma omp parallel for schedule(static)
     for (Index r = 0; r < k; ++r) {
       // Column basis_r of the symmetric C holds row basis_r's entries: a contiguous read.
-      c_.gather_column(others.data(), no, basis_[static_cast<std::size_t>(r)], rhs + r * ld);
+      const Index v = basis_[static_cast<std::size_t>(r)];
+      if (others_run) {
+        c_.gather_run(others.front(), no, v, rhs + r * ld);
+      } else {
+        c_.gather_column(others.data(), no, v, rhs + r * ld);
+      }
     }
     double smallest_pivot = 1.0;
     for (Index i = 0; i < k; ++i) smallest_pivot = std::min(smallest_pivot, a(i, i) * a(i, i));
