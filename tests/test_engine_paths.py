@@ -146,6 +146,35 @@ def test_the_parallel_sweep_runs_by_itself_and_equals_a_rebuild(rng):
         np.testing.assert_allclose(got, q.ratios(), atol=1e-10, equal_nan=True)
 
 
+@pytest.mark.parametrize("kernels", ["generic", "best"])
+def test_factors_over_several_panels_reproduce_the_cosines(rng, kernels):
+    # More than three 64-column panels of the pivoted Cholesky, with dependent members so that
+    # it stops inside a later panel: every finished panel's rows are permuted at the end.
+    X, Y = related_layers(rng, 500, 170, 150, shared=20)
+    X = np.hstack([X, X[:, :40] @ np.round(rng.random((40, 60)) * 4)])  # 230 neurons, rank 170
+    Y = np.hstack([Y, 2 * Y[:, :25]])  # 175 neurons, rank 150
+    A = np.hstack([X, Y])
+    unit = A / np.linalg.norm(A, axis=0)
+    cosine = unit.T @ unit
+    n_x = X.shape[1]
+    try:
+        _core.set_kernels("" if kernels == "best" else kernels)
+        p = _core._Peeler(engine(X, Y))
+        for side, layer in ((0, slice(None, n_x)), (1, slice(n_x, None))):
+            basis, tracked, W, residuals = p.factor(side)
+            tracked = np.asarray(tracked)
+            assert len(basis) == np.linalg.matrix_rank(A[:, layer])
+            members = np.isin(tracked, np.arange(A.shape[1])[layer])
+            # Inner products with the span's members survive the projection onto the span.
+            np.testing.assert_allclose(
+                W[:, members].T @ W, cosine[np.ix_(tracked[members], tracked)], atol=1e-9
+            )
+            np.testing.assert_allclose(residuals, 1 - (W**2).sum(axis=0), atol=1e-12)
+        np.testing.assert_allclose(p.ratios(), oracle_ratios(X, Y, np.ones(A.shape[1], bool)), atol=1e-8)
+    finally:
+        _core.set_kernels("")
+
+
 def test_every_refactoring_path_gives_the_same_thresholds(rng):
     X, Y = layers_with_dependencies(rng, d=800, n_x=60, n_y=50)
     results = {}

@@ -88,6 +88,15 @@ void solve_lower(const double* l, Index ldl, Index k, double* b, Index ldb, Inde
   chosen().load()->solve_lower(l, ldl, k, b, ldb, cols);
 }
 
+void solve_lower_f32(const float* l, Index ldl, Index k, float* b, Index ldb, Index cols) {
+  chosen().load()->solve_lower_f32(l, ldl, k, b, ldb, cols);
+}
+
+Index pivoted_cholesky_lower(double* a, Index lda, Index m, double tol, const double* leaves_soon,
+                             double threshold, Index* perm) {
+  return chosen().load()->pivoted_cholesky_lower(a, lda, m, tol, leaves_soon, threshold, perm);
+}
+
 void rotate_rows(double* x, double* y, Index n, double c, double s) {
   chosen().load()->rotate_rows(x, y, n, c, s);
 }

@@ -60,8 +60,9 @@ Peeler::Peeler(const CosineView& cosine, Index n_x, const std::vector<char>& dea
   }
   if (first_order == FirstOrder::exact) {
     // Build X's span, then Y's ordered by X's exact ratios, then X's again ordered by Y's: a
-    // peeling that removes most neurons (thresholds) runs on cheap downdates from then on.
-    spans_[0].rebuild(members[0], columns);
+    // peeling that removes most neurons (thresholds) runs on cheap downdates from then on. The
+    // first X span only orders Y's factor: its ratios need only float32's accuracy.
+    spans_[0].rebuild(members[0], columns, {}, true);
     spans_[1].rebuild(members[1], columns, leaves_soon(1));
     spans_[0].rebuild(members[0], columns, leaves_soon(0));
     return;

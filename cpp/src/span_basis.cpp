@@ -12,11 +12,13 @@
 namespace nsm {
 namespace {
 
-constexpr Index kPanel = 64;         // panel width of the blocked pivoted Cholesky
 constexpr Index kColumnChunk = 512;  // columns per thread task when applying rotations
 // A BLAS-3 flop (rebuild) is about this many times cheaper than a rotation flop (downdate).
 constexpr double kBlas3Advantage = 6.0;
 constexpr double kThresholdPivot = 0.05;  // see pivoted_cholesky's leaves_soon
+// A rebuild `to_order` solves in float32 when no squared pivot is below this (see rebuild).
+constexpr double kFloat32Pivot = 1e-6;
+using RowMatrixF = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
 // Counters and switches of the engine's paths (see span_basis.hpp).
 struct AtomicCounters {
@@ -31,17 +33,6 @@ std::atomic<int> g_refactor{0};
 std::atomic<bool> g_parallel_sweeps{false};
 
 void bump(std::atomic<std::int64_t>& c) { c.fetch_add(1, std::memory_order_relaxed); }
-
-// Symmetric permutation of rows/columns j < p of the matrix whose lower triangle holds the data
-// (LAPACK dpstf2's swaps): the computed columns 0..j-1 of L swap rows; the rest stays a
-// lower triangle.
-void swap_lower(Eigen::MatrixXd& a, Index j, Index p) {
-  const Index m = a.rows();
-  if (j > 0) a.row(j).head(j).swap(a.row(p).head(j));
-  std::swap(a(j, j), a(p, p));
-  for (Index i = j + 1; i < p; ++i) std::swap(a(i, j), a(p, i));
-  if (p + 1 < m) a.col(j).tail(m - p - 1).swap(a.col(p).tail(m - p - 1));
-}
 
 }  // namespace
 
@@ -78,48 +69,13 @@ EnginePaths engine_paths() {
 Index pivoted_cholesky(Eigen::MatrixXd& a, double tol, std::vector<Index>& perm,
                        const Eigen::VectorXd* leaves_soon) {
   const Index m = a.rows();
-  perm.resize(static_cast<std::size_t>(m));
-  std::iota(perm.begin(), perm.end(), Index{0});
-  Eigen::VectorXd d = a.diagonal();  // current Schur complement diagonal
-  Eigen::VectorXd soon = leaves_soon != nullptr ? *leaves_soon : Eigen::VectorXd();
-  for (Index j0 = 0; j0 < m; j0 += kPanel) {
-    const Index j1 = std::min(m, j0 + kPanel);
-    for (Index jj = j0; jj < j1; ++jj) {
-      Index p = jj;
-      const double largest = d.tail(m - jj).maxCoeff(&p);
-      p += jj;
-      if (!(largest > tol)) return jj;
-      if (soon.size() == m) {
-        const double bar = std::max(kThresholdPivot * largest, tol);
-        for (Index i = jj; i < m; ++i) {
-          if (d[i] >= bar && soon[i] < soon[p]) p = i;
-        }
-      }
-      if (p != jj) {
-        swap_lower(a, jj, p);
-        std::swap(d[jj], d[p]);
-        if (soon.size() == m) std::swap(soon[jj], soon[p]);
-        std::swap(perm[static_cast<std::size_t>(jj)], perm[static_cast<std::size_t>(p)]);
-      }
-      const Index below = m - jj - 1;
-      if (jj > j0 && below > 0) {
-        // Columns j0..jj-1 of this panel are not yet applied to the trailing matrix.
-        a.col(jj).tail(below).noalias() -=
-            a.block(jj + 1, j0, below, jj - j0) * a.row(jj).segment(j0, jj - j0).transpose();
-      }
-      const double pivot = std::sqrt(d[jj]);
-      a(jj, jj) = pivot;
-      if (below > 0) {
-        a.col(jj).tail(below) /= pivot;
-        d.tail(below) -= a.col(jj).tail(below).cwiseAbs2();
-      }
-    }
-    const Index rest = m - j1;
-    if (rest > 0) {
-      subtract_aat(&a(j1, j0), a.outerStride(), rest, j1 - j0, &a(j1, j1), a.outerStride());
-    }
+  if (leaves_soon != nullptr && leaves_soon->size() != m) {
+    throw std::invalid_argument("pivoted_cholesky: leaves_soon needs one value per row");
   }
-  return m;
+  perm.resize(static_cast<std::size_t>(m));
+  return pivoted_cholesky_lower(a.data(), a.outerStride(), m, tol,
+                                leaves_soon != nullptr ? leaves_soon->data() : nullptr, kThresholdPivot,
+                                perm.data());
 }
 
 SpanBasis::SpanBasis(const CosineView& cosine, double rank_tol) : c_(cosine), tol_(rank_tol) {
@@ -130,7 +86,7 @@ SpanBasis::SpanBasis(const CosineView& cosine, double rank_tol) : c_(cosine), to
 }
 
 void SpanBasis::rebuild(const std::vector<Index>& members, const std::vector<Index>& columns,
-                        const Priority& leaves_soon) {
+                        const Priority& leaves_soon, bool to_order) {
   if (in_trial_) throw std::logic_error("SpanBasis::rebuild: not during a trial");
   bump(g_counters.rebuilds);
   for (Index v : columns_) local_[static_cast<std::size_t>(v)] = -1;
@@ -146,9 +102,16 @@ void SpanBasis::rebuild(const std::vector<Index>& members, const std::vector<Ind
   const auto m = static_cast<Index>(members_.size());
   const auto ncols = static_cast<Index>(columns_.size());
   // C[members, members], lower triangle only (all that the factorization reads).
+  // Members in a run of neurons (a whole layer before any removal) are read as a run.
+  const bool members_run = m > 0 && members_.back() - members_.front() + 1 == m;
   Eigen::MatrixXd a(m, m);
   for (Index j = 0; j < m; ++j) {
-    c_.gather_column(members_.data() + j, m - j, members_[static_cast<std::size_t>(j)], &a(j, j));
+    const Index v = members_[static_cast<std::size_t>(j)];
+    if (members_run) {
+      c_.gather_run(v, m - j, v, &a(j, j));
+    } else {
+      c_.gather_column(members_.data() + j, m - j, v, &a(j, j));
+    }
     a(j, j) = 1.0;
   }
   std::vector<Index> perm;
@@ -202,16 +165,35 @@ void SpanBasis::rebuild(const std::vector<Index>& members, const std::vector<Ind
     }
     double* rhs = &w_(0, first);
     const Index ld = w_.cols();
+    const bool others_run = others.back() - others.front() + 1 == no;
 #pragma omp parallel for schedule(static)
     for (Index r = 0; r < k; ++r) {
       // Column basis_r of the symmetric C holds row basis_r's entries: a contiguous read.
-      c_.gather_column(others.data(), no, basis_[static_cast<std::size_t>(r)], rhs + r * ld);
+      const Index v = basis_[static_cast<std::size_t>(r)];
+      if (others_run) {
+        c_.gather_run(others.front(), no, v, rhs + r * ld);
+      } else {
+        c_.gather_column(others.data(), no, v, rhs + r * ld);
+      }
     }
-    solve_lower(a.data(), a.outerStride(), k, rhs, ld, no);
+    double smallest_pivot = 1.0;
+    for (Index i = 0; i < k; ++i) smallest_pivot = std::min(smallest_pivot, a(i, i) * a(i, i));
+    if (to_order && smallest_pivot >= kFloat32Pivot) {
+      // Float32 rounding (6e-8) grows by about 1 / sqrt(smallest pivot) <= 1e3 in the solve.
+      Eigen::MatrixXf lf(k, k);
+      lf.triangularView<Eigen::Lower>() = a.topLeftCorner(k, k).cast<float>();
+      Eigen::Map<RowMatrix, 0, Eigen::OuterStride<>> others_w(rhs, k, no, Eigen::OuterStride<>(ld));
+      RowMatrixF bf = others_w.cast<float>();
+      solve_lower_f32(lf.data(), lf.outerStride(), k, bf.data(), no, no);
+      others_w = bf.cast<double>();
+    } else {
+      solve_lower(a.data(), a.outerStride(), k, rhs, ld, no);
+    }
   }
   res_.setOnes(ncols);
   for (Index r = 0; r < k; ++r) res_ -= w_.row(r).transpose().cwiseAbs2();
   for (Index v : basis_) res_[local_[static_cast<std::size_t>(v)]] = 0.0;
+  to_order_ = to_order;
   removed_since_rebuild_ = 0;
   rotations_since_rebuild_ = 0.0;
   rank_at_rebuild_ = k;
@@ -229,6 +211,7 @@ double SpanBasis::residual(Index v) const {
 void SpanBasis::remove_members(const std::vector<Index>& gone, Index columns_after,
                                const Lists& lists_after, const Priority& leaves_soon) {
   if (gone.empty()) return;
+  if (to_order_) throw std::logic_error("SpanBasis::remove_members: a basis built to order must be rebuilt");
   std::vector<Index> positions;
   for (Index v : gone) {
     if (!is_member_[static_cast<std::size_t>(v)]) {

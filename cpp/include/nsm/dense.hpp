@@ -36,6 +36,19 @@ void subtract_aat(const double* a, Index lda, Index rows, Index k, double* c, In
 /// stride ldb; threads share chunks of its columns).
 void solve_lower(const double* l, Index ldl, Index k, double* b, Index ldb, Index cols);
 
+/// As solve_lower in float32 (about twice as fast; for results that only need float32's
+/// accuracy).
+void solve_lower_f32(const float* l, Index ldl, Index k, float* b, Index ldb, Index cols);
+
+/// Rank-revealing Cholesky with diagonal pivoting of the symmetric positive semi-definite m x m
+/// matrix whose lower triangle a holds (column-major, leading dimension lda; overwritten: the
+/// first `rank` columns of its lower trapezoid hold L in pivoted order). Stops when no Schur
+/// diagonal exceeds tol; returns the rank. perm (m entries) receives the original row of each
+/// pivoted row. Each pivot is the largest Schur diagonal, or with leaves_soon (m values, may be
+/// null) the row with the smallest leaves_soon among those at least threshold times the largest.
+Index pivoted_cholesky_lower(double* a, Index lda, Index m, double tol, const double* leaves_soon,
+                             double threshold, Index* perm);
+
 /// (x, y) := (c x + s y, -s x + c y) over n entries: a Givens rotation of two rows.
 void rotate_rows(double* x, double* y, Index n, double c, double s);
 

@@ -67,8 +67,12 @@ class SpanBasis {
   /// Factorizes span{members} from scratch and tracks the neurons in `columns` (which must
   /// include the members, and in which the non-members form one run). Cost O(m^3 + k^2
   /// |columns|), BLAS-3.
+  /// With `to_order`, the rebuild only serves to order another factor: the non-members'
+  /// coordinates are solved in float32 when the factor is well enough conditioned for it
+  /// (residuals then good to about 1e-4; the factor itself, the rank and zero_tol() are exact),
+  /// and the basis cannot remove members before the next rebuild.
   void rebuild(const std::vector<Index>& members, const std::vector<Index>& columns,
-               const Priority& leaves_soon = {});
+               const Priority& leaves_soon = {}, bool to_order = false);
 
   /// Fills the members and the tracked neurons that are left (asked only for a rebuild).
   using Lists = std::function<void(std::vector<Index>& members, std::vector<Index>& columns)>;
@@ -117,6 +121,7 @@ class SpanBasis {
   CosineView c_;
   double tol_;
   double zero_tol_ = -1.0;       // set by the first rebuild
+  bool to_order_ = false;        // the last rebuild was one with to_order
   std::vector<Index> members_;   // current members (global ids)
   std::vector<Index> basis_;     // basis members in factor order (global ids)
   std::vector<Index> columns_;   // tracked neurons at the last rebuild (global ids)
