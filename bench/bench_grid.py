@@ -241,3 +241,41 @@ def test_minibatch_cka_against_exact():
         f"max {diff64.max():.3g}, mean {diff64.mean():.3g} (the rest is its float32 rounding)"
     )
     assert estimate.shape == exact.shape and ((estimate >= 0) & (estimate <= 1)).all()
+
+
+def test_floor_under_match_auc():
+    """Runs after the grid test (pytest keeps file order): every pair's critical ε on one thread
+    against LAPACK's dpstrf of both sides of every pair, the factorisations any exact critical ε
+    needs, in the same process."""
+    if "inputs" not in _CROSS:
+        pytest.skip("needs test_compare_all_every_relu_pair[inputs] in this run")
+    from scipy.linalg import get_lapack_funcs
+    from threadpoolctl import threadpool_limits
+
+    cross = _CROSS["inputs"]
+    pairs = [(a, b) for a in cross.sites_a for b in cross.sites_b]
+    grams = {p: cross.pair(*p).gram for p in pairs}
+    (pstrf,) = get_lapack_funcs(("pstrf",), (np.eye(2),))
+
+    def factorisations():
+        for p in pairs:
+            m, k = grams[p].matrix, grams[p].n_x
+            pstrf(np.asfortranarray(m[:k, :k]), lower=1)
+            pstrf(np.asfortranarray(m[k:, k:]), lower=1)
+
+    def thresholds():
+        for p in pairs:
+            nsm.match_thresholds(grams[p], num_threads=1)
+
+    with threadpool_limits(1), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        timed(f"{PAIRS}: dpstrf of both sides of every pair, one thread", factorisations, rounds=2)
+        timed(f"{PAIRS}: match_thresholds of every pair, one thread", thresholds, rounds=2)
+    RATIOS.append(
+        (
+            f"{PAIRS}: every pair's critical ε / dpstrf of both sides of every pair (one thread)",
+            f"{PAIRS}: match_thresholds of every pair, one thread",
+            f"{PAIRS}: dpstrf of both sides of every pair, one thread",
+            "-",
+        )
+    )
