@@ -195,8 +195,8 @@ namespace {
 
 // B := L^{-1} B for the row-major B, in Scalar (see solve_lower).
 template <class Scalar>
-void solve_lower_blocked(const Scalar* l, std::ptrdiff_t ldl, std::ptrdiff_t k, Scalar* b, std::ptrdiff_t ldb,
-                         std::ptrdiff_t cols) {
+void solve_lower_blocked(const Scalar* l, std::ptrdiff_t ldl, std::ptrdiff_t k, Scalar* b,
+                         std::ptrdiff_t ldb, std::ptrdiff_t cols) {
   using ColMat = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic, Eigen::ColMajor>;
   using RowMat = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
   constexpr std::ptrdiff_t kRows = 128;
@@ -215,7 +215,8 @@ void solve_lower_blocked(const Scalar* l, std::ptrdiff_t ldl, std::ptrdiff_t k, 
       const std::ptrdiff_t h = k - i0 < kRows ? k - i0 : kRows;
       lm.block(i0, i0, h, h).template triangularView<Eigen::Lower>().solveInPlace(bm.middleRows(i0, h));
       const std::ptrdiff_t rest = k - i0 - h;
-      if (rest > 0) bm.bottomRows(rest).noalias() -= lm.block(i0 + h, i0, rest, h) * bm.middleRows(i0, h);
+      if (rest > 0)
+        bm.bottomRows(rest).noalias() -= lm.block(i0 + h, i0, rest, h) * bm.middleRows(i0, h);
     }
   }
 }
@@ -250,7 +251,8 @@ void swap_values(double& x, double& y) {
 }  // namespace
 
 std::ptrdiff_t pivoted_cholesky_lower(double* a, std::ptrdiff_t lda, std::ptrdiff_t m, double tol,
-                                      const double* leaves_soon, double threshold, std::ptrdiff_t* perm) {
+                                      const double* leaves_soon, double threshold,
+                                      std::ptrdiff_t* perm) {
   // LAPACK dpstrf's blocked algorithm (panels of kPanel columns: left-looking inside a panel,
   // one rank-kPanel update of the trailing matrix after it), with the same pivots, except that
   // the row swaps of finished panels' columns wait for the end: there each of their columns is
@@ -348,8 +350,8 @@ void rotate_rows(double* __restrict x, double* __restrict y, std::ptrdiff_t n, d
 }
 
 extern const KernelSet kernels;
-const KernelSet kernels = {NSM_STRINGIFY(NSM_ISA), &syrk_lower_add,       &subtract_aat,
-                           &solve_lower,           &rotate_rows,          &syrk_lower_add_mixed,
-                           &pivoted_cholesky_lower, &solve_lower_f32};
+const KernelSet kernels = {
+    NSM_STRINGIFY(NSM_ISA), &syrk_lower_add,       &subtract_aat,           &solve_lower,
+    &rotate_rows,           &syrk_lower_add_mixed, &pivoted_cholesky_lower, &solve_lower_f32};
 
 }  // namespace nsm::kernels::NSM_ISA

@@ -27,10 +27,11 @@ struct KernelSet {
                                bool cross_only, double* g, std::ptrdiff_t ldg, int num_threads);
   /// Pivoted Cholesky of the lower triangle of the m x m a (see nsm::pivoted_cholesky_lower).
   std::ptrdiff_t (*pivoted_cholesky_lower)(double* a, std::ptrdiff_t lda, std::ptrdiff_t m, double tol,
-                                           const double* leaves_soon, double threshold, std::ptrdiff_t* perm);
+                                           const double* leaves_soon, double threshold,
+                                           std::ptrdiff_t* perm);
   /// As solve_lower in float32.
-  void (*solve_lower_f32)(const float* l, std::ptrdiff_t ldl, std::ptrdiff_t k, float* b, std::ptrdiff_t ldb,
-                          std::ptrdiff_t cols);
+  void (*solve_lower_f32)(const float* l, std::ptrdiff_t ldl, std::ptrdiff_t k, float* b,
+                          std::ptrdiff_t ldb, std::ptrdiff_t cols);
 };
 
 namespace generic { extern const KernelSet kernels; }

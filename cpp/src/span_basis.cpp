@@ -211,7 +211,8 @@ double SpanBasis::residual(Index v) const {
 void SpanBasis::remove_members(const std::vector<Index>& gone, Index columns_after,
                                const Lists& lists_after, const Priority& leaves_soon) {
   if (gone.empty()) return;
-  if (to_order_) throw std::logic_error("SpanBasis::remove_members: a basis built to order must be rebuilt");
+  if (to_order_)
+    throw std::logic_error("SpanBasis::remove_members: a basis built to order must be rebuilt");
   std::vector<Index> positions;
   for (Index v : gone) {
     if (!is_member_[static_cast<std::size_t>(v)]) {
