@@ -23,17 +23,9 @@ compare = functools.partial(nsm.torch.compare, precision="float64", progress=Fal
 
 def _collect(model, batches, name):
     """(samples, channels) activations of module ``name``, one array per batch, by hand."""
-    module = dict(model.named_modules())[name]
-    out = []
-    handle = module.register_forward_hook(lambda m, i, o: out.append(o))
-    model.eval()
-    with torch.no_grad():
-        for x in batches:
-            model(x)
-    handle.remove()
     return [
         o.movedim(1, -1).reshape(-1, o.shape[1]).double().numpy() if o.ndim == 4 else o.double().numpy()
-        for o in out
+        for o in _collect_raw(model, batches, name)
     ]
 
 
@@ -164,6 +156,7 @@ def test_compare_all_keeps_groups_per_pair():
 
 
 def _collect_raw(model, batches, name):
+    """Module ``name``'s outputs as the model returned them, one tensor per batch, by hand."""
     module = dict(model.named_modules())[name]
     out = []
     handle = module.register_forward_hook(lambda m, i, o: out.append(o))

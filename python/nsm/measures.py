@@ -32,7 +32,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .centering import constant_cutoff, rank_cutoff
+from .centering import rank_cutoff
 from .exceptions import FewSamplesWarning, NsmWarning
 from .gram import Gram
 from .jackknife import Estimate, estimate, quiet_leave_out
@@ -148,14 +148,9 @@ class _Centred:
     @classmethod
     def of_gram(cls, gram: Gram, caches: tuple[dict | None, dict | None] = (None, None)) -> _Centred:
         """The two layers of a pair's Gram."""
-        G, s, d = gram.matrix, gram.column_sums, gram.n_samples
-        k = gram.n_x
-        x, y = _side(G[:k, :k], s[:k], d), _side(G[k:, k:], s[k:], d)
-        xl, yl = x.live, k + y.live
-        cross = G[np.ix_(xl, yl)] - np.outer(s[xl], s[yl]) / d
-        # The engine's rank cutoff, or the mixed pass's rounding: below it a direction is
-        # rounding, not variance (the same cutoff finds constant neurons for the centred match).
-        return cls(x, y, cross, constant_cutoff(gram), caches)
+        source, a, b = _WholeGram(gram), (0, gram.n_x), (gram.n_x, gram.n)
+        x, y = (_side(source.block(r, r), source.sums(r), gram.n_samples) for r in (a, b))
+        return _pair(source, a, b, x, y, caches)
 
     def _cached(self, side: _Side, what: tuple, compute: Any) -> np.ndarray:
         if id(side) not in self._keys:
@@ -246,6 +241,26 @@ class _WholeGram(GramBlocks):
         return self._s[where[0] : where[1]]
 
 
+def _pair(
+    source: GramBlocks,
+    a: Range,
+    b: Range,
+    x: _Side,
+    y: _Side,
+    caches: tuple[dict | None, dict | None] = (None, None),
+    keys: tuple[Any, Any] = (None, None),
+) -> _Centred:
+    """The centred pair of layers ``a`` (side ``x``) and ``b`` (side ``y``) of ``source``: their
+    centred cross block and the rank cutoff of a Gram of the two layers."""
+    d = source.n_samples
+    sa, sb = source.sums(a)[x.live], source.sums(b)[y.live]
+    cross = source.block(a, b)[np.ix_(x.live, y.live)] - np.outer(sa, sb) / d
+    # The engine's rank cutoff, or the mixed pass's rounding: below it a direction is rounding,
+    # not variance (the same cutoff finds constant neurons for the centred match).
+    tol = rank_cutoff(d, (a[1] - a[0]) + (b[1] - b[0]), source.precision)
+    return _Centred(x, y, cross, tol, caches, keys)
+
+
 class SharedCentring:
     """The centred blocks of layers that lie side by side in one Gram (the Gram of a grid of
     :func:`nsm.torch.compare_all`): each layer's centred block and eigen-decompositions are made
@@ -301,12 +316,8 @@ class SharedCentring:
         from the pair's own Gram. With ``notes`` (a list), warnings are appended to it as
         ``(message, category)`` instead of emitted. Threads may call it side by side."""
         (x, cache_x), (y, cache_y) = self._side_of(a), self._side_of(b)
-        sa, sb = self._source.sums(a)[x.live], self._source.sums(b)[y.live]
-        cross = self._source.block(a, b)[np.ix_(x.live, y.live)] - np.outer(sa, sb) / self._d
-        n_x, n_y = a[1] - a[0], b[1] - b[0]
-        tol = rank_cutoff(self._d, n_x + n_y, self._source.precision)
-        c = _Centred(x, y, cross, tol, (cache_x, cache_y), (a, b))
-        return _measures_of(c, (self._d, n_x, n_y), which, keep, names, notes)
+        c = _pair(self._source, a, b, x, y, (cache_x, cache_y), (a, b))
+        return _measures_of(c, (self._d, a[1] - a[0], b[1] - b[0]), which, keep, names, notes)
 
 
 CENTRED = ("linear_cka", "cca", "svcca", "procrustes")

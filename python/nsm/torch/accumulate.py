@@ -56,6 +56,18 @@ def _ieee_matmul() -> Iterator[None]:
         cuda.allow_tf32 = allowed
 
 
+def takes_mixed_pass(precision: Precision, dtypes: tuple[torch.dtype, ...], largest: float) -> bool:
+    """Whether a block of rows takes the mixed pass, as nsm.Gram's core decides: precision
+    "mixed", every input float32 or narrower, and the block's largest |value| strictly between
+    MIXED_MIN_ABS and MIXED_MAX_ABS (its float32 products neither overflow nor lose the small
+    neurons); otherwise the float64 pass."""
+    return (
+        precision == "mixed"
+        and all(d in _LOW_PRECISION for d in dtypes)
+        and MIXED_MIN_ABS < largest < MIXED_MAX_ABS
+    )
+
+
 def numpy_view(t: torch.Tensor) -> np.ndarray:
     """A float32/float64 numpy view of a CPU tensor (other dtypes are converted)."""
     if t.dtype not in (torch.float32, torch.float64):
@@ -117,12 +129,12 @@ class DeviceGram:
 
     def _add_to(self, a: torch.Tensor, b: torch.Tensor, matrix: torch.Tensor, sums: torch.Tensor) -> None:
         a2, b2 = to_2d(a), to_2d(b)
-        mixed = self.precision == "mixed" and a2.dtype in _LOW_PRECISION and b2.dtype in _LOW_PRECISION
-        block = torch.cat([a2, b2], dim=1).to(torch.float32 if mixed else torch.float64)
+        low = self.precision == "mixed" and a2.dtype in _LOW_PRECISION and b2.dtype in _LOW_PRECISION
+        block = torch.cat([a2, b2], dim=1).to(torch.float32 if low else torch.float64)
         if not bool(torch.isfinite(block).all()):
             raise ValueError("activations contain NaN or Inf")
         largest = float(block.abs().max()) if block.numel() else 0.0
-        if mixed and MIXED_MIN_ABS < largest < MIXED_MAX_ABS:
+        if takes_mixed_pass(self.precision, (a2.dtype, b2.dtype), largest):
             with _ieee_matmul():
                 for start in range(0, block.shape[0], MIXED_ROWS):
                     part = block[start : start + MIXED_ROWS]

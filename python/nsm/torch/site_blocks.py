@@ -27,7 +27,7 @@ import torch
 from ..gram import Gram
 from ..measures import GramBlocks, Range
 from ..validation import Precision
-from .accumulate import _LOW_PRECISION, MIXED_MAX_ABS, MIXED_MIN_ABS, MIXED_ROWS, _ieee_matmul
+from .accumulate import MIXED_ROWS, _ieee_matmul, takes_mixed_pass
 
 __all__ = ["SiteBlocks", "KeptBlocks"]
 
@@ -107,7 +107,7 @@ class SiteBlocks:
         precision: Precision,
         groups: int | None = None,
     ) -> None:
-        self.widths_a, self.widths_b, self.device, self.precision = widths_a, widths_b, device, precision
+        self.precision = precision
         self.n_a = sum(widths_a)
         self.cuts: list[tuple[int, int, int]] = []  # (side, lo, hi) of each site in its model's rows
         for side, widths in ((0, widths_a), (1, widths_b)):
@@ -145,14 +145,13 @@ class SiteBlocks:
         squares would overflow or underflow float64, against the sums so far)."""
         if x.shape[0] == 0:  # no samples (every token masked); no unit of the jackknife either
             return
-        # One reduction a side, read in place: NaN and Inf propagate into the largest |value|.
-        top = [float(torch.linalg.vector_norm(t, float("inf"))) for t in (x, y)]
         if self._kept is not None:
             raise RuntimeError("SiteBlocks.update after result(): streaming is over")
+        # One reduction a side, read in place: NaN and Inf propagate into the largest |value|.
+        top = [float(torch.linalg.vector_norm(t, float("inf"))) for t in (x, y)]
         self._check(top, x.shape[0])
-        part = self.parts[self.dealt % len(self.parts)]
         if self.grouped:
-            self._add(part, x, y, top)
+            self._add(self.parts[self.dealt % len(self.parts)], x, y, top)
             self.dealt += 1
             return
         self._gathered.append((x, y))
@@ -200,12 +199,7 @@ class SiteBlocks:
         self._add(self.parts[0], x, y, top)
 
     def _add(self, blocks: _Blocks, x: torch.Tensor, y: torch.Tensor, top: list[float]) -> None:
-        mixed = (
-            self.precision == "mixed"
-            and x.dtype in _LOW_PRECISION
-            and y.dtype in _LOW_PRECISION
-            and MIXED_MIN_ABS < max(top) < MIXED_MAX_ABS
-        )
+        mixed = takes_mixed_pass(self.precision, (x.dtype, y.dtype), max(top))
         dtype = torch.float32 if mixed else torch.float64
         # Rows converted a slice at a time (a batch of (input, position) samples can be large).
         step = max(1, CHUNK_BYTES // (8 * (x.shape[1] + y.shape[1])))
