@@ -12,8 +12,9 @@ import nsm
 
 MODULES = [
     "nsm",
-    "nsm.gram",
-    "nsm.centering",
+    "nsm.gram.gram",
+    "nsm.gram.parts",
+    "nsm.gram.centering",
     "nsm.starved",
     "nsm.match",
     "nsm.thresholds",

@@ -11,9 +11,8 @@ from typing import Any, NamedTuple, Protocol, Union, overload
 import numpy as np
 
 from . import _core
-from .centering import centered_matrix
 from .exceptions import FewSamplesWarning
-from .gram import Gram
+from .gram import Gram, centered_matrix
 from .validation import (  # noqa: F401  (DEFAULT_DEAD_TOL, single_eps: for nsm.measures, nsm.cross)
     DEFAULT_DEAD_TOL,
     check_bool,
@@ -140,7 +139,8 @@ def engine_of(
 ) -> Any:
     """A core MatchEngine for ``gram`` (its centred Gram with ``centered``), after checks and
     (with ``warn``) the few-samples warning."""
-    matrix, _, n_samples = gram._state()
+    parts = gram.parts(groups=False)
+    matrix, n_samples = parts.matrix, parts.n_samples
     if n_samples == 0:
         raise ValueError("gram has no samples: update it with activations first")
     dead_tol = check_dead_tol(dead_tol)

@@ -32,9 +32,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .centering import rank_cutoff
 from .exceptions import FewSamplesWarning, NsmWarning
-from .gram import Gram
+from .gram import Gram, rank_cutoff
 from .jackknife import Estimate, estimate, quiet_leave_out
 from .thresholds import Thresholds, match_thresholds
 from .validation import DEFAULT_DEAD_TOL, check_bool, check_groups, check_keep, check_layer_names

@@ -1,6 +1,7 @@
 """The Grams a saved comparison keeps beside its JSON (``<path>.grams.npz``), so that what needs
 a Gram (simple matches, other measures) works after loading. ``Comparison`` and
-``CrossComparison`` both write and read them here."""
+``CrossComparison`` both write and read them here, each Gram in the Gram's own codec
+(:mod:`nsm.gram.npz`) under a prefix of its name."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from .gram import Gram
+from .gram import Gram, npz
 
 __all__ = ["grams_path", "load_grams", "save_grams"]
 
@@ -27,7 +28,7 @@ def save_grams(path: Any, grams: Iterable[tuple[str, Gram | None]]) -> None:
     arrays: dict[str, Any] = {}
     for name, g in grams:
         if g is not None:
-            arrays.update({f"{name}.{field}": v for field, v in g._fields().items()})
+            arrays.update({f"{name}.{field}": v for field, v in npz.to_arrays(g.parts()).items()})
     with open(grams_path(path), "wb") as f:
         np.savez(f, **arrays)
 
@@ -51,5 +52,11 @@ def load_grams(path: Any) -> dict[str, Gram]:
                 n_x, n_samples = (int(v) for v in f[f"{name}_meta"])
                 out[name] = Gram.from_matrix(f[key], n_x, n_samples, column_sums=f[f"{name}_sums"])
     for name, values in fields.items():
-        out[name] = Gram._from_fields(values, f"{file}: {name}")
+        where = f"{file}: {name}"
+        try:
+            out[name] = Gram.from_parts(npz.from_arrays(values, where))
+        except ValueError as exc:
+            if str(exc).startswith(where):
+                raise
+            raise ValueError(f"{where}: {exc}") from exc
     return out

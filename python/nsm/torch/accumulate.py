@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..gram import Gram
+from ..gram import Gram, GramParts, GroupDealer, GroupPart
 from ..validation import DEFAULT_PRECISION, Precision, check_threads
 from .layout import n_samples, to_2d
 
@@ -98,31 +98,33 @@ class DeviceGram:
             self.matrix = torch.zeros(n, n, dtype=torch.float64, device=device)
             self.sums = torch.zeros(n, dtype=torch.float64, device=device)
             self.count = 0
-            # Per group: [matrix, sums, count]; ``dealt`` batches (with samples) so far.
+            # Per group: [matrix, sums, count], each batch to the dealer's next group.
             self.group_parts: list[list[Any]] = [
                 [torch.zeros_like(self.matrix), torch.zeros_like(self.sums), 0] for _ in range(groups or 0)
             ]
-            self.dealt = 0
+            self.dealer = GroupDealer(groups)
 
     def update(self, a: torch.Tensor, b: torch.Tensor) -> None:
         """Add samples: ``a`` and ``b`` are sample_rows results with as many samples each."""
         if self.gram is not None:
-            self.gram._add_views(numpy_view(a), numpy_view(b), check_threads(torch.get_num_threads()))
+            self.gram.update_views(
+                numpy_view(a), numpy_view(b), num_threads=check_threads(torch.get_num_threads())
+            )
             return
         if not self.group_parts:
             self._add_to(a, b, self.matrix, self.sums)
             self.count += n_samples(a)
             return
-        if n_samples(a) == 0:  # a batch without samples is no unit of the jackknife
+        k = self.dealer.deal(n_samples(a))
+        if k is None:  # a batch without samples is no unit of the jackknife
             return
         # The batch's own Gram (one product), added to its group and to the total.
         m, sums = torch.zeros_like(self.matrix), torch.zeros_like(self.sums)
         self._add_to(a, b, m, sums)
-        part = self.group_parts[self.dealt % len(self.group_parts)]
+        part = self.group_parts[k]
         part[0] += m
         part[1] += sums
         part[2] += n_samples(a)
-        self.dealt += 1
         self.matrix += m
         self.sums += sums
         self.count += n_samples(a)
@@ -165,11 +167,12 @@ class DeviceGram:
         if self.gram is not None:
             if self.gram.groups is None:
                 return [], 0
-            parts, dealt = self.gram._group_parts()
+            parts = self.gram.parts()
+            assert parts.groups is not None
             return [
-                (torch.from_numpy(np.array(m)), torch.from_numpy(np.array(s)), c) for m, s, c in parts
-            ], dealt
-        return [(m, s, int(c)) for m, s, c in self.group_parts], self.dealt
+                (torch.from_numpy(np.array(m)), torch.from_numpy(np.array(s)), c) for m, s, c in parts.groups
+            ], parts.dealt
+        return [(m, s, int(c)) for m, s, c in self.group_parts], self.dealer.dealt
 
     def result(self) -> Gram:
         """The accumulated Gram as an nsm.Gram (no copy on the CPU)."""
@@ -191,8 +194,16 @@ def gram_from_parts(
     """An nsm.Gram from a Gram's parts held as tensors on any device (and its jackknife
     groups' parts, when given), labelled with the pass that made it (the measures' rank cutoff
     reads it)."""
-    gram = Gram.from_matrix(matrix.cpu().numpy(), n_x, int(count), column_sums=sums.cpu().numpy())
-    gram._precision = precision
-    if not groups:
-        return gram
-    return gram._with_groups([(m.cpu().numpy(), s.cpu().numpy(), int(c)) for m, s, c in groups], dealt)
+    return Gram.from_parts(
+        GramParts(
+            matrix=matrix.cpu().numpy(),
+            column_sums=sums.cpu().numpy(),
+            n_samples=int(count),
+            n_x=n_x,
+            precision=precision,
+            groups=tuple(GroupPart(m.cpu().numpy(), s.cpu().numpy(), int(c)) for m, s, c in groups)
+            if groups
+            else None,
+            dealt=dealt,
+        )
+    )
