@@ -28,7 +28,7 @@ def threaded_engine_on_small_layers():
 @pytest.fixture
 def engine_rule_of_users():
     """The engine's default thread rule (the suite lowers it to reach the threaded paths): with
-    it, these narrow pairs each run on one thread, so nsm.cross computes pairs side by side."""
+    it, these narrow pairs each run on one thread, so nsm.results.cross computes pairs side by side."""
     from nsm import _core
 
     lowered = _core._engine_neurons_per_thread()

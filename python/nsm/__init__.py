@@ -25,12 +25,11 @@ except ImportError as exc:  # pragma: no cover - only on a broken install
     ) from exc
 
 from . import measures
-from .comparison import Comparison, LayerComparison
-from .cross import CrossComparison
 from .exceptions import FewSamplesWarning, NsmWarning
 from .gram import Gram
 from .jackknife import Estimate
 from .match import MatchResult, Ratios, max_match, ratios
+from .results import Comparison, CrossComparison, LayerComparison
 from .simple import SimpleMatch, SimpleMatches, minimal_match, simple_matches
 from .thresholds import Curve, Thresholds, match_thresholds
 

@@ -7,13 +7,12 @@ import json
 import os
 import re
 import sys
-import warnings
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from . import __version__
+from . import __version__, _diagnostics
 from .gram import Gram
 from .starved import FEW_SAMPLES_RATIO, few_samples
 from .validation import DEFAULT_PRECISION, PRECISIONS, single_eps
@@ -175,8 +174,8 @@ def _cmd_match(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from .comparison import Comparison
     from .report import write_report
+    from .results import Comparison
 
     if not os.path.isfile(args.report):
         raise CommandError(f"no such file: {args.report}")
@@ -208,8 +207,8 @@ def _saved_format(path: str) -> Any:
 
 
 def _report_cross(args: argparse.Namespace) -> int:
-    from .cross import CrossComparison
     from .heatmap import write_cross_report
+    from .results import CrossComparison
 
     try:
         cross = CrossComparison.load(args.report)
@@ -319,21 +318,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _print_warning(
-    message: Warning | str,
-    category: type[Warning],
-    filename: str,
-    lineno: int,
-    file: Any = None,
-    line: str | None = None,
-) -> None:
+def _print_warning(message: str, category: type[Warning]) -> None:
+    """nsm's warnings on the command line: one line each, without a source line."""
     print(f"nsm: warning: {message}", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    with warnings.catch_warnings():
-        warnings.showwarning = _print_warning
+    with _diagnostics.collect(emit=_print_warning):
         try:
             return args.run(args)
         except CommandError as exc:  # the user's input; anything else keeps its traceback

@@ -1,4 +1,4 @@
-"""Heatmaps of a :class:`nsm.cross.CrossComparison`: one cell per (site of A, site of B).
+"""Heatmaps of a :class:`nsm.CrossComparison`: one cell per (site of A, site of B).
 
 matplotlib is imported when a figure is drawn, with the non-interactive Agg backend.
 """
@@ -53,7 +53,7 @@ def plot_heatmap(cross: Any, path: Any, measure: str = "linear_cka", eps: float 
     Examples
     --------
     >>> import numpy as np, nsm, tempfile, os
-    >>> from nsm.cross import CrossComparison
+    >>> from nsm.results import CrossComparison
     >>> from nsm.heatmap import plot_heatmap
     >>> X = np.random.default_rng(0).random((300, 4))
     >>> cc = CrossComparison(["a.x", "a.y"], ["b"], {("a.x", "b"): nsm.Gram.from_arrays(X, X),
@@ -141,7 +141,7 @@ def write_cross_report(cross: Any, out_dir: Any) -> list[str]:
     Examples
     --------
     >>> import numpy as np, nsm, tempfile, os
-    >>> from nsm.cross import CrossComparison
+    >>> from nsm.results import CrossComparison
     >>> from nsm.heatmap import write_cross_report
     >>> X = np.random.default_rng(0).random((300, 4))
     >>> cc = CrossComparison(["a"], ["b"], {("a", "b"): nsm.Gram.from_arrays(X, X)}, eps=[0.3])

@@ -22,7 +22,7 @@ GROUP_FIELDS = ("group_matrices", "group_sums", "group_counts", "group_dealt")
 OPTIONAL_FIELDS = ("sums_known", "precision")
 
 
-def to_arrays(parts: GramParts) -> dict[str, np.ndarray]:
+def to_arrays(parts: GramParts) -> dict[str, Any]:
     """The named arrays that make ``parts`` again (:func:`from_arrays`)."""
     out: dict[str, Any] = dict(
         matrix=parts.matrix,

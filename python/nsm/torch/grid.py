@@ -20,9 +20,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..cross import CrossComparison, SharedBlock, SharedGrams
 from ..gram import Gram
 from ..measures import SharedCentring
+from ..results.cross import CrossComparison, SharedBlock, SharedGrams
 from ..validation import (
     DEFAULT_PRECISION,
     Precision,
