@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from . import __version__, _diagnostics
+from ._files import atomic_write
 from .gram import Gram
 from .starved import FEW_SAMPLES_RATIO, few_samples
 from .validation import DEFAULT_PRECISION, PRECISIONS, single_eps
@@ -80,6 +81,11 @@ def _same_file(a: str, b: str) -> bool:
 
 def _writable_file(path: str, force: bool, what: str) -> None:
     """Fail now, before any work, if ``path`` cannot be written or would be overwritten."""
+    if os.path.islink(path):
+        raise CommandError(
+            f"{what}: {path} is a symbolic link; nsm does not write through links: give the "
+            "path of a regular file, or remove the link"
+        )
     if os.path.isdir(path):
         raise CommandError(f"{what}: {path} is a folder; give a file name")
     if os.path.exists(path) and not force:
@@ -165,7 +171,7 @@ def _cmd_match(args: argparse.Namespace) -> int:
             for r in results
         ]
         try:
-            with open(args.json, "w", encoding="utf-8") as f:
+            with atomic_write(args.json) as f:
                 json.dump(out, f, indent=1)
         except OSError as exc:
             raise CommandError(f"cannot write {args.json}: {exc.strerror}") from exc

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from ._files import atomic_write
 from .labels import shorten_labels
 from .measures import MEASURES
 from .report import _pyplot
@@ -128,7 +129,8 @@ def plot_heatmap(cross: Any, path: Any, measure: str = "linear_cka", eps: float 
     if np.isnan(values).any():
         title += "\n(hatched: not compared, or undefined)"
     ax.set_title(title, fontsize=10)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
+    with atomic_write(path, binary=True) as f:
+        fig.savefig(f, format="png", dpi=120, bbox_inches="tight")
     plt.close(fig)
 
 

@@ -8,11 +8,13 @@ defaults they were written under (sums known, float64)."""
 
 from __future__ import annotations
 
+import os
 import zipfile
 from typing import Any
 
 import numpy as np
 
+from .._files import atomic_write
 from .parts import GramParts, GroupPart
 
 __all__ = ["from_arrays", "load", "save", "to_arrays"]
@@ -89,13 +91,28 @@ def _check_names(names: Any, where: str) -> list[str]:
     return present
 
 
+def file_name(path: Any) -> str:
+    """The one rule for a Gram's file name, the same for save and load: ``path`` as given when
+    it ends in ``.npz``, else with ``.npz`` added (``Gram.save("name")`` writes ``name.npz``, and
+    ``Gram.load("name")`` reads it; load reads a file of exactly the given name when there is
+    no ``.npz`` one)."""
+    path = os.fspath(path)
+    return path if path.endswith(".npz") else path + ".npz"
+
+
 def save(path: Any, parts: GramParts) -> None:
-    """Write ``parts`` to the ``.npz`` file ``path``."""
-    np.savez(path, **to_arrays(parts))
+    """Write ``parts`` to the ``.npz`` file of ``path`` (:func:`file_name`), atomically: a
+    failed save leaves the old file as it was."""
+    arrays = to_arrays(parts)
+    with atomic_write(file_name(path), binary=True) as f:
+        np.savez(f, **arrays)
 
 
 def load(path: Any) -> GramParts:
     """The parts of the Gram saved at ``path``; a file that is not one raises ValueError."""
+    given, path = os.fspath(path), file_name(path)
+    if not os.path.exists(path) and os.path.exists(given):
+        path = given  # a file named exactly so (not one nsm named): read it, and say what it is
     not_gram = f"{path} is not a saved nsm Gram (an .npz file written by Gram.save)"
     with open(path, "rb") as handle:
         try:
