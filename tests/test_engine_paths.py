@@ -196,9 +196,9 @@ def test_every_refactoring_path_gives_the_same_thresholds(rng):
 
 
 @pytest.mark.parametrize("n_x, n_y, threads", [(40, 30, 1), (40, 30, 2), (150, 140, 2), (300, 20, 2)])
-def test_every_gram_kernel_path_including_the_cross_only_strips(rng, n_x, n_y, threads):
+def test_every_gram_kernel_path(rng, n_x, n_y, threads):
     # One thread; threads over samples (n < 128 x threads); strips of output rows (n >= 128 x
-    # threads), for the full lower triangle and for the cross block only.
+    # threads).
     X = rng.standard_normal((1500, n_x)).astype(np.float32)
     Y = rng.standard_normal((1500, n_y)).astype(np.float32)
     A = np.hstack([X, Y]).astype(np.float64)
@@ -213,20 +213,13 @@ def test_every_gram_kernel_path_including_the_cross_only_strips(rng, n_x, n_y, t
             full = _core.GramAccumulator(n_x, n_y)
             full.update(X, Y, threads)
             np.testing.assert_allclose(full.matrix(), A.T @ A, rtol=1e-12, atol=1e-9)
-            cross = _core.GramAccumulator(n_x, n_y)
-            cross.update(X, Y, threads, cross_only=True)
-            m = cross.matrix()
-            np.testing.assert_allclose(m[n_x:, :n_x], A[:, n_x:].T @ A[:, :n_x], rtol=1e-12, atol=1e-9)
-            assert not m[:n_x, :n_x].any() and not m[n_x:, n_x:].any()
-            assert cross.n_samples == 0
             # The mixed pass's kernel (float32 products of each block) on the same paths.
             scale = np.sqrt(np.outer(np.diag(A.T @ A), np.diag(A.T @ A)))
-            for cross_only in (False, True):
-                mixed = _core.GramAccumulator(n_x, n_y)
-                mixed.update(X, Y, threads, cross_only, "mixed")
-                block = (slice(n_x, None), slice(None, n_x)) if cross_only else np.tril_indices(n_x + n_y)
-                error = np.abs(mixed.matrix() - A.T @ A)[block] / scale[block]
-                assert error.max() < 1e-5
+            mixed = _core.GramAccumulator(n_x, n_y)
+            mixed.update(X, Y, threads, "mixed")
+            block = np.tril_indices(n_x + n_y)
+            error = np.abs(mixed.matrix() - A.T @ A)[block] / scale[block]
+            assert error.max() < 1e-5
     finally:
         _core.set_kernels("")
     assert "generic" in tried

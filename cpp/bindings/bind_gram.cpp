@@ -65,15 +65,15 @@ Precision precision_of(const std::string& name) {
 
 template <class TX>
 void update_with(GramAccumulator& g, const MatrixView<TX>& x, const py::array& y, Kind ky, int threads,
-                 bool cross_only, Precision precision) {
+                 Precision precision) {
   if (ky == Kind::f32) {
     const auto yv = view_of<float>(y, "Y");
     py::gil_scoped_release release;
-    g.update(x, yv, threads, cross_only, precision);
+    g.update(x, yv, threads, precision);
   } else {
     const auto yv = view_of<double>(y, "Y");
     py::gil_scoped_release release;
-    g.update(x, yv, threads, cross_only, precision);
+    g.update(x, yv, threads, precision);
   }
 }
 
@@ -88,19 +88,18 @@ void bind_gram(py::module_& m) {
       .def(py::init<Index, Index>(), py::arg("n_x"), py::arg("n_y"))
       .def(
           "update",
-          [](GramAccumulator& g, const py::array& x, const py::array& y, int threads, bool cross_only,
+          [](GramAccumulator& g, const py::array& x, const py::array& y, int threads,
              const std::string& precision) {
             const Kind kx = kind_of(x, "X");
             const Kind ky = kind_of(y, "Y");
             const Precision p = precision_of(precision);
             if (kx == Kind::f32) {
-              update_with(g, view_of<float>(x, "X"), y, ky, threads, cross_only, p);
+              update_with(g, view_of<float>(x, "X"), y, ky, threads, p);
             } else {
-              update_with(g, view_of<double>(x, "X"), y, ky, threads, cross_only, p);
+              update_with(g, view_of<double>(x, "X"), y, ky, threads, p);
             }
           },
-          py::arg("x"), py::arg("y"), py::arg("num_threads"), py::arg("cross_only") = false,
-          py::arg("precision") = "float64")
+          py::arg("x"), py::arg("y"), py::arg("num_threads"), py::arg("precision") = "float64")
       // The accumulator locks itself; waiting for a lock (an update running in another
       // thread) must not hold the GIL.
       .def("merge", &GramAccumulator::merge, py::arg("other"), py::call_guard<py::gil_scoped_release>())

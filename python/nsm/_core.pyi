@@ -25,7 +25,7 @@ class GramAccumulator:
         """
         (matrix, column_sums, n_samples) taken together, between two whole updates.
         """
-    def update(self, x: numpy.ndarray, y: numpy.ndarray, num_threads: typing.SupportsInt | typing.SupportsIndex, cross_only: bool = False, precision: str = 'float64') -> None:
+    def update(self, x: numpy.ndarray, y: numpy.ndarray, num_threads: typing.SupportsInt | typing.SupportsIndex, precision: str = 'float64') -> None:
         ...
     @property
     def n_samples(self) -> int:

@@ -237,9 +237,7 @@ class Gram:
         staged = _core.GramAccumulator(self.n_x, self.n_y)
         for start in range(0, X.shape[0], rows):
             stop = start + rows
-            staged.update(
-                as_core_dtype(X[start:stop]), as_core_dtype(Y[start:stop]), threads, False, precision
-            )
+            staged.update(as_core_dtype(X[start:stop]), as_core_dtype(Y[start:stop]), threads, precision)
         self._changed(self._merge_batch, staged)
 
     def _add_views(
@@ -247,7 +245,6 @@ class Gram:
         X: np.ndarray,
         Y: np.ndarray,
         threads: int,
-        cross_only: bool = False,
         precision: Precision | None = None,
     ) -> None:
         """Add float32/float64 arrays the core reads as they are, without the checks of
@@ -255,10 +252,10 @@ class Gram:
         With groups, the batch goes to the next group in turn."""
         precision = self._precision if precision is None else precision
         if self._groups is None:
-            self._changed(self._acc.update, X, Y, threads, cross_only, precision)
+            self._changed(self._acc.update, X, Y, threads, precision)
             return
         staged = _core.GramAccumulator(self.n_x, self.n_y)
-        staged.update(X, Y, threads, cross_only, precision)
+        staged.update(X, Y, threads, precision)
         self._changed(self._merge_batch, staged)
 
     def _merge_batch(self, staged: Any) -> None:
