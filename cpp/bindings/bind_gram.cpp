@@ -1,14 +1,8 @@
-#include <pybind11/eigen.h>
-#include <pybind11/numpy.h>
-#include <pybind11/stl.h>
-
 #include <stdexcept>
 #include <string>
 
 #include "bindings.hpp"
 #include "nsm/gram.hpp"
-
-namespace py = pybind11;
 
 namespace nsm::bindings {
 namespace {

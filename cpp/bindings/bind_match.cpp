@@ -1,7 +1,3 @@
-#include <pybind11/eigen.h>
-#include <pybind11/numpy.h>
-#include <pybind11/stl.h>
-
 #include <cmath>
 #include <memory>
 #include <stdexcept>
@@ -13,8 +9,6 @@
 #include "nsm/match_engine.hpp"
 #include "nsm/peeler.hpp"
 #include "nsm/span_basis.hpp"
-
-namespace py = pybind11;
 
 namespace nsm::bindings {
 
@@ -48,16 +42,7 @@ void bind_match(py::module_& m) {
            py::arg("gram"), py::arg("n_x"), py::arg("n_samples"), py::arg("dead_tol"),
            py::arg("rank_tol"), py::arg("num_threads"))
       .def_property_readonly("rank_tol", &MatchEngine::rank_tol)
-      .def_property_readonly("dead",
-                             [](const MatchEngine& e) {
-                               const auto& d = e.dead();
-                               py::array_t<bool> out(static_cast<py::ssize_t>(d.size()));
-                               auto o = out.mutable_unchecked<1>();
-                               for (std::size_t i = 0; i < d.size(); ++i) {
-                                 o(static_cast<py::ssize_t>(i)) = d[i] != 0;
-                               }
-                               return out;
-                             })
+      .def_property_readonly("dead", [](const MatchEngine& e) { return to_mask(e.dead()); })
       .def("ratios", &MatchEngine::ratios, py::call_guard<py::gil_scoped_release>())
       .def("thresholds", &MatchEngine::thresholds, py::call_guard<py::gil_scoped_release>())
       .def(
@@ -68,15 +53,7 @@ void bind_match(py::module_& m) {
               py::gil_scoped_release release;
               masks = e.max_match(eps);
             }
-            py::array_t<bool> out(
-                {static_cast<py::ssize_t>(eps.size()), static_cast<py::ssize_t>(e.n())});
-            auto o = out.mutable_unchecked<2>();
-            for (std::size_t i = 0; i < masks.size(); ++i) {
-              for (Index v = 0; v < e.n(); ++v) {
-                o(static_cast<py::ssize_t>(i), v) = masks[i][static_cast<std::size_t>(v)] != 0;
-              }
-            }
-            return out;
+            return to_mask(masks, e.n());
           },
           py::arg("eps"));
 
