@@ -120,7 +120,7 @@ def test_every_compiled_kernel_agrees(rng):
     try:
         for name in ("generic", "avx2", "avx512"):
             try:
-                _core.set_kernels(name)
+                _core._testing.set_kernels(name)
             except ValueError:
                 continue  # not compiled in, or this CPU lacks it
             assert _core.kernel_name() == name
@@ -131,12 +131,12 @@ def test_every_compiled_kernel_agrees(rng):
             t = nsm.match_thresholds(XR, YR)
             thresholds.append(np.concatenate([t.x, t.y]))
     finally:
-        _core.set_kernels("")
+        _core._testing.set_kernels("")
     for t in thresholds[1:]:  # the factorizations use the kernels too
         np.testing.assert_allclose(t, thresholds[0], atol=1e-9)
     assert "generic" in tried
     with pytest.raises(ValueError, match="not compiled"):
-        _core.set_kernels("sse1")
+        _core._testing.set_kernels("sse1")
 
 
 @pytest.mark.parametrize("n_x, n_y", [(300, 100), (20, 12)])  # strips of neurons / of samples

@@ -73,10 +73,14 @@ void update_with(GramAccumulator& g, const MatrixView<TX>& x, const py::array& y
 
 }  // namespace
 
-void bind_gram(py::module_& m) {
+void bind_gram(py::module_& m, py::module_& testing) {
   m.def("kernel_name", &kernel_name, "The dense kernel set chosen for this CPU.");
-  m.def("set_kernels", &set_kernels, py::arg("name"),
-        "Force a dense kernel set by name ('' restores the automatic choice).");
+  testing.def("set_kernels", &set_kernels, py::arg("name"),
+              "Force a dense kernel set by name ('' restores the automatic choice).");
+  // The mixed pass's constants, read by the Python passes that follow the same rule.
+  m.attr("MIXED_BLOCK_ROWS") = kDefaultMixedRows;
+  m.attr("MIXED_MAX_ABS") = kMixedMaxAbs;
+  m.attr("MIXED_MIN_ABS") = kMixedMinAbs;
 
   py::class_<GramAccumulator>(m, "GramAccumulator")
       .def(py::init<Index, Index>(), py::arg("n_x"), py::arg("n_y"))
@@ -117,9 +121,9 @@ void bind_gram(py::module_& m) {
       .def_property_readonly("n_x", &GramAccumulator::n_x)
       .def_property_readonly("n_y", &GramAccumulator::n_y)
       .def_static("block_rows", &GramAccumulator::block_rows, py::arg("n"));
-  // Private: the mixed pass's block length, for the accuracy study (bench/bench_gram_precision.py).
-  m.def("_mixed_block_rows", &mixed_block_rows);
-  m.def("_set_mixed_block_rows", &set_mixed_block_rows, py::arg("rows"));
+  // The mixed pass's block length, for the accuracy study (bench/bench_gram_precision.py).
+  testing.def("mixed_block_rows", &mixed_block_rows);
+  testing.def("set_mixed_block_rows", &set_mixed_block_rows, py::arg("rows"));
 }
 
 }  // namespace nsm::bindings

@@ -12,7 +12,7 @@
 
 namespace nsm::bindings {
 
-void bind_match(py::module_& m) {
+void bind_match(py::module_& m, py::module_& testing) {
   py::class_<MatchEngine>(m, "MatchEngine")
       .def(py::init([](const py::array& gram, Index n_x, std::int64_t n_samples, double dead_tol,
                        double rank_tol, int num_threads) {
@@ -57,8 +57,12 @@ void bind_match(py::module_& m) {
           },
           py::arg("eps"));
 
-  // Private hooks for the tests of the engine's inner paths (tests/test_engine_paths.py).
-  m.def("_engine_counters", []() {
+  // The engine's size rule, which schedules pairs side by side (nsm.cross).
+  m.def("engine_threads", &engine_threads, py::arg("n"), py::arg("requested"),
+        "The threads an engine over n neurons uses when `requested` are asked for.");
+
+  // Hooks for the tests of the engine's inner paths (tests/test_engine_paths.py).
+  testing.def("engine_counters", []() {
     const EngineCounters c = engine_counters();
     py::dict d;
     d["rebuilds"] = c.rebuilds;
@@ -68,14 +72,12 @@ void bind_match(py::module_& m) {
     d["rollbacks"] = c.rollbacks;
     return d;
   });
-  m.def("_reset_engine_counters", &reset_engine_counters);
-  // Private: the engine's neurons per thread (tests lower it to reach the threaded paths on
-  // small layers) and the thread count it gives.
-  m.def("_engine_neurons_per_thread", &engine_neurons_per_thread);
-  m.def("_set_engine_neurons_per_thread", &set_engine_neurons_per_thread, py::arg("neurons"));
-  m.def("_engine_threads", &engine_threads, py::arg("n"), py::arg("requested"));
-  m.def(
-      "_set_engine_paths",
+  testing.def("reset_engine_counters", &reset_engine_counters);
+  // The engine's neurons per thread (tests lower it to reach the threaded paths on small layers).
+  testing.def("engine_neurons_per_thread", &engine_neurons_per_thread);
+  testing.def("set_engine_neurons_per_thread", &set_engine_neurons_per_thread, py::arg("neurons"));
+  testing.def(
+      "set_engine_paths",
       [](const std::string& refactor, bool parallel_sweeps) {
         EnginePaths p;
         if (refactor == "automatic") {
@@ -95,7 +97,7 @@ void bind_match(py::module_& m) {
 
   // A peeling driven step by step from Python (tests only): remove neurons, run trials, read
   // the ratios and each layer's factor.
-  py::class_<Peeler>(m, "_Peeler")
+  py::class_<Peeler>(testing, "Peeler")
       .def(py::init([](const MatchEngine& e) {
              py::gil_scoped_release release;
              return new Peeler(e.cosine(), e.n_x(), e.dead(), e.rank_tol());

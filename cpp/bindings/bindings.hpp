@@ -38,8 +38,10 @@ inline py::array_t<bool> to_mask(const std::vector<std::vector<char>>& masks, In
   return out;
 }
 
-void bind_gram(py::module_& m);
-void bind_match(py::module_& m);
+// Each binds its topic's public names into m (nsm._core) and its test hooks into testing
+// (nsm._core._testing: switches, counters and step-by-step drivers for tests and benchmarks).
+void bind_gram(py::module_& m, py::module_& testing);
+void bind_match(py::module_& m, py::module_& testing);
 void bind_minimal(py::module_& m);
 
 }  // namespace nsm::bindings
