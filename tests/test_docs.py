@@ -12,6 +12,7 @@ import nsm
 
 MODULES = [
     "nsm",
+    "nsm._kernels",
     "nsm.gram",
     "nsm.centering",
     "nsm.starved",

@@ -25,6 +25,7 @@ except ImportError as exc:  # pragma: no cover - only on a broken install
     ) from exc
 
 from . import measures
+from ._kernels import kernel_name
 from .comparison import Comparison, LayerComparison
 from .cross import CrossComparison
 from .exceptions import FewSamplesWarning, NsmWarning
@@ -69,6 +70,7 @@ __all__ = [
     "SimpleMatches",
     "Thresholds",
     "__version__",
+    "kernel_name",
     "match_thresholds",
     "max_match",
     "measures",
