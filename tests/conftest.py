@@ -19,10 +19,10 @@ def threaded_engine_on_small_layers():
     paths (tests/test_threads.py tests the default rule)."""
     from nsm import _core
 
-    default = _core._engine_neurons_per_thread()
-    _core._set_engine_neurons_per_thread(1)
+    default = _core._testing.engine_neurons_per_thread()
+    _core._testing.set_engine_neurons_per_thread(1)
     yield
-    _core._set_engine_neurons_per_thread(default)
+    _core._testing.set_engine_neurons_per_thread(default)
 
 
 @pytest.fixture
@@ -31,7 +31,7 @@ def engine_rule_of_users():
     it, these narrow pairs each run on one thread, so nsm.results.cross computes pairs side by side."""
     from nsm import _core
 
-    lowered = _core._engine_neurons_per_thread()
-    _core._set_engine_neurons_per_thread(1024)
+    lowered = _core._testing.engine_neurons_per_thread()
+    _core._testing.set_engine_neurons_per_thread(1024)
     yield
-    _core._set_engine_neurons_per_thread(lowered)
+    _core._testing.set_engine_neurons_per_thread(lowered)

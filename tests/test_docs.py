@@ -12,6 +12,7 @@ import nsm
 
 MODULES = [
     "nsm",
+    "nsm._kernels",
     "nsm.gram.gram",
     "nsm.gram.parts",
     "nsm.gram.centering",

@@ -25,6 +25,7 @@ except ImportError as exc:  # pragma: no cover - only on a broken install
     ) from exc
 
 from . import measures
+from ._kernels import kernel_name
 from .exceptions import FewSamplesWarning, NsmWarning
 from .gram import Gram
 from .jackknife import Estimate
@@ -68,6 +69,7 @@ __all__ = [
     "SimpleMatches",
     "Thresholds",
     "__version__",
+    "kernel_name",
     "match_thresholds",
     "max_match",
     "measures",

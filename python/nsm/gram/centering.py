@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .. import _core
+
 if TYPE_CHECKING:
     from .gram import Gram
 
@@ -15,7 +17,7 @@ __all__ = ["centered_matrix", "constant_cutoff", "rank_cutoff"]
 _EPS = np.finfo(np.float64).eps
 # As in nsm.measures: float32 products over blocks of 2,048 rows round at about
 # 2^-24 * sqrt(2048) of each (scaled) entry; a direction below ten times that is rounding.
-_MIXED_TOL = 10 * 2.0**-24 * np.sqrt(2048)
+_MIXED_TOL = 10 * 2.0**-24 * np.sqrt(_core.MIXED_BLOCK_ROWS)
 
 
 def constant_cutoff(gram: Gram) -> float:

@@ -302,10 +302,10 @@ class Gram:
         """
         precision = self._precision if precision is None else check_precision(precision)
         if self._groups is None:
-            self._changed(self._acc.update, X, Y, num_threads, False, precision)
+            self._changed(self._acc.update, X, Y, num_threads, precision)
             return self
         staged = _core.GramAccumulator(self.n_x, self.n_y)
-        staged.update(X, Y, num_threads, False, precision)
+        staged.update(X, Y, num_threads, precision)
         self._changed(self._merge_batch, staged)
         return self
 
@@ -347,9 +347,7 @@ class Gram:
         staged = _core.GramAccumulator(self.n_x, self.n_y)
         for start in range(0, X.shape[0], rows):
             stop = start + rows
-            staged.update(
-                as_core_dtype(X[start:stop]), as_core_dtype(Y[start:stop]), threads, False, precision
-            )
+            staged.update(as_core_dtype(X[start:stop]), as_core_dtype(Y[start:stop]), threads, precision)
         self._changed(self._merge_batch, staged)
 
     def _merge_batch(self, staged: Any) -> None:

@@ -317,7 +317,7 @@ class CrossComparison:
             gram = self._baseline(pair) if baseline else self._gram(pair)
             if gram is None:
                 return True, None
-            if _core._engine_threads(gram.n, threads) > 1:
+            if _core.engine_threads(gram.n, threads) > 1:
                 return False, None  # read again later: holding wide Grams would cost memory
             return True, gram_thresholds(gram, self.count_dead, self.centered, 1)
 

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .. import _core
 from ..gram import Gram, GramParts, GroupDealer, GroupPart
 from ..validation import DEFAULT_PRECISION, Precision, check_threads
 from .layout import n_samples, to_2d
@@ -24,10 +25,11 @@ __all__ = ["CORE_ON_CPU", "DeviceGram"]
 # matmuls used on GPUs (the tests use it to check that path without a GPU).
 CORE_ON_CPU = True
 
-# The mixed pass on a GPU, as nsm.Gram's (cpp/include/nsm/gram.hpp): rows per float32 block,
-# and the magnitudes outside which a batch takes the float64 pass.
-MIXED_ROWS = 2048
-MIXED_MAX_ABS, MIXED_MIN_ABS = 1e15, 1e-5
+# The mixed pass on a GPU, as nsm.Gram's (read from the core, cpp/include/nsm/gram.hpp): rows
+# per float32 block, and the magnitudes outside which a batch takes the float64 pass.
+MIXED_ROWS: int = _core.MIXED_BLOCK_ROWS
+MIXED_MAX_ABS: float = _core.MIXED_MAX_ABS
+MIXED_MIN_ABS: float = _core.MIXED_MIN_ABS
 _LOW_PRECISION = (torch.float32, torch.float16, torch.bfloat16)
 
 
