@@ -79,7 +79,7 @@ def test_numpy_input_does_not_import_torch():
 def test_nsm_torch_without_torch_says_how_to_install():
     out = python_prints(
         "import nsm",
-        "try:\n    nsm.compare\nexcept ImportError as exc:\n    print(exc)",
+        "try:\n    nsm.torch\nexcept ImportError as exc:\n    print(exc)",
         hide_torch=True,
     )
     assert "pip install 'neuron-subspace-match[torch]'" in out

@@ -160,7 +160,7 @@ def test_report_marks_starved_and_centred_layers(tmp_path):
     pytest.importorskip("matplotlib")
     import matplotlib.pyplot as plt
 
-    from nsm import report
+    from nsm.plot import report
 
     c = Comparison({"s": layer(30, 10, 10, True, "s"), "f": layer(2000, 10, 10, True, "f")}, eps=[0.3])
     assert report._match_title(c, "T") == "T (centred match)"

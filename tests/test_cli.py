@@ -268,12 +268,12 @@ def test_demo_refuses_to_overwrite_a_report(tmp_path):
 def test_internal_errors_keep_their_traceback(monkeypatch, tmp_path):
     # A ValueError from nsm's own code (here: drawing) is a bug to report, not a one-line
     # message: it used to be printed as "nsm: error: ..." like bad input.
-    import nsm.report
+    import nsm.plot.report
 
     def broken(*args, **kwargs):
         raise ValueError("a bug")
 
-    monkeypatch.setattr(nsm.report, "write_report", broken)
+    monkeypatch.setattr(nsm.plot.report, "write_report", broken)
     (tmp_path / "r.json").write_text(json.dumps(_report_dict()))
     with pytest.raises(ValueError, match="a bug"):
         main(["report", str(tmp_path / "r.json"), "--out", str(tmp_path / "figs")])

@@ -26,19 +26,19 @@ MODULES = [
     "nsm.results.comparison",
     "nsm.results.tables",
     "nsm._files",
-    "nsm.labels",
-    "nsm.heatmap",
+    "nsm.plot.labels",
+    "nsm.plot.heatmap",
     "nsm.torch.compare",
     "nsm.torch.capture_context",
     "nsm.torch.grid",
-    "nsm.report",
+    "nsm.plot.report",
     "nsm.demo",
 ]
 
 
 @pytest.mark.parametrize("name", MODULES)
 def test_docstring_examples(name):
-    needs_torch = name.startswith("nsm.torch") or name in ("nsm.report", "nsm.demo")
+    needs_torch = name.startswith("nsm.torch") or name in ("nsm.plot.report", "nsm.demo")
     if needs_torch and importlib.util.find_spec("torch") is None:
         pytest.skip("the torch extra is not installed")
     module = importlib.import_module(name)

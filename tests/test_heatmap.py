@@ -11,15 +11,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import nsm
-from nsm.labels import shorten_labels
+from nsm.plot.labels import shorten_labels
 from nsm.results import Comparison, CrossComparison, LayerComparison
 from tests.cases import related_layers
 
 pytest.importorskip("matplotlib", reason="figures need matplotlib")
 
-from nsm import report  # noqa: E402
 from nsm.cli import main  # noqa: E402
-from nsm.heatmap import plot_heatmap, write_cross_report  # noqa: E402
+from nsm.plot import _figures, report  # noqa: E402
+from nsm.plot.heatmap import plot_heatmap, write_cross_report  # noqa: E402
 
 N_SITES = 60
 
@@ -104,10 +104,10 @@ def big_cross():
 def test_heatmap_renders_at_60_by_60(big_cross, tmp_path, measure, eps):
     path = tmp_path / f"{measure}.png"
     if measure == "similarity_gap":  # a dead site's similarity is 0, not undefined
-        plot_heatmap(big_cross, path, measure=measure, eps=eps)
+        plot_heatmap(big_cross, measure=measure, eps=eps, path=path)
     else:
         with pytest.warns(nsm.NsmWarning, match="layer 'model.encoder.stage0.block7.relu'"):
-            plot_heatmap(big_cross, path, measure=measure, eps=eps)
+            plot_heatmap(big_cross, measure=measure, eps=eps, path=path)
     assert path.stat().st_size > 20_000
 
 
@@ -120,7 +120,7 @@ def test_small_heatmap_prints_values(tmp_path, rng):
         reasons={("a.two", "b.one"): "different inputs"},
     )
     for measure, eps in (("cca", None), ("similarity", 0.3)):
-        plot_heatmap(cc, tmp_path / f"{measure}.png", measure, eps)
+        plot_heatmap(cc, measure=measure, eps=eps, path=tmp_path / f"{measure}.png")
         assert (tmp_path / f"{measure}.png").stat().st_size > 5_000
 
 
@@ -151,7 +151,7 @@ def test_report_figures_render_at_60_layers(tmp_path):
 
 
 def test_curve_colours_never_repeat():
-    plt = report._pyplot()
+    plt = _figures.pyplot()
     for n in (3, 10, 11, 60):
         colors = report.curve_colors(plt, n)
         assert len({tuple(np.round(c, 6)) for c in colors}) == n
@@ -194,3 +194,23 @@ def test_nsm_report_draws_the_heatmaps_of_a_saved_cross_comparison(tmp_path, rng
     one = {("a.l0", "b.l0"): grams[("a.l0", "b.l0")]}
     written = write_cross_report(CrossComparison(["a.l0"], ["b.l0"], one, eps=[0.3]), tmp_path / "nobase")
     assert "heatmap_similarity_gap_0.3.png" not in [os.path.basename(p) for p in written]
+
+
+@pytest.fixture
+def cc_small(rng):
+    X, Y = related_layers(rng, 300, 4, 4)
+    return CrossComparison(["a"], ["b"], {("a", "b"): nsm.Gram.from_arrays(X, Y)})
+
+
+def test_every_figure_is_returned_and_saved_only_when_given_a_path(tmp_path, cc_small):
+    # plot_heatmap(grid, "match_auc") wrote the linear CKA heatmap to a file named "match_auc"
+    # and returned None: the measure and the path are keywords now.
+    with pytest.raises(TypeError):
+        plot_heatmap(cc_small, "match_auc")
+    before = set(os.listdir(tmp_path))
+    fig = plot_heatmap(cc_small, measure="cca")
+    assert type(fig).__name__ == "Figure" and set(os.listdir(tmp_path)) == before
+    assert "R²_CCA" in fig.axes[0].get_title()
+    path = tmp_path / "cca.pdf"
+    assert plot_heatmap(cc_small, measure="cca", path=path) is not None
+    assert path.read_bytes().startswith(b"%PDF")

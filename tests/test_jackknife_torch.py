@@ -13,7 +13,7 @@ import pytest
 torch = pytest.importorskip("torch", reason="the torch extra is not installed")
 
 import nsm  # noqa: E402
-import nsm.report  # noqa: E402
+import nsm.plot  # noqa: E402
 import nsm.torch  # noqa: E402
 from nsm.results import Comparison  # noqa: E402
 from tests.torch_models import distributed_worker, image_batches, small_cnn  # noqa: E402
@@ -123,7 +123,7 @@ def test_table_export_save_load_and_figure_keep_the_error_bars(tmp_path):
     with pytest.raises(ValueError, match="pass groups="):
         plain["6"].similarity_se()
     figure = tmp_path / "curves.png"
-    nsm.report.plot_curves(c, figure)
+    nsm.plot.plot_curves(c, path=figure)
     assert figure.stat().st_size > 0
 
 

@@ -14,7 +14,7 @@ torch = pytest.importorskip("torch", reason="the torch extra is not installed")
 F = torch.nn.functional
 
 import nsm  # noqa: E402
-import nsm.heatmap  # noqa: E402
+import nsm.plot.heatmap  # noqa: E402
 import nsm.torch  # noqa: E402
 from tests import oracle  # noqa: E402
 
@@ -193,7 +193,7 @@ def test_one_batch_gives_a_nan_baseline_as_compare_does(tmp_path):
     lc = cross.pair("1", "4")
     assert lc.baseline_gram is None and np.isnan(lc.baseline(0.5)) and np.isnan(lc.baseline_match_auc())
     # the report leaves out the gap's heatmap, which would be all NaN
-    names = [os.path.basename(p) for p in nsm.heatmap.write_cross_report(cross, tmp_path)]
+    names = [os.path.basename(p) for p in nsm.plot.heatmap.write_cross_report(cross, tmp_path)]
     assert "heatmap_similarity_0.5.png" in names and "heatmap_similarity_gap_0.5.png" not in names
 
 
@@ -204,7 +204,7 @@ def test_without_baseline_the_gap_is_nan_and_with_it_drawn(tmp_path):
     assert without.pair("1", "7").baseline_gram is None
     with_ = compare_all(a, b, data, torch.nn.ReLU, eps=[0.5], progress=False)
     np.testing.assert_array_equal(with_.matrix("linear_cka"), without.matrix("linear_cka"))
-    names = [os.path.basename(p) for p in nsm.heatmap.write_cross_report(with_, tmp_path)]
+    names = [os.path.basename(p) for p in nsm.plot.heatmap.write_cross_report(with_, tmp_path)]
     assert "heatmap_similarity_gap_0.5.png" in names
     with pytest.raises(TypeError, match="baseline must be True or False"):
         compare_all(a, b, data, torch.nn.ReLU, baseline="yes", progress=False)

@@ -41,17 +41,21 @@ except _metadata.PackageNotFoundError:  # pragma: no cover - only when run from 
     __version__ = "0+unknown"
 
 
+# Imported when first used: nsm.torch imports torch, nsm.plot matplotlib's users.
+_LAZY = ("plot", "torch")
+
+
 def __getattr__(name: str) -> object:
-    # nsm.torch and nsm.compare import torch, so only when first used.
-    if name == "torch":
+    if name in _LAZY:
         import importlib
 
-        return importlib.import_module("nsm.torch")
-    if name == "compare":
-        from .torch import compare
-
-        return compare
+        return importlib.import_module(f"nsm.{name}")
     raise AttributeError(f"module 'nsm' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    # The public names only (boost-histogram's habit): internals stay out of completion.
+    return sorted({*__all__, *_LAZY})
 
 
 __all__ = [

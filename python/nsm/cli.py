@@ -112,7 +112,7 @@ def _writable_folder(out: str, what: str) -> None:
 def _check_report_folder(out: str, force: bool, source: str | None = None) -> None:
     """Refuse to overwrite a report in ``out`` unless asked; ``source`` (a report.json being
     redrawn in place) may be replaced by its own figures."""
-    from .report import REPORT_FILES
+    from .plot.report import REPORT_FILES
 
     existing = [f for f in REPORT_FILES if os.path.exists(os.path.join(out, f))]
     in_place = source is not None and _same_file(source, os.path.join(out, "report.json"))
@@ -180,7 +180,7 @@ def _cmd_match(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from .report import write_report
+    from .plot.report import write_report
     from .results import Comparison
 
     if not os.path.isfile(args.report):
@@ -213,7 +213,7 @@ def _saved_format(path: str) -> Any:
 
 
 def _report_cross(args: argparse.Namespace) -> int:
-    from .heatmap import write_cross_report
+    from .plot.heatmap import write_cross_report
     from .results import CrossComparison
 
     try:

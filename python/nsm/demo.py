@@ -117,9 +117,9 @@ def run_demo(
     _require()
     import torch
 
-    from .heatmap import plot_heatmap
+    from .plot.heatmap import plot_heatmap
+    from .plot.report import plot_curves, write_report
     from .progress import progress_bar
-    from .report import plot_curves, write_report
     from .torch import compare, compare_all
 
     start = time.perf_counter()
@@ -149,7 +149,7 @@ def run_demo(
     # the uncentred ones show what the layers share beyond their mean.
     centred = comparison.recentred()
     paths.append(os.path.join(out_dir, "curves_centred.png"))
-    plot_curves(centred, paths[-1])
+    plot_curves(centred, path=paths[-1])
     echo(
         "centred match (each neuron's mean removed; curves_centred.png): match_auc "
         + ", ".join(
@@ -164,7 +164,7 @@ def run_demo(
     )
     for measure in ("match_auc", "linear_cka"):
         path = os.path.join(out_dir, f"heatmap_{measure}.png")
-        plot_heatmap(grid, path, measure)
+        plot_heatmap(grid, measure=measure, path=path)
         paths.append(path)
     seconds = time.perf_counter() - start
     echo(f"wrote {', '.join(paths)} in {seconds:.1f} s")

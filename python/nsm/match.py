@@ -95,10 +95,6 @@ class Ratios(NamedTuple):
     y: np.ndarray
 
 
-# nsm.torch (being rewritten) imports this name.
-_check_eps = check_eps
-
-
 def gram_of(function: str, X: Any, Y: Any, num_threads: int, form: str) -> Gram:
     """The Gram of ``(X, Y)``; ``form`` names the arguments after them (", eps")."""
     if isinstance(X, Gram):

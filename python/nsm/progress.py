@@ -17,8 +17,6 @@ def progress_bar(total: int | None, enabled: bool, desc: str, unit: str) -> Any:
     """A tqdm bar, or an object with the same update/close that shows nothing."""
     if not enabled:
         return _NoBar()
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # tqdm is a dependency; stay usable without it all the same
-        return _NoBar()
+    from tqdm.auto import tqdm  # a dependency, imported when a bar is first shown
+
     return tqdm(total=total, desc=desc, unit=unit)

@@ -119,7 +119,17 @@ class Thresholds:
             out = np.searchsorted(self._sorted, e, side="right") / denominator
         return float(out) if out.ndim == 0 else out
 
-    def _require_leave_out(self, what: str) -> tuple[Thresholds, ...]:
+    def require_leave_out(self, what: str) -> tuple[Thresholds, ...]:
+        """The K leave-one-group-out thresholds, or a ValueError saying how to keep them
+        (``what`` names the computation that needs them).
+
+        Examples
+        --------
+        >>> import numpy as np, nsm
+        >>> X = np.random.default_rng(0).random((60, 3))
+        >>> len(nsm.match_thresholds(X, X, groups=3).require_leave_out("my_se"))
+        3
+        """
         if self.leave_out is None:
             raise ValueError(
                 f"Thresholds.{what} needs jackknife groups: pass groups= (for example "
@@ -147,7 +157,7 @@ class Thresholds:
         >>> se.shape, bool(np.all(se >= 0))
         ((2,), True)
         """
-        leave_out = self._require_leave_out("similarity_se")
+        leave_out = self.require_leave_out("similarity_se")
         values, single = check_eps(eps)
         e = np.asarray(values[0] if single else values, dtype=np.float64)
         return jackknife_se(np.stack([np.asarray(t.similarity(e)) for t in leave_out]))

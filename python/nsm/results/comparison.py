@@ -124,7 +124,7 @@ class LayerComparison:
         """:meth:`match_auc` with its jackknife standard error and 95% interval
         (:class:`nsm.Estimate`; ``correct_bias`` as for :func:`nsm.measures.match_auc`); a
         ValueError without groups. From the thresholds alone."""
-        self.thresholds._require_leave_out("match_auc_estimate")
+        self.thresholds.require_leave_out("match_auc_estimate")
         out = match_auc(self.thresholds, names=self._names(), correct_bias=correct_bias)
         assert isinstance(out, Estimate)
         return out
@@ -155,7 +155,7 @@ class LayerComparison:
             if "linear_cka" not in self._measures:
                 self._compute_linear_cka()
             return self._measures["linear_cka"]
-        self.thresholds._require_leave_out("linear_cka(se=True)")
+        self.thresholds.require_leave_out("linear_cka(se=True)")
         if "linear_cka_estimate" not in self._measures:
             self._compute_linear_cka()
             if "linear_cka_estimate" not in self._measures:

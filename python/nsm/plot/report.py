@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ._files import atomic_write
+from ._figures import finish, pyplot
 from .labels import shorten_labels
 
 __all__ = ["REPORT_FILES", "plot_curves", "plot_similarity", "plot_thresholds", "write_report"]
@@ -19,28 +19,6 @@ __all__ = ["REPORT_FILES", "plot_curves", "plot_similarity", "plot_thresholds", 
 FIGURES = ("similarity.png", "curves.png", "thresholds.png")
 #: What write_report writes into its folder.
 REPORT_FILES = ("report.json", *FIGURES)
-
-
-def _pyplot() -> Any:
-    try:
-        import matplotlib
-    except ImportError as exc:
-        raise ImportError(
-            "drawing figures needs matplotlib: pip install "
-            "'neuron-subspace-match[plot]' (or pip install matplotlib)"
-        ) from exc
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(plt: Any, fig: Any, path: Any) -> None:
-    # bbox_inches="tight" makes room for rotated labels and an outside legend at any count,
-    # where tight_layout gives up (with a warning) on crowded axes.
-    with atomic_write(path, binary=True) as f:
-        fig.savefig(f, format="png", dpi=120, bbox_inches="tight")
-    plt.close(fig)
 
 
 def _label(key: Any) -> str:
@@ -92,7 +70,7 @@ STARVED_NOTE = "* starved: n_samples < {ratio:g} (n_x + n_y), similarity inflate
 def _starved_note(ax: Any, starved: list[bool]) -> None:
     """Under the x label (set it first), what the ``*`` of starved layers means."""
     if any(starved):
-        from .starved import FEW_SAMPLES_RATIO
+        from ..starved import FEW_SAMPLES_RATIO
 
         ax.set_xlabel(f"{ax.get_xlabel()}\n{STARVED_NOTE.format(ratio=FEW_SAMPLES_RATIO)}")
 
@@ -105,22 +83,26 @@ def curve_colors(plt: Any, n: int) -> np.ndarray:
     return plt.cm.turbo(np.linspace(0.05, 0.95, n))
 
 
-def plot_similarity(comparison: Any, path: Any) -> None:
+def plot_similarity(comparison: Any, path: Any = None) -> Any:
     """Bars: each layer's maximum-match similarity at the comparison's ε values, with the
     shifted-batch baseline drawn beside each bar (hatched). Starved layers (``few_samples``)
     stand on a shaded background and their labels carry ``*``.
 
+    Returns the matplotlib Figure; saved to ``path`` (its suffix picks the format) only when
+    given.
+
     Examples
     --------
-    >>> import torch, tempfile, os, nsm.torch, nsm.report
+    >>> import torch, tempfile, os, nsm.torch, nsm.plot
     >>> a = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU())
     >>> b = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU())
     >>> c = nsm.torch.compare(a, b, [torch.randn(64, 4) for _ in range(4)], "1", progress=False)
     >>> path = os.path.join(tempfile.mkdtemp(), "similarity.png")
-    >>> nsm.report.plot_similarity(c, path); os.path.getsize(path) > 0
-    True
+    >>> fig = nsm.plot.plot_similarity(c, path=path)
+    >>> type(fig).__name__, os.path.getsize(path) > 0
+    ('Figure', True)
     """
-    plt = _pyplot()
+    plt = pyplot()
     keys = list(comparison)
     eps = comparison.eps
     prefix, labels = _labels(keys)
@@ -181,26 +163,30 @@ def plot_similarity(comparison: Any, path: Any) -> None:
     ax.legend(
         fontsize=8, ncol=min(len(eps) + 2, 7), loc="lower center", bbox_to_anchor=(0.5, 1.08), frameon=False
     )
-    _save(plt, fig, path)
+    return finish(plt, fig, path)
 
 
-def plot_curves(comparison: Any, path: Any) -> None:
+def plot_curves(comparison: Any, path: Any = None) -> Any:
     """Similarity as a function of ε, one curve per layer (solid) and its baseline (dashed);
     a shaded band, ±1.96 jackknife standard errors at each ε, for layers compared with ``groups``
     (a rough guide: the similarity at one ε is a step function and its interval undercovers;
     docs/method.md, "Error bars").
     Starved layers (``few_samples``) are drawn dotted and their labels carry ``*``.
 
+    Returns the matplotlib Figure; saved to ``path`` (its suffix picks the format) only when
+    given.
+
     Examples
     --------
-    >>> import torch, tempfile, os, nsm.torch, nsm.report
+    >>> import torch, tempfile, os, nsm.torch, nsm.plot
     >>> a = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU())
     >>> c = nsm.torch.compare(a, a, [torch.randn(64, 4) for _ in range(4)], "1", progress=False)
     >>> path = os.path.join(tempfile.mkdtemp(), "curves.png")
-    >>> nsm.report.plot_curves(c, path); os.path.getsize(path) > 0
-    True
+    >>> fig = nsm.plot.plot_curves(c, path=path)
+    >>> type(fig).__name__, os.path.getsize(path) > 0
+    ('Figure', True)
     """
-    plt = _pyplot()
+    plt = pyplot()
     grid = np.linspace(0.0, 1.0, 401)
     keys = list(comparison)
     prefix, labels = _labels(keys)
@@ -254,7 +240,7 @@ def plot_curves(comparison: Any, path: Any) -> None:
         title=f"{prefix}…" if prefix else None,
         title_fontsize=8,
     )
-    _save(plt, fig, path)
+    return finish(plt, fig, path)
 
 
 def _interval_band(ax: Any, lc: Any, grid: np.ndarray, color: Any) -> bool:
@@ -267,21 +253,25 @@ def _interval_band(ax: Any, lc: Any, grid: np.ndarray, color: Any) -> bool:
     return True
 
 
-def plot_thresholds(comparison: Any, path: Any) -> None:
+def plot_thresholds(comparison: Any, path: Any = None) -> Any:
     """The distribution of the neurons' critical ε, per layer (both networks' neurons).
     Starved layers (``few_samples``) are hatched and their labels carry ``*``.
 
+    Returns the matplotlib Figure; saved to ``path`` (its suffix picks the format) only when
+    given.
+
     Examples
     --------
-    >>> import torch, tempfile, os, nsm.torch, nsm.report
+    >>> import torch, tempfile, os, nsm.torch, nsm.plot
     >>> a = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU())
     >>> b = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU())
     >>> c = nsm.torch.compare(a, b, [torch.randn(64, 4) for _ in range(4)], "1", progress=False)
     >>> path = os.path.join(tempfile.mkdtemp(), "thresholds.png")
-    >>> nsm.report.plot_thresholds(c, path); os.path.getsize(path) > 0
-    True
+    >>> fig = nsm.plot.plot_thresholds(c, path=path)
+    >>> type(fig).__name__, os.path.getsize(path) > 0
+    ('Figure', True)
     """
-    plt = _pyplot()
+    plt = pyplot()
     keys = list(comparison)
     prefix, short = _labels(keys)
     starved = _starved(comparison, keys)
@@ -306,7 +296,7 @@ def plot_thresholds(comparison: Any, path: Any) -> None:
     ax.set_ylabel("critical ε of a neuron")
     ax.set_title(_match_title(comparison, "At what ε each neuron joins the maximum match"))
     ax.grid(axis="y", alpha=0.3)
-    _save(plt, fig, path)
+    return finish(plt, fig, path)
 
 
 def write_report(comparison: Any, out_dir: Any, write_json: bool = True) -> list[str]:
@@ -316,10 +306,10 @@ def write_report(comparison: Any, out_dir: Any, write_json: bool = True) -> list
 
     Examples
     --------
-    >>> import torch, tempfile, os, nsm.torch, nsm.report
+    >>> import torch, tempfile, os, nsm.torch, nsm.plot
     >>> a = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU())
     >>> c = nsm.torch.compare(a, a, [torch.randn(64, 4) for _ in range(4)], "1", progress=False)
-    >>> [os.path.basename(p) for p in nsm.report.write_report(c, tempfile.mkdtemp())]
+    >>> [os.path.basename(p) for p in nsm.plot.write_report(c, tempfile.mkdtemp())]
     ['report.json', 'similarity.png', 'curves.png', 'thresholds.png']
     """
     os.makedirs(out_dir, exist_ok=True)
@@ -329,6 +319,6 @@ def write_report(comparison: Any, out_dir: Any, write_json: bool = True) -> list
         comparison.save(paths[0])
     for name, draw in zip(FIGURES, (plot_similarity, plot_curves, plot_thresholds)):
         path = os.path.join(out_dir, name)
-        draw(comparison, path)
+        draw(comparison, path=path)
         paths.append(path)
     return paths

@@ -29,7 +29,7 @@ def shorten_labels(labels: Sequence[str], max_chars: int = 28) -> tuple[str, lis
 
     Examples
     --------
-    >>> from nsm.labels import shorten_labels
+    >>> from nsm.plot.labels import shorten_labels
     >>> shorten_labels(["encoder.layer1.0.relu", "encoder.layer1.1.relu", "encoder.layer2.0.relu"])
     ('encoder.', ['layer1.0.relu', 'layer1.1.relu', 'layer2.0.relu'])
     >>> shorten_labels(["layer1", "layer12"])  # no separator inside the common part

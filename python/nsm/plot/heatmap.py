@@ -11,10 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from ._files import atomic_write
+from ..measures import MEASURES
+from ._figures import finish, pyplot
 from .labels import shorten_labels
-from .measures import MEASURES
-from .report import _pyplot
 
 __all__ = ["plot_heatmap", "write_cross_report"]
 
@@ -37,7 +36,9 @@ def _sizes(n_rows: int, n_cols: int) -> tuple[float, float, float]:
     return cell, font, font
 
 
-def plot_heatmap(cross: Any, path: Any, measure: str = "linear_cka", eps: float | None = None) -> None:
+def plot_heatmap(
+    cross: Any, *, measure: str = "linear_cka", eps: float | None = None, path: Any = None
+) -> Any:
     """Draw ``cross.matrix(measure, eps)`` as a heatmap: rows are the sites of A, columns those
     of B, with a colour bar. Labels drop the prefix all sites share (named in the axis title)
     and are rotated; cells that could not be compared or are undefined are hatched grey; the
@@ -46,25 +47,31 @@ def plot_heatmap(cross: Any, path: Any, measure: str = "linear_cka", eps: float 
     Parameters
     ----------
     cross : CrossComparison
-    path : str or path
-        The image file to write (its suffix picks the format, e.g. .png, .pdf, .svg).
     measure, eps
-        As for :meth:`CrossComparison.matrix`.
+        As for :meth:`CrossComparison.matrix` (keywords).
+    path : str or path, optional
+        The image file to write (its suffix picks the format, e.g. .png, .pdf, .svg); None
+        (the default) saves nothing.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
 
     Examples
     --------
     >>> import numpy as np, nsm, tempfile, os
     >>> from nsm.results import CrossComparison
-    >>> from nsm.heatmap import plot_heatmap
+    >>> from nsm.plot.heatmap import plot_heatmap
     >>> X = np.random.default_rng(0).random((300, 4))
     >>> cc = CrossComparison(["a.x", "a.y"], ["b"], {("a.x", "b"): nsm.Gram.from_arrays(X, X),
     ...                                            ("a.y", "b"): nsm.Gram.from_arrays(X ** 2, X)})
     >>> path = os.path.join(tempfile.mkdtemp(), "cka.png")
-    >>> plot_heatmap(cross=cc, path=path, measure="linear_cka"); os.path.getsize(path) > 0
-    True
+    >>> fig = plot_heatmap(cc, measure="linear_cka", path=path)
+    >>> type(fig).__name__, os.path.getsize(path) > 0
+    ('Figure', True)
     """
     values = cross.matrix(measure, eps)
-    plt = _pyplot()
+    plt = pyplot()
     n_rows, n_cols = values.shape
     cell, font, _ = _sizes(n_rows, n_cols)
     prefix_a, rows = shorten_labels(cross.sites_a)
@@ -129,9 +136,7 @@ def plot_heatmap(cross: Any, path: Any, measure: str = "linear_cka", eps: float 
     if np.isnan(values).any():
         title += "\n(hatched: not compared, or undefined)"
     ax.set_title(title, fontsize=10)
-    with atomic_write(path, binary=True) as f:
-        fig.savefig(f, format="png", dpi=120, bbox_inches="tight")
-    plt.close(fig)
+    return finish(plt, fig, path)
 
 
 def write_cross_report(cross: Any, out_dir: Any) -> list[str]:
@@ -144,7 +149,7 @@ def write_cross_report(cross: Any, out_dir: Any) -> list[str]:
     --------
     >>> import numpy as np, nsm, tempfile, os
     >>> from nsm.results import CrossComparison
-    >>> from nsm.heatmap import write_cross_report
+    >>> from nsm.plot.heatmap import write_cross_report
     >>> X = np.random.default_rng(0).random((300, 4))
     >>> cc = CrossComparison(["a"], ["b"], {("a", "b"): nsm.Gram.from_arrays(X, X)}, eps=[0.3])
     >>> [os.path.basename(p) for p in write_cross_report(cc, tempfile.mkdtemp())][:3]
@@ -161,6 +166,6 @@ def write_cross_report(cross: Any, out_dir: Any) -> list[str]:
             figures.append((f"heatmap_similarity_gap_{e:g}.png", "similarity_gap", e))
     for name, measure, e in figures:
         path = os.path.join(out_dir, name)
-        plot_heatmap(cross, path, measure, e)
+        plot_heatmap(cross, measure=measure, eps=e, path=path)
         paths.append(path)
     return paths
