@@ -1,4 +1,4 @@
-"""nsm.blas_threads: one BLAS thread inside the block, the previous setting after it, whatever
+"""nsm._blas_threads: one BLAS thread inside the block, the previous setting after it, whatever
 the order in which overlapping blocks close."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from threadpoolctl import threadpool_info
 
-from nsm.blas_threads import one_blas_thread
+from nsm._blas_threads import one_blas_thread
 
 
 def blas_threads():

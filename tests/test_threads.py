@@ -61,7 +61,7 @@ def test_the_engine_gives_each_thread_1024_neurons(default_engine_threads, rng):
 
 
 def test_the_rule_is_one_function():
-    from nsm.validation import check_threads, default_threads
+    from nsm._validation import check_threads, default_threads
 
     assert check_threads(None) == default_threads()
     assert check_threads(10**9) == default_threads()

@@ -1,4 +1,4 @@
-"""nsm.validation: the one module of user-facing checks (its examples run, its rules hold)."""
+"""nsm._validation: the one module of user-facing checks (its examples run, its rules hold)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import nsm
-from nsm import validation
+from nsm import _validation as validation
 
 
 def test_docstring_examples():

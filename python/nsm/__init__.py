@@ -25,8 +25,8 @@ except ImportError as exc:  # pragma: no cover - only on a broken install
     ) from exc
 
 from . import measures
+from ._diagnostics import FewSamplesWarning, NsmWarning
 from ._kernels import kernel_name
-from .exceptions import FewSamplesWarning, NsmWarning
 from .gram import Gram
 from .jackknife import Estimate
 from .match import MatchResult, Ratios, max_match, ratios

@@ -1,7 +1,8 @@
-"""nsm's warnings, emitted once at the door: every warning of the library goes through
-:func:`warn`, which points it at the first line outside the nsm package (the user's call,
-however deep inside nsm it was found), or, inside :func:`collect`, keeps it as data for the
-code that asked (to drop, relabel with a site's name, or print).
+"""nsm's warnings (:class:`NsmWarning`, :class:`FewSamplesWarning`), emitted once at the door:
+every warning of the library goes through :func:`warn`, which points it at the first line
+outside the nsm package (the user's call, however deep inside nsm it was found), or, inside
+:func:`collect`, keeps it as data for the code that asked (to drop, relabel with a site's
+name, or print).
 
 Library code never changes the process's warning filters: ``warnings.catch_warnings`` is
 process-wide and not thread-safe. A collector is local to the thread (and task) that opened it
@@ -17,7 +18,23 @@ import sys
 import warnings
 from collections.abc import Callable, Iterator
 
-__all__ = ["Note", "collect", "warn"]
+__all__ = ["FewSamplesWarning", "Note", "NsmWarning", "collect", "warn"]
+
+
+class NsmWarning(UserWarning):
+    """Base class of nsm's warnings."""
+
+
+class FewSamplesWarning(NsmWarning):
+    """Raised (as a warning) when ``n_samples <= n_x + n_y``: with at most as many samples as
+    neurons, one layer's span can hold the other layer's neurons without any shared structure
+    (``n_samples`` independent neurons span every vector), so the similarity is inflated and
+    says little. It is not always 1: a small layer against a layer of fewer than
+    ``n_samples`` neurons can still match nothing (docs/method.md, "Conventions")."""
+
+
+# Public as nsm.NsmWarning and nsm.FewSamplesWarning.
+NsmWarning.__module__ = FewSamplesWarning.__module__ = "nsm"
 
 #: A warning kept as data: (message, category).
 Note = tuple[str, type[Warning]]

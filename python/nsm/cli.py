@@ -14,9 +14,9 @@ import numpy as np
 
 from . import __version__, _diagnostics
 from ._files import atomic_write
+from ._validation import DEFAULT_PRECISION, PRECISIONS, single_eps
 from .gram import Gram
 from .starved import FEW_SAMPLES_RATIO, few_samples
-from .validation import DEFAULT_PRECISION, PRECISIONS, single_eps
 
 
 class CommandError(Exception):

@@ -117,9 +117,9 @@ def run_demo(
     _require()
     import torch
 
+    from ._progress import progress_bar
     from .plot.heatmap import plot_heatmap
     from .plot.report import plot_curves, write_report
-    from .progress import progress_bar
     from .torch import compare, compare_all
 
     start = time.perf_counter()

@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from . import _diagnostics
-from .exceptions import NsmWarning
+from ._diagnostics import NsmWarning
 
 __all__ = ["DEFAULT_LEVEL", "Estimate", "bias_corrected", "estimate", "jackknife_se", "normal_interval"]
 

@@ -10,9 +10,8 @@ from typing import Any, NamedTuple, Protocol, Union, overload
 import numpy as np
 
 from . import _core, _diagnostics
-from .exceptions import FewSamplesWarning
-from .gram import Gram, centered_matrix
-from .validation import (  # noqa: F401  (DEFAULT_DEAD_TOL, single_eps: for nsm.measures, nsm.results)
+from ._diagnostics import FewSamplesWarning
+from ._validation import (  # noqa: F401  (DEFAULT_DEAD_TOL, single_eps: for nsm.measures, nsm.results)
     DEFAULT_DEAD_TOL,
     check_bool,
     check_dead_tol,
@@ -20,6 +19,7 @@ from .validation import (  # noqa: F401  (DEFAULT_DEAD_TOL, single_eps: for nsm.
     check_threads,
     single_eps,
 )
+from .gram import Gram, centered_matrix
 
 __all__ = ["MatchResult", "Ratios", "max_match", "ratios"]
 
@@ -282,7 +282,7 @@ def max_match(
         Count dead neurons in the similarity's denominator (the authors' convention).
     num_threads : int, optional
         Threads for the core (default: all cores of this process; more are capped at that,
-        see :func:`nsm.validation.check_threads`).
+        see :func:`nsm._validation.check_threads`).
     centered : bool
         The centred match: remove each neuron's mean over the samples before matching (from
         the Gram's column sums, no second pass; docs/method.md, "The centred match"). It is

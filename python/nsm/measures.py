@@ -32,11 +32,11 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from . import _diagnostics
-from .exceptions import FewSamplesWarning, NsmWarning
+from ._diagnostics import FewSamplesWarning, NsmWarning
+from ._validation import DEFAULT_DEAD_TOL, check_bool, check_groups, check_keep, check_layer_names
 from .gram import Gram, rank_cutoff
 from .jackknife import Estimate, estimate, quiet_leave_out
 from .thresholds import Thresholds, match_thresholds
-from .validation import DEFAULT_DEAD_TOL, check_bool, check_groups, check_keep, check_layer_names
 
 __all__ = ["MEASURES", "cca", "linear_cka", "match_auc", "procrustes", "svcca"]
 

@@ -10,6 +10,15 @@ from typing import Any, Union, overload
 import numpy as np
 
 from . import _core
+from ._progress import progress_bar
+from ._validation import (
+    check_bool,
+    check_neuron,
+    check_order,
+    check_seed,
+    check_threads,
+    single_eps,
+)
 from .gram import Gram
 from .match import (
     Activations,
@@ -20,15 +29,6 @@ from .match import (
     gram_of,
     result_from_mask,
     split_gram_form,
-)
-from .progress import progress_bar
-from .validation import (
-    check_bool,
-    check_neuron,
-    check_order,
-    check_seed,
-    check_threads,
-    single_eps,
 )
 
 __all__ = ["SimpleMatch", "SimpleMatches", "minimal_match", "simple_matches"]

@@ -9,10 +9,10 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from ._validation import check_bool, check_eps, check_groups, check_similarity, check_threads, single_eps
 from .gram import Gram
 from .jackknife import DEFAULT_LEVEL, jackknife_se, normal_interval
 from .match import Activations, MatchResult, _frozen, engine_of, result_from_mask
-from .validation import check_bool, check_eps, check_groups, check_similarity, check_threads, single_eps
 
 __all__ = ["Curve", "Thresholds", "match_thresholds"]
 

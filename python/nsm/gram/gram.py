@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 
 from .. import _core
-from ..arrays import as_core_dtype, read_in_place
-from ..validation import (
+from .._arrays import as_core_dtype, read_in_place
+from .._validation import (
     DEFAULT_PRECISION,
     Precision,
     check_batch,

@@ -10,7 +10,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ..validation import Precision
+from .._validation import Precision
 
 __all__ = ["GramParts", "GroupDealer", "GroupPart"]
 

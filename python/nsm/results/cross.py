@@ -12,14 +12,14 @@ from typing import Any
 import numpy as np
 
 from .. import _core, _diagnostics
-from ..blas_threads import one_blas_thread
+from .._blas_threads import one_blas_thread
+from .._validation import check_bool, check_eps, check_keep, check_sites, default_threads, single_eps
 from ..gram import Gram
 from ..jackknife import Estimate, jackknife_se, quiet_leave_out
 from ..match import few_samples_for_match, warn_few_samples
 from ..measures import MEASURES, Notes, SharedCentring, centered_measures, match_auc
 from ..starved import few_samples
 from ..thresholds import Thresholds, gram_thresholds, match_thresholds
-from ..validation import check_bool, check_eps, check_keep, check_sites, default_threads, single_eps
 from . import io, tables
 from .comparison import DEFAULT_EPS, LayerComparison
 

@@ -27,10 +27,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .._files import atomic_write
+from .._validation import MAX_EPS
 from ..gram import Gram, npz
 from ..jackknife import Estimate, normal_interval
 from ..thresholds import Thresholds
-from ..validation import MAX_EPS
 
 if TYPE_CHECKING:
     from .comparison import LayerComparison

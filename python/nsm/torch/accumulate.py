@@ -15,8 +15,8 @@ import numpy as np
 import torch
 
 from .. import _core
+from .._validation import DEFAULT_PRECISION, Precision, check_threads
 from ..gram import Gram, GramParts, GroupDealer, GroupPart
-from ..validation import DEFAULT_PRECISION, Precision, check_threads
 from .layout import n_samples, to_2d
 
 __all__ = ["CORE_ON_CPU", "DeviceGram"]

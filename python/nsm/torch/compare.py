@@ -10,11 +10,8 @@ import torch
 from torch import nn
 
 from .. import _diagnostics
-from ..exceptions import FewSamplesWarning
-from ..gram import Gram
-from ..results import DEFAULT_EPS, Comparison, LayerComparison
-from ..thresholds import Thresholds, match_thresholds
-from ..validation import (
+from .._diagnostics import FewSamplesWarning
+from .._validation import (
     DEFAULT_PRECISION,
     Precision,
     check_bool,
@@ -24,6 +21,9 @@ from ..validation import (
     check_per_site,
     check_precision,
 )
+from ..gram import Gram
+from ..results import DEFAULT_EPS, Comparison, LayerComparison
+from ..thresholds import Thresholds, match_thresholds
 from . import distributed
 from .accumulate import DeviceGram, gram_from_parts
 from .baseline import ShiftedBaseline

@@ -20,10 +20,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..gram import Gram
-from ..measures import SharedCentring
-from ..results.cross import CrossComparison, SharedBlock, SharedGrams
-from ..validation import (
+from .._validation import (
     DEFAULT_PRECISION,
     Precision,
     check_bool,
@@ -33,6 +30,9 @@ from ..validation import (
     check_per_site,
     check_precision,
 )
+from ..gram import Gram
+from ..measures import SharedCentring
+from ..results.cross import CrossComparison, SharedBlock, SharedGrams
 from .baseline import ShiftedBaseline
 from .capture import Tap
 from .compare import (

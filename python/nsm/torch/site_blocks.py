@@ -24,9 +24,9 @@ import math
 import numpy as np
 import torch
 
+from .._validation import Precision
 from ..gram import Gram, GramParts, GroupDealer, GroupPart
 from ..measures import GramBlocks, Range
-from ..validation import Precision
 from .accumulate import MIXED_ROWS, _ieee_matmul, takes_mixed_pass
 
 __all__ = ["SiteBlocks", "KeptBlocks"]

@@ -9,7 +9,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from ..progress import progress_bar
+from .._progress import progress_bar
 from .batches import as_batches, batch_mask, feed, move
 from .capture import Tap
 from .sites import unwrap

@@ -33,7 +33,7 @@ def one_blas_thread() -> Iterator[None]:
     Examples
     --------
     >>> import numpy as np
-    >>> from nsm.blas_threads import one_blas_thread
+    >>> from nsm._blas_threads import one_blas_thread
     >>> with one_blas_thread():
     ...     s = np.linalg.svd(np.eye(3), compute_uv=False)
     >>> s.tolist()

@@ -1,7 +1,7 @@
 """Every check of what users pass, in one place: each raises TypeError or ValueError naming the
 argument and saying what to pass. The compiled core keeps only invariants.
 
->>> from nsm.validation import check_eps
+>>> from nsm._validation import check_eps
 >>> check_eps([0.1, 0.5])
 ([0.1, 0.5], False)
 >>> check_eps("0.1")
@@ -80,7 +80,7 @@ def check_threads(num_threads: Any) -> int:
     process. The compiled core applies the same cap (and runs on one thread in a process
     forked from one that ran nsm's threads: GNU OpenMP's thread pool does not survive fork).
 
-    >>> from nsm.validation import check_threads, default_threads
+    >>> from nsm._validation import check_threads, default_threads
     >>> check_threads(10**6) == default_threads()
     True
     """
@@ -327,7 +327,7 @@ def check_gram_matrix(matrix: Any, name: str = "matrix") -> np.ndarray:
     one is taken as its mirror); returns it.
 
     >>> import numpy as np
-    >>> from nsm.validation import check_gram_matrix
+    >>> from nsm._validation import check_gram_matrix
     >>> check_gram_matrix(np.array([[1.0, 2.0], [2.0, 1.0]]))  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ValueError: matrix is not a Gram matrix: entry (0, 1) exceeds sqrt(G_ii G_jj) (a cosine of 2, ...
