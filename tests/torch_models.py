@@ -197,3 +197,38 @@ def padded_batches(n_batches: int = 4, batch: int = 8, length: int = 9, side: st
         mask = pos[None, :] < real[:, None] if side == "right" else pos[None, :] >= (length - real)[:, None]
         out.append({"input_ids": ids.masked_fill(~mask, 0), "attention_mask": mask.long()})
     return out
+
+
+class HalvesInput(nn.Module):
+    """A model that writes into its input (``x /= 2``) before a Linear and an in-place ReLU
+    (whose overwrite of the Linear's output makes nsm re-run the forward)."""
+
+    def __init__(self, seed: int, d_in: int = 6, d: int = 10) -> None:
+        super().__init__()
+        torch.manual_seed(seed)
+        self.lin = nn.Linear(d_in, d)
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x):
+        x /= 2
+        return self.relu(self.lin(x))
+
+
+class RoutedExperts(nn.Module):
+    """A capacity-routed mixture of experts: each expert runs on the ``capacity`` inputs its
+    router scores highest, and their outputs are scattered back into the batch."""
+
+    def __init__(self, seed: int, d: int = 8, experts: int = 2, capacity: int = 4) -> None:
+        super().__init__()
+        torch.manual_seed(seed)
+        self.router = nn.Linear(d, experts)
+        self.experts = nn.ModuleList(nn.Linear(d, d) for _ in range(experts))
+        self.capacity = capacity
+
+    def forward(self, x):
+        scores = self.router(x)
+        out = torch.zeros_like(x)
+        for k, expert in enumerate(self.experts):
+            chosen = scores[:, k].topk(min(self.capacity, len(x))).indices
+            out[chosen] += expert(x[chosen])
+        return out

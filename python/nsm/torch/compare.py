@@ -27,9 +27,9 @@ from . import distributed
 from .accumulate import DeviceGram, gram_from_parts
 from .baseline import ShiftedBaseline
 from .capture import Tap
-from .layout import LAYOUTS, TOKEN_MODES, n_samples, sample_rows
+from .layout import LAYOUTS, TOKEN_MODES, check_batch_axis, n_samples, sample_rows
 from .sites import LayerSpec, Selection, Site, SitePair
-from .stream import Stream, comparison_device
+from .stream import Fed, Stream, comparison_device
 
 __all__ = ["compare"]
 
@@ -143,7 +143,11 @@ def compare(
     A *site* is one call of a module: ``"name"`` for a module called once per forward,
     ``"name#0"``, ``"name#1"``... for a module called several times (torchvision's
     ``BasicBlock.relu``). The values compared are each module's output at the moment it
-    returned, whatever in-place operation follows.
+    returned, whatever in-place operation follows. A model that writes into its input
+    (``x /= 2``: the version counter of a tensor it is given moves) gets a copy of every batch,
+    so the other model and the caller's data see the batch as it came. A site's batch axis must
+    hold every input of the batch once (a capacity-routed expert, which sees some of them,
+    is refused with an error naming it): the samples are paired input by input.
 
     Parameters
     ----------
@@ -250,11 +254,11 @@ def compare(
     )
     try:
         with stream:
-            for _, tap_a, tap_b, real in stream:
+            for fed in stream:
                 if plans is None:
-                    plans = _plan(selection, tap_a, tap_b, layouts, modes)
+                    plans = _plan(selection, fed.tap_a, fed.tap_b, layouts, modes)
                 for plan in plans:
-                    _add(plan, tap_a, tap_b, real, baseline, precision, groups)
+                    _add(plan, fed, baseline, precision, groups)
     except Exception as exc:  # every rank must hear of it before the sums below
         error = exc
     if distributed.running():
@@ -299,18 +303,14 @@ def _plan(selection: Selection, tap_a: Tap, tap_b: Tap, layouts: _PerSite, modes
     return plans
 
 
-def _add(
-    plan: _Plan,
-    tap_a: Tap,
-    tap_b: Tap,
-    real: torch.Tensor | None,
-    baseline: bool,
-    precision: Precision,
-    groups: int | None = None,
-) -> None:
-    pair = plan.pair
-    a = sample_rows(tap_a.value(pair.a.module, pair.a.index), plan.layout_a, plan.tokens, real, pair.a.label)
-    b = sample_rows(tap_b.value(pair.b.module, pair.b.index), plan.layout_b, plan.tokens, real, pair.b.label)
+def _add(plan: _Plan, fed: Fed, baseline: bool, precision: Precision, groups: int | None = None) -> None:
+    pair, real = plan.pair, fed.mask
+    va = fed.tap_a.value(pair.a.module, pair.a.index)
+    vb = fed.tap_b.value(pair.b.module, pair.b.index)
+    check_batch_axis(va, plan.layout_a, fed.inputs, pair.a.label, "model_a", fed.number)
+    check_batch_axis(vb, plan.layout_b, fed.inputs, pair.b.label, "model_b", fed.number)
+    a = sample_rows(va, plan.layout_a, plan.tokens, real, pair.a.label)
+    b = sample_rows(vb, plan.layout_b, plan.tokens, real, pair.b.label)
     if n_samples(a) != n_samples(b):
         raise ValueError(
             f"site {pair.key!r}: model_a gives {n_samples(a)} samples per batch "

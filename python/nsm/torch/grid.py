@@ -40,7 +40,7 @@ from .compare import (
     _layout_of,
     _PerSite,
 )
-from .layout import LAYOUTS, TOKEN_MODES, sample_rows
+from .layout import LAYOUTS, TOKEN_MODES, check_batch_axis, sample_rows
 from .site_blocks import KeptBlocks, SiteBlocks
 from .sites import ModelSelection, Site, SitePair
 from .stream import Stream, comparison_device
@@ -345,7 +345,8 @@ def compare_all(
         label="nsm compare_all",
     )
     with stream:
-        for _, tap_a, tap_b, real in stream:
+        for fed in stream:
+            tap_a, tap_b, real = fed.tap_a, fed.tap_b, fed.mask
             if grids is None:
                 infos = (_infos(sel_a, tap_a, layouts, modes), _infos(sel_b, tap_b, layouts, modes))
                 layouts.check_used()
@@ -354,6 +355,10 @@ def compare_all(
                 _check_memory(grids, max_bytes)
             values_a = {i.label: tap_a.value(i.site.module, i.site.index) for i in infos[0]}
             values_b = {i.label: tap_b.value(i.site.module, i.site.index) for i in infos[1]}
+            for info in infos[0] + infos[1]:
+                values = values_a if info.which == "model_a" else values_b
+                value = values[info.label]
+                check_batch_axis(value, info.layout, fed.inputs, info.label, info.which, fed.number)
             for g in grids:
                 g.update(values_a, values_b, real)
     if grids is None:

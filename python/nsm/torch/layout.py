@@ -13,7 +13,16 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["LAYOUTS", "TOKEN_MODES", "Provenance", "infer_layout", "sample_rows", "n_samples", "to_2d"]
+__all__ = [
+    "LAYOUTS",
+    "TOKEN_MODES",
+    "Provenance",
+    "check_batch_axis",
+    "infer_layout",
+    "n_samples",
+    "sample_rows",
+    "to_2d",
+]
 
 LAYOUTS = ("nc", "ncl", "nlc", "nchw", "nhwc", "ncdhw", "ndhwc")
 TOKEN_MODES = ("samples", "mean", "cls", "last")
@@ -143,6 +152,25 @@ def infer_layout(
         if inherited is not None:
             return inherited
     return provenance.by_shape(tuple(output.shape))
+
+
+def check_batch_axis(
+    t: torch.Tensor, layout: str, inputs: int | None, site: str, which: str, number: int
+) -> None:
+    """A site's batch axis (``n`` of its layout) must hold the batch's inputs, one entry each:
+    its samples are paired with the other model's input by input. A site that sees part of
+    the batch (a routed expert) or has folded another axis into the batch is refused."""
+    if inputs is None or t.ndim != len(layout):
+        return
+    axis = layout.index("n")
+    if t.shape[axis] != inputs:
+        raise ValueError(
+            f"site {site!r} of {which} gives outputs of shape {tuple(t.shape)} in batch {number}: "
+            f"{t.shape[axis]} along its batch axis (layout {layout!r}) but the batch has {inputs} "
+            "inputs. nsm pairs the two models' samples input by input, so a site must see every "
+            "input of the batch once (a routed expert sees only some); pick another site, or "
+            "pass layout= if its batch axis is another"
+        )
 
 
 def sample_rows(
