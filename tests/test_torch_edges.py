@@ -94,3 +94,84 @@ def test_a_routed_expert_that_sees_part_of_the_batch_is_refused_naming_site_mode
     c = compare(a, b, data, "router")
     X, Y = ([m.router(x).detach().numpy() for x in data] for m in (a, b))
     assert_gram(c["router"], X, Y)
+
+
+# -- item 4: means and pools in float64, not in the model's dtype ------------------------------
+
+
+def hooked(model, names, data, feed=lambda m, x: m(x)):
+    """Each named module's output for each batch, copied by a forward hook of our own."""
+    seen = {n: [] for n in names}
+    modules = dict(model.named_modules())
+
+    def keep(name):
+        return lambda m, i, o: seen[name].append((o[0] if isinstance(o, tuple) else o).clone())
+
+    handles = [modules[n].register_forward_hook(keep(n)) for n in names]
+    with torch.no_grad():
+        for x in data:
+            feed(model.eval(), x)
+    for h in handles:
+        h.remove()
+    return seen
+
+
+def bf16_cnn(seed):
+    torch.manual_seed(seed)
+    net = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.ReLU(), nn.Conv2d(6, 5, 3, padding=1), nn.ReLU())
+    return net.to(torch.bfloat16).eval()
+
+
+@pytest.mark.parametrize("samples", ["inputs", "pool"])
+def test_bfloat16_spatial_means_and_pools_are_summed_in_float64(samples):
+    a, b = bf16_cnn(1), bf16_cnn(2)
+    data = [x.to(torch.bfloat16) for x in batches(3, (12, 3, 8, 8))]
+    b[2].stride = (2, 2)  # model B's second conv is on a 4x4 grid: pool A's 8x8 onto it
+    cross = compare_all(a, b, data, ["1", "3"], samples=samples)
+    ha, hb = hooked(a, ["1", "3"], data), hooked(b, ["1", "3"], data)
+
+    def rows(t, grid):  # float64 first, then the mean: the reference never rounds
+        t = t.double()
+        if grid == ():
+            return t.mean(dim=(2, 3)).numpy()
+        k = t.shape[2] // grid[0]
+        t = t.reshape(t.shape[0], t.shape[1], grid[0], k, grid[1], k).mean(dim=(3, 5))
+        return t.movedim(1, -1).reshape(-1, t.shape[1]).numpy()
+
+    grid = () if samples == "inputs" else (4, 4)
+    got = cross.pair("1", "3").gram
+    matrix, sums, n = reference([rows(t, grid) for t in ha["1"]], [rows(t, grid) for t in hb["3"]])
+    assert got.n_samples == n
+    np.testing.assert_allclose(got.matrix, matrix, rtol=1e-12, atol=1e-12 * np.abs(matrix).max())
+
+
+class Tokens(nn.Module):
+    """Embedded tokens through a Linear and a GELU, keyword inputs with an attention mask."""
+
+    def __init__(self, seed, d=16):
+        super().__init__()
+        torch.manual_seed(seed)
+        self.embed = nn.Embedding(50, d)
+        self.lin = nn.Linear(d, d)
+        self.act = nn.GELU()
+
+    def forward(self, input_ids, attention_mask=None):
+        return self.act(self.lin(self.embed(input_ids)))
+
+
+def test_bfloat16_token_means_are_summed_in_float64():
+    from tests.torch_models import padded_batches
+
+    a, b = Tokens(1).to(torch.bfloat16), Tokens(2).to(torch.bfloat16)
+    data = padded_batches(n_batches=10, side="left")
+    c = compare(a, b, data, "act", tokens="mean")
+
+    def means(model):
+        outs = hooked(model, ["act"], data, lambda m, x: m(**x))["act"]
+        real = [x["attention_mask"].bool() for x in data]
+        return [
+            torch.stack([h[i, r[i]].double().mean(dim=0) for i in range(len(h))]).numpy()
+            for h, r in zip(outs, real)
+        ]
+
+    assert_gram(c["act"], means(a), means(b), rtol=1e-12)

@@ -309,8 +309,8 @@ def _add(plan: _Plan, fed: Fed, baseline: bool, precision: Precision, groups: in
     vb = fed.tap_b.value(pair.b.module, pair.b.index)
     check_batch_axis(va, plan.layout_a, fed.inputs, pair.a.label, "model_a", fed.number)
     check_batch_axis(vb, plan.layout_b, fed.inputs, pair.b.label, "model_b", fed.number)
-    a = sample_rows(va, plan.layout_a, plan.tokens, real, pair.a.label)
-    b = sample_rows(vb, plan.layout_b, plan.tokens, real, pair.b.label)
+    a = sample_rows(va, plan.layout_a, plan.tokens, real, pair.a.label, precision)
+    b = sample_rows(vb, plan.layout_b, plan.tokens, real, pair.b.label, precision)
     if n_samples(a) != n_samples(b):
         raise ValueError(
             f"site {pair.key!r}: model_a gives {n_samples(a)} samples per batch "

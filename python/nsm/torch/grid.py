@@ -18,7 +18,6 @@ from typing import Any, Callable
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from ..cross import CrossComparison, SharedBlock, SharedGrams
 from ..gram import Gram
@@ -40,7 +39,7 @@ from .compare import (
     _layout_of,
     _PerSite,
 )
-from .layout import LAYOUTS, TOKEN_MODES, check_batch_axis, sample_rows
+from .layout import LAYOUTS, TOKEN_MODES, check_batch_axis, mean_over, sample_rows
 from .site_blocks import KeptBlocks, SiteBlocks
 from .sites import ModelSelection, Site, SitePair
 from .stream import Stream, comparison_device
@@ -89,8 +88,21 @@ def _common_grid(a: Grid, b: Grid) -> tuple[Grid | None, str]:
     return None, f"the grid {fine} does not pool evenly onto {coarse}"
 
 
-def _to_grid(t: torch.Tensor, info: _SiteInfo, grid: Grid, mask: torch.Tensor | None) -> torch.Tensor:
-    """A site's output as (samples, width) rows on ``grid``."""
+def _pool(x: torch.Tensor, grid: Grid, precision: Precision) -> torch.Tensor:
+    """Average-pool (N, C, *fine) onto ``grid``, which divides it evenly: each coarse position
+    is the mean of its block of fine positions, summed in float64."""
+    shape = list(x.shape[:2])
+    for fine, coarse in zip(x.shape[2:], grid):
+        shape += [coarse, fine // coarse]
+    blocks = tuple(range(3, len(shape), 2))
+    return mean_over(x.reshape(shape), blocks, precision)
+
+
+def _to_grid(
+    t: torch.Tensor, info: _SiteInfo, grid: Grid, mask: torch.Tensor | None, precision: Precision
+) -> torch.Tensor:
+    """A site's output as (samples, width) rows on ``grid``; means and pools are summed in
+    float64, whatever the model's dtype."""
     if info.layout == "nc":
         return t
     if info.layout == "nlc":
@@ -102,14 +114,12 @@ def _to_grid(t: torch.Tensor, info: _SiteInfo, grid: Grid, mask: torch.Tensor | 
         if info.tokens == "samples" and grid != ():
             return t.reshape(-1, t.shape[2]) if mask is None else t[mask]
         mode = "mean" if info.tokens == "samples" else info.tokens
-        return sample_rows(t, "nlc", mode, mask, info.label)
+        return sample_rows(t, "nlc", mode, mask, info.label, precision)
     x = t if info.layout[1] == "c" else t.movedim(-1, 1)  # channels first
     if grid == ():
-        return x.reshape(x.shape[0], x.shape[1], -1).mean(dim=2)
+        return mean_over(x.reshape(x.shape[0], x.shape[1], -1), (2,), precision)
     if tuple(x.shape[2:]) != grid:
-        pool = {1: F.adaptive_avg_pool1d, 2: F.adaptive_avg_pool2d, 3: F.adaptive_avg_pool3d}[len(grid)]
-        size: Any = grid if len(grid) > 1 else grid[0]
-        x = pool(x, size)
+        x = _pool(x, grid, precision)
     return x.reshape(x.shape[0], x.shape[1], -1).transpose(1, 2).reshape(-1, x.shape[1])
 
 
@@ -136,7 +146,7 @@ class _GridGram:
             self.offsets[(info.which, info.label)] = (start, start + info.width)
             start += info.width
         self.widths = ([i.width for i in sites_a], [i.width for i in sites_b])
-        self.groups = groups
+        self.groups, self.precision = groups, precision
         self.blocks = SiteBlocks(*self.widths, device, precision, groups)
         self.base = ShiftedBaseline(SiteBlocks(*self.widths, device, precision)) if baseline else None
         self._results: dict[bool, KeptBlocks] = {}
@@ -157,8 +167,8 @@ class _GridGram:
     def update(
         self, values_a: dict[str, torch.Tensor], values_b: dict[str, torch.Tensor], mask: torch.Tensor | None
     ) -> None:
-        xs = [_to_grid(values_a[i.label], i, self.grid, mask) for i in self.sites_a]
-        ys = [_to_grid(values_b[i.label], i, self.grid, mask) for i in self.sites_b]
+        xs = [_to_grid(values_a[i.label], i, self.grid, mask, self.precision) for i in self.sites_a]
+        ys = [_to_grid(values_b[i.label], i, self.grid, mask, self.precision) for i in self.sites_b]
         rows = {r.shape[0] for r in xs + ys}
         if len(rows) != 1:
             raise ValueError(

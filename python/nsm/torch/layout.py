@@ -19,7 +19,9 @@ __all__ = [
     "Provenance",
     "check_batch_axis",
     "infer_layout",
+    "mean_over",
     "n_samples",
+    "reduced_dtype",
     "sample_rows",
     "to_2d",
 ]
@@ -173,11 +175,28 @@ def check_batch_axis(
         )
 
 
+def reduced_dtype(dtype: torch.dtype, precision: str) -> torch.dtype:
+    """The dtype of a mean over tokens or positions: float64 for the float64 pass (and for
+    float64 outputs); float32, the values the mixed pass multiplies, for narrower outputs under
+    the mixed pass. The sums themselves always run in float64, never in the model's dtype."""
+    return torch.float64 if precision == "float64" or dtype == torch.float64 else torch.float32
+
+
+def mean_over(t: torch.Tensor, dims: tuple[int, ...], precision: str) -> torch.Tensor:
+    """The mean of ``t`` over ``dims``, summed in float64 (``reduced_dtype`` gives the result's
+    dtype)."""
+    count = 1
+    for d in dims:
+        count *= t.shape[d]
+    return (t.sum(dim=dims, dtype=torch.float64) / count).to(reduced_dtype(t.dtype, precision))
+
+
 def sample_rows(
-    t: torch.Tensor, layout: str, tokens: str, mask: torch.Tensor | None, site: str
+    t: torch.Tensor, layout: str, tokens: str, mask: torch.Tensor | None, site: str, precision: str
 ) -> torch.Tensor:
     """A site's output as samples: a (samples, neurons) matrix, or a (N, neurons, positions)
-    view that nsm's Gram reads as N * positions samples without a copy."""
+    view that nsm's Gram reads as N * positions samples without a copy. Means over tokens
+    are summed in float64 (``mean_over``), whatever the model's dtype."""
     if t.ndim != len(layout):
         raise ValueError(
             f"site {site!r} gives outputs of shape {tuple(t.shape)}, which does not fit "
@@ -203,9 +222,9 @@ def sample_rows(
             raise ValueError(f"site {site!r}: input {row} of the batch has no unmasked token")
     if tokens == "mean":
         if mask is None:
-            return t.mean(dim=1)
-        m = mask.to(t.dtype).unsqueeze(-1)
-        return (t * m).sum(dim=1) / m.sum(dim=1)
+            return mean_over(t, (1,), precision)
+        total = t.masked_fill(~mask.unsqueeze(-1), 0).sum(dim=1, dtype=torch.float64)
+        return (total / mask.sum(dim=1, keepdim=True)).to(reduced_dtype(t.dtype, precision))
     rows = torch.arange(t.shape[0], device=t.device)
     if tokens == "cls":
         first = torch.zeros_like(rows) if mask is None else mask.to(torch.int8).argmax(dim=1)
