@@ -175,3 +175,38 @@ def test_bfloat16_token_means_are_summed_in_float64():
         ]
 
     assert_gram(c["act"], means(a), means(b), rtol=1e-12)
+
+
+# -- item 6: a site that returns a buffer the next forward pass overwrites ---------------------
+
+
+def test_the_baseline_pairs_batch_i_with_the_values_the_site_returned_in_batch_i_minus_1():
+    from tests.torch_models import BufferedLinear
+
+    a, b = BufferedLinear(1), BufferedLinear(2)
+    data = batches(4, (30, 6))
+    X = [a.lin(x).detach().numpy() for x in data]
+    Y = [b.lin(x).detach().numpy() for x in data]
+    c = compare(nn.Sequential(a), nn.Sequential(b), data, "0")
+    assert_gram(c["0"], X, Y)
+    matrix, sums, n = reference(X[1:], Y[:-1])
+    base = c["0"].baseline_gram
+    assert base.n_samples == n
+    np.testing.assert_allclose(base.matrix, matrix, rtol=1e-10, atol=1e-10 * np.abs(matrix).max())
+    # compare_all's baseline too
+    cross = compare_all(nn.Sequential(a), nn.Sequential(b), data, ["0"])
+    base = cross.pair("0", "0").baseline_gram
+    np.testing.assert_allclose(base.matrix, matrix, rtol=1e-10, atol=1e-10 * np.abs(matrix).max())
+
+
+def test_a_shared_module_whose_buffer_the_other_model_overwrites_is_run_again():
+    from tests.torch_models import BufferedLinear
+
+    shared = BufferedLinear(3, d_in=4)
+    torch.manual_seed(0)
+    a, b = nn.Sequential(nn.Linear(6, 4), shared), nn.Sequential(nn.Linear(6, 4), shared)
+    data = batches(3, (30, 6))
+    c = compare(a, b, data, "1")
+    X = [shared.lin(a[0](x)).detach().numpy() for x in data]
+    Y = [shared.lin(b[0](x)).detach().numpy() for x in data]
+    assert_gram(c["1"], X, Y)

@@ -148,7 +148,10 @@ class _GridGram:
         self.widths = ([i.width for i in sites_a], [i.width for i in sites_b])
         self.groups, self.precision = groups, precision
         self.blocks = SiteBlocks(*self.widths, device, precision, groups)
-        self.base = ShiftedBaseline(SiteBlocks(*self.widths, device, precision)) if baseline else None
+        # The rows given to the baseline are concatenations, new tensors: no copy is needed.
+        self.base = (
+            ShiftedBaseline(SiteBlocks(*self.widths, device, precision), copy=False) if baseline else None
+        )
         self._results: dict[bool, KeptBlocks] = {}
         self._shared: SharedCentring | None = None
         # Pairs are read from several threads (CrossComparison computes pairs side by side):

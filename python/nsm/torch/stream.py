@@ -158,6 +158,7 @@ class Stream:
                 inputs = inputs_in(batch)
                 for tap, feeder in zip(self.taps, self.feeders):
                     tap.run(feeder.forward(batch, number))
+                self._rerun_overwritten(batch, number)
                 if first is not None:
                     for tap, calls in zip(self.taps, first):
                         _check_calls(tap, calls, number)
@@ -166,6 +167,22 @@ class Stream:
                     first = (self.taps[0].calls(), self.taps[1].calls())
                     self.taps = (self._lean(0), self._lean(1))
                 self._bar.update(1)
+
+    def _rerun_overwritten(self, batch: Any, number: int) -> None:
+        """Model B's forward pass may overwrite what model A's sites returned (a model compared
+        with itself, shared modules, a module that returns a buffer of its own): a model whose
+        outputs moved runs again with those outputs cloned (and so in later batches)."""
+        for attempt in range(3):  # with both models' moved outputs cloned, nothing moves
+            stale = [(tap, feeder, tap.overwritten()) for tap, feeder in zip(self.taps, self.feeders)]
+            stale = [s for s in stale if s[2]]
+            if not stale:
+                return
+            if attempt == 2:
+                break
+            for tap, feeder, moved in stale:
+                tap.clone.update(moved)
+                tap.run(feeder.forward(batch, number))
+        raise RuntimeError(f"the outputs of model_a and model_b overwrite each other in batch {number}")
 
     def _lean(self, i: int) -> Tap:
         """Later batches need no layout inference: hook the watched modules only."""
