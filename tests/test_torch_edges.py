@@ -210,3 +210,91 @@ def test_a_shared_module_whose_buffer_the_other_model_overwrites_is_run_again():
     X = [shared.lin(a[0](x)).detach().numpy() for x in data]
     Y = [shared.lin(b[0](x)).detach().numpy() for x in data]
     assert_gram(c["1"], X, Y)
+
+
+# -- items 5 and 10: sequence-first layouts -----------------------------------------------------
+
+
+def token_rows(t, real, tokens):
+    """(N, L, C) outputs as samples by hand: real tokens, their float64 mean, or the last one."""
+    t = t.double()
+    if tokens == "samples":
+        return t[real].numpy()
+    if tokens == "mean":
+        return torch.stack([t[i, real[i]].mean(dim=0) for i in range(len(t))]).numpy()
+    last = [int(torch.nonzero(real[i])[-1]) for i in range(len(t))]
+    return torch.stack([t[i, j] for i, j in enumerate(last)]).numpy()
+
+
+@pytest.mark.parametrize("tokens", ["samples", "mean", "last"])
+def test_a_sequence_first_lstm_is_read_as_lnc(tokens):
+    from tests.torch_models import SequenceFirstEncoder, padded_batches
+
+    a, b = SequenceFirstEncoder(1), SequenceFirstEncoder(2)
+    data = padded_batches(n_batches=12, batch=8, length=7, side="right")
+    sites = ["lstm", "head", "act"]
+    c = compare(a, b, data, sites, tokens=tokens)
+    per_model = []
+    for m in (a, b):
+        seen = hooked(m, sites, data, lambda m, x: m(**x))
+        per_model.append(
+            {
+                s: [
+                    token_rows(h.transpose(0, 1), x["attention_mask"].bool(), tokens)
+                    for h, x in zip(seen[s], data)
+                ]
+                for s in sites
+            }
+        )
+    for s in sites:
+        assert c[s].layout == ("lnc", "lnc") and c[s].tokens == tokens
+        assert_gram(c[s], per_model[0][s], per_model[1][s])
+    assert c["lstm"].n_samples == (
+        sum(int(x["attention_mask"].sum()) for x in data) if tokens == "samples" else 96
+    )
+    assert "lnc" in c.table()
+    # compare_all reads it the same way
+    cross = compare_all(
+        a, b, data, ["act"], tokens=tokens, samples="inputs" if tokens == "samples" else "pool"
+    )
+    if tokens != "samples":
+        np.testing.assert_allclose(cross.pair("act", "act").gram.matrix, c["act"].gram.matrix, rtol=1e-12)
+
+
+def test_a_token_site_whose_leading_axis_is_not_the_batch_is_refused():
+    from tests.torch_models import SequenceFirstEncoder, padded_batches
+
+    data = padded_batches(n_batches=2, batch=8, length=7)
+    with pytest.raises(
+        ValueError, match=r"site 'lstm' of model_a gives outputs of shape \(7, 8, 10\) in batch 0: 7 along"
+    ):
+        compare(SequenceFirstEncoder(1), SequenceFirstEncoder(2), data, "lstm", layout="nlc", tokens="mean")
+
+
+def test_a_sequence_first_attention_layer_elsewhere_leaves_the_selected_sites_alone():
+    class WithSeqFirstAttention(nn.Module):
+        def __init__(self, seed):
+            super().__init__()
+            torch.manual_seed(seed)
+            self.inp = nn.Linear(6, 8)
+            self.attn = nn.MultiheadAttention(8, 2)  # batch_first=False
+            self.out = nn.Linear(8, 4)
+
+        def forward(self, x):  # x: (N, L, 6)
+            h = self.inp(x).transpose(0, 1)
+            h, _ = self.attn(h, h, h)
+            return self.out(h.transpose(0, 1))
+
+    a, b = WithSeqFirstAttention(1), WithSeqFirstAttention(2)
+    data = batches(3, (10, 5, 6))
+    c = compare(a, b, data, ["inp", "out"], tokens="mean")  # attn is not selected
+    assert c["inp"].layout == c["out"].layout == ("nlc", "nlc")
+    attn = compare(a, b, data, "attn", tokens="mean")["attn"]
+    assert attn.layout == ("lnc", "lnc")
+    real = torch.ones(10, 5, dtype=torch.bool)
+    for s, turn in (("inp", False), ("out", False), ("attn", True)):
+        X, Y = (
+            [token_rows(h.transpose(0, 1) if turn else h, real, "mean") for h in hooked(m, [s], data)[s]]
+            for m in (a, b)
+        )
+        assert_gram(attn if s == "attn" else c[s], X, Y)

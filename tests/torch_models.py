@@ -248,3 +248,20 @@ class BufferedLinear(nn.Module):
         if self.out is None or self.out.shape != y.shape:
             self.out = torch.empty_like(y)
         return self.out.copy_(y)
+
+
+class SequenceFirstEncoder(nn.Module):
+    """Token ids (N, L) embedded, turned sequence-first and run through an
+    ``nn.LSTM(batch_first=False)`` and a Linear + ReLU on its (L, N, C) output."""
+
+    def __init__(self, seed: int, d: int = 12, hidden: int = 10) -> None:
+        super().__init__()
+        torch.manual_seed(seed)
+        self.embed = nn.Embedding(50, d)
+        self.lstm = nn.LSTM(d, hidden)
+        self.head = nn.Linear(hidden, 8)
+        self.act = nn.ReLU()
+
+    def forward(self, input_ids, attention_mask=None):
+        out, _ = self.lstm(self.embed(input_ids).transpose(0, 1))
+        return self.act(self.head(out))

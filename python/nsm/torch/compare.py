@@ -27,7 +27,7 @@ from . import distributed
 from .accumulate import DeviceGram, gram_from_parts
 from .baseline import ShiftedBaseline
 from .capture import Tap
-from .layout import LAYOUTS, TOKEN_MODES, check_batch_axis, n_samples, sample_rows
+from .layout import LAYOUTS, TOKEN_LAYOUTS, TOKEN_MODES, check_batch_axis, n_samples, sample_rows
 from .sites import LayerSpec, Selection, Site, SitePair
 from .stream import Fed, Stream, comparison_device
 
@@ -91,7 +91,7 @@ def _layout_of(tap: Tap, site: Site, given: str | None, which: str) -> str:
         raise ValueError(
             f"cannot tell which axis holds the neurons of site {site.label!r} of {which} (outputs "
             f"of shape {tuple(value.shape)}): pass layout= for it, one of 'nc', 'ncl', 'nlc', "
-            "'nchw', 'nhwc', 'ncdhw', 'ndhwc'"
+            "'lnc', 'nchw', 'nhwc', 'ncdhw', 'ndhwc'"
         )
     return inferred
 
@@ -169,15 +169,16 @@ def compare(
         Stop after this many batches.
     layout : str or dict, optional
         The axes of the outputs, for every site or per site label (or ``(label_a, label_b)``):
-        ``"nc"``, ``"ncl"``, ``"nlc"``, ``"nchw"``, ``"nhwc"``, ``"ncdhw"``, ``"ndhwc"`` (``n``
-        the batch, ``c`` the neurons; positions are samples; ``l`` in ``"nlc"`` is a token axis).
+        ``"nc"``, ``"ncl"``, ``"nlc"``, ``"lnc"``, ``"nchw"``, ``"nhwc"``, ``"ncdhw"``,
+        ``"ndhwc"`` (``n`` the batch, ``c`` the neurons; positions are samples; ``l`` in
+        ``"nlc"`` and in sequence-first ``"lnc"`` is a token axis).
         By default it is inferred from the module's type (convolutions, pools and norms are
-        channels first; Linear, LayerNorm and attention channels last) or, for element-wise and
-        other modules, from the module that produced the tensor; a ValueError asks for it
-        where nothing decides.
+        channels first; Linear, LayerNorm, attention and RNNs channels last, ``"lnc"`` for
+        modules built with ``batch_first=False``) or, for element-wise and other modules, from
+        the module that produced the tensor; a ValueError asks for it where nothing decides.
     tokens : {'samples', 'mean', 'cls', 'last'} or dict
-        For ``"nlc"`` sites: every real token is a sample, or the mean of the real tokens, or
-        the first or the last real token of each input. Per site like ``layout``.
+        For ``"nlc"`` and ``"lnc"`` sites: every real token is a sample, or the mean of the real
+        tokens, or the first or the last real token of each input. Per site like ``layout``.
     mask : callable, optional
         ``mask(batch)`` gives the (N, L) bool tensor of real tokens. By default a dict batch's
         ``"attention_mask"`` is used (the Hugging Face convention); masked positions are not
@@ -402,7 +403,7 @@ def _finish(
             gram=gram,
             baseline_gram=base if base is not None and base.n_samples else None,
             layout=(plan.layout_a, plan.layout_b),
-            tokens=plan.tokens if "nlc" in (plan.layout_a, plan.layout_b) else None,
+            tokens=plan.tokens if {plan.layout_a, plan.layout_b} & set(TOKEN_LAYOUTS) else None,
             notes=tuple(notes),
         )
     return Comparison(layers, eps)

@@ -39,7 +39,7 @@ from .compare import (
     _layout_of,
     _PerSite,
 )
-from .layout import LAYOUTS, TOKEN_MODES, check_batch_axis, mean_over, sample_rows
+from .layout import LAYOUTS, TOKEN_LAYOUTS, TOKEN_MODES, check_batch_axis, mean_over, sample_rows
 from .site_blocks import KeptBlocks, SiteBlocks
 from .sites import ModelSelection, Site, SitePair
 from .stream import Stream, comparison_device
@@ -59,9 +59,10 @@ class _SiteInfo:
         self.grid: tuple[Any, ...]
         if layout == "nc":
             self.width, self.grid = shape[1], ()
-        elif layout == "nlc":
+        elif layout in TOKEN_LAYOUTS:
             self.width = shape[2]
-            self.grid = ("tokens", shape[1]) if tokens == "samples" else ()
+            length = shape[layout.index("l")]
+            self.grid = ("tokens", length) if tokens == "samples" else ()
         elif layout[1] == "c":
             self.width, self.grid = shape[1], tuple(shape[2:])
         else:
@@ -105,7 +106,9 @@ def _to_grid(
     float64, whatever the model's dtype."""
     if info.layout == "nc":
         return t
-    if info.layout == "nlc":
+    if info.layout in TOKEN_LAYOUTS:
+        if info.layout == "lnc":  # sequence-first: read as (N, L, C), a view
+            t = t.transpose(0, 1)
         if mask is not None and tuple(mask.shape) != tuple(t.shape[:2]):
             raise ValueError(
                 f"site {info.label!r} of {info.which} has {tuple(t.shape[:2])} (batch, tokens) "

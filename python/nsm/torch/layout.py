@@ -1,8 +1,9 @@
 """Layouts: which axis of a site's output holds the neurons, and how outputs become samples.
 
 A layout names the axes of an output: ``n`` the batch, ``c`` the neurons (channels or units),
-``h``/``w``/``d``/``l`` positions. Spatial positions are samples; ``l`` in ``"nlc"`` is a token
-axis, reduced by a token mode (every real token a sample, their mean, the first or the last).
+``h``/``w``/``d``/``l`` positions. Spatial positions are samples; ``l`` in ``"nlc"`` (and in
+``"lnc"``, sequence-first, as ``batch_first=False`` modules give) is a token axis, reduced by a
+token mode (every real token a sample, their mean, the first or the last).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from torch import nn
 
 __all__ = [
     "LAYOUTS",
+    "TOKEN_LAYOUTS",
     "TOKEN_MODES",
     "Provenance",
     "check_batch_axis",
@@ -26,7 +28,8 @@ __all__ = [
     "to_2d",
 ]
 
-LAYOUTS = ("nc", "ncl", "nlc", "nchw", "nhwc", "ncdhw", "ndhwc")
+LAYOUTS = ("nc", "ncl", "nlc", "lnc", "nchw", "nhwc", "ncdhw", "ndhwc")
+TOKEN_LAYOUTS = ("nlc", "lnc")
 TOKEN_MODES = ("samples", "mean", "cls", "last")
 CHANNELS_FIRST = {3: "ncl", 4: "nchw", 5: "ncdhw"}
 CHANNELS_LAST = {3: "nlc", 4: "nhwc", 5: "ndhwc"}
@@ -71,8 +74,16 @@ _CHANNELS_LAST_TYPES = tuple(
         nn.TransformerDecoderLayer,
         nn.TransformerEncoder,
         nn.TransformerDecoder,
+        nn.Transformer,
+        nn.RNNBase,  # RNN, LSTM, GRU: their output (item 0), (N, L, C) or (L, N, C)
     )
     if t is not None
+)
+
+# Channels-last modules that map each vector of the last axis on its own, whatever the order
+# of the leading axes: their output has the axes of their input.
+_PER_VECTOR_TYPES = tuple(
+    t for t in (nn.Linear, nn.LazyLinear, nn.LayerNorm, getattr(nn, "RMSNorm", None)) if t is not None
 )
 
 
@@ -90,10 +101,7 @@ def _known_layout(module: nn.Module, ndim: int, site: str) -> str | None:
         if batch_first is None and isinstance(module, (nn.TransformerEncoder, nn.TransformerDecoder)):
             batch_first = module.layers[0].self_attn.batch_first if len(module.layers) else True
         if batch_first is False and ndim == 3:
-            raise ValueError(
-                f"site {site!r} gives (L, N, C) outputs (batch_first=False), which nsm "
-                "cannot split into inputs; build the module with batch_first=True"
-            )
+            return "lnc"  # sequence-first: (L, N, C)
         return CHANNELS_LAST.get(ndim)
     return None
 
@@ -143,12 +151,14 @@ def infer_layout(
     if ndim not in (2, 3, 4, 5):
         return None
     layout = _known_layout(module, ndim, site)
+    first = inputs[0] if inputs else None
+    if layout == "nlc" and isinstance(module, _PER_VECTOR_TYPES) and provenance.of(first) == "lnc":
+        return "lnc"  # a Linear or a norm on a sequence-first tensor keeps its axes
     if layout is not None:
         return layout
     produced = provenance.of(output)
     if produced is not None:
         return produced
-    first = inputs[0] if inputs else None
     if isinstance(first, torch.Tensor) and tuple(first.shape) == tuple(output.shape):
         inherited = provenance.of(first)
         if inherited is not None:
@@ -204,6 +214,8 @@ def sample_rows(
         )
     if layout == "nc":
         return t
+    if layout == "lnc":  # sequence-first: read as (N, L, C), a view
+        t, layout = t.transpose(0, 1), "nlc"
     if layout[1] == "c":  # channels first: (N, C, *positions)
         return t.reshape(t.shape[0], t.shape[1], -1)
     if layout != "nlc":  # channels last: (N, *positions, C) viewed as (N, C, positions)

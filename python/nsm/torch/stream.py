@@ -155,7 +155,8 @@ class Stream:
                     break
                 batch = move(batch, self.device)
                 real = batch_mask(batch, self.mask, number)
-                inputs = inputs_in(batch)
+                # The mask is (N, L) by definition; else the fed tensors' leading size.
+                inputs = real.shape[0] if real is not None else inputs_in(batch)
                 for tap, feeder in zip(self.taps, self.feeders):
                     tap.run(feeder.forward(batch, number))
                 self._rerun_overwritten(batch, number)
