@@ -298,3 +298,56 @@ def test_a_sequence_first_attention_layer_elsewhere_leaves_the_selected_sites_al
             for m in (a, b)
         )
         assert_gram(attn if s == "attn" else c[s], X, Y)
+
+
+# -- items 2 and 9: an encoder-decoder's masks, masks by site -----------------------------------
+
+
+def seq2seq_reference(model, data, site, key, tokens="samples"):
+    """A site's samples by hand: its hooked outputs, with the named mask of each batch."""
+    seen = hooked(model, [site], data, lambda m, x: m(**x))[site]
+    return [token_rows(h, x[key].bool(), tokens) for h, x in zip(seen, data)]
+
+
+def test_an_encoder_decoders_decoder_sites_read_the_decoder_mask():
+    from tests.torch_models import EncoderDecoder, seq2seq_batches
+
+    a, b, data = EncoderDecoder(1), EncoderDecoder(2), seq2seq_batches()
+    sites = ["encoder.0", "decoder.act"]
+    c = compare(a, b, data, sites)
+    for s, key in zip(sites, ("attention_mask", "decoder_attention_mask")):
+        assert_gram(c[s], seq2seq_reference(a, data, s, key), seq2seq_reference(b, data, s, key))
+    assert c["decoder.act"].n_samples == sum(int(x["decoder_attention_mask"].sum()) for x in data)
+    cross = compare_all(a, b, data, ["decoder.act"], samples="inputs")
+    X, Y = (seq2seq_reference(m, data, "decoder.act", "decoder_attention_mask", "mean") for m in (a, b))
+    matrix, _, n = reference(X, Y)
+    got = cross.pair("decoder.act", "decoder.act").gram
+    assert got.n_samples == n
+    np.testing.assert_allclose(got.matrix, matrix, rtol=1e-10, atol=1e-10 * np.abs(matrix).max())
+
+
+def test_a_token_site_outside_encoder_and_decoder_needs_its_own_mask():
+    from tests.torch_models import EncoderDecoder, seq2seq_batches
+
+    a, b, data = EncoderDecoder(1), EncoderDecoder(2), seq2seq_batches()
+    with pytest.raises(
+        ValueError, match=r"site 'lm_head' of model_a is a token site outside the encoder and"
+    ):
+        compare(a, b, data, "lm_head")
+    with pytest.raises(ValueError, match=r"site 'embed#1' of model_a .* pass mask=\{'embed#1': lambda batch"):
+        compare_all(a, b, data, ["embed#1"])
+    no_decoder_mask = [{k: v for k, v in x.items() if k != "decoder_attention_mask"} for x in data]
+    with pytest.raises(
+        ValueError, match=r"'decoder.act' of model_a .* the batch has no decoder_attention_mask"
+    ):
+        compare(a, b, no_decoder_mask, "decoder.act")
+    # mask= by site: the head reads the decoder's mask, the encoder keeps the batch's
+    decoder_mask = {"lm_head": lambda x: x["decoder_attention_mask"]}
+    c = compare(a, b, data, ["lm_head", "encoder.0"], mask=decoder_mask, tokens="mean")
+    for s, key in (("lm_head", "decoder_attention_mask"), ("encoder.0", "attention_mask")):
+        X, Y = (seq2seq_reference(m, data, s, key, "mean") for m in (a, b))
+        assert_gram(c[s], X, Y)
+    with pytest.raises(ValueError, match=r"mask names \['nope'\], which no selected site is"):
+        compare(a, b, data, "encoder.0", mask={"nope": lambda x: x["attention_mask"]})
+    with pytest.raises(TypeError, match=r"mask\['lm_head'\] must be a callable"):
+        compare(a, b, data, "lm_head", mask={"lm_head": "decoder_attention_mask"})

@@ -265,3 +265,33 @@ class SequenceFirstEncoder(nn.Module):
     def forward(self, input_ids, attention_mask=None):
         out, _ = self.lstm(self.embed(input_ids).transpose(0, 1))
         return self.act(self.head(out))
+
+
+class EncoderDecoder(nn.Module):
+    """A Hugging Face-style encoder-decoder: keyword inputs with an encoder and a decoder mask,
+    an embedding shared by both (called twice), and a head after the decoder."""
+
+    def __init__(self, seed: int, d: int = 12) -> None:
+        super().__init__()
+        torch.manual_seed(seed)
+        self.embed = nn.Embedding(50, d)
+        self.encoder = nn.Sequential(nn.Linear(d, d), nn.Tanh())
+        self.decoder = nn.ModuleDict({"lin": nn.Linear(d, d), "act": nn.Tanh()})
+        self.lm_head = nn.Linear(d, 9)
+
+    def forward(self, input_ids, attention_mask, decoder_input_ids, decoder_attention_mask=None):
+        memory = self.encoder(self.embed(input_ids)) * attention_mask[..., None]
+        context = memory.sum(dim=1, keepdim=True) / attention_mask.sum(dim=1)[:, None, None]
+        h = self.decoder["act"](self.decoder["lin"](self.embed(decoder_input_ids)) + context)
+        return self.lm_head(h)
+
+
+def seq2seq_batches(n_batches: int = 8, batch: int = 8, length: int = 9):
+    """Encoder inputs padded on the right, decoder inputs padded on the left: the same padded
+    length, different real tokens."""
+    enc = padded_batches(n_batches, batch, length, "right", seed=5)
+    dec = padded_batches(n_batches, batch, length, "left", seed=6)
+    return [
+        {**e, "decoder_input_ids": d["input_ids"], "decoder_attention_mask": d["attention_mask"]}
+        for e, d in zip(enc, dec)
+    ]

@@ -28,12 +28,14 @@ from .accumulate import DeviceGram, gram_from_parts
 from .baseline import ShiftedBaseline
 from .capture import Tap
 from .layout import LAYOUTS, TOKEN_LAYOUTS, TOKEN_MODES, check_batch_axis, n_samples, sample_rows
+from .masks import MaskRule, MaskSource, check_mask
 from .sites import LayerSpec, Selection, Site, SitePair
 from .stream import Fed, Stream, comparison_device
 
 __all__ = ["compare"]
 
 PerSite = Union[str, Mapping[Any, str], None]
+MaskSpec = Union[Callable[[Any], torch.Tensor], Mapping[Any, Callable[[Any], torch.Tensor]], None]
 
 
 class _PerSite:
@@ -67,6 +69,8 @@ class _Plan:
     layout_a: str
     layout_b: str
     tokens: str
+    mask_a: MaskSource
+    mask_b: MaskSource
     gram: DeviceGram | None = None
     baseline: ShiftedBaseline | None = None
 
@@ -123,7 +127,7 @@ def compare(
     max_batches: int | None = None,
     layout: PerSite = None,
     tokens: PerSite = "samples",
-    mask: Callable[[Any], torch.Tensor] | None = None,
+    mask: MaskSpec = None,
     progress: bool = True,
     count_dead: bool = True,
     baseline: bool = True,
@@ -179,10 +183,16 @@ def compare(
     tokens : {'samples', 'mean', 'cls', 'last'} or dict
         For ``"nlc"`` and ``"lnc"`` sites: every real token is a sample, or the mean of the real
         tokens, or the first or the last real token of each input. Per site like ``layout``.
-    mask : callable, optional
-        ``mask(batch)`` gives the (N, L) bool tensor of real tokens. By default a dict batch's
-        ``"attention_mask"`` is used (the Hugging Face convention); masked positions are not
-        samples and do not enter the mean.
+    mask : callable or dict, optional
+        ``mask(batch)`` gives the (N, L) bool tensor of real tokens, for every token site; a
+        dict gives one callable per site label (or ``(label_a, label_b)``), the other sites
+        keeping the default. By default a dict batch's ``"attention_mask"`` is used (the
+        Hugging Face convention); masked positions are not samples and do not enter the mean.
+        In an encoder-decoder model (``config.is_encoder_decoder``, or a model with both an
+        ``encoder`` and a ``decoder``) the batch's ``attention_mask`` applies to the encoder's
+        sites only, its ``"decoder_attention_mask"`` to the decoder's, and a token site
+        elsewhere (or a decoder site of a batch with no decoder mask) raises a ValueError
+        naming it unless ``mask=`` gives it one.
     progress : bool
         Show a progress bar over batches (tqdm).
     count_dead : bool
@@ -236,8 +246,8 @@ def compare(
     groups = check_groups(groups)
     layouts = _PerSite(check_per_site(layout, "layout", LAYOUTS), "layout")
     modes = _PerSite(check_per_site(tokens, "tokens", TOKEN_MODES), "tokens")
-    if mask is not None and not callable(mask):
-        raise TypeError(f"mask must be a callable mask(batch) -> (N, L) bool tensor, got {mask!r}")
+    mask = check_mask(mask)
+    masks = MaskRule(mask, model_a, model_b)
     selection = Selection(model_a, model_b, layers)
     device = comparison_device(model_a, model_b, device)
     plans: list[_Plan] | None = None
@@ -248,7 +258,7 @@ def compare(
         data,
         (selection.watch_a, selection.watch_b),
         device=device,
-        mask=mask,
+        mask=mask if callable(mask) else None,
         max_batches=max_batches,
         progress=progress,
         label="nsm compare",
@@ -257,9 +267,9 @@ def compare(
         with stream:
             for fed in stream:
                 if plans is None:
-                    plans = _plan(selection, fed.tap_a, fed.tap_b, layouts, modes)
+                    plans = _plan(selection, fed.tap_a, fed.tap_b, layouts, modes, masks)
                 for plan in plans:
-                    _add(plan, fed, baseline, precision, groups)
+                    _add(plan, fed, masks, baseline, precision, groups)
     except Exception as exc:  # every rank must hear of it before the sums below
         error = exc
     if distributed.running():
@@ -286,7 +296,9 @@ def _acc(plan: _Plan) -> DeviceGram:
     return plan.gram
 
 
-def _plan(selection: Selection, tap_a: Tap, tap_b: Tap, layouts: _PerSite, modes: _PerSite) -> list[_Plan]:
+def _plan(
+    selection: Selection, tap_a: Tap, tap_b: Tap, layouts: _PerSite, modes: _PerSite, masks: MaskRule
+) -> list[_Plan]:
     pairs = selection.resolve(tap_a.calls(), tap_a.order, tap_b.calls(), tap_b.order)
     plans = []
     for pair in pairs:
@@ -298,20 +310,26 @@ def _plan(selection: Selection, tap_a: Tap, tap_b: Tap, layouts: _PerSite, modes
                 f"tokens for {pair.key!r}: {mode_a!r} for model_a's site but {mode_b!r} "
                 "for model_b's; both sides of a pair need the same samples"
             )
-        plans.append(_Plan(pair, la, lb, mode_a or "samples"))
+        mask_a, mask_b = masks.source("model_a", pair.a, pair.key), masks.source("model_b", pair.b, pair.key)
+        plans.append(_Plan(pair, la, lb, mode_a or "samples", mask_a, mask_b))
     layouts.check_used()
     modes.check_used()
+    masks.check_used()
     return plans
 
 
-def _add(plan: _Plan, fed: Fed, baseline: bool, precision: Precision, groups: int | None = None) -> None:
-    pair, real = plan.pair, fed.mask
+def _add(
+    plan: _Plan, fed: Fed, masks: MaskRule, baseline: bool, precision: Precision, groups: int | None = None
+) -> None:
+    pair = plan.pair
     va = fed.tap_a.value(pair.a.module, pair.a.index)
     vb = fed.tap_b.value(pair.b.module, pair.b.index)
     check_batch_axis(va, plan.layout_a, fed.inputs, pair.a.label, "model_a", fed.number)
     check_batch_axis(vb, plan.layout_b, fed.inputs, pair.b.label, "model_b", fed.number)
-    a = sample_rows(va, plan.layout_a, plan.tokens, real, pair.a.label, precision)
-    b = sample_rows(vb, plan.layout_b, plan.tokens, real, pair.b.label, precision)
+    ma = _mask(masks, plan.mask_a, plan.layout_a, fed, pair.a.label, "model_a")
+    mb = _mask(masks, plan.mask_b, plan.layout_b, fed, pair.b.label, "model_b")
+    a = sample_rows(va, plan.layout_a, plan.tokens, ma, pair.a.label, precision)
+    b = sample_rows(vb, plan.layout_b, plan.tokens, mb, pair.b.label, precision)
     if n_samples(a) != n_samples(b):
         raise ValueError(
             f"site {pair.key!r}: model_a gives {n_samples(a)} samples per batch "
@@ -329,6 +347,15 @@ def _add(plan: _Plan, fed: Fed, baseline: bool, precision: Precision, groups: in
             plan.baseline.update(a, b)
     except ValueError as exc:
         raise ValueError(f"site {pair.key!r}: {exc}") from None
+
+
+def _mask(
+    masks: MaskRule, source: MaskSource, layout: str, fed: Fed, site: str, which: str
+) -> torch.Tensor | None:
+    """A token site's mask in this batch (other sites read none)."""
+    if layout not in TOKEN_LAYOUTS:
+        return None
+    return masks.of(source, fed.batch, fed.number, site, which)
 
 
 def _describe(plan: _Plan) -> tuple:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Iterator
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -35,11 +35,13 @@ from ..validation import (
 from .baseline import ShiftedBaseline
 from .capture import Tap
 from .compare import (
+    MaskSpec,
     PerSite,
     _layout_of,
     _PerSite,
 )
 from .layout import LAYOUTS, TOKEN_LAYOUTS, TOKEN_MODES, check_batch_axis, mean_over, sample_rows
+from .masks import MaskRule, MaskSource, check_mask
 from .site_blocks import KeptBlocks, SiteBlocks
 from .sites import ModelSelection, Site, SitePair
 from .stream import Stream, comparison_device
@@ -54,8 +56,10 @@ Grid = tuple  # () one vector per input; ("tokens", L); or spatial sizes such as
 class _SiteInfo:
     """A site of one model: its layout, token mode, width and grid."""
 
-    def __init__(self, site: Site, which: str, layout: str, tokens: str, shape: tuple[int, ...]) -> None:
-        self.site, self.which, self.layout, self.tokens = site, which, layout, tokens
+    def __init__(
+        self, site: Site, which: str, layout: str, tokens: str, shape: tuple[int, ...], mask: MaskSource
+    ) -> None:
+        self.site, self.which, self.layout, self.tokens, self.mask = site, which, layout, tokens, mask
         self.grid: tuple[Any, ...]
         if layout == "nc":
             self.width, self.grid = shape[1], ()
@@ -171,10 +175,20 @@ class _GridGram:
         return self.blocks.n_samples
 
     def update(
-        self, values_a: dict[str, torch.Tensor], values_b: dict[str, torch.Tensor], mask: torch.Tensor | None
+        self,
+        values_a: dict[str, torch.Tensor],
+        values_b: dict[str, torch.Tensor],
+        masks: dict[tuple[str, str], torch.Tensor | None],
     ) -> None:
-        xs = [_to_grid(values_a[i.label], i, self.grid, mask, self.precision) for i in self.sites_a]
-        ys = [_to_grid(values_b[i.label], i, self.grid, mask, self.precision) for i in self.sites_b]
+        """Add a batch: the sites' outputs by label, and the token sites' masks by (model, label)."""
+        xs = [
+            _to_grid(values_a[i.label], i, self.grid, masks.get((i.which, i.label)), self.precision)
+            for i in self.sites_a
+        ]
+        ys = [
+            _to_grid(values_b[i.label], i, self.grid, masks.get((i.which, i.label)), self.precision)
+            for i in self.sites_b
+        ]
         rows = {r.shape[0] for r in xs + ys}
         if len(rows) != 1:
             raise ValueError(
@@ -266,7 +280,7 @@ def compare_all(
     max_batches: int | None = None,
     layout: PerSite = None,
     tokens: PerSite = "samples",
-    mask: Callable[[Any], torch.Tensor] | None = None,
+    mask: MaskSpec = None,
     max_bytes: int = DEFAULT_MAX_BYTES,
     progress: bool = True,
     baseline: bool = True,
@@ -292,7 +306,7 @@ def compare_all(
     eps : float or sequence of floats, optional
         The ε values of the pairs' summary (default: nsm's).
     device, max_batches, layout, tokens, mask, progress
-        As for :func:`nsm.torch.compare` (``layout`` and ``tokens`` per site label).
+        As for :func:`nsm.torch.compare` (``layout``, ``tokens`` and ``mask`` per site label).
     baseline : bool
         Also accumulate the shifted-batch baseline of every pair, as :func:`nsm.torch.compare`
         does (batch i of A against batch i-1 of B, on the pair's samples): it gives
@@ -342,6 +356,8 @@ def compare_all(
     groups = check_groups(groups)
     layouts = _PerSite(check_per_site(layout, "layout", LAYOUTS), "layout")
     modes = _PerSite(check_per_site(tokens, "tokens", TOKEN_MODES), "tokens")
+    mask = check_mask(mask)
+    masks = MaskRule(mask, model_a, model_b)
     sel_a = ModelSelection(model_a, layers_a, "model_a")
     sel_b = ModelSelection(model_b, layers_a if layers_b is None else layers_b, "model_b")
     device = comparison_device(model_a, model_b, device)
@@ -355,18 +371,22 @@ def compare_all(
         data,
         (sel_a.watch, sel_b.watch),
         device=device,
-        mask=mask,
+        mask=mask if callable(mask) else None,
         max_batches=max_batches,
         progress=progress,
         label="nsm compare_all",
     )
     with stream:
         for fed in stream:
-            tap_a, tap_b, real = fed.tap_a, fed.tap_b, fed.mask
+            tap_a, tap_b = fed.tap_a, fed.tap_b
             if grids is None:
-                infos = (_infos(sel_a, tap_a, layouts, modes), _infos(sel_b, tap_b, layouts, modes))
+                infos = (
+                    _infos(sel_a, tap_a, layouts, modes, masks),
+                    _infos(sel_b, tap_b, layouts, modes, masks),
+                )
                 layouts.check_used()
                 modes.check_used()
+                masks.check_used()
                 grids = _plan_grids(infos, samples, device, pairs, reasons, precision, groups, baseline)
                 _check_memory(grids, max_bytes)
             values_a = {i.label: tap_a.value(i.site.module, i.site.index) for i in infos[0]}
@@ -375,6 +395,11 @@ def compare_all(
                 values = values_a if info.which == "model_a" else values_b
                 value = values[info.label]
                 check_batch_axis(value, info.layout, fed.inputs, info.label, info.which, fed.number)
+            real = {
+                (i.which, i.label): masks.of(i.mask, fed.batch, fed.number, i.label, i.which)
+                for i in infos[0] + infos[1]
+                if i.layout in TOKEN_LAYOUTS
+            }
             for g in grids:
                 g.update(values_a, values_b, real)
     if grids is None:
@@ -393,13 +418,16 @@ def compare_all(
     )
 
 
-def _infos(selection: ModelSelection, tap: Tap, layouts: _PerSite, modes: _PerSite) -> list[_SiteInfo]:
+def _infos(
+    selection: ModelSelection, tap: Tap, layouts: _PerSite, modes: _PerSite, masks: MaskRule
+) -> list[_SiteInfo]:
     out = []
     for site in selection.resolve(tap.calls(), tap.order):
         fake = SitePair(site.label, site, site)
         layout = _layout_of(tap, site, layouts.get(fake, site), tap.which)
         mode = modes.get(fake, site) or "samples"
-        out.append(_SiteInfo(site, tap.which, layout, mode, tuple(tap.value(site.module, site.index).shape)))
+        shape = tuple(tap.value(site.module, site.index).shape)
+        out.append(_SiteInfo(site, tap.which, layout, mode, shape, masks.source(tap.which, site)))
     return out
 
 

@@ -223,7 +223,8 @@ def sample_rows(
     if mask is not None and tuple(mask.shape) != tuple(t.shape[:2]):
         raise ValueError(
             f"site {site!r} has {tuple(t.shape[:2])} (batch, tokens) but the mask is "
-            f"{tuple(mask.shape)}; pass mask= for it, or a layout without tokens"
+            f"{tuple(mask.shape)}; pass mask={{{site!r}: lambda batch: ...}} with its own, "
+            "or a layout without tokens"
         )
     if tokens == "samples":
         return t.transpose(1, 2) if mask is None else t[mask]

@@ -17,13 +17,15 @@ __all__ = ["Fed", "Stream", "comparison_device"]
 
 
 class Fed(NamedTuple):
-    """One batch after both forward passes: its number, both models' taps, its (N, L) mask of
-    real tokens (or None) and its number of inputs (None when no tensor with a leading axis
-    was fed)."""
+    """One batch after both forward passes: its number, both models' taps, the batch as both
+    models were given it (on the device, unchanged), its (N, L) mask of real tokens when one
+    mask is given for every site or the batch has an attention_mask (or None), and its number
+    of inputs (None when no tensor with a leading axis was fed)."""
 
     number: int
     tap_a: Tap
     tap_b: Tap
+    batch: Any
     mask: torch.Tensor | None
     inputs: int | None
 
@@ -163,7 +165,7 @@ class Stream:
                 if first is not None:
                     for tap, calls in zip(self.taps, first):
                         _check_calls(tap, calls, number)
-                yield Fed(number, self.taps[0], self.taps[1], real, inputs)
+                yield Fed(number, self.taps[0], self.taps[1], batch, real, inputs)
                 if first is None:
                     first = (self.taps[0].calls(), self.taps[1].calls())
                     self.taps = (self._lean(0), self._lean(1))
