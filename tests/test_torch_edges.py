@@ -351,3 +351,39 @@ def test_a_token_site_outside_encoder_and_decoder_needs_its_own_mask():
         compare(a, b, data, "encoder.0", mask={"nope": lambda x: x["attention_mask"]})
     with pytest.raises(TypeError, match=r"mask\['lm_head'\] must be a callable"):
         compare(a, b, data, "lm_head", mask={"lm_head": "decoder_attention_mask"})
+
+
+# -- item 7: writes the version counter does not see ----------------------------------------------
+
+
+class WritesThroughData(nn.Module):
+    """A Linear whose output is then rescaled through ``.data`` (its version counter stays)."""
+
+    def __init__(self, seed):
+        super().__init__()
+        torch.manual_seed(seed)
+        self.lin = nn.Linear(6, 5)
+        self.out = nn.Linear(5, 3)
+
+    def forward(self, x):
+        h = self.lin(x)
+        y = self.out(h)
+        h.data.mul_(-3.0)
+        return y + h.sum()
+
+
+def test_clone_copies_outputs_that_are_changed_through_data():
+    a, b, data = WritesThroughData(1), WritesThroughData(2), batches(3, (30, 6))
+    X, Y = ([m.lin(x).detach().numpy() for x in data] for m in (a, b))
+    for clone in (True, ["lin"], "lin"):
+        assert_gram(compare(a, b, data, ["lin", "out"], clone=clone)["lin"], X, Y)
+    cross = compare_all(a, b, data, ["lin"], clone=True)
+    matrix, _, _ = reference(X, Y)
+    np.testing.assert_allclose(cross.pair("lin", "lin").gram.matrix, matrix, rtol=1e-10)
+    # what the counter does not see, nsm cannot: without clone the values are the rescaled ones
+    c = compare(a, b, data, "lin")
+    assert not np.allclose(c["lin"].gram.matrix, matrix)
+    with pytest.raises(ValueError, match=r"clone names \['nope'\], which no selected site is"):
+        compare(a, b, data, "lin", clone=["nope"])
+    with pytest.raises(TypeError, match="clone must be True, False or a list of site names"):
+        compare(a, b, data, "lin", clone=1)

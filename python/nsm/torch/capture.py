@@ -9,16 +9,44 @@ are really overwritten are ever copied.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, Callable
+from collections.abc import Iterable, Mapping
+from typing import Any, Callable, Union
 
 import torch
 from torch import nn
 
 from .layout import Provenance, infer_layout
-from .sites import model_modules, site_label, unwrap
+from .sites import Site, _parse_site, model_modules, site_label, unwrap
 
-__all__ = ["Tap", "first_tensor"]
+__all__ = ["Tap", "check_clone", "check_clone_used", "first_tensor"]
+
+Clone = Union[bool, frozenset[tuple[str, Union[int, None]]]]
+
+
+def check_clone(clone: Any) -> Clone:
+    """``clone=`` as the taps read it: True or False for every site, or the named sites
+    (``"name"`` for every call of a module, ``"name#i"`` for one call)."""
+    if isinstance(clone, bool):
+        return clone
+    if isinstance(clone, str):
+        clone = [clone]
+    if not isinstance(clone, (list, tuple, set, frozenset)) or not all(isinstance(c, str) for c in clone):
+        raise TypeError(f"clone must be True, False or a list of site names, got {clone!r}")
+    return frozenset(_parse_site(c, "clone") for c in clone)
+
+
+def check_clone_used(clone: Clone, sites: Iterable[Site]) -> None:
+    """Every site that ``clone`` names must be a selected site of model A or model B."""
+    if isinstance(clone, bool):
+        return
+    sites = list(sites)
+    unused = sorted(
+        site_label(n, i, 2) if i is not None else n
+        for n, i in clone
+        if not any(s.module == n and i in (None, s.index) for s in sites)
+    )
+    if unused:
+        raise ValueError(f"clone names {unused!r}, which no selected site is")
 
 
 def first_tensor(output: Any, module: str) -> torch.Tensor:
@@ -43,16 +71,25 @@ class Tap:
 
     ``discover`` also hooks every module, to count calls and infer each call's layout (needed
     for the first batch only). ``clone_all`` copies every watched output at once (for callers
-    that cannot run a forward twice).
+    that cannot run a forward twice); ``forced`` copies the outputs of the named calls
+    (``(module, index)``, index None for every call of the module; True for every watched
+    output): for writes the version counter does not see, through ``.data`` or a custom kernel.
     """
 
     def __init__(
-        self, model: nn.Module, which: str, watch: list[str], discover: bool, clone_all: bool = False
+        self,
+        model: nn.Module,
+        which: str,
+        watch: list[str],
+        discover: bool,
+        clone_all: bool = False,
+        forced: Clone = frozenset(),
     ) -> None:
         self.which = which
         self.root = unwrap(model)
         self.watch = set(watch)
         self.clone_all = clone_all
+        self.forced = forced
         self.clone: set[tuple[str, int]] = set()
         self.provenance = Provenance() if discover else None
         # Only this model's forward passes count: the other model may share modules with it
@@ -95,13 +132,18 @@ class Tap:
             if not watched:
                 return
             t = t.detach()
-            if self.clone_all or (name, index) in self.clone:
+            if self.clone_all or (name, index) in self.clone or self._forced(name, index):
                 t = t.clone()
             self.outputs.setdefault(name, []).append(t)
             self.versions.setdefault(name, []).append(t._version)
             self.order.append((name, index))
 
         return hook
+
+    def _forced(self, name: str, index: int) -> bool:
+        if isinstance(self.forced, bool):
+            return self.forced
+        return (name, index) in self.forced or (name, None) in self.forced
 
     def overwritten(self) -> list[tuple[str, int]]:
         """Calls whose output was modified in place after the module returned."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Callable, Union
 
@@ -26,7 +26,7 @@ from ..validation import (
 from . import distributed
 from .accumulate import DeviceGram, gram_from_parts
 from .baseline import ShiftedBaseline
-from .capture import Tap
+from .capture import Tap, check_clone, check_clone_used
 from .layout import LAYOUTS, TOKEN_LAYOUTS, TOKEN_MODES, check_batch_axis, n_samples, sample_rows
 from .masks import MaskRule, MaskSource, check_mask
 from .sites import LayerSpec, Selection, Site, SitePair
@@ -134,6 +134,7 @@ def compare(
     precision: Precision = DEFAULT_PRECISION,
     centered: bool = False,
     groups: int | None = None,
+    clone: bool | Sequence[str] = False,
 ) -> Comparison:
     """Compare two models site by site on the same data.
 
@@ -218,6 +219,13 @@ def compare(
         groups. Fewer batches than groups is a ValueError. Under torch.distributed each rank
         deals its own batches (group k sums every rank's group k), so every rank needs at
         least K batches.
+    clone : bool or list of site names
+        Copy the outputs of every site (True), or of the named ones (``"name"`` for every call
+        of a module, ``"name#i"`` for one; in either model), as the module returns them. Not
+        needed for in-place operations, ``out=`` arguments and ``copy_``: they move the
+        tensor's version counter, and nsm copies the outputs they overwrite by itself. Writes
+        the counter does not see are those through ``.data``, through NumPy or DLPack views
+        and from custom kernels; a site whose output is changed that way needs ``clone``.
 
     Returns
     -------
@@ -248,6 +256,7 @@ def compare(
     modes = _PerSite(check_per_site(tokens, "tokens", TOKEN_MODES), "tokens")
     mask = check_mask(mask)
     masks = MaskRule(mask, model_a, model_b)
+    clone = check_clone(clone)
     selection = Selection(model_a, model_b, layers)
     device = comparison_device(model_a, model_b, device)
     plans: list[_Plan] | None = None
@@ -262,12 +271,14 @@ def compare(
         max_batches=max_batches,
         progress=progress,
         label="nsm compare",
+        clone=clone,
     )
     try:
         with stream:
             for fed in stream:
                 if plans is None:
                     plans = _plan(selection, fed.tap_a, fed.tap_b, layouts, modes, masks)
+                    check_clone_used(clone, [s for p in plans for s in (p.pair.a, p.pair.b)])
                 for plan in plans:
                     _add(plan, fed, masks, baseline, precision, groups)
     except Exception as exc:  # every rank must hear of it before the sums below

@@ -13,7 +13,7 @@ accumulated where the activations live (each site's own block and A's sites agai
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -33,7 +33,7 @@ from ..validation import (
     check_precision,
 )
 from .baseline import ShiftedBaseline
-from .capture import Tap
+from .capture import Tap, check_clone, check_clone_used
 from .compare import (
     MaskSpec,
     PerSite,
@@ -287,6 +287,7 @@ def compare_all(
     precision: Precision = DEFAULT_PRECISION,
     centered: bool = False,
     groups: int | None = None,
+    clone: bool | Sequence[str] = False,
 ) -> Any:
     """Every site of model A against every site of model B, streaming the data once.
 
@@ -325,6 +326,9 @@ def compare_all(
         memory K + 1 times the Grams, counted in ``max_bytes``): every pair's Gram keeps its
         groups, so ``pair(a, b)`` gives intervals and ``matrix(measure, se=True)`` the
         standard errors; ``matrix(measure)`` stays the full-data values.
+    clone : bool or list of site names
+        As for :func:`nsm.torch.compare`: copy the outputs of every site, or of the named
+        ones, as the module returns them (for writes through ``.data`` or custom kernels).
 
     Returns
     -------
@@ -358,6 +362,7 @@ def compare_all(
     modes = _PerSite(check_per_site(tokens, "tokens", TOKEN_MODES), "tokens")
     mask = check_mask(mask)
     masks = MaskRule(mask, model_a, model_b)
+    clone = check_clone(clone)
     sel_a = ModelSelection(model_a, layers_a, "model_a")
     sel_b = ModelSelection(model_b, layers_a if layers_b is None else layers_b, "model_b")
     device = comparison_device(model_a, model_b, device)
@@ -375,6 +380,7 @@ def compare_all(
         max_batches=max_batches,
         progress=progress,
         label="nsm compare_all",
+        clone=clone,
     )
     with stream:
         for fed in stream:
@@ -387,6 +393,7 @@ def compare_all(
                 layouts.check_used()
                 modes.check_used()
                 masks.check_used()
+                check_clone_used(clone, [i.site for i in infos[0] + infos[1]])
                 grids = _plan_grids(infos, samples, device, pairs, reasons, precision, groups, baseline)
                 _check_memory(grids, max_bytes)
             values_a = {i.label: tap_a.value(i.site.module, i.site.index) for i in infos[0]}

@@ -10,7 +10,7 @@ from torch import nn
 
 from ..progress import progress_bar
 from .batches import as_batches, batch_mask, copy_inputs, fed_tensors, feed, inputs_in, move
-from .capture import Tap
+from .capture import Clone, Tap
 from .sites import unwrap
 
 __all__ = ["Fed", "Stream", "comparison_device"]
@@ -114,6 +114,7 @@ class Stream:
         max_batches: int | None,
         progress: bool,
         label: str,
+        clone: Clone = False,
     ) -> None:
         self.roots = (unwrap(model_a), unwrap(model_b))
         self.watch = watch
@@ -123,9 +124,10 @@ class Stream:
         if isinstance(self.batches, Sized):
             total = len(self.batches) if max_batches is None else min(len(self.batches), max_batches)
         self._saved = [(m, m.training) for root in self.roots for m in root.modules()]
+        self.forced = clone
         self.taps = (
-            Tap(self.roots[0], "model_a", watch[0], discover=True),
-            Tap(self.roots[1], "model_b", watch[1], discover=True),
+            Tap(self.roots[0], "model_a", watch[0], discover=True, forced=clone),
+            Tap(self.roots[1], "model_b", watch[1], discover=True, forced=clone),
         )
         self.feeders = (_Feeder(self.roots[0], "model_a"), _Feeder(self.roots[1], "model_b"))
         self._bar = progress_bar(total, progress, label, "batch")
@@ -191,6 +193,6 @@ class Stream:
         """Later batches need no layout inference: hook the watched modules only."""
         old = self.taps[i]
         old.remove()
-        tap = Tap(self.roots[i], old.which, self.watch[i], discover=False)
+        tap = Tap(self.roots[i], old.which, self.watch[i], discover=False, forced=self.forced)
         tap.clone = set(old.clone)
         return tap
