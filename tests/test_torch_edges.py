@@ -387,3 +387,34 @@ def test_clone_copies_outputs_that_are_changed_through_data():
         compare(a, b, data, "lin", clone=["nope"])
     with pytest.raises(TypeError, match="clone must be True, False or a list of site names"):
         compare(a, b, data, "lin", clone=1)
+
+
+# -- item 8: the mixed pass on few samples ---------------------------------------------------------
+
+
+@pytest.mark.filterwarnings("ignore::nsm.FewSamplesWarning")  # 64 samples for 64 + 64 neurons
+@pytest.mark.parametrize("on", ["compare", "compare_all"])
+def test_a_starved_pair_under_the_mixed_pass_gets_the_float64_pass(on):
+    from tests.torch_models import padded_batches
+
+    a, b, data = Tokens(1, d=64), Tokens(2, d=64), padded_batches(n_batches=8, batch=8, side="right")
+
+    def means(model):
+        outs = hooked(model, ["act"], data, lambda m, x: m(**x))["act"]
+        return [token_rows(h, x["attention_mask"].bool(), "mean") for h, x in zip(outs, data)]
+
+    X, Y = np.vstack(means(a)), np.vstack(means(b))
+    if on == "compare":
+        lc = nsm.torch.compare(a, b, data, "act", tokens="mean", precision="mixed", progress=False)["act"]
+    else:
+        cross = nsm.torch.compare_all(a, b, data, "act", samples="inputs", precision="mixed", progress=False)
+        lc = cross.pair("act", "act")
+    matrix, _, n = reference([X], [Y])
+    assert lc.n_samples == n == 64
+    # the means are float32 under the mixed pass (as the model's own float32 values are), the
+    # products float64: the Gram is the float64 one of the float32-rounded means
+    Xr, Yr = X.astype(np.float32).astype(np.float64), Y.astype(np.float32).astype(np.float64)
+    matrix, _, _ = reference([Xr], [Yr])
+    np.testing.assert_allclose(lc.gram.matrix, matrix, rtol=1e-12, atol=1e-12 * np.abs(matrix).max())
+    eps = np.linspace(0.0, 1.0, 101)
+    np.testing.assert_allclose(lc.similarity(eps), nsm.match_thresholds(X, Y).similarity(eps), atol=1e-12)

@@ -203,7 +203,10 @@ def compare(
         as costly again as the Gram); without it ``LayerComparison.baseline`` gives NaN.
     precision : {'mixed', 'float64'}
         How float32 activations are multiplied into the float64 Grams, as for :class:`nsm.Gram`
-        (on a GPU too, with TF32 off).
+        (on a GPU too, with TF32 off). Under ``"mixed"`` a pair's first
+        ``nsm.starved.FEW_SAMPLES_RATIO * (n_x + n_y)`` samples take the float64 pass, so a
+        starved pair (whose critical ε the float32 products would move) is float64 throughout.
+        Means over tokens and positions are summed in float64 either way.
     centered : bool
         Compare with the centred match (:func:`nsm.max_match`'s ``centered``): each neuron's
         mean over the samples is removed, from the Grams' column sums; the baseline is centred
