@@ -259,7 +259,7 @@ def compare(
     modes = _PerSite(check_per_site(tokens, "tokens", TOKEN_MODES), "tokens")
     mask = check_mask(mask)
     masks = MaskRule(mask, model_a, model_b)
-    clone = check_clone(clone)
+    cloned = check_clone(clone)
     selection = Selection(model_a, model_b, layers)
     device = comparison_device(model_a, model_b, device)
     plans: list[_Plan] | None = None
@@ -274,14 +274,14 @@ def compare(
         max_batches=max_batches,
         progress=progress,
         label="nsm compare",
-        clone=clone,
+        clone=cloned,
     )
     try:
         with stream:
             for fed in stream:
                 if plans is None:
                     plans = _plan(selection, fed.tap_a, fed.tap_b, layouts, modes, masks)
-                    check_clone_used(clone, [s for p in plans for s in (p.pair.a, p.pair.b)])
+                    check_clone_used(cloned, [s for p in plans for s in (p.pair.a, p.pair.b)])
                 for plan in plans:
                     _add(plan, fed, masks, baseline, precision, groups)
     except Exception as exc:  # every rank must hear of it before the sums below

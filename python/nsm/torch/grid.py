@@ -362,7 +362,7 @@ def compare_all(
     modes = _PerSite(check_per_site(tokens, "tokens", TOKEN_MODES), "tokens")
     mask = check_mask(mask)
     masks = MaskRule(mask, model_a, model_b)
-    clone = check_clone(clone)
+    cloned = check_clone(clone)
     sel_a = ModelSelection(model_a, layers_a, "model_a")
     sel_b = ModelSelection(model_b, layers_a if layers_b is None else layers_b, "model_b")
     device = comparison_device(model_a, model_b, device)
@@ -380,7 +380,7 @@ def compare_all(
         max_batches=max_batches,
         progress=progress,
         label="nsm compare_all",
-        clone=clone,
+        clone=cloned,
     )
     with stream:
         for fed in stream:
@@ -393,7 +393,7 @@ def compare_all(
                 layouts.check_used()
                 modes.check_used()
                 masks.check_used()
-                check_clone_used(clone, [i.site for i in infos[0] + infos[1]])
+                check_clone_used(cloned, [i.site for i in infos[0] + infos[1]])
                 grids = _plan_grids(infos, samples, device, pairs, reasons, precision, groups, baseline)
                 _check_memory(grids, max_bytes)
             values_a = {i.label: tap_a.value(i.site.module, i.site.index) for i in infos[0]}

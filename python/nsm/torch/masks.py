@@ -45,9 +45,11 @@ def _encoder_decoder(model: nn.Module) -> tuple[str, str] | None:
     """The names of an encoder-decoder model's encoder and decoder, or None."""
     root = unwrap(model)
     config = getattr(root, "config", None)
-    encoder = decoder = None
-    if getattr(config, "is_encoder_decoder", False) and callable(getattr(root, "get_encoder", None)):
-        encoder, decoder = root.get_encoder(), root.get_decoder()
+    encoder: Any = None
+    decoder: Any = None
+    get_encoder, get_decoder = getattr(root, "get_encoder", None), getattr(root, "get_decoder", None)
+    if getattr(config, "is_encoder_decoder", False) and callable(get_encoder) and callable(get_decoder):
+        encoder, decoder = get_encoder(), get_decoder()
     elif isinstance(getattr(root, "encoder", None), nn.Module) and isinstance(
         getattr(root, "decoder", None), nn.Module
     ):
