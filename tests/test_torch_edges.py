@@ -418,3 +418,55 @@ def test_a_starved_pair_under_the_mixed_pass_gets_the_float64_pass(on):
     np.testing.assert_allclose(lc.gram.matrix, matrix, rtol=1e-12, atol=1e-12 * np.abs(matrix).max())
     eps = np.linspace(0.0, 1.0, 101)
     np.testing.assert_allclose(lc.similarity(eps), nsm.match_thresholds(X, Y).similarity(eps), atol=1e-12)
+
+
+# -- item 11: which output of a module is compared ----------------------------------------------
+
+
+class AuxThenHidden(nn.Module):
+    """A block that returns ``(aux, hidden)`` (or a dict of them): the hidden state is what the
+    next layer reads."""
+
+    def __init__(self, as_dict=False):
+        super().__init__()
+        self.aux, self.hidden, self.as_dict = nn.Linear(6, 3), nn.Linear(6, 7), as_dict
+
+    def forward(self, x):
+        aux, hidden = self.aux(x), torch.tanh(self.hidden(x))
+        return {"aux": aux, "hidden": hidden} if self.as_dict else (aux, hidden)
+
+
+class WithAux(nn.Module):
+    def __init__(self, seed, as_dict=False):
+        super().__init__()
+        torch.manual_seed(seed)
+        self.block, self.head = AuxThenHidden(as_dict), nn.Linear(7, 2)
+
+    def forward(self, x):
+        out = self.block(x)
+        return self.head(out["hidden"] if isinstance(out, dict) else out[1])
+
+
+def test_output_selects_what_a_site_is_compared_on_and_the_table_says_so():
+    a, b, data = WithAux(1), WithAux(2), batches(4, (40, 6))
+    hidden = [[torch.tanh(m.block.hidden(x)).detach().numpy() for x in data] for m in (a, b)]
+    aux = [[m.block.aux(x).detach().numpy() for x in data] for m in (a, b)]
+    c = compare(a, b, data, "block")  # the default, item 0, is named in the table
+    assert_gram(c["block"], *aux)
+    assert "output [0] of 2" in c["block"].notes and "output [0] of 2" in c.table()
+    for spec, note in ((1, "output [1]"), (lambda out: out[1], "output <lambda>()")):
+        c = compare(a, b, data, "block", output={"block": spec})
+        assert_gram(c["block"], *hidden)
+        assert c["block"].n_x == 7 and note in c["block"].notes
+    a, b = WithAux(1, as_dict=True), WithAux(2, as_dict=True)
+    c = compare(a, b, data, "block", output="hidden")
+    assert_gram(c["block"], *hidden)
+    cross = compare_all(a, b, data, ["block"], output={"block": "hidden"})
+    matrix, _, _ = reference(*hidden)
+    np.testing.assert_allclose(cross.pair("block", "block").gram.matrix, matrix, rtol=1e-10)
+    with pytest.raises(ValueError, match=r"output names \['nope'\], which no selected site is"):
+        compare(a, b, data, "block", output={"nope": 1, "block": "hidden"})
+    with pytest.raises(TypeError, match=r"output= for site 'block' selects NoneType"):
+        compare(a, b, data, "block", output={"block": "missing"})
+    with pytest.raises(TypeError, match=r"output\['block'\] must be an index into a tuple output"):
+        compare(a, b, data, "block", output={"block": 1.5})

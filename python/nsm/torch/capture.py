@@ -18,7 +18,15 @@ from torch import nn
 from .layout import Provenance, infer_layout
 from .sites import Site, _parse_site, model_modules, site_label, unwrap
 
-__all__ = ["Tap", "check_clone", "check_clone_used", "first_tensor"]
+__all__ = [
+    "OutputSpec",
+    "Tap",
+    "check_clone",
+    "check_clone_used",
+    "check_output",
+    "check_output_used",
+    "first_tensor",
+]
 
 Clone = Union[bool, frozenset[tuple[str, Union[int, None]]]]
 
@@ -47,6 +55,90 @@ def check_clone_used(clone: Clone, sites: Iterable[Site]) -> None:
     )
     if unused:
         raise ValueError(f"clone names {unused!r}, which no selected site is")
+
+
+OutputSpec = Union[int, str, Callable[[Any], Any]]
+
+
+def check_output(output: Any) -> dict[tuple[str, int | None], OutputSpec]:
+    """``output=`` as the taps read it: ``{(module, index or None): spec}``; a single spec
+    applies to every site (key ``("", None)``)."""
+    if output is None:
+        return {}
+    if not isinstance(output, Mapping):
+        return {("", None): _check_output_spec(output, "output")}
+    out = {}
+    for key, spec in output.items():
+        if not isinstance(key, str):
+            raise TypeError(f"output's keys must be site names, got {key!r}")
+        out[_parse_site(key, "output")] = _check_output_spec(spec, f"output[{key!r}]")
+    return out
+
+
+def check_output_used(specs: dict[tuple[str, int | None], OutputSpec], sites: Iterable[Site]) -> None:
+    """Every site that ``output=`` names must be a selected site of model A or model B."""
+    sites = list(sites)
+    unused = sorted(
+        site_label(n, i, 2) if i is not None else n
+        for n, i in specs
+        if n and not any(s.module == n and i in (None, s.index) for s in sites)
+    )
+    if unused:
+        raise ValueError(f"output names {unused!r}, which no selected site is")
+
+
+def _check_output_spec(spec: Any, name: str) -> OutputSpec:
+    if isinstance(spec, bool) or not (isinstance(spec, (int, str)) or callable(spec)):
+        raise TypeError(
+            f"{name} must be an index into a tuple output, a key (or attribute) of a dict or "
+            f"ModelOutput, or a callable output -> tensor, got {spec!r}"
+        )
+    return spec
+
+
+def output_spec(
+    specs: dict[tuple[str, int | None], OutputSpec], module: str, index: int
+) -> OutputSpec | None:
+    """The ``output=`` entry of one call of a module, or None (the default)."""
+    for key in ((module, index), (module, None), ("", None)):
+        if key in specs:
+            return specs[key]
+    return None
+
+
+def describe_output(spec: OutputSpec) -> str:
+    """How the table names a non-default output."""
+    if callable(spec):
+        return f"output {getattr(spec, '__name__', type(spec).__name__)}()"
+    return f"output [{spec!r}]"
+
+
+def pick_output(output: Any, spec: OutputSpec, site: str) -> torch.Tensor:
+    """The tensor ``output=`` selects from a module's output."""
+    try:
+        if callable(spec):
+            t = spec(output)
+        elif isinstance(spec, int):
+            t = output[spec] if isinstance(output, (tuple, list)) else None
+        elif isinstance(output, Mapping):
+            t = output.get(spec)
+        else:
+            t = getattr(output, spec, None)
+    except (IndexError, KeyError) as exc:
+        raise ValueError(f"output= for site {site!r}: {type(output).__name__} has no item {spec!r}") from exc
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(
+            f"output= for site {site!r} selects {type(t).__name__} from the module's "
+            f"{type(output).__name__} output; it must select a tensor"
+        )
+    return t
+
+
+def several_tensors(output: Any) -> int:
+    """How many tensors a tuple or list output holds at its top level (0 otherwise)."""
+    if isinstance(output, (tuple, list)):
+        return sum(isinstance(o, torch.Tensor) for o in output)
+    return 0
 
 
 def first_tensor(output: Any, module: str) -> torch.Tensor:
@@ -84,12 +176,17 @@ class Tap:
         discover: bool,
         clone_all: bool = False,
         forced: Clone = frozenset(),
+        output: dict[tuple[str, int | None], OutputSpec] | None = None,
     ) -> None:
         self.which = which
         self.root = unwrap(model)
         self.watch = set(watch)
         self.clone_all = clone_all
         self.forced = forced
+        self.output_specs = output or {}
+        # (module, index) -> how the compared tensor was picked, where the table should say
+        # (a non-default output=, or item 0 of a tuple of several tensors)
+        self.picked: dict[tuple[str, int], str] = {}
         self.clone: set[tuple[str, int]] = set()
         self.provenance = Provenance() if discover else None
         # Only this model's forward passes count: the other model may share modules with it
@@ -117,15 +214,22 @@ class Tap:
             watched = name in self.watch
             if not watched and self.provenance is None:
                 return
+            index = len(self.outputs.get(name, ()))
+            spec = output_spec(self.output_specs, name, index) if watched else None
             try:
-                t = first_tensor(output, name)
+                t = first_tensor(output, name) if spec is None else pick_output(output, spec, name)
             except TypeError:
                 if watched:
                     raise
                 return
-            index = len(self.outputs.get(name, ()))
+            if watched:
+                if spec is not None:
+                    self.picked[(name, index)] = describe_output(spec)
+                elif several_tensors(output) > 1:
+                    self.picked[(name, index)] = f"output [0] of {several_tensors(output)}"
             if self.provenance is not None:
-                layout = infer_layout(module, inputs, t, self.provenance, name)
+                # A non-default output is not what the module's type describes.
+                layout = infer_layout(module if spec is None else None, inputs, t, self.provenance, name)
                 self.provenance.record(t, layout)
                 if watched:
                     self.layouts[(name, index)] = layout

@@ -26,7 +26,7 @@ from ..validation import (
 from . import distributed
 from .accumulate import DeviceGram, gram_from_parts
 from .baseline import ShiftedBaseline
-from .capture import Tap, check_clone, check_clone_used
+from .capture import OutputSpec, Tap, check_clone, check_clone_used, check_output, check_output_used
 from .layout import LAYOUTS, TOKEN_LAYOUTS, TOKEN_MODES, check_batch_axis, n_samples, sample_rows
 from .masks import MaskRule, MaskSource, check_mask
 from .sites import LayerSpec, Selection, Site, SitePair
@@ -35,6 +35,7 @@ from .stream import Fed, Stream, comparison_device
 __all__ = ["compare"]
 
 PerSite = Union[str, Mapping[Any, str], None]
+OutputArg = Union[OutputSpec, Mapping[str, OutputSpec], None]
 MaskSpec = Union[Callable[[Any], torch.Tensor], Mapping[Any, Callable[[Any], torch.Tensor]], None]
 
 
@@ -71,6 +72,7 @@ class _Plan:
     tokens: str
     mask_a: MaskSource
     mask_b: MaskSource
+    notes: tuple[str, ...] = ()
     gram: DeviceGram | None = None
     baseline: ShiftedBaseline | None = None
 
@@ -135,6 +137,7 @@ def compare(
     centered: bool = False,
     groups: int | None = None,
     clone: bool | Sequence[str] = False,
+    output: OutputArg = None,
 ) -> Comparison:
     """Compare two models site by site on the same data.
 
@@ -229,6 +232,17 @@ def compare(
         tensor's version counter, and nsm copies the outputs they overwrite by itself. Writes
         the counter does not see are those through ``.data``, through NumPy or DLPack views
         and from custom kernels; a site whose output is changed that way needs ``clone``.
+    output : int, str, callable or dict, optional
+        What a site's output is compared on, when a module returns more than a tensor: an
+        index into a tuple or list, a key (or attribute) of a dict or ``ModelOutput``, or a
+        callable ``output -> tensor``; one for every site, or a dict by site name (``"name"``
+        or ``"name#i"``, in either model). By default: the tensor itself, a ModelOutput's
+        ``last_hidden_state``, or item 0 of a tuple or list. The table's note column says
+        which output was compared when it is not the default, and ``output [0] of k`` when
+        the default took item 0 of a tuple of k tensors (``nn.MultiheadAttention``,
+        ``nn.LSTM``). The layout of a non-default output is not inferred from the module's
+        type (it describes its main output): it comes from the module that produced the
+        tensor, or ``layout=``.
 
     Returns
     -------
@@ -260,6 +274,7 @@ def compare(
     mask = check_mask(mask)
     masks = MaskRule(mask, model_a, model_b)
     cloned = check_clone(clone)
+    outputs = check_output(output)
     selection = Selection(model_a, model_b, layers)
     device = comparison_device(model_a, model_b, device)
     plans: list[_Plan] | None = None
@@ -275,13 +290,16 @@ def compare(
         progress=progress,
         label="nsm compare",
         clone=cloned,
+        output=outputs,
     )
     try:
         with stream:
             for fed in stream:
                 if plans is None:
                     plans = _plan(selection, fed.tap_a, fed.tap_b, layouts, modes, masks)
-                    check_clone_used(cloned, [s for p in plans for s in (p.pair.a, p.pair.b)])
+                    sites = [s for p in plans for s in (p.pair.a, p.pair.b)]
+                    check_clone_used(cloned, sites)
+                    check_output_used(outputs, sites)
                 for plan in plans:
                     _add(plan, fed, masks, baseline, precision, groups)
     except Exception as exc:  # every rank must hear of it before the sums below
@@ -325,11 +343,21 @@ def _plan(
                 "for model_b's; both sides of a pair need the same samples"
             )
         mask_a, mask_b = masks.source("model_a", pair.a, pair.key), masks.source("model_b", pair.b, pair.key)
-        plans.append(_Plan(pair, la, lb, mode_a or "samples", mask_a, mask_b))
+        notes = _output_notes(
+            tap_a.picked.get((pair.a.module, pair.a.index)), tap_b.picked.get((pair.b.module, pair.b.index))
+        )
+        plans.append(_Plan(pair, la, lb, mode_a or "samples", mask_a, mask_b, notes))
     layouts.check_used()
     modes.check_used()
     masks.check_used()
     return plans
+
+
+def _output_notes(a: str | None, b: str | None) -> tuple[str, ...]:
+    """The note that says which output a pair compares, when it is not the default."""
+    if a is None and b is None:
+        return ()
+    return (a or "output",) if a == b else (f"{a or 'output'} / {b or 'output'}",)
 
 
 def _add(
@@ -431,7 +459,7 @@ def _finish(
     for plan, gram, base in results:
         key = plan.pair.key if isinstance(plan, _Plan) else plan.key
         label = key if isinstance(key, str) else f"{key[0]} / {key[1]}"
-        notes: list[str] = []
+        notes: list[str] = list(plan.notes) if isinstance(plan, _Plan) else []
         thresholds = _thresholds(gram, count_dead, f"site {label!r}", notes, centered)
         if thresholds is None:
             raise ValueError(f"site {label!r} gave no samples in any batch")

@@ -33,9 +33,10 @@ from ..validation import (
     check_precision,
 )
 from .baseline import ShiftedBaseline
-from .capture import Tap, check_clone, check_clone_used
+from .capture import Tap, check_clone, check_clone_used, check_output, check_output_used
 from .compare import (
     MaskSpec,
+    OutputArg,
     PerSite,
     _layout_of,
     _PerSite,
@@ -288,6 +289,7 @@ def compare_all(
     centered: bool = False,
     groups: int | None = None,
     clone: bool | Sequence[str] = False,
+    output: OutputArg = None,
 ) -> Any:
     """Every site of model A against every site of model B, streaming the data once.
 
@@ -329,6 +331,8 @@ def compare_all(
     clone : bool or list of site names
         As for :func:`nsm.torch.compare`: copy the outputs of every site, or of the named
         ones, as the module returns them (for writes through ``.data`` or custom kernels).
+    output : int, str, callable or dict, optional
+        What each site's output is compared on, as for :func:`nsm.torch.compare`.
 
     Returns
     -------
@@ -363,6 +367,7 @@ def compare_all(
     mask = check_mask(mask)
     masks = MaskRule(mask, model_a, model_b)
     cloned = check_clone(clone)
+    outputs = check_output(output)
     sel_a = ModelSelection(model_a, layers_a, "model_a")
     sel_b = ModelSelection(model_b, layers_a if layers_b is None else layers_b, "model_b")
     device = comparison_device(model_a, model_b, device)
@@ -381,6 +386,7 @@ def compare_all(
         progress=progress,
         label="nsm compare_all",
         clone=cloned,
+        output=outputs,
     )
     with stream:
         for fed in stream:
@@ -394,6 +400,7 @@ def compare_all(
                 modes.check_used()
                 masks.check_used()
                 check_clone_used(cloned, [i.site for i in infos[0] + infos[1]])
+                check_output_used(outputs, [i.site for i in infos[0] + infos[1]])
                 grids = _plan_grids(infos, samples, device, pairs, reasons, precision, groups, baseline)
                 _check_memory(grids, max_bytes)
             values_a = {i.label: tap_a.value(i.site.module, i.site.index) for i in infos[0]}

@@ -138,7 +138,7 @@ class Provenance:
 
 
 def infer_layout(
-    module: nn.Module, inputs: tuple, output: torch.Tensor, provenance: Provenance, site: str
+    module: nn.Module | None, inputs: tuple, output: torch.Tensor, provenance: Provenance, site: str
 ) -> str | None:
     """The layout of one call's output, or None when nothing decides it.
 
@@ -150,7 +150,9 @@ def infer_layout(
     ndim = output.ndim
     if ndim not in (2, 3, 4, 5):
         return None
-    layout = _known_layout(module, ndim, site)
+    layout = "nc" if module is None and ndim == 2 else None
+    if module is not None:  # None: a tensor the module's type does not describe
+        layout = _known_layout(module, ndim, site)
     first = inputs[0] if inputs else None
     if layout == "nlc" and isinstance(module, _PER_VECTOR_TYPES) and provenance.of(first) == "lnc":
         return "lnc"  # a Linear or a norm on a sequence-first tensor keeps its axes

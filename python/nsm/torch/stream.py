@@ -10,7 +10,7 @@ from torch import nn
 
 from ..progress import progress_bar
 from .batches import as_batches, batch_mask, copy_inputs, fed_tensors, feed, inputs_in, move
-from .capture import Clone, Tap
+from .capture import Clone, OutputSpec, Tap
 from .sites import unwrap
 
 __all__ = ["Fed", "Stream", "comparison_device"]
@@ -115,6 +115,7 @@ class Stream:
         progress: bool,
         label: str,
         clone: Clone = False,
+        output: dict[tuple[str, int | None], OutputSpec] | None = None,
     ) -> None:
         self.roots = (unwrap(model_a), unwrap(model_b))
         self.watch = watch
@@ -124,10 +125,10 @@ class Stream:
         if isinstance(self.batches, Sized):
             total = len(self.batches) if max_batches is None else min(len(self.batches), max_batches)
         self._saved = [(m, m.training) for root in self.roots for m in root.modules()]
-        self.forced = clone
+        self.forced, self.output = clone, output
         self.taps = (
-            Tap(self.roots[0], "model_a", watch[0], discover=True, forced=clone),
-            Tap(self.roots[1], "model_b", watch[1], discover=True, forced=clone),
+            Tap(self.roots[0], "model_a", watch[0], discover=True, forced=clone, output=output),
+            Tap(self.roots[1], "model_b", watch[1], discover=True, forced=clone, output=output),
         )
         self.feeders = (_Feeder(self.roots[0], "model_a"), _Feeder(self.roots[1], "model_b"))
         self._bar = progress_bar(total, progress, label, "batch")
@@ -193,6 +194,8 @@ class Stream:
         """Later batches need no layout inference: hook the watched modules only."""
         old = self.taps[i]
         old.remove()
-        tap = Tap(self.roots[i], old.which, self.watch[i], discover=False, forced=self.forced)
+        tap = Tap(
+            self.roots[i], old.which, self.watch[i], discover=False, forced=self.forced, output=self.output
+        )
         tap.clone = set(old.clone)
         return tap
