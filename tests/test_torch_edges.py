@@ -216,14 +216,15 @@ def test_a_shared_module_whose_buffer_the_other_model_overwrites_is_run_again():
 
 
 def token_rows(t, real, tokens):
-    """(N, L, C) outputs as samples by hand: real tokens, their float64 mean, or the last one."""
+    """(N, L, C) outputs as samples by hand: real tokens, their float64 mean, or the first
+    ("cls") or last real one."""
     t = t.double()
     if tokens == "samples":
         return t[real].numpy()
     if tokens == "mean":
         return torch.stack([t[i, real[i]].mean(dim=0) for i in range(len(t))]).numpy()
-    last = [int(torch.nonzero(real[i])[-1]) for i in range(len(t))]
-    return torch.stack([t[i, j] for i, j in enumerate(last)]).numpy()
+    pick = [int(torch.nonzero(real[i])[0 if tokens == "cls" else -1]) for i in range(len(t))]
+    return torch.stack([t[i, j] for i, j in enumerate(pick)]).numpy()
 
 
 @pytest.mark.parametrize("tokens", ["samples", "mean", "last"])
@@ -470,3 +471,57 @@ def test_output_selects_what_a_site_is_compared_on_and_the_table_says_so():
         compare(a, b, data, "block", output={"block": "missing"})
     with pytest.raises(TypeError, match=r"output\['block'\] must be an index into a tuple output"):
         compare(a, b, data, "block", output={"block": 1.5})
+
+
+# -- item 12: transformers' Conv1D and ViT's embeddings (skipped without transformers) ------------
+
+
+def test_gpt2_conv1d_projections_and_their_activation_are_channels_last():
+    transformers = pytest.importorskip("transformers", reason="transformers is not installed")
+    from tests.torch_models import padded_batches
+
+    config = transformers.GPT2Config(vocab_size=60, n_positions=16, n_embd=16, n_layer=1, n_head=2)
+    models = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        models.append(transformers.GPT2Model(config).eval())
+    data = padded_batches(n_batches=20, batch=8, length=9, side="right")
+    sites = ["h.0.attn.c_attn", "h.0.mlp.c_fc", "h.0.mlp.act"]
+    c = compare(*models, data, sites, tokens={"h.0.mlp.act": "last"})
+    real = [x["attention_mask"].bool() for x in data]
+    for s in sites:
+        assert c[s].layout == ("nlc", "nlc")
+        mode = "last" if s == "h.0.mlp.act" else "samples"
+        X, Y = (
+            [token_rows(h, r, mode) for h, r in zip(hooked(m, [s], data, lambda m, x: m(**x))[s], real)]
+            for m in models
+        )
+        assert_gram(c[s], X, Y, rtol=1e-9)
+    assert c["h.0.mlp.c_fc"].n_x == 64
+
+
+def test_vit_embeddings_take_the_layout_of_the_layers_they_feed():
+    transformers = pytest.importorskip("transformers", reason="transformers is not installed")
+    config = transformers.ViTConfig(
+        image_size=16,
+        patch_size=4,
+        num_channels=3,
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=24,
+    )
+    models = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        models.append(transformers.ViTModel(config, add_pooling_layer=False).eval())
+    data = [{"pixel_values": x} for x in batches(6, (10, 3, 16, 16))]
+    sites = ["embeddings", "layers.0"]
+    c = compare(*models, data, sites, tokens="cls")
+    real = torch.ones(10, 17, dtype=torch.bool)
+    for s in sites:
+        assert c[s].layout == ("nlc", "nlc")
+        X, Y = (
+            [token_rows(h, real, "cls") for h in hooked(m, [s], data, lambda m, x: m(**x))[s]] for m in models
+        )
+        assert_gram(c[s], X, Y, rtol=1e-9)

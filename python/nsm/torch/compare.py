@@ -93,6 +93,10 @@ def _layout_of(tap: Tap, site: Site, given: str | None, which: str) -> str:
             "another site"
         )
     inferred = tap.layouts.get((site.module, site.index))
+    if inferred is None and tap.provenance is not None:
+        # outputs of the same shape later in the forward pass (a container's output, such
+        # as ViT's embeddings, matches the encoder layers it feeds)
+        inferred = tap.provenance.by_shape(tuple(value.shape))
     if inferred is None:
         raise ValueError(
             f"cannot tell which axis holds the neurons of site {site.label!r} of {which} (outputs "

@@ -87,6 +87,13 @@ _PER_VECTOR_TYPES = tuple(
 )
 
 
+def _is_hf_conv1d(module: nn.Module) -> bool:
+    """transformers' ``Conv1D`` (GPT-2's projections), a Linear with its weight transposed;
+    recognised by name, so that nsm needs no import of transformers."""
+    kind = type(module)
+    return kind.__name__ == "Conv1D" and kind.__module__.startswith("transformers")
+
+
 def _known_layout(module: nn.Module, ndim: int, site: str) -> str | None:
     """The layout a module's type decides, or None (element-wise and unknown modules)."""
     if ndim == 2:
@@ -96,6 +103,8 @@ def _known_layout(module: nn.Module, ndim: int, site: str) -> str | None:
         return CHANNELS_LAST.get(ndim) if len(module.normalized_shape) == 1 else None
     if isinstance(module, _CHANNELS_FIRST_TYPES):
         return CHANNELS_FIRST.get(ndim)
+    if _is_hf_conv1d(module):  # GPT-2's c_attn, c_fc...: a Linear on the last axis
+        return CHANNELS_LAST.get(ndim)
     if isinstance(module, _CHANNELS_LAST_TYPES):
         batch_first = getattr(module, "batch_first", None)
         if batch_first is None and isinstance(module, (nn.TransformerEncoder, nn.TransformerDecoder)):
