@@ -525,3 +525,24 @@ def test_vit_embeddings_take_the_layout_of_the_layers_they_feed():
             [token_rows(h, real, "cls") for h in hooked(m, [s], data, lambda m, x: m(**x))[s]] for m in models
         )
         assert_gram(c[s], X, Y, rtol=1e-9)
+
+
+def test_t5_decoder_sites_read_the_decoder_mask():
+    transformers = pytest.importorskip("transformers", reason="transformers is not installed")
+    from tests.torch_models import seq2seq_batches
+
+    config = transformers.T5Config(
+        vocab_size=60, d_model=16, d_kv=8, d_ff=24, num_layers=1, num_heads=2, dropout_rate=0.0
+    )
+    models = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        models.append(transformers.T5Model(config).eval())
+    data = seq2seq_batches(n_batches=12)
+    sites = {"encoder.block.0.layer.1.DenseReluDense.wo": "attention_mask"}
+    sites["decoder.block.0.layer.2.DenseReluDense.wo"] = "decoder_attention_mask"
+    c = compare(*models, data, list(sites))
+    for s, key in sites.items():
+        assert c[s].layout == ("nlc", "nlc")
+        X, Y = (seq2seq_reference(m, data, s, key) for m in models)
+        assert_gram(c[s], X, Y, rtol=1e-9)
