@@ -264,6 +264,25 @@ def compare(
     (2048, ('nc', 'nc'))
     >>> bool(c["1"].similarity(0.5) > 0)
     True
+
+    A module that returns ``(aux, hidden)`` is compared on ``hidden`` with ``output=``, and a
+    token site's mask can be given per site:
+
+    >>> class Block(torch.nn.Module):
+    ...     def __init__(self):
+    ...         super().__init__()
+    ...         self.aux, self.hidden = torch.nn.Linear(8, 2), torch.nn.Linear(8, 16)
+    ...     def forward(self, x):
+    ...         return self.aux(x), self.hidden(x)
+    >>> a, b = torch.nn.Sequential(Block()), torch.nn.Sequential(Block())
+    >>> c = nsm.torch.compare(a, b, data, "0", output={"0": 1}, progress=False)
+    >>> c["0"].n_x, c["0"].notes
+    (16, ('output [1]',))
+    >>> tokens = [torch.randn(32, 5, 8) for _ in range(4)]
+    >>> first3 = {"0": lambda x: torch.arange(5).expand(32, 5) < 3}  # 3 real tokens each
+    >>> c = nsm.torch.compare(a, b, tokens, "0", output=1, mask=first3, progress=False)
+    >>> c["0"].n_samples
+    384
     """
     eps_values, _ = check_eps(eps)
     max_batches = check_max_batches(max_batches)
