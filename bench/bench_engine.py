@@ -108,23 +108,23 @@ def test_threads_by_size(n):
     gram = engine_gram(n, "match")
     tag = f"{n}+{n}"
     rounds = 5
-    default = _core._engine_neurons_per_thread()
+    default = _core._testing.engine_neurons_per_thread()
     try:
         rule = timed(
             f"match_thresholds 2 threads by the size rule, {tag}",
             lambda: nsm.match_thresholds(gram, num_threads=2),
             rounds,
         )
-        _core._set_engine_neurons_per_thread(1)
+        _core._testing.set_engine_neurons_per_thread(1)
         forced = timed(
             f"match_thresholds 2 threads forced, {tag}",
             lambda: nsm.match_thresholds(gram, num_threads=2),
             rounds,
         )
     finally:
-        _core._set_engine_neurons_per_thread(default)
+        _core._testing.set_engine_neurons_per_thread(default)
     np.testing.assert_allclose(rule.x, forced.x, atol=1e-9)
-    NOTES.append(f"{tag}: the size rule runs the engine on {_core._engine_threads(2 * n, 2)} thread(s) of 2")
+    NOTES.append(f"{tag}: the size rule runs the engine on {_core.engine_threads(2 * n, 2)} thread(s) of 2")
     RATIOS.append(
         (
             f"match_thresholds by the size rule / 2 threads forced, {tag}",

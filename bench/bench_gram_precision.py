@@ -20,7 +20,7 @@ D = 2000 if SMALL else 20_000
 N = 48 if SMALL else 256
 LONG = 20_000 if SMALL else 1_000_000
 BLOCKS = [256, 2048, 8192]
-DEFAULT_BLOCK = _core._mixed_block_rows()
+DEFAULT_BLOCK = _core._testing.mixed_block_rows()
 REALISTIC_BOUND, HARD_BOUND = 1e-5, 1e-3
 GRID = np.arange(0, 1.0001, 0.01)
 
@@ -103,13 +103,13 @@ def test_mixed_against_float64(family):
     row = []
     try:
         for block in BLOCKS:
-            _core._set_mixed_block_rows(block)
+            _core._testing.set_mixed_block_rows(block)
             eps_error, curve_error = differences(reference, nsm.match_thresholds(gram_of(data, "mixed")))
             row.append(f"{eps_error:.1e} / {curve_error:.2g}")
             if block == DEFAULT_BLOCK:
                 default_error = eps_error
     finally:
-        _core._set_mixed_block_rows(DEFAULT_BLOCK)
+        _core._testing.set_mixed_block_rows(DEFAULT_BLOCK)
     bound = REALISTIC_BOUND if family == "realistic" else HARD_BOUND
     NOTES.append(
         f"| {family} | " + " | ".join(row) + f" | {'within' if default_error <= bound else 'OVER'} "

@@ -19,19 +19,19 @@ def threaded_engine_on_small_layers():
     paths (tests/test_threads.py tests the default rule)."""
     from nsm import _core
 
-    default = _core._engine_neurons_per_thread()
-    _core._set_engine_neurons_per_thread(1)
+    default = _core._testing.engine_neurons_per_thread()
+    _core._testing.set_engine_neurons_per_thread(1)
     yield
-    _core._set_engine_neurons_per_thread(default)
+    _core._testing.set_engine_neurons_per_thread(default)
 
 
 @pytest.fixture
 def engine_rule_of_users():
     """The engine's default thread rule (the suite lowers it to reach the threaded paths): with
-    it, these narrow pairs each run on one thread, so nsm.cross computes pairs side by side."""
+    it, these narrow pairs each run on one thread, so nsm.results.cross computes pairs side by side."""
     from nsm import _core
 
-    lowered = _core._engine_neurons_per_thread()
-    _core._set_engine_neurons_per_thread(1024)
+    lowered = _core._testing.engine_neurons_per_thread()
+    _core._testing.set_engine_neurons_per_thread(1024)
     yield
-    _core._set_engine_neurons_per_thread(lowered)
+    _core._testing.set_engine_neurons_per_thread(lowered)

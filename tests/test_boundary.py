@@ -231,7 +231,7 @@ def test_public_signatures_are_explicit():
         params = inspect.signature(f).parameters
         assert not any(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in params.values()), f
         assert list(params)[:2] == ["X", "Y"] and "num_threads" in params
-    assert nsm.Comparison.__module__ == "nsm.comparison" and "LayerComparison" in nsm.__all__
+    assert nsm.Comparison.__module__ == "nsm.results.comparison" and "LayerComparison" in nsm.__all__
 
 
 def test_few_samples_warning_says_what_is_true(rng):

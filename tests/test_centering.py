@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 import nsm
-from nsm.centering import centered_matrix, constant_cutoff
+from nsm.gram import centered_matrix, constant_cutoff
 from tests import oracle
 from tests.cases import examples, nasty_layers, quiet, related_layers, with_layout
 

@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 
 import nsm
-from nsm.comparison import Comparison, LayerComparison
-from nsm.cross import CrossComparison
+from nsm.results import Comparison, CrossComparison, LayerComparison
 from nsm.starved import FEW_SAMPLES_RATIO, few_samples
 from tests.cases import quiet, related_layers
 
@@ -186,12 +185,11 @@ def test_report_marks_starved_and_centred_layers(tmp_path):
     assert Comparison.load(paths[0])["s"].few_samples
 
 
-def test_demo_centred_comparison_equals_compare_centered():
-    from nsm.demo import centred_comparison
+def test_recentred_equals_compare_centered():
 
     a, b, data = small_cnn(1), small_cnn(2), image_batches(4)
     direct = compare(a, b, data, ["3", "6"], progress=False, centered=True)
-    via = centred_comparison(compare(a, b, data, ["3", "6"], progress=False))
+    via = compare(a, b, data, ["3", "6"], progress=False).recentred()
     for key in direct:
         assert via[key].centered and via[key].baseline_thresholds.centered
         np.testing.assert_array_equal(via[key].thresholds.x, direct[key].thresholds.x)

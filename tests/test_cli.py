@@ -282,7 +282,7 @@ def test_internal_errors_keep_their_traceback(monkeypatch, tmp_path):
 def test_cross_report_never_overwrites_without_force(tmp_path, rng):
     pytest.importorskip("matplotlib", reason="the torch extra is not installed")
     import nsm
-    from nsm.cross import CrossComparison
+    from nsm.results import CrossComparison
 
     X = rng.random((300, 4))
     cross = CrossComparison(["a"], ["b"], {("a", "b"): nsm.Gram.from_arrays(X, X)}, eps=[0.3])

@@ -14,8 +14,7 @@ import pytest
 
 import nsm
 from nsm import measures
-from nsm.comparison import Comparison, LayerComparison
-from nsm.cross import MATRIX_MEASURES, CrossComparison
+from nsm.results import MATRIX_MEASURES, Comparison, CrossComparison, LayerComparison
 from tests import oracle
 from tests.cases import related_layers
 from tests.test_measures import REFERENCES
@@ -85,13 +84,13 @@ def test_similarity_match_auc_and_gap(sites):
 
 def test_values_are_computed_once(sites, monkeypatch):
     calls = []
-    original = measures._centred_measures
+    original = measures.centered_measures
 
     def counting(gram, which, keep, names, caches):
         calls.append(which)
         return original(gram, which, keep, names, caches)
 
-    monkeypatch.setattr("nsm.cross._centred_measures", counting)
+    monkeypatch.setattr("nsm.results.cross.centered_measures", counting)
     cc = build(*sites)
     first = cc.matrix("cca")
     assert len(calls) == 8  # every compared pair once, CCA/SVCCA/Procrustes together

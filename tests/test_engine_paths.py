@@ -17,12 +17,12 @@ from tests.oracle import ratios_against
 
 @contextlib.contextmanager
 def engine_paths(refactor: str = "automatic", parallel_sweeps: bool = False):
-    _core._set_engine_paths(refactor, parallel_sweeps)
-    _core._reset_engine_counters()
+    _core._testing.set_engine_paths(refactor, parallel_sweeps)
+    _core._testing.reset_engine_counters()
     try:
         yield
     finally:
-        _core._set_engine_paths("automatic", False)
+        _core._testing.set_engine_paths("automatic", False)
 
 
 def engine(X: np.ndarray, Y: np.ndarray, num_threads: int = 2):
@@ -52,7 +52,7 @@ def oracle_ratios(X, Y, alive):
 
 def peel_in_batches(e, batches):
     """Remove the batches one after another; the ratios after each."""
-    p = _core._Peeler(e)
+    p = _core._testing.Peeler(e)
     out = []
     for batch in batches:
         p.remove(batch)
@@ -73,12 +73,12 @@ def test_a_downdate_equals_a_rebuild_and_the_oracle(rng):
     batches = removal_batches(n_x, n)
     with engine_paths("downdate"):
         by_downdates = peel_in_batches(e, batches)
-        counted = _core._engine_counters()
+        counted = _core._testing.engine_counters()
     assert counted["downdates"] > 0 and counted["promotions"] > 0
     assert counted["rebuilds"] == 3  # the initial factors only
     with engine_paths("rebuild"):
         by_rebuilds = peel_in_batches(e, batches)
-        counted = _core._engine_counters()
+        counted = _core._testing.engine_counters()
     assert counted["downdates"] == 0 and counted["rebuilds"] > 3
     alive = np.ones(n, dtype=bool)
     for batch, a, b in zip(batches, by_downdates, by_rebuilds):
@@ -106,7 +106,7 @@ def test_a_rolled_back_trial_restores_the_factor_bit_for_bit(rng, parallel_sweep
     e = engine(X, Y)
     n_x, n = X.shape[1], X.shape[1] + Y.shape[1]
     with engine_paths("automatic", parallel_sweeps):
-        p = _core._Peeler(e)
+        p = _core._testing.Peeler(e)
         p.remove([7, n_x + 11])  # a state that is not a fresh factor
         before = snapshot(p)
         p.begin_trial()
@@ -115,7 +115,7 @@ def test_a_rolled_back_trial_restores_the_factor_bit_for_bit(rng, parallel_sweep
         assert not np.array_equal(np.isnan(p.ratios()), np.isnan(before[2]))
         p.rollback_trial()
         assert_same_bits(snapshot(p), before)
-        counted = _core._engine_counters()
+        counted = _core._testing.engine_counters()
         assert counted["rollbacks"] == 2  # one per layer
         assert counted["promotions"] > 0
         assert (counted["parallel_sweeps"] > 0) == parallel_sweeps
@@ -123,7 +123,7 @@ def test_a_rolled_back_trial_restores_the_factor_bit_for_bit(rng, parallel_sweep
         p.begin_trial()
         p.remove([0, 2])
         p.commit_trial()
-        q = _core._Peeler(e)
+        q = _core._testing.Peeler(e)
         q.remove([7, n_x + 11])
         q.remove([0, 2])
         np.testing.assert_allclose(p.ratios(), q.ratios(), atol=1e-12)
@@ -135,13 +135,13 @@ def test_the_parallel_sweep_runs_by_itself_and_equals_a_rebuild(rng):
     X, Y = related_layers(rng, 2400, 420, 400, shared=40)
     e = engine(X, Y)
     with engine_paths("downdate"):
-        p = _core._Peeler(e)
+        p = _core._testing.Peeler(e)
         first = p.factor(0)[0][0]  # removing the first basis member rotates every row below it
         p.remove([first])
         got = p.ratios()
-        assert _core._engine_counters()["parallel_sweeps"] == 1
+        assert _core._testing.engine_counters()["parallel_sweeps"] == 1
     with engine_paths("rebuild"):
-        q = _core._Peeler(e)
+        q = _core._testing.Peeler(e)
         q.remove([first])
         np.testing.assert_allclose(got, q.ratios(), atol=1e-10, equal_nan=True)
 
@@ -158,8 +158,8 @@ def test_factors_over_several_panels_reproduce_the_cosines(rng, kernels):
     cosine = unit.T @ unit
     n_x = X.shape[1]
     try:
-        _core.set_kernels("" if kernels == "best" else kernels)
-        p = _core._Peeler(engine(X, Y))
+        _core._testing.set_kernels("" if kernels == "best" else kernels)
+        p = _core._testing.Peeler(engine(X, Y))
         for side, layer in ((0, slice(None, n_x)), (1, slice(n_x, None))):
             basis, tracked, W, residuals = p.factor(side)
             tracked = np.asarray(tracked)
@@ -172,7 +172,7 @@ def test_factors_over_several_panels_reproduce_the_cosines(rng, kernels):
             np.testing.assert_allclose(residuals, 1 - (W**2).sum(axis=0), atol=1e-12)
         np.testing.assert_allclose(p.ratios(), oracle_ratios(X, Y, np.ones(A.shape[1], bool)), atol=1e-8)
     finally:
-        _core.set_kernels("")
+        _core._testing.set_kernels("")
 
 
 def test_every_refactoring_path_gives_the_same_thresholds(rng):
@@ -183,7 +183,7 @@ def test_every_refactoring_path_gives_the_same_thresholds(rng):
             with engine_paths(refactor, parallel_sweeps):
                 t = nsm.match_thresholds(X, Y)
                 results[refactor, parallel_sweeps] = np.concatenate([t.x, t.y])
-                counted = _core._engine_counters()
+                counted = _core._testing.engine_counters()
             if refactor == "downdate":
                 assert counted["downdates"] > 0
             if refactor == "rebuild":
@@ -196,9 +196,9 @@ def test_every_refactoring_path_gives_the_same_thresholds(rng):
 
 
 @pytest.mark.parametrize("n_x, n_y, threads", [(40, 30, 1), (40, 30, 2), (150, 140, 2), (300, 20, 2)])
-def test_every_gram_kernel_path_including_the_cross_only_strips(rng, n_x, n_y, threads):
+def test_every_gram_kernel_path(rng, n_x, n_y, threads):
     # One thread; threads over samples (n < 128 x threads); strips of output rows (n >= 128 x
-    # threads), for the full lower triangle and for the cross block only.
+    # threads).
     X = rng.standard_normal((1500, n_x)).astype(np.float32)
     Y = rng.standard_normal((1500, n_y)).astype(np.float32)
     A = np.hstack([X, Y]).astype(np.float64)
@@ -206,32 +206,25 @@ def test_every_gram_kernel_path_including_the_cross_only_strips(rng, n_x, n_y, t
     try:
         for name in ("generic", "avx2", "avx512"):
             try:
-                _core.set_kernels(name)
+                _core._testing.set_kernels(name)
             except ValueError:
                 continue
             tried.append(name)
             full = _core.GramAccumulator(n_x, n_y)
             full.update(X, Y, threads)
             np.testing.assert_allclose(full.matrix(), A.T @ A, rtol=1e-12, atol=1e-9)
-            cross = _core.GramAccumulator(n_x, n_y)
-            cross.update(X, Y, threads, cross_only=True)
-            m = cross.matrix()
-            np.testing.assert_allclose(m[n_x:, :n_x], A[:, n_x:].T @ A[:, :n_x], rtol=1e-12, atol=1e-9)
-            assert not m[:n_x, :n_x].any() and not m[n_x:, n_x:].any()
-            assert cross.n_samples == 0
             # The mixed pass's kernel (float32 products of each block) on the same paths.
             scale = np.sqrt(np.outer(np.diag(A.T @ A), np.diag(A.T @ A)))
-            for cross_only in (False, True):
-                mixed = _core.GramAccumulator(n_x, n_y)
-                mixed.update(X, Y, threads, cross_only, "mixed")
-                block = (slice(n_x, None), slice(None, n_x)) if cross_only else np.tril_indices(n_x + n_y)
-                error = np.abs(mixed.matrix() - A.T @ A)[block] / scale[block]
-                assert error.max() < 1e-5
+            mixed = _core.GramAccumulator(n_x, n_y)
+            mixed.update(X, Y, threads, "mixed")
+            block = np.tril_indices(n_x + n_y)
+            error = np.abs(mixed.matrix() - A.T @ A)[block] / scale[block]
+            assert error.max() < 1e-5
     finally:
-        _core.set_kernels("")
+        _core._testing.set_kernels("")
     assert "generic" in tried
 
 
 def test_the_private_switch_rejects_an_unknown_path():
     with pytest.raises(ValueError, match="refactor must be"):
-        _core._set_engine_paths("sometimes")
+        _core._testing.set_engine_paths("sometimes")

@@ -11,9 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import nsm
-from nsm.comparison import Comparison, LayerComparison
-from nsm.cross import CrossComparison
 from nsm.labels import shorten_labels
+from nsm.results import Comparison, CrossComparison, LayerComparison
 from tests.cases import related_layers
 
 pytest.importorskip("matplotlib", reason="figures need matplotlib")

@@ -216,7 +216,7 @@ def test_more_groups_than_rows_or_batches_is_an_error_not_a_nan(rng):
     with pytest.raises(ValueError, match="groups="):
         nsm.measures.linear_cka(g)
     # A batch without samples (nsm.torch: every token masked) takes no group's turn.
-    g._add_views(np.zeros((0, 2)), np.zeros((0, 2)), 1)
+    g.update_views(np.zeros((0, 2)), np.zeros((0, 2)))
     g.update(rng.random((50, 2)), rng.random((50, 2)))
     assert g.group_sizes.tolist() == [50, 50, 50, 50]
     assert len(g.leave_one_out()) == 4
@@ -267,7 +267,7 @@ def test_merge_is_group_by_group_and_save_load_keeps_groups(layers, tmp_path):
     for x, y in zip(back.leave_one_out(), m.leave_one_out()):
         np.testing.assert_array_equal(x.matrix, y.matrix)
     # The next batch continues the round-robin where it stopped.
-    assert back._dealt == m._dealt == 7
+    assert back.parts().dealt == m.parts().dealt == 7
     # A file whose groups do not add up to its Gram is refused.
     with np.load(path) as f:
         fields = dict(f)
@@ -310,7 +310,7 @@ def test_updates_from_threads_deal_each_batch_to_one_group(rng):
     A = np.vstack([np.hstack(b) for b in batches])
     np.testing.assert_allclose(g.matrix, A.T @ A, rtol=1e-12)
     sizes = g.group_sizes
-    assert sizes.sum() == len(A) and g._dealt == 24
+    assert sizes.sum() == len(A) and g.parts().dealt == 24
     # The groups partition the samples: the leave-one-out Grams add up to (K - 1) totals.
     total = sum(h.matrix for h in g.leave_one_out())
     np.testing.assert_allclose(total, 4 * g.matrix, rtol=1e-12)

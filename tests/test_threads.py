@@ -36,10 +36,10 @@ def default_engine_threads():
     """The engine's default neurons per thread (the suite lowers it: tests/conftest.py)."""
     from nsm import _core
 
-    lowered = _core._engine_neurons_per_thread()
-    _core._set_engine_neurons_per_thread(1024)
+    lowered = _core._testing.engine_neurons_per_thread()
+    _core._testing.set_engine_neurons_per_thread(1024)
     yield _core
-    _core._set_engine_neurons_per_thread(lowered)
+    _core._testing.set_engine_neurons_per_thread(lowered)
 
 
 def test_the_engine_gives_each_thread_1024_neurons(default_engine_threads, rng):
@@ -47,14 +47,14 @@ def test_the_engine_gives_each_thread_1024_neurons(default_engine_threads, rng):
     # short OpenMP regions): the engine now takes a thread per 1,024 neurons, up to num_threads.
     _core = default_engine_threads
     for n, requested in [(2, 2), (512, 2), (2047, 2), (2048, 2), (4096, 2), (8192, 16), (8192, 3)]:
-        assert _core._engine_threads(n, requested) == min(max(n // 1024, 1), requested)
+        assert _core.engine_threads(n, requested) == min(max(n // 1024, 1), requested)
     with pytest.raises(ValueError, match="neurons per thread must be >= 1"):
-        _core._set_engine_neurons_per_thread(0)
+        _core._testing.set_engine_neurons_per_thread(0)
     # Same thresholds whichever count the rule picks (here 1 thread against 2 forced).
     X = np.maximum(rng.standard_normal((3000, 300)), 0)
     Y = np.maximum(X @ rng.standard_normal((300, 300)) + rng.standard_normal((3000, 300)), 0)
     by_rule = nsm.match_thresholds(X, Y, num_threads=2)
-    _core._set_engine_neurons_per_thread(1)
+    _core._testing.set_engine_neurons_per_thread(1)
     forced = nsm.match_thresholds(X, Y, num_threads=2)
     np.testing.assert_allclose(by_rule.x, forced.x, atol=1e-9)
     np.testing.assert_allclose(by_rule.y, forced.y, atol=1e-9)

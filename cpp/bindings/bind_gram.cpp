@@ -1,14 +1,8 @@
-#include <pybind11/eigen.h>
-#include <pybind11/numpy.h>
-#include <pybind11/stl.h>
-
 #include <stdexcept>
 #include <string>
 
 #include "bindings.hpp"
 #include "nsm/gram.hpp"
-
-namespace py = pybind11;
 
 namespace nsm::bindings {
 namespace {
@@ -65,42 +59,45 @@ Precision precision_of(const std::string& name) {
 
 template <class TX>
 void update_with(GramAccumulator& g, const MatrixView<TX>& x, const py::array& y, Kind ky, int threads,
-                 bool cross_only, Precision precision) {
+                 Precision precision) {
   if (ky == Kind::f32) {
     const auto yv = view_of<float>(y, "Y");
     py::gil_scoped_release release;
-    g.update(x, yv, threads, cross_only, precision);
+    g.update(x, yv, threads, precision);
   } else {
     const auto yv = view_of<double>(y, "Y");
     py::gil_scoped_release release;
-    g.update(x, yv, threads, cross_only, precision);
+    g.update(x, yv, threads, precision);
   }
 }
 
 }  // namespace
 
-void bind_gram(py::module_& m) {
+void bind_gram(py::module_& m, py::module_& testing) {
   m.def("kernel_name", &kernel_name, "The dense kernel set chosen for this CPU.");
-  m.def("set_kernels", &set_kernels, py::arg("name"),
-        "Force a dense kernel set by name ('' restores the automatic choice).");
+  testing.def("set_kernels", &set_kernels, py::arg("name"),
+              "Force a dense kernel set by name ('' restores the automatic choice).");
+  // The mixed pass's constants, read by the Python passes that follow the same rule.
+  m.attr("MIXED_BLOCK_ROWS") = kDefaultMixedRows;
+  m.attr("MIXED_MAX_ABS") = kMixedMaxAbs;
+  m.attr("MIXED_MIN_ABS") = kMixedMinAbs;
 
   py::class_<GramAccumulator>(m, "GramAccumulator")
       .def(py::init<Index, Index>(), py::arg("n_x"), py::arg("n_y"))
       .def(
           "update",
-          [](GramAccumulator& g, const py::array& x, const py::array& y, int threads, bool cross_only,
+          [](GramAccumulator& g, const py::array& x, const py::array& y, int threads,
              const std::string& precision) {
             const Kind kx = kind_of(x, "X");
             const Kind ky = kind_of(y, "Y");
             const Precision p = precision_of(precision);
             if (kx == Kind::f32) {
-              update_with(g, view_of<float>(x, "X"), y, ky, threads, cross_only, p);
+              update_with(g, view_of<float>(x, "X"), y, ky, threads, p);
             } else {
-              update_with(g, view_of<double>(x, "X"), y, ky, threads, cross_only, p);
+              update_with(g, view_of<double>(x, "X"), y, ky, threads, p);
             }
           },
-          py::arg("x"), py::arg("y"), py::arg("num_threads"), py::arg("cross_only") = false,
-          py::arg("precision") = "float64")
+          py::arg("x"), py::arg("y"), py::arg("num_threads"), py::arg("precision") = "float64")
       // The accumulator locks itself; waiting for a lock (an update running in another
       // thread) must not hold the GIL.
       .def("merge", &GramAccumulator::merge, py::arg("other"), py::call_guard<py::gil_scoped_release>())
@@ -124,9 +121,9 @@ void bind_gram(py::module_& m) {
       .def_property_readonly("n_x", &GramAccumulator::n_x)
       .def_property_readonly("n_y", &GramAccumulator::n_y)
       .def_static("block_rows", &GramAccumulator::block_rows, py::arg("n"));
-  // Private: the mixed pass's block length, for the accuracy study (bench/bench_gram_precision.py).
-  m.def("_mixed_block_rows", &mixed_block_rows);
-  m.def("_set_mixed_block_rows", &set_mixed_block_rows, py::arg("rows"));
+  // The mixed pass's block length, for the accuracy study (bench/bench_gram_precision.py).
+  testing.def("mixed_block_rows", &mixed_block_rows);
+  testing.def("set_mixed_block_rows", &set_mixed_block_rows, py::arg("rows"));
 }
 
 }  // namespace nsm::bindings

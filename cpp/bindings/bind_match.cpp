@@ -1,7 +1,3 @@
-#include <pybind11/eigen.h>
-#include <pybind11/numpy.h>
-#include <pybind11/stl.h>
-
 #include <cmath>
 #include <memory>
 #include <stdexcept>
@@ -14,11 +10,9 @@
 #include "nsm/peeler.hpp"
 #include "nsm/span_basis.hpp"
 
-namespace py = pybind11;
-
 namespace nsm::bindings {
 
-void bind_match(py::module_& m) {
+void bind_match(py::module_& m, py::module_& testing) {
   py::class_<MatchEngine>(m, "MatchEngine")
       .def(py::init([](const py::array& gram, Index n_x, std::int64_t n_samples, double dead_tol,
                        double rank_tol, int num_threads) {
@@ -48,16 +42,7 @@ void bind_match(py::module_& m) {
            py::arg("gram"), py::arg("n_x"), py::arg("n_samples"), py::arg("dead_tol"),
            py::arg("rank_tol"), py::arg("num_threads"))
       .def_property_readonly("rank_tol", &MatchEngine::rank_tol)
-      .def_property_readonly("dead",
-                             [](const MatchEngine& e) {
-                               const auto& d = e.dead();
-                               py::array_t<bool> out(static_cast<py::ssize_t>(d.size()));
-                               auto o = out.mutable_unchecked<1>();
-                               for (std::size_t i = 0; i < d.size(); ++i) {
-                                 o(static_cast<py::ssize_t>(i)) = d[i] != 0;
-                               }
-                               return out;
-                             })
+      .def_property_readonly("dead", [](const MatchEngine& e) { return to_mask(e.dead()); })
       .def("ratios", &MatchEngine::ratios, py::call_guard<py::gil_scoped_release>())
       .def("thresholds", &MatchEngine::thresholds, py::call_guard<py::gil_scoped_release>())
       .def(
@@ -68,20 +53,16 @@ void bind_match(py::module_& m) {
               py::gil_scoped_release release;
               masks = e.max_match(eps);
             }
-            py::array_t<bool> out(
-                {static_cast<py::ssize_t>(eps.size()), static_cast<py::ssize_t>(e.n())});
-            auto o = out.mutable_unchecked<2>();
-            for (std::size_t i = 0; i < masks.size(); ++i) {
-              for (Index v = 0; v < e.n(); ++v) {
-                o(static_cast<py::ssize_t>(i), v) = masks[i][static_cast<std::size_t>(v)] != 0;
-              }
-            }
-            return out;
+            return to_mask(masks, e.n());
           },
           py::arg("eps"));
 
-  // Private hooks for the tests of the engine's inner paths (tests/test_engine_paths.py).
-  m.def("_engine_counters", []() {
+  // The engine's size rule, which schedules pairs side by side (nsm.cross).
+  m.def("engine_threads", &engine_threads, py::arg("n"), py::arg("requested"),
+        "The threads an engine over n neurons uses when `requested` are asked for.");
+
+  // Hooks for the tests of the engine's inner paths (tests/test_engine_paths.py).
+  testing.def("engine_counters", []() {
     const EngineCounters c = engine_counters();
     py::dict d;
     d["rebuilds"] = c.rebuilds;
@@ -91,14 +72,12 @@ void bind_match(py::module_& m) {
     d["rollbacks"] = c.rollbacks;
     return d;
   });
-  m.def("_reset_engine_counters", &reset_engine_counters);
-  // Private: the engine's neurons per thread (tests lower it to reach the threaded paths on
-  // small layers) and the thread count it gives.
-  m.def("_engine_neurons_per_thread", &engine_neurons_per_thread);
-  m.def("_set_engine_neurons_per_thread", &set_engine_neurons_per_thread, py::arg("neurons"));
-  m.def("_engine_threads", &engine_threads, py::arg("n"), py::arg("requested"));
-  m.def(
-      "_set_engine_paths",
+  testing.def("reset_engine_counters", &reset_engine_counters);
+  // The engine's neurons per thread (tests lower it to reach the threaded paths on small layers).
+  testing.def("engine_neurons_per_thread", &engine_neurons_per_thread);
+  testing.def("set_engine_neurons_per_thread", &set_engine_neurons_per_thread, py::arg("neurons"));
+  testing.def(
+      "set_engine_paths",
       [](const std::string& refactor, bool parallel_sweeps) {
         EnginePaths p;
         if (refactor == "automatic") {
@@ -118,7 +97,7 @@ void bind_match(py::module_& m) {
 
   // A peeling driven step by step from Python (tests only): remove neurons, run trials, read
   // the ratios and each layer's factor.
-  py::class_<Peeler>(m, "_Peeler")
+  py::class_<Peeler>(testing, "Peeler")
       .def(py::init([](const MatchEngine& e) {
              py::gil_scoped_release release;
              return new Peeler(e.cosine(), e.n_x(), e.dead(), e.rank_tol());

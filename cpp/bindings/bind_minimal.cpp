@@ -1,24 +1,9 @@
-#include <pybind11/numpy.h>
-#include <pybind11/stl.h>
-
 #include <vector>
 
 #include "bindings.hpp"
 #include "nsm/minimal_match.hpp"
 
-namespace py = pybind11;
-
 namespace nsm::bindings {
-namespace {
-
-py::array_t<bool> to_mask(const std::vector<char>& mask) {
-  py::array_t<bool> out(static_cast<py::ssize_t>(mask.size()));
-  auto o = out.mutable_unchecked<1>();
-  for (std::size_t i = 0; i < mask.size(); ++i) o(static_cast<py::ssize_t>(i)) = mask[i] != 0;
-  return out;
-}
-
-}  // namespace
 
 void bind_minimal(py::module_& m) {
   py::class_<MinimalMatchSearch>(m, "MinimalMatchSearch")

@@ -32,22 +32,14 @@ using Stride = Eigen::OuterStride<>;
 
 namespace {
 
-// One thread's share: all of G(lower) += B^T B, or with cross_only just the block of X-Y
-// products, G[n_x:, :n_x] += B[:, n_x:]^T B[:, :n_x].
+// One thread's share: G(lower) += B^T B.
 template <class Block, class Gram>
-void add_products(const Block& block, Gram& gram, std::ptrdiff_t n_x, bool cross_only) {
-  const std::ptrdiff_t n = block.cols();
-  if (cross_only) {
-    gram.block(n_x, 0, n - n_x, n_x).noalias() +=
-        block.rightCols(n - n_x).transpose() * block.leftCols(n_x);
-  } else {
-    gram.template triangularView<Eigen::Lower>() += block.transpose() * block;
-  }
+void add_products(const Block& block, Gram& gram) {
+  gram.template triangularView<Eigen::Lower>() += block.transpose() * block;
 }
 
 template <class Block>
-void accumulate(const Block& block, double* g, std::ptrdiff_t ldg, std::ptrdiff_t n_x, bool cross_only,
-                int num_threads) {
+void accumulate(const Block& block, double* g, std::ptrdiff_t ldg, int num_threads) {
   const std::ptrdiff_t n = block.cols();
   const std::ptrdiff_t rows = block.rows();
   Eigen::Map<Mat, 0, Stride> gram(g, n, n, Stride(ldg));
@@ -58,7 +50,7 @@ void accumulate(const Block& block, double* g, std::ptrdiff_t ldg, std::ptrdiff_
     const std::ptrdiff_t by_rows = rows / 256 > 1 ? rows / 256 : 1;
     const int used = static_cast<int>(by_rows < threads ? by_rows : threads);
     if (used == 1) {
-      add_products(block, gram, n_x, cross_only);
+      add_products(block, gram);
       return;
     }
     // Private sums, added in thread order afterwards so that results do not depend on timing.
@@ -75,41 +67,28 @@ void accumulate(const Block& block, double* g, std::ptrdiff_t ldg, std::ptrdiff_
       const std::ptrdiff_t r0 = rows * t / used;
       const std::ptrdiff_t r1 = rows * (t + 1) / used;
       const auto part = block.middleRows(r0, r1 - r0);
-      add_products(part, local, n_x, cross_only);
+      add_products(part, local);
     }
     for (int t = 0; t < used; ++t) {
-      const auto local = partial.middleCols(t * n, n);
-      if (cross_only) {
-        gram.block(n_x, 0, n - n_x, n_x) += local.block(n_x, 0, n - n_x, n_x);
-      } else {
-        gram.template triangularView<Eigen::Lower>() += local;
-      }
+      gram.template triangularView<Eigen::Lower>() += partial.middleCols(t * n, n);
     }
     return;
   }
 
   // Many neurons: one strip of output rows per thread, cut so that every strip holds the same
-  // area: for the lower triangle strip k is rows [b_k, b_k+1) with b_k = n sqrt(k / T), one
-  // rectangular GEMM left of the diagonal and one triangular product on it; for the cross
-  // block, equal slices of its rows. Eigen does not nest its own threads inside the region.
-  const std::ptrdiff_t first = cross_only ? n_x : 0;
+  // area of the lower triangle: strip k is rows [b_k, b_k+1) with b_k = n sqrt(k / T), one
+  // rectangular GEMM left of the diagonal and one triangular product on it. Eigen does not
+  // nest its own threads inside the region.
   Eigen::Matrix<std::ptrdiff_t, Eigen::Dynamic, 1> bounds(threads + 1);
   for (int k = 0; k <= threads; ++k) {
     const double share = static_cast<double>(k) / threads;
-    bounds[k] =
-        cross_only
-            ? first + static_cast<std::ptrdiff_t>(std::lround(static_cast<double>(n - first) * share))
-            : static_cast<std::ptrdiff_t>(std::lround(static_cast<double>(n) * std::sqrt(share)));
+    bounds[k] = static_cast<std::ptrdiff_t>(std::lround(static_cast<double>(n) * std::sqrt(share)));
   }
 #pragma omp parallel for schedule(static, 1) num_threads(threads)
   for (int k = 0; k < threads; ++k) {
     const std::ptrdiff_t r0 = bounds[k];
     const std::ptrdiff_t nr = bounds[k + 1] - r0;
     if (nr == 0) continue;
-    if (cross_only) {
-      gram.block(r0, 0, nr, n_x).noalias() += block.middleCols(r0, nr).transpose() * block.leftCols(n_x);
-      continue;
-    }
     if (r0 > 0) {
       gram.block(r0, 0, nr, r0).noalias() += block.middleCols(r0, nr).transpose() * block.leftCols(r0);
     }
@@ -120,42 +99,34 @@ void accumulate(const Block& block, double* g, std::ptrdiff_t ldg, std::ptrdiff_
 
 }  // namespace
 
-void syrk_lower_add(const double* b, std::ptrdiff_t rows, std::ptrdiff_t n, std::ptrdiff_t n_x,
-                    bool cross_only, double* g, std::ptrdiff_t ldg, int num_threads) {
+void syrk_lower_add(const double* b, std::ptrdiff_t rows, std::ptrdiff_t n, double* g,
+                    std::ptrdiff_t ldg, int num_threads) {
   using RowMajorBlock = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-  accumulate(Eigen::Map<const RowMajorBlock>(b, rows, n), g, ldg, n_x, cross_only, num_threads);
+  accumulate(Eigen::Map<const RowMajorBlock>(b, rows, n), g, ldg, num_threads);
 }
 
-void syrk_lower_add_mixed(const float* b, std::ptrdiff_t rows, std::ptrdiff_t n, std::ptrdiff_t n_x,
-                          bool cross_only, double* g, std::ptrdiff_t ldg, int num_threads) {
+void syrk_lower_add_mixed(const float* b, std::ptrdiff_t rows, std::ptrdiff_t n, double* g,
+                          std::ptrdiff_t ldg, int num_threads) {
   // Float32 products of this block of rows (the block length bounds their rounding), each added
   // into the float64 Gram. Threads take strips of output rows of equal area as in accumulate():
-  // a GEMM left of the diagonal and a triangular product on it, or a slice of the cross block.
+  // a GEMM left of the diagonal and a triangular product on it.
   using RowMajorBlock = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
   using FloatMat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::ColMajor>;
   const Eigen::Map<const RowMajorBlock> block(b, rows, n);
   Eigen::Map<Mat, 0, Stride> gram(g, n, n, Stride(ldg));
   const int threads =
       std::max(1, std::min(num_threads, static_cast<int>(std::max<std::ptrdiff_t>(n / 128, 1))));
-  const std::ptrdiff_t first = cross_only ? n_x : 0;
   std::vector<std::ptrdiff_t> bounds(static_cast<std::size_t>(threads) + 1);
   for (int k = 0; k <= threads; ++k) {
     const double share = static_cast<double>(k) / threads;
     bounds[static_cast<std::size_t>(k)] =
-        cross_only
-            ? first + static_cast<std::ptrdiff_t>(std::lround(static_cast<double>(n - first) * share))
-            : static_cast<std::ptrdiff_t>(std::lround(static_cast<double>(n) * std::sqrt(share)));
+        static_cast<std::ptrdiff_t>(std::lround(static_cast<double>(n) * std::sqrt(share)));
   }
   auto add_strip = [&](int k) {
     const std::ptrdiff_t r0 = bounds[static_cast<std::size_t>(k)];
     const std::ptrdiff_t nr = bounds[static_cast<std::size_t>(k) + 1] - r0;
     if (nr == 0) return;
     const auto mine = block.middleCols(r0, nr);
-    if (cross_only) {
-      const FloatMat p = mine.transpose() * block.leftCols(n_x);
-      gram.block(r0, 0, nr, n_x) += p.cast<double>();
-      return;
-    }
     if (r0 > 0) {
       const FloatMat left = mine.transpose() * block.leftCols(r0);
       gram.block(r0, 0, nr, r0) += left.cast<double>();

@@ -10,10 +10,9 @@ namespace nsm::kernels {
 
 struct KernelSet {
   const char* name;
-  /// G(lower) += B^T B for the dense row-major rows x n block B; with cross_only, only the
-  /// block G[n_x:, :n_x].
-  void (*syrk_lower_add)(const double* b, std::ptrdiff_t rows, std::ptrdiff_t n, std::ptrdiff_t n_x,
-                         bool cross_only, double* g, std::ptrdiff_t ldg, int num_threads);
+  /// G(lower) += B^T B for the dense row-major rows x n block B.
+  void (*syrk_lower_add)(const double* b, std::ptrdiff_t rows, std::ptrdiff_t n, double* g,
+                         std::ptrdiff_t ldg, int num_threads);
   /// C -= A A^T on the lower triangle of the rows x rows C, for A rows x k.
   void (*subtract_aat)(const double* a, std::ptrdiff_t lda, std::ptrdiff_t rows, std::ptrdiff_t k,
                        double* c, std::ptrdiff_t ldc);
@@ -23,8 +22,8 @@ struct KernelSet {
   /// (x, y) := (c x + s y, -s x + c y) elementwise over n entries (a Givens rotation of rows).
   void (*rotate_rows)(double* x, double* y, std::ptrdiff_t n, double c, double s);
   /// As syrk_lower_add for a float32 block: float32 products of the block, added into G.
-  void (*syrk_lower_add_mixed)(const float* b, std::ptrdiff_t rows, std::ptrdiff_t n, std::ptrdiff_t n_x,
-                               bool cross_only, double* g, std::ptrdiff_t ldg, int num_threads);
+  void (*syrk_lower_add_mixed)(const float* b, std::ptrdiff_t rows, std::ptrdiff_t n, double* g,
+                               std::ptrdiff_t ldg, int num_threads);
   /// Pivoted Cholesky of the lower triangle of the m x m a (see nsm::pivoted_cholesky_lower).
   std::ptrdiff_t (*pivoted_cholesky_lower)(double* a, std::ptrdiff_t lda, std::ptrdiff_t m, double tol,
                                            const double* leaves_soon, double threshold,

@@ -142,21 +142,18 @@ void set_mixed_block_rows(Index rows) {
   g_mixed_rows = rows;
 }
 
-void GramAccumulator::add_mixed(const MatrixView<float>& x, const MatrixView<float>& y, int num_threads,
-                                bool cross_only) {
+void GramAccumulator::add_mixed(const MatrixView<float>& x, const MatrixView<float>& y,
+                                int num_threads) {
   const Index n = n_x_ + n_y_;
   const Index budget = std::max<Index>((Index{16} << 20) / (4 * n), 256);  // 16 MiB of float32
   const Index rows_per_block = std::min({mixed_block_rows(), budget, std::max<Index>(x.rows, 1)});
-  Eigen::VectorXd ignored_sums;
-  if (cross_only) ignored_sums = Eigen::VectorXd::Zero(n);
-  double* sums = cross_only ? ignored_sums.data() : sums_.data();
   Eigen::VectorXf block(rows_per_block * n);
   for (Index r0 = 0; r0 < x.rows; r0 += rows_per_block) {
     const Index nr = std::min(rows_per_block, x.rows - r0);
-    convert_rows(x, y, r0, nr, block.data(), sums, num_threads);
-    syrk_lower_add_mixed(block.data(), nr, n, n_x_, cross_only, lower_.data(), n, num_threads);
+    convert_rows(x, y, r0, nr, block.data(), sums_.data(), num_threads);
+    syrk_lower_add_mixed(block.data(), nr, n, lower_.data(), n, num_threads);
   }
-  if (!cross_only) n_samples_ += static_cast<std::int64_t>(x.rows);
+  n_samples_ += static_cast<std::int64_t>(x.rows);
 }
 
 GramAccumulator::GramAccumulator(Index n_x, Index n_y) : n_x_(n_x), n_y_(n_y) {
@@ -175,7 +172,7 @@ Index GramAccumulator::block_rows(Index n) {
 
 template <class TX, class TY>
 void GramAccumulator::update(const MatrixView<TX>& x, const MatrixView<TY>& y, int num_threads,
-                             bool cross_only, Precision precision) {
+                             Precision precision) {
   if (x.cols != n_x_) {
     throw std::invalid_argument("X has " + std::to_string(x.cols) + " neurons but the Gram expects " +
                                 std::to_string(n_x_));
@@ -199,7 +196,7 @@ void GramAccumulator::update(const MatrixView<TX>& x, const MatrixView<TY>& y, i
     // float64 does not: such batches take the float64 pass.
     const double largest = std::max(max_abs_x, max_abs_y);
     if (precision == Precision::mixed && largest < kMixedMaxAbs && largest > kMixedMinAbs) {
-      return add_mixed(x, y, num_threads, cross_only);
+      return add_mixed(x, y, num_threads);
     }
   }
 
@@ -208,16 +205,13 @@ void GramAccumulator::update(const MatrixView<TX>& x, const MatrixView<TY>& y, i
   // One buffer, reused: the current block is nr x n, row-major (each sample contiguous), the
   // layout the SYRK kernel runs fastest on, whatever the input's layout (Fortran-order and
   // channels-first inputs are gathered row by row: measured as fast as a tiled transpose).
-  Eigen::VectorXd ignored_sums;
-  if (cross_only) ignored_sums = Eigen::VectorXd::Zero(n);
-  double* sums = cross_only ? ignored_sums.data() : sums_.data();
   Eigen::VectorXd block(rows_per_block * n);
   for (Index r0 = 0; r0 < x.rows; r0 += rows_per_block) {
     const Index nr = std::min(rows_per_block, x.rows - r0);
-    convert_rows(x, y, r0, nr, block.data(), sums, num_threads);
-    syrk_lower_add(block.data(), nr, n, n_x_, cross_only, lower_.data(), n, num_threads);
+    convert_rows(x, y, r0, nr, block.data(), sums_.data(), num_threads);
+    syrk_lower_add(block.data(), nr, n, lower_.data(), n, num_threads);
   }
-  if (!cross_only) n_samples_ += static_cast<std::int64_t>(x.rows);
+  n_samples_ += static_cast<std::int64_t>(x.rows);
 }
 
 double GramAccumulator::tiny_limit() {
@@ -322,13 +316,13 @@ GramState GramAccumulator::state() const {
   return out;
 }
 
-template void GramAccumulator::update(const MatrixView<float>&, const MatrixView<float>&, int, bool,
+template void GramAccumulator::update(const MatrixView<float>&, const MatrixView<float>&, int,
                                       Precision);
-template void GramAccumulator::update(const MatrixView<float>&, const MatrixView<double>&, int, bool,
+template void GramAccumulator::update(const MatrixView<float>&, const MatrixView<double>&, int,
                                       Precision);
-template void GramAccumulator::update(const MatrixView<double>&, const MatrixView<float>&, int, bool,
+template void GramAccumulator::update(const MatrixView<double>&, const MatrixView<float>&, int,
                                       Precision);
-template void GramAccumulator::update(const MatrixView<double>&, const MatrixView<double>&, int, bool,
+template void GramAccumulator::update(const MatrixView<double>&, const MatrixView<double>&, int,
                                       Precision);
 
 }  // namespace nsm

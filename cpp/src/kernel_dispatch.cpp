@@ -70,14 +70,12 @@ void set_kernels(const std::string& name) {
   throw std::invalid_argument("kernel '" + name + "' is not compiled into this build");
 }
 
-void syrk_lower_add(const double* b, Index rows, Index n, Index n_x, bool cross_only, double* g,
-                    Index ldg, int num_threads) {
-  chosen().load()->syrk_lower_add(b, rows, n, n_x, cross_only, g, ldg, num_threads);
+void syrk_lower_add(const double* b, Index rows, Index n, double* g, Index ldg, int num_threads) {
+  chosen().load()->syrk_lower_add(b, rows, n, g, ldg, num_threads);
 }
 
-void syrk_lower_add_mixed(const float* b, Index rows, Index n, Index n_x, bool cross_only, double* g,
-                          Index ldg, int num_threads) {
-  chosen().load()->syrk_lower_add_mixed(b, rows, n, n_x, cross_only, g, ldg, num_threads);
+void syrk_lower_add_mixed(const float* b, Index rows, Index n, double* g, Index ldg, int num_threads) {
+  chosen().load()->syrk_lower_add_mixed(b, rows, n, g, ldg, num_threads);
 }
 
 void subtract_aat(const double* a, Index lda, Index rows, Index k, double* c, Index ldc) {

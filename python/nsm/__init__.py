@@ -25,12 +25,12 @@ except ImportError as exc:  # pragma: no cover - only on a broken install
     ) from exc
 
 from . import measures
-from .comparison import Comparison, LayerComparison
-from .cross import CrossComparison
+from ._kernels import kernel_name
 from .exceptions import FewSamplesWarning, NsmWarning
 from .gram import Gram
 from .jackknife import Estimate
 from .match import MatchResult, Ratios, max_match, ratios
+from .results import Comparison, CrossComparison, LayerComparison
 from .simple import SimpleMatch, SimpleMatches, minimal_match, simple_matches
 from .thresholds import Curve, Thresholds, match_thresholds
 
@@ -69,6 +69,7 @@ __all__ = [
     "SimpleMatches",
     "Thresholds",
     "__version__",
+    "kernel_name",
     "match_thresholds",
     "max_match",
     "measures",

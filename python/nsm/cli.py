@@ -7,13 +7,13 @@ import json
 import os
 import re
 import sys
-import warnings
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from . import __version__
+from . import __version__, _diagnostics
+from ._files import atomic_write
 from .gram import Gram
 from .starved import FEW_SAMPLES_RATIO, few_samples
 from .validation import DEFAULT_PRECISION, PRECISIONS, single_eps
@@ -81,6 +81,11 @@ def _same_file(a: str, b: str) -> bool:
 
 def _writable_file(path: str, force: bool, what: str) -> None:
     """Fail now, before any work, if ``path`` cannot be written or would be overwritten."""
+    if os.path.islink(path):
+        raise CommandError(
+            f"{what}: {path} is a symbolic link; nsm does not write through links: give the "
+            "path of a regular file, or remove the link"
+        )
     if os.path.isdir(path):
         raise CommandError(f"{what}: {path} is a folder; give a file name")
     if os.path.exists(path) and not force:
@@ -166,7 +171,7 @@ def _cmd_match(args: argparse.Namespace) -> int:
             for r in results
         ]
         try:
-            with open(args.json, "w", encoding="utf-8") as f:
+            with atomic_write(args.json) as f:
                 json.dump(out, f, indent=1)
         except OSError as exc:
             raise CommandError(f"cannot write {args.json}: {exc.strerror}") from exc
@@ -175,8 +180,8 @@ def _cmd_match(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from .comparison import Comparison
     from .report import write_report
+    from .results import Comparison
 
     if not os.path.isfile(args.report):
         raise CommandError(f"no such file: {args.report}")
@@ -208,8 +213,8 @@ def _saved_format(path: str) -> Any:
 
 
 def _report_cross(args: argparse.Namespace) -> int:
-    from .cross import CrossComparison
     from .heatmap import write_cross_report
+    from .results import CrossComparison
 
     try:
         cross = CrossComparison.load(args.report)
@@ -319,21 +324,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _print_warning(
-    message: Warning | str,
-    category: type[Warning],
-    filename: str,
-    lineno: int,
-    file: Any = None,
-    line: str | None = None,
-) -> None:
+def _print_warning(message: str, category: type[Warning]) -> None:
+    """nsm's warnings on the command line: one line each, without a source line."""
     print(f"nsm: warning: {message}", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    with warnings.catch_warnings():
-        warnings.showwarning = _print_warning
+    with _diagnostics.collect(emit=_print_warning):
         try:
             return args.run(args)
         except CommandError as exc:  # the user's input; anything else keeps its traceback

@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-__all__ = ["DemoResult", "centred_comparison", "run_demo"]
+__all__ = ["DemoResult", "run_demo"]
 
 SEEDS = (1, 2)
 DATA_SEED = 0
@@ -102,42 +102,6 @@ class DemoResult:
     paths: list[str]
 
 
-def centred_comparison(comparison: Any) -> Any:
-    """The same layer pairs under the centred match, from the comparison's Grams (no second
-    pass over the data); the baselines are centred too.
-
-    Examples
-    --------
-    >>> import numpy as np, nsm
-    >>> from nsm.comparison import Comparison, LayerComparison
-    >>> X = np.random.default_rng(0).random((500, 4))
-    >>> g = nsm.Gram.from_arrays(X, X[:, :2] + 1)
-    >>> c = Comparison({"fc": LayerComparison("fc", nsm.match_thresholds(g), None, gram=g)}, eps=[0.1])
-    >>> centred_comparison(c)["fc"].centered
-    True
-    """
-    from .comparison import Comparison, LayerComparison
-    from .thresholds import match_thresholds
-
-    layers = {}
-    for key in comparison:
-        lc = comparison[key]
-        count_dead = lc.thresholds.count_dead
-        base = lc.baseline_gram
-        layers[key] = LayerComparison(
-            key,
-            match_thresholds(lc.require_gram(), count_dead=count_dead, centered=True),
-            None if base is None else match_thresholds(base, count_dead=count_dead, centered=True),
-            lc.eps,
-            gram=lc.gram,
-            baseline_gram=base,
-            layout=lc.layout,
-            tokens=lc.tokens,
-            notes=lc.notes,
-        )
-    return Comparison(layers, comparison.eps)
-
-
 def run_demo(
     out_dir: str = "nsm-report", quick: bool = False, progress: bool = True, echo: Callable[..., Any] = print
 ) -> DemoResult:
@@ -183,7 +147,7 @@ def run_demo(
     paths = write_report(comparison, out_dir)
     # The centred match from the same Grams (no second pass): its curves and baselines beside
     # the uncentred ones show what the layers share beyond their mean.
-    centred = centred_comparison(comparison)
+    centred = comparison.recentred()
     paths.append(os.path.join(out_dir, "curves_centred.png"))
     plot_curves(centred, paths[-1])
     echo(

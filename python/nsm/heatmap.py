@@ -1,4 +1,4 @@
-"""Heatmaps of a :class:`nsm.cross.CrossComparison`: one cell per (site of A, site of B).
+"""Heatmaps of a :class:`nsm.CrossComparison`: one cell per (site of A, site of B).
 
 matplotlib is imported when a figure is drawn, with the non-interactive Agg backend.
 """
@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from ._files import atomic_write
 from .labels import shorten_labels
 from .measures import MEASURES
 from .report import _pyplot
@@ -53,7 +54,7 @@ def plot_heatmap(cross: Any, path: Any, measure: str = "linear_cka", eps: float 
     Examples
     --------
     >>> import numpy as np, nsm, tempfile, os
-    >>> from nsm.cross import CrossComparison
+    >>> from nsm.results import CrossComparison
     >>> from nsm.heatmap import plot_heatmap
     >>> X = np.random.default_rng(0).random((300, 4))
     >>> cc = CrossComparison(["a.x", "a.y"], ["b"], {("a.x", "b"): nsm.Gram.from_arrays(X, X),
@@ -128,7 +129,8 @@ def plot_heatmap(cross: Any, path: Any, measure: str = "linear_cka", eps: float 
     if np.isnan(values).any():
         title += "\n(hatched: not compared, or undefined)"
     ax.set_title(title, fontsize=10)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
+    with atomic_write(path, binary=True) as f:
+        fig.savefig(f, format="png", dpi=120, bbox_inches="tight")
     plt.close(fig)
 
 
@@ -141,7 +143,7 @@ def write_cross_report(cross: Any, out_dir: Any) -> list[str]:
     Examples
     --------
     >>> import numpy as np, nsm, tempfile, os
-    >>> from nsm.cross import CrossComparison
+    >>> from nsm.results import CrossComparison
     >>> from nsm.heatmap import write_cross_report
     >>> X = np.random.default_rng(0).random((300, 4))
     >>> cc = CrossComparison(["a"], ["b"], {("a", "b"): nsm.Gram.from_arrays(X, X)}, eps=[0.3])

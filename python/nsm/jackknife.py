@@ -18,13 +18,13 @@ This module holds only that arithmetic; the Grams live in nsm.gram.
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable, Sequence
 from statistics import NormalDist
 from typing import Any, NamedTuple
 
 import numpy as np
 
+from . import _diagnostics
 from .exceptions import NsmWarning
 
 __all__ = ["DEFAULT_LEVEL", "Estimate", "bias_corrected", "estimate", "jackknife_se", "normal_interval"]
@@ -148,11 +148,10 @@ def estimate(
         return Estimate(math.nan, math.nan, math.nan, math.nan)
     bad = np.flatnonzero(~np.isfinite(t))
     if len(bad):
-        warnings.warn(
+        _diagnostics.warn(
             f"jackknife: {what} is undefined without group(s) {bad.tolist()} although it is "
             "defined on all samples, so its standard error is NaN; use fewer groups",
             NsmWarning,
-            stacklevel=3,
         )
         return Estimate(float(value), math.nan, math.nan, math.nan)
     se = jackknife_se(t)
@@ -165,6 +164,5 @@ def quiet_leave_out(compute: Callable[[Any], float], grams: Sequence[Any]) -> li
     """``compute`` on each leave-one-out Gram with nsm's warnings silenced: they would repeat,
     K times, what the full-data computation already said (NaN values are caught by
     :func:`estimate`)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NsmWarning)  # FewSamplesWarning included
+    with _diagnostics.collect():  # dropped: FewSamplesWarning and every other NsmWarning
         return [float(compute(g)) for g in grams]

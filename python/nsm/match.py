@@ -3,18 +3,16 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol, Union, overload
 
 import numpy as np
 
-from . import _core
-from .centering import centered_matrix
+from . import _core, _diagnostics
 from .exceptions import FewSamplesWarning
-from .gram import Gram
-from .validation import (  # noqa: F401  (DEFAULT_DEAD_TOL, single_eps: for nsm.measures, nsm.cross)
+from .gram import Gram, centered_matrix
+from .validation import (  # noqa: F401  (DEFAULT_DEAD_TOL, single_eps: for nsm.measures, nsm.results)
     DEFAULT_DEAD_TOL,
     check_bool,
     check_dead_tol,
@@ -134,18 +132,18 @@ def engine_of(
     gram: Gram,
     dead_tol: Any,
     num_threads: int,
-    stacklevel: int = 2,
     centered: bool = False,
     warn: bool = True,
 ) -> Any:
     """A core MatchEngine for ``gram`` (its centred Gram with ``centered``), after checks and
     (with ``warn``) the few-samples warning."""
-    matrix, _, n_samples = gram._state()
+    parts = gram.parts(groups=False)
+    matrix, n_samples = parts.matrix, parts.n_samples
     if n_samples == 0:
         raise ValueError("gram has no samples: update it with activations first")
     dead_tol = check_dead_tol(dead_tol)
     if warn and few_samples_for_match(n_samples, gram.n, centered):
-        warn_few_samples(n_samples, gram.n_x, gram.n_y, stacklevel + 1, centered)
+        warn_few_samples(n_samples, gram.n_x, gram.n_y, centered)
     if centered:
         matrix = centered_matrix(gram)
     return _core.MatchEngine(matrix, gram.n_x, n_samples, dead_tol, 0.0, num_threads)
@@ -158,17 +156,16 @@ def few_samples_for_match(n_samples: int, n: int, centered: bool) -> bool:
     return n_samples - int(centered) <= n
 
 
-def warn_few_samples(n_samples: int, n_x: int, n_y: int, stacklevel: int, centered: bool = False) -> None:
+def warn_few_samples(n_samples: int, n_x: int, n_y: int, centered: bool = False) -> None:
     """FewSamplesWarning: with n_samples <= n_x + n_y (n_samples - 1 for the centred match) the
     similarity is inflated."""
     bound = "n_samples - 1 <= n_x + n_y (centred)" if centered else "n_samples <= n_x + n_y"
-    warnings.warn(
+    _diagnostics.warn(
         f"{n_samples} samples for {n_x} + {n_y} neurons: with {bound}, one "
         "layer's span can hold the other layer's neurons whatever the networks compute "
         "(n_samples independent neurons span every vector), so the similarity is inflated; "
         "use many more samples than neurons",
         FewSamplesWarning,
-        stacklevel=stacklevel + 1,
     )
 
 
@@ -361,9 +358,8 @@ def ratios(
     centered = check_bool(centered, "centered")
     if isinstance(X, Gram) and Y is not None:
         raise TypeError("ratios() takes (X, Y) or (gram)")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FewSamplesWarning)  # ratios are exact whatever d is
-        gram = gram_of("ratios", X, Y, threads, "")
-        engine = engine_of(gram, dead_tol, threads, centered=centered)
+    gram = gram_of("ratios", X, Y, threads, "")
+    # No FewSamplesWarning: the ratios are exact whatever the number of samples.
+    engine = engine_of(gram, dead_tol, threads, centered=centered, warn=False)
     r = engine.ratios()
     return Ratios(x=_frozen(r[: gram.n_x].copy()), y=_frozen(r[gram.n_x :].copy()))

@@ -26,22 +26,21 @@ from __future__ import annotations
 import hashlib
 import math
 import threading
-import warnings
 from abc import ABC, abstractmethod
 from typing import Any, NamedTuple
 
 import numpy as np
 
-from .centering import rank_cutoff
+from . import _diagnostics
 from .exceptions import FewSamplesWarning, NsmWarning
-from .gram import Gram
+from .gram import Gram, rank_cutoff
 from .jackknife import Estimate, estimate, quiet_leave_out
 from .thresholds import Thresholds, match_thresholds
 from .validation import DEFAULT_DEAD_TOL, check_bool, check_groups, check_keep, check_layer_names
 
 __all__ = ["MEASURES", "cca", "linear_cka", "match_auc", "procrustes", "svcca"]
 
-#: The measures' names, as :meth:`nsm.cross.CrossComparison.matrix` takes them.
+#: The measures' names, as :meth:`nsm.CrossComparison.matrix` takes them.
 MEASURES = ("linear_cka", "cca", "svcca", "procrustes", "match_auc")
 
 
@@ -74,9 +73,9 @@ Notes = list[tuple[str, type[Warning]]]
 
 
 def _say(message: str, category: type[Warning], notes: Notes | None) -> None:
-    """Warn (pointing at the caller of the public measure), or keep the warning in ``notes``."""
+    """Warn (at the user's line), or keep the warning in ``notes``."""
     if notes is None:
-        warnings.warn(message, category, stacklevel=6)
+        _diagnostics.warn(message, category)
     else:
         notes.append((message, category))
 
@@ -331,15 +330,27 @@ def _jackknifed(gram: Gram, function: str, value: float, compute: Any) -> float 
     return estimate(value, quiet_leave_out(compute, gram.leave_one_out()), function)
 
 
-def _centred_measures(
+def centered_measures(
     gram: Gram,
     which: tuple[str, ...],
     keep: float,
     names: tuple[str, str],
     caches: tuple[dict | None, dict | None] = (None, None),
 ) -> dict[str, float]:
-    """The centred measures named in ``which``, sharing one centring and eigen-decompositions
-    (and, with ``caches``, the decompositions of sites seen before)."""
+    """The centred measures named in ``which`` (of :data:`MEASURES` but ``match_auc``) of a
+    Gram, sharing one centring and eigen-decompositions (and, with ``caches``, the
+    decompositions of sites seen before): what a grid calls per pair. No jackknife; ``names``
+    name the layers in warnings.
+
+    Examples
+    --------
+    >>> import numpy as np, nsm
+    >>> from nsm.measures import centered_measures
+    >>> X = np.random.default_rng(0).random((300, 3))
+    >>> out = centered_measures(nsm.Gram.from_arrays(X, 2 * X), ("cca", "procrustes"), 0.99, ("a", "b"))
+    >>> {k: round(v, 6) for k, v in out.items()}
+    {'cca': 1.0, 'procrustes': 1.0}
+    """
     sizes = (gram.n_samples, gram.n_x, gram.n_y)
     return _measures_of(_Centred.of_gram(gram, caches), sizes, which, keep, names)
 
@@ -432,9 +443,9 @@ def linear_cka(
     """
     gram = _gram_of(X, Y, "linear_cka", num_threads, groups)
     names = check_layer_names(names)
-    value = _centred_measures(gram, ("linear_cka",), 0.99, names)["linear_cka"]
+    value = centered_measures(gram, ("linear_cka",), 0.99, names)["linear_cka"]
     return _jackknifed(
-        gram, "linear_cka", value, lambda g: _centred_measures(g, ("linear_cka",), 0.99, names)["linear_cka"]
+        gram, "linear_cka", value, lambda g: centered_measures(g, ("linear_cka",), 0.99, names)["linear_cka"]
     )
 
 
@@ -478,8 +489,8 @@ def cca(
     """
     gram = _gram_of(X, Y, "cca", num_threads, groups)
     names = check_layer_names(names)
-    value = _centred_measures(gram, ("cca",), 0.99, names)["cca"]
-    return _jackknifed(gram, "cca", value, lambda g: _centred_measures(g, ("cca",), 0.99, names)["cca"])
+    value = centered_measures(gram, ("cca",), 0.99, names)["cca"]
+    return _jackknifed(gram, "cca", value, lambda g: centered_measures(g, ("cca",), 0.99, names)["cca"])
 
 
 def svcca(
@@ -524,8 +535,8 @@ def svcca(
     gram = _gram_of(X, Y, "svcca", num_threads, groups)
     names = check_layer_names(names)
     keep = check_keep(keep)
-    value = _centred_measures(gram, ("svcca",), keep, names)["svcca"]
-    return _jackknifed(gram, "svcca", value, lambda g: _centred_measures(g, ("svcca",), keep, names)["svcca"])
+    value = centered_measures(gram, ("svcca",), keep, names)["svcca"]
+    return _jackknifed(gram, "svcca", value, lambda g: centered_measures(g, ("svcca",), keep, names)["svcca"])
 
 
 def procrustes(
@@ -565,9 +576,9 @@ def procrustes(
     """
     gram = _gram_of(X, Y, "procrustes", num_threads, groups)
     names = check_layer_names(names)
-    value = _centred_measures(gram, ("procrustes",), 0.99, names)["procrustes"]
+    value = centered_measures(gram, ("procrustes",), 0.99, names)["procrustes"]
     return _jackknifed(
-        gram, "procrustes", value, lambda g: _centred_measures(g, ("procrustes",), 0.99, names)["procrustes"]
+        gram, "procrustes", value, lambda g: centered_measures(g, ("procrustes",), 0.99, names)["procrustes"]
     )
 
 
@@ -670,11 +681,10 @@ def _auc_or_nan(t: Thresholds, names: tuple[str, str], warn: bool) -> float:
     for n, dead, name, which in ((t.n_x, t.dead_x, names[0], "X"), (t.n_y, t.dead_y, names[1], "Y")):
         if len(dead) == n:
             if warn:
-                warnings.warn(
+                _diagnostics.warn(
                     f"match_auc: layer {name!r} ({which}) has no live neuron (all are zero on "
                     "these samples), so the measure is undefined: NaN",
                     NsmWarning,
-                    stacklevel=3,
                 )
             return math.nan
     return _auc_of(t)

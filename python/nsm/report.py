@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from ._files import atomic_write
 from .labels import shorten_labels
 
 __all__ = ["REPORT_FILES", "plot_curves", "plot_similarity", "plot_thresholds", "write_report"]
@@ -37,7 +38,8 @@ def _pyplot() -> Any:
 def _save(plt: Any, fig: Any, path: Any) -> None:
     # bbox_inches="tight" makes room for rotated labels and an outside legend at any count,
     # where tight_layout gives up (with a warning) on crowded axes.
-    fig.savefig(path, dpi=120, bbox_inches="tight")
+    with atomic_write(path, binary=True) as f:
+        fig.savefig(f, format="png", dpi=120, bbox_inches="tight")
     plt.close(fig)
 
 

@@ -326,7 +326,7 @@ def gram_thresholds(
 def _thresholds_of(
     gram: Gram, dead_tol: float | None, count_dead: bool, threads: int, centered: bool, warn: bool = True
 ) -> Thresholds:
-    engine = engine_of(gram, dead_tol, threads, stacklevel=4, centered=centered, warn=warn)
+    engine = engine_of(gram, dead_tol, threads, centered=centered, warn=warn)
     t = engine.thresholds()
     dead = engine.dead
     n_x = gram.n_x

@@ -33,7 +33,6 @@ __all__ = [
     "check_batch",
     "check_bool",
     "check_column_sums",
-    "check_comparison_dict",
     "check_count",
     "check_dead_tol",
     "check_eps",
@@ -399,102 +398,6 @@ def check_column_sums(sums: Any, diag: np.ndarray, n_samples: int) -> np.ndarray
             f"over {n_samples} samples (|sum| <= sqrt(n_samples * G_vv))"
         )
     return s
-
-
-def _check_thresholds_dict(d: Any, where: str) -> None:
-    if not isinstance(d, dict):
-        raise ValueError(f"{where} must be an object, got {type(d).__name__}")
-    missing = {"x", "y", "dead_x", "dead_y", "n_samples", "count_dead"} - set(d)
-    if missing:
-        raise ValueError(f"{where} lacks {', '.join(sorted(missing))}")
-    sizes = {}
-    for side in ("x", "y"):
-        values = d[side]
-        if not isinstance(values, list) or not values:
-            raise ValueError(f"{where}.{side} must be a non-empty list of critical eps")
-        for v in values:  # None stands for inf (dead neurons, or never matched)
-            if v is not None and (
-                isinstance(v, bool)
-                or not isinstance(v, (int, float))
-                or not math.isfinite(v)
-                or not 0.0 <= v <= MAX_EPS
-            ):
-                raise ValueError(f"{where}.{side} holds {v!r}; a critical eps is a number in [0, 1] or null")
-        sizes[side] = len(values)
-    for side in ("x", "y"):
-        dead = d[f"dead_{side}"]
-        if not isinstance(dead, list) or not all(
-            isinstance(i, int) and not isinstance(i, bool) and 0 <= i < sizes[side] for i in dead
-        ):
-            raise ValueError(f"{where}.dead_{side} must list neuron indices in [0, {sizes[side]})")
-        if len(set(dead)) != len(dead):
-            raise ValueError(f"{where}.dead_{side} lists a neuron twice")
-        values = d[side]
-        if any(values[i] is not None for i in dead):
-            raise ValueError(f"{where}.dead_{side} names a neuron with a finite critical eps")
-    n_samples = d["n_samples"]
-    if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1:
-        raise ValueError(f"{where}.n_samples must be an int >= 1, got {n_samples!r}")
-    if not isinstance(d["count_dead"], bool):
-        raise ValueError(f"{where}.count_dead must be true or false, got {d['count_dead']!r}")
-    if not isinstance(d.get("centered", False), bool):
-        raise ValueError(f"{where}.centered must be true or false, got {d['centered']!r}")
-    leave_out = d.get("leave_out")
-    if leave_out is not None:
-        if not isinstance(leave_out, list) or len(leave_out) < 2:
-            raise ValueError(f"{where}.leave_out must list 2 or more jackknife thresholds, or be null")
-        for k, item in enumerate(leave_out):
-            _check_thresholds_dict(item, f"{where}.leave_out[{k}]")
-            if "leave_out" in item or (len(item["x"]), len(item["y"])) != (sizes["x"], sizes["y"]):
-                raise ValueError(f"{where}.leave_out[{k}] must have the sizes of {where} and no leave_out")
-
-
-def check_comparison_dict(d: Any) -> None:
-    """A saved comparison (what ``Comparison.save`` writes), checked field by field: ValueError
-    naming the first malformed field."""
-    if not isinstance(d, dict) or d.get("format") != "nsm-comparison":
-        raise ValueError("not an nsm comparison (expected the JSON that Comparison.save writes)")
-    eps = d.get("eps")
-    if not isinstance(eps, list) or not eps:
-        raise ValueError("eps must be a non-empty list of numbers in [0, 1]")
-    for e in eps:
-        if (
-            isinstance(e, bool)
-            or not isinstance(e, (int, float))
-            or not math.isfinite(e)
-            or not 0.0 <= e <= MAX_EPS
-        ):
-            raise ValueError(f"eps holds {e!r}; each must be a number in [0, 1]")
-    layers = d.get("layers")
-    if not isinstance(layers, list) or not layers:
-        raise ValueError("layers must be a non-empty list")
-    names = set()
-    for k, item in enumerate(layers):
-        where = f"layers[{k}]"
-        if not isinstance(item, dict) or "name" not in item or "thresholds" not in item:
-            raise ValueError(f"{where} must be an object with a name and thresholds")
-        name = item["name"]
-        if isinstance(name, list) and len(name) == 2 and all(isinstance(p, str) for p in name):
-            name = tuple(name)
-        elif not isinstance(name, str):
-            raise ValueError(f"{where}.name must be a layer name or a [name_a, name_b] pair, got {name!r}")
-        if name in names:
-            raise ValueError(f"{where}.name {item['name']!r} appears twice")
-        names.add(name)
-        _check_thresholds_dict(item["thresholds"], f"{where}.thresholds")
-        base = item.get("baseline_thresholds")
-        if base is not None:
-            _check_thresholds_dict(base, f"{where}.baseline_thresholds")
-        cka = item.get("linear_cka")
-        if cka is not None and (
-            isinstance(cka, bool)
-            or not isinstance(cka, (int, float))
-            or not math.isfinite(cka)
-            or not 0.0 <= cka <= 1.0
-        ):
-            raise ValueError(f"{where}.linear_cka holds {cka!r}; it must be a number in [0, 1] or null")
-        if not isinstance(item.get("few_samples", False), bool):
-            raise ValueError(f"{where}.few_samples must be true or false, got {item['few_samples']!r}")
 
 
 Precision = Literal["float64", "mixed"]

@@ -18,15 +18,12 @@ std::string kernel_name();
 void set_kernels(const std::string& name);
 
 /// G += B^T B on the lower triangle of the n x n matrix g, where B is a dense row-major
-/// rows x n block (each sample contiguous). With cross_only, only the block G[n_x:, :n_x]
-/// (products of Y's columns with X's).
-void syrk_lower_add(const double* b, Index rows, Index n, Index n_x, bool cross_only, double* g,
-                    Index ldg, int num_threads);
+/// rows x n block (each sample contiguous).
+void syrk_lower_add(const double* b, Index rows, Index n, double* g, Index ldg, int num_threads);
 
 /// As syrk_lower_add for a float32 block: the products are computed in float32 (the block's
 /// length bounds their rounding) and added into the float64 g.
-void syrk_lower_add_mixed(const float* b, Index rows, Index n, Index n_x, bool cross_only, double* g,
-                          Index ldg, int num_threads);
+void syrk_lower_add_mixed(const float* b, Index rows, Index n, double* g, Index ldg, int num_threads);
 
 /// C -= A A^T on the lower triangle of the rows x rows matrix C, for A rows x k (threads share
 /// strips of columns).

@@ -73,11 +73,9 @@ class GramAccumulator {
   /// would overflow float64 in the Gram, or an array's largest |value| is so small (below
   /// tiny_limit()) that its squares would underflow (the accumulator is then unchanged).
   /// Converts to float64 one row block at a time.
-  /// With cross_only, adds only the X-Y products (the block G[n_x:, :n_x]) and leaves the column
-  /// sums and the sample count alone: the building block of a baseline that re-pairs samples.
   /// `precision`: see Precision.
   template <class TX, class TY>
-  void update(const MatrixView<TX>& x, const MatrixView<TY>& y, int num_threads, bool cross_only = false,
+  void update(const MatrixView<TX>& x, const MatrixView<TY>& y, int num_threads,
               Precision precision = Precision::float64);
 
   /// Adds another accumulator over disjoint samples (a distributed run's reduction). Throws
@@ -107,8 +105,7 @@ class GramAccumulator {
   void check_magnitudes(double max_abs_x, double max_abs_y, Index rows) const;
 
   // The mixed pass's body; the caller holds mutex_ and has checked the values.
-  void add_mixed(const MatrixView<float>& x, const MatrixView<float>& y, int num_threads,
-                 bool cross_only);
+  void add_mixed(const MatrixView<float>& x, const MatrixView<float>& y, int num_threads);
 
   mutable std::mutex mutex_;
   Index n_x_;

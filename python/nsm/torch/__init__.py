@@ -19,7 +19,7 @@ except ImportError as exc:  # pragma: no cover - exercised by the no-torch test 
         "(or `pip install torch`)"
     ) from exc
 
-from ..comparison import Comparison, LayerComparison
+from ..results import Comparison, LayerComparison
 from .capture_context import Capture, capture
 from .compare import compare
 from .grid import compare_all

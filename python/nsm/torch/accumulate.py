@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..gram import Gram
+from .. import _core
+from ..gram import Gram, GramParts, GroupDealer, GroupPart
 from ..starved import FEW_SAMPLES_RATIO
 from ..validation import DEFAULT_PRECISION, Precision, check_threads
 from .layout import n_samples, to_2d
@@ -25,10 +26,11 @@ __all__ = ["CORE_ON_CPU", "DeviceGram", "pass_for"]
 # matmuls used on GPUs (the tests use it to check that path without a GPU).
 CORE_ON_CPU = True
 
-# The mixed pass on a GPU, as nsm.Gram's (cpp/include/nsm/gram.hpp): rows per float32 block,
-# and the magnitudes outside which a batch takes the float64 pass.
-MIXED_ROWS = 2048
-MIXED_MAX_ABS, MIXED_MIN_ABS = 1e15, 1e-5
+# The mixed pass on a GPU, as nsm.Gram's (read from the core, cpp/include/nsm/gram.hpp): rows
+# per float32 block, and the magnitudes outside which a batch takes the float64 pass.
+MIXED_ROWS: int = _core.MIXED_BLOCK_ROWS
+MIXED_MAX_ABS: float = _core.MIXED_MAX_ABS
+MIXED_MIN_ABS: float = _core.MIXED_MIN_ABS
 _LOW_PRECISION = (torch.float32, torch.float16, torch.bfloat16)
 
 
@@ -111,33 +113,37 @@ class DeviceGram:
             self.matrix = torch.zeros(n, n, dtype=torch.float64, device=device)
             self.sums = torch.zeros(n, dtype=torch.float64, device=device)
             self.count = 0
-            # Per group: [matrix, sums, count]; ``dealt`` batches (with samples) so far.
+            # Per group: [matrix, sums, count], each batch to the dealer's next group.
             self.group_parts: list[list[Any]] = [
                 [torch.zeros_like(self.matrix), torch.zeros_like(self.sums), 0] for _ in range(groups or 0)
             ]
-            self.dealt = 0
+            self.dealer = GroupDealer(groups)
 
     def update(self, a: torch.Tensor, b: torch.Tensor) -> None:
         """Add samples: ``a`` and ``b`` are sample_rows results with as many samples each."""
         precision = pass_for(self.precision, self.n_samples + n_samples(a), self.n_x + self.n_y)
         if self.gram is not None:
-            threads = check_threads(torch.get_num_threads())
-            self.gram._add_views(numpy_view(a), numpy_view(b), threads, precision=precision)
+            self.gram.update_views(
+                numpy_view(a),
+                numpy_view(b),
+                num_threads=check_threads(torch.get_num_threads()),
+                precision=precision,
+            )
             return
         if not self.group_parts:
             self._add_to(a, b, self.matrix, self.sums, precision)
             self.count += n_samples(a)
             return
-        if n_samples(a) == 0:  # a batch without samples is no unit of the jackknife
+        k = self.dealer.deal(n_samples(a))
+        if k is None:  # a batch without samples is no unit of the jackknife
             return
         # The batch's own Gram (one product), added to its group and to the total.
         m, sums = torch.zeros_like(self.matrix), torch.zeros_like(self.sums)
         self._add_to(a, b, m, sums, precision)
-        part = self.group_parts[self.dealt % len(self.group_parts)]
+        part = self.group_parts[k]
         part[0] += m
         part[1] += sums
         part[2] += n_samples(a)
-        self.dealt += 1
         self.matrix += m
         self.sums += sums
         self.count += n_samples(a)
@@ -182,11 +188,12 @@ class DeviceGram:
         if self.gram is not None:
             if self.gram.groups is None:
                 return [], 0
-            parts, dealt = self.gram._group_parts()
+            parts = self.gram.parts()
+            assert parts.groups is not None
             return [
-                (torch.from_numpy(np.array(m)), torch.from_numpy(np.array(s)), c) for m, s, c in parts
-            ], dealt
-        return [(m, s, int(c)) for m, s, c in self.group_parts], self.dealt
+                (torch.from_numpy(np.array(m)), torch.from_numpy(np.array(s)), c) for m, s, c in parts.groups
+            ], parts.dealt
+        return [(m, s, int(c)) for m, s, c in self.group_parts], self.dealer.dealt
 
     def result(self) -> Gram:
         """The accumulated Gram as an nsm.Gram (no copy on the CPU)."""
@@ -208,8 +215,16 @@ def gram_from_parts(
     """An nsm.Gram from a Gram's parts held as tensors on any device (and its jackknife
     groups' parts, when given), labelled with the pass that made it (the measures' rank cutoff
     reads it)."""
-    gram = Gram.from_matrix(matrix.cpu().numpy(), n_x, int(count), column_sums=sums.cpu().numpy())
-    gram._precision = precision
-    if not groups:
-        return gram
-    return gram._with_groups([(m.cpu().numpy(), s.cpu().numpy(), int(c)) for m, s, c in groups], dealt)
+    return Gram.from_parts(
+        GramParts(
+            matrix=matrix.cpu().numpy(),
+            column_sums=sums.cpu().numpy(),
+            n_samples=int(count),
+            n_x=n_x,
+            precision=precision,
+            groups=tuple(GroupPart(m.cpu().numpy(), s.cpu().numpy(), int(c)) for m, s, c in groups)
+            if groups
+            else None,
+            dealt=dealt,
+        )
+    )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Callable, Union
@@ -10,8 +9,10 @@ from typing import Any, Callable, Union
 import torch
 from torch import nn
 
-from ..comparison import DEFAULT_EPS, Comparison, LayerComparison
+from .. import _diagnostics
+from ..exceptions import FewSamplesWarning
 from ..gram import Gram
+from ..results import DEFAULT_EPS, Comparison, LayerComparison
 from ..thresholds import Thresholds, match_thresholds
 from ..validation import (
     DEFAULT_PRECISION,
@@ -112,13 +113,12 @@ def _thresholds(
     """Thresholds, with nsm's warnings re-issued at the caller's line under the site's name."""
     if gram is None or gram.n_samples == 0:
         return None
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with _diagnostics.collect() as caught:
         t = match_thresholds(gram, count_dead=count_dead, centered=centered)
-    for w in caught:
-        if w.category.__name__ == "FewSamplesWarning":
+    for message, category in caught:
+        if issubclass(category, FewSamplesWarning):
             notes.append(f"few samples{' (baseline)' if 'baseline' in label else ''}")
-        warnings.warn(f"{label}: {w.message}", w.category, stacklevel=4)
+        _diagnostics.warn(f"{label}: {message}", category)
     return t
 
 
@@ -224,7 +224,7 @@ def compare(
         least K of them) and a Gram is kept per group: memory K + 1 Grams per pair, on the
         device, and K + 1 peelings at the end. Each layer then gives
         :meth:`~nsm.LayerComparison.similarity_se`, ``similarity_interval``,
-        ``match_auc_estimate`` and ``linear_cka_estimate``; the table prints ``value ± se``
+        ``match_auc_estimate`` and ``linear_cka(se=True)``; the table prints ``value ± se``
         and the curves figure a band (docs/method.md, "Error bars"). The baseline keeps no
         groups. Fewer batches than groups is a ValueError. Under torch.distributed each rank
         deals its own batches (group k sums every rank's group k), so every rank needs at

@@ -19,9 +19,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..cross import CrossComparison, SharedBlock, SharedGrams
 from ..gram import Gram
 from ..measures import SharedCentring
+from ..results.cross import CrossComparison, SharedBlock, SharedGrams
 from ..validation import (
     DEFAULT_PRECISION,
     Precision,

@@ -24,7 +24,7 @@ import math
 import numpy as np
 import torch
 
-from ..gram import Gram
+from ..gram import Gram, GramParts, GroupDealer, GroupPart
 from ..measures import GramBlocks, Range
 from ..validation import Precision
 from .accumulate import MIXED_ROWS, _ieee_matmul, pass_for, takes_mixed_pass
@@ -122,7 +122,7 @@ class SiteBlocks:
         # once), summed when read.
         self.parts = [_Blocks(widths_a, widths_b, device) for _ in range(groups or 1)]
         self.grouped = groups is not None
-        self.dealt = 0
+        self.dealer = GroupDealer(groups)
         self._gathered: list[tuple[torch.Tensor, torch.Tensor]] = []
         self._gathered_rows = 0
         self._gathered_bytes = 0
@@ -153,9 +153,9 @@ class SiteBlocks:
         # One reduction a side, read in place: NaN and Inf propagate into the largest |value|.
         top = [float(torch.linalg.vector_norm(t, float("inf"))) for t in (x, y)]
         self._check(top, x.shape[0])
-        if self.grouped:
-            self._add(self.parts[self.dealt % len(self.parts)], x, y, top)
-            self.dealt += 1
+        k = self.dealer.deal(x.shape[0])
+        if k is not None:
+            self._add(self.parts[k], x, y, top)
             return
         self._gathered.append((x, y))
         self._gathered_rows += x.shape[0]
@@ -223,7 +223,7 @@ class SiteBlocks:
         for part in self.parts[1:]:
             total = total.plus(part)
         groups = [(p, p.count) for p in self.parts] if self.grouped else []
-        self._kept = KeptBlocks(self, total, groups, self.dealt)
+        self._kept = KeptBlocks(self, total, groups, self.dealer.dealt)
         self.parts = []
         return self._kept
 
@@ -256,11 +256,19 @@ class KeptBlocks(GramBlocks):
         jackknife groups), assembled from the blocks: a block of a Gram is a Gram, so it is
         not checked again."""
         matrix, sums = self._assemble(self._own, self._cross, self._sums, a, b)
-        gram = Gram._from_block(matrix, a[1] - a[0], self.n_samples, sums, self.precision)
-        if not self._groups:
-            return gram
-        parts = [(*self._assemble(own, cross, s, a, b), count) for (own, cross, s), count in self._groups]
-        return gram._with_groups(parts, self.dealt, check=False)
+        groups = tuple(
+            GroupPart(*self._assemble(own, cross, s, a, b), count) for (own, cross, s), count in self._groups
+        )
+        parts = GramParts(
+            matrix=matrix,
+            column_sums=sums,
+            n_samples=self.n_samples,
+            n_x=a[1] - a[0],
+            precision=self.precision,
+            groups=groups or None,
+            dealt=self.dealt,
+        )
+        return Gram.from_parts(parts, checked=False)
 
     def _assemble(
         self, own: list[np.ndarray], cross: np.ndarray, sums: np.ndarray, a: Range, b: Range

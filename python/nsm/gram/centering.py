@@ -3,16 +3,21 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
-from .gram import Gram
+from .. import _core
+
+if TYPE_CHECKING:
+    from .gram import Gram
 
 __all__ = ["centered_matrix", "constant_cutoff", "rank_cutoff"]
 
 _EPS = np.finfo(np.float64).eps
 # As in nsm.measures: float32 products over blocks of 2,048 rows round at about
 # 2^-24 * sqrt(2048) of each (scaled) entry; a direction below ten times that is rounding.
-_MIXED_TOL = 10 * 2.0**-24 * np.sqrt(2048)
+_MIXED_TOL = 10 * 2.0**-24 * np.sqrt(_core.MIXED_BLOCK_ROWS)
 
 
 def constant_cutoff(gram: Gram) -> float:
@@ -24,12 +29,12 @@ def constant_cutoff(gram: Gram) -> float:
     Examples
     --------
     >>> import numpy as np, nsm
-    >>> from nsm.centering import constant_cutoff
+    >>> from nsm.gram import constant_cutoff
     >>> g = nsm.Gram.from_arrays(np.ones((1000, 2)), np.ones((1000, 1)))
     >>> bool(np.isclose(constant_cutoff(g), 1000 * np.finfo(float).eps))
     True
     """
-    return rank_cutoff(gram.n_samples, gram.n, gram.precision)
+    return gram.rounding_floor
 
 
 def rank_cutoff(n_samples: int, n: int, precision: str) -> float:
@@ -38,7 +43,7 @@ def rank_cutoff(n_samples: int, n: int, precision: str) -> float:
 
     Examples
     --------
-    >>> from nsm.centering import rank_cutoff
+    >>> from nsm.gram import rank_cutoff
     >>> bool(rank_cutoff(10, 1000, "float64") == 1000 * 2.0**-52)
     True
     """
@@ -68,15 +73,16 @@ def centered_matrix(gram: Gram) -> np.ndarray:
     Examples
     --------
     >>> import numpy as np, nsm
-    >>> from nsm.centering import centered_matrix
+    >>> from nsm.gram import centered_matrix
     >>> X = np.array([[1.0, 5.0], [2.0, 5.0], [3.0, 5.0]])
     >>> centered_matrix(nsm.Gram.from_arrays(X, X[:, :1])).round(12).tolist()
     [[2.0, 0.0, 2.0], [0.0, 0.0, 0.0], [2.0, 0.0, 2.0]]
     """
-    matrix, sums, n_samples = gram._state()
+    parts = gram.parts(groups=False)
+    matrix, sums, n_samples = parts.matrix, parts.column_sums, parts.n_samples
     if n_samples == 0:
         raise ValueError("gram has no samples: update it with activations first")
-    if not gram._sums_known:
+    if not parts.sums_known:
         raise ValueError(
             "centered=True needs the Gram's column sums, and this Gram was made by "
             "Gram.from_matrix without column_sums=: pass column_sums= to from_matrix (if the "
@@ -86,7 +92,8 @@ def centered_matrix(gram: Gram) -> np.ndarray:
     out = matrix - np.outer(sums, sums) / n_samples
     out = (out + out.T) / 2  # the core reads one triangle; keep both equal
     centred_diag = np.diag(out)
-    constant = ~(centred_diag > constant_cutoff(gram) * diag)  # also catches NaN and G_vv = 0
+    # ~(a > b) also catches NaN and G_vv = 0
+    constant = ~(centred_diag > rank_cutoff(n_samples, parts.n, parts.precision) * diag)
     out[constant, :] = 0.0
     out[:, constant] = 0.0
     return out

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import threading
-import zipfile
 from typing import Any
 
 import numpy as np
 
-from . import _core
-from .arrays import as_core_dtype, read_in_place
-from .validation import (
+from .. import _core
+from ..arrays import as_core_dtype, read_in_place
+from ..validation import (
     DEFAULT_PRECISION,
     Precision,
     check_batch,
@@ -22,6 +21,9 @@ from .validation import (
     check_precision,
     check_threads,
 )
+from . import npz
+from .centering import rank_cutoff
+from .parts import GramParts, GroupDealer, GroupPart, read_only
 
 __all__ = ["Gram"]
 
@@ -73,21 +75,19 @@ class Gram:
     True
     """
 
-    # False for a Gram from from_matrix without column_sums (its zero sums are unknown ones,
-    # which the centred match refuses: nsm/centering.py).
-    _sums_known: bool = True
-
     def __init__(
         self, n_x: int, n_y: int, *, precision: Precision = DEFAULT_PRECISION, groups: int | None = None
     ) -> None:
         self._acc = _core.GramAccumulator(check_layer_size(n_x, "n_x"), check_layer_size(n_y, "n_y"))
         self._precision = check_precision(precision)
+        # False for a Gram given without its column sums (from_matrix without column_sums=):
+        # its zero sums are unknown ones, which the centred match refuses (nsm.gram.centering).
+        self._sums_known = True
         k = check_groups(groups)
-        # Per-group accumulators and the number of batches dealt so far (the next batch goes
-        # to group ``_dealt % K``); ``_group_lock`` keeps the total and its group in step.
+        # Per-group accumulators, fed by the dealer (whose lock keeps the total and its group
+        # in step).
         self._groups = None if k is None else [_core.GramAccumulator(n_x, n_y) for _ in range(k)]
-        self._dealt = 0
-        self._group_lock = threading.Lock()
+        self._dealer = GroupDealer(k)
         self._leave_out: tuple[int, list[Gram]] | None = None
         # The core locks itself; this lock only guards the cached read-only copy of the state,
         # which every change invalidates (the version check keeps a reader that raced an
@@ -182,18 +182,81 @@ class Gram:
         return gram
 
     @classmethod
-    def _from_block(
-        cls, matrix: np.ndarray, n_x: int, n_samples: int, column_sums: np.ndarray, precision: Precision
-    ) -> Gram:
-        """A Gram of neurons cut out of a Gram nsm accumulated (``matrix``: the symmetric block,
-        a fresh float64 array this Gram takes; ``column_sums`` likewise): no checks, since a block
-        of a Gram is a Gram, and the block itself kept as the state ``matrix`` reads."""
-        gram = cls(n_x, matrix.shape[0] - n_x, precision=precision)
-        gram._acc.assign(matrix, column_sums, n_samples)
-        matrix.setflags(write=False)
-        column_sums.setflags(write=False)
-        gram._cache = (matrix, column_sums, int(n_samples))
+    def from_parts(cls, parts: GramParts, checked: bool = True) -> Gram:
+        """The Gram of :meth:`parts` (or of parts made elsewhere: summed across processes,
+        assembled from a grid's blocks, read from a file).
+
+        ``checked=True`` checks everything as :meth:`from_matrix` does (a matrix that cannot be
+        a Gram, column sums beyond Cauchy-Schwarz, a precision that is not one, groups that do
+        not add up to the total raise ValueError). ``checked=False`` trusts parts that nsm made
+        (a block of a Gram is a Gram): no checks, which cost an eigendecomposition per matrix,
+        and the arrays are taken as they are (marked read-only, not copied), so the caller must
+        not change them afterwards.
+
+        Examples
+        --------
+        >>> import numpy as np, nsm
+        >>> g = nsm.Gram.from_arrays(np.ones((6, 2)), np.ones((6, 1)), groups=3)
+        >>> h = nsm.Gram.from_parts(g.parts())
+        >>> h.groups, h.n_samples, bool(np.array_equal(h.matrix, g.matrix))
+        (3, 6, True)
+        """
+        if not isinstance(parts, GramParts):
+            raise TypeError(f"parts must be a GramParts (from Gram.parts()), got {type(parts).__name__}")
+        precision = check_precision(parts.precision)
+        if checked:
+            gram = cls.from_matrix(
+                parts.matrix, parts.n_x, parts.n_samples, parts.column_sums if parts.sums_known else None
+            )
+        else:
+            matrix = np.asarray(parts.matrix, dtype=np.float64)
+            sums = np.asarray(parts.column_sums, dtype=np.float64)
+            gram = cls(parts.n_x, matrix.shape[0] - parts.n_x)
+            gram._acc.assign(matrix, sums, int(parts.n_samples))
+            gram._sums_known = bool(parts.sums_known)
+            read_only(matrix, sums)
+            gram._cache = (matrix, sums, int(parts.n_samples))
+        gram._precision = precision
+        if parts.groups is not None:
+            gram._set_groups(parts.groups, int(parts.dealt), checked)
         return gram
+
+    def parts(self, groups: bool = True) -> GramParts:
+        """Everything this Gram holds, read at one moment between whole updates (read-only
+        arrays): the one record the stages pass between them. ``groups=False`` leaves the
+        jackknife groups out (``parts().groups`` is then None), which costs nothing.
+
+        Examples
+        --------
+        >>> import numpy as np, nsm
+        >>> p = nsm.Gram.from_arrays(np.ones((4, 2)), np.zeros((4, 1)), groups=2).parts()
+        >>> p.n_samples, p.column_sums.tolist(), [g.n_samples for g in p.groups], p.dealt
+        (4, [4.0, 4.0, 0.0], [2, 2], 2)
+        """
+        group_parts: tuple[GroupPart, ...] | None = None
+        dealt = 0
+        if groups and self._groups is not None:
+            with self._dealer.lock:
+                states = [g.state() for g in self._groups]
+                matrix, sums, n_samples = self._acc.state()
+                dealt = self._dealer.dealt
+            for m, s, _ in states:
+                read_only(m, s)
+            group_parts = tuple(GroupPart(m, s, int(c)) for m, s, c in states)
+            read_only(matrix, sums)
+            n_samples = int(n_samples)
+        else:
+            matrix, sums, n_samples = self._state()
+        return GramParts(
+            matrix=matrix,
+            column_sums=sums,
+            n_samples=n_samples,
+            n_x=self.n_x,
+            precision=self._precision,
+            sums_known=self._sums_known,
+            groups=group_parts,
+            dealt=dealt,
+        )
 
     def update(
         self, X: Any, Y: Any, *, num_threads: int | None = None, precision: Precision | None = None
@@ -221,15 +284,62 @@ class Gram:
         )
         return self
 
+    def update_views(
+        self, X: np.ndarray, Y: np.ndarray, *, num_threads: int = 1, precision: Precision | None = None
+    ) -> Gram:
+        """Add a batch that the core reads as it is: float32 or float64 arrays, 2-D (batch,
+        neurons) or 3-D (N, C, P) channels-first (N * P samples of C neurons, as nsm.torch reads
+        convolutional outputs without a copy). For accumulators that checked their input
+        already: only the core's own checks run (shapes, NaN/Inf, overflow). With groups, the
+        batch goes to the next group in turn. Returns self.
+
+        Examples
+        --------
+        >>> import numpy as np, nsm
+        >>> conv = np.ones((2, 3, 5), dtype=np.float32)  # 2 inputs, 3 channels, 5 positions
+        >>> nsm.Gram(3, 3).update_views(conv, conv).n_samples
+        10
+        """
+        precision = self._precision if precision is None else check_precision(precision)
+        if self._groups is None:
+            self._changed(self._acc.update, X, Y, num_threads, precision)
+            return self
+        staged = _core.GramAccumulator(self.n_x, self.n_y)
+        staged.update(X, Y, num_threads, precision)
+        self._changed(self._merge_batch, staged)
+        return self
+
     @property
     def precision(self) -> Precision:
         """How this Gram's float32 batches are multiplied by default ("mixed" or "float64")."""
         return self._precision
 
+    @property
+    def rounding_floor(self) -> float:
+        """The relative size below which a direction of this Gram is rounding, not signal: the
+        engine's rank cutoff ``eps_machine * max(n_samples, n)``, or the mixed pass's rounding
+        for a mixed Gram (:func:`nsm.gram.rank_cutoff`). The standard measures cut ranks and
+        the centred match finds constant neurons at this value.
+
+        Examples
+        --------
+        >>> import numpy as np, nsm
+        >>> g = nsm.Gram.from_arrays(np.ones((1000, 2)), np.ones((1000, 1)))
+        >>> bool(np.isclose(g.rounding_floor, 1000 * np.finfo(float).eps))
+        True
+        """
+        return rank_cutoff(self.n_samples, self.n, self._precision)
+
+    @property
+    def sums_known(self) -> bool:
+        """False for a Gram given without its column sums (:meth:`from_matrix` without
+        ``column_sums=``, or merged with one): the centred match needs them and refuses it."""
+        return self._sums_known
+
     def _add(self, X: np.ndarray, Y: np.ndarray, threads: int, precision: Precision | None = None) -> None:
         precision = self._precision if precision is None else precision
         if read_in_place(X) and read_in_place(Y) and self._groups is None:
-            self._add_views(X, Y, threads, precision=precision)
+            self.update_views(X, Y, num_threads=threads, precision=precision)
             return
         # Arrays the core does not read in place are converted one block of rows at a time
         # into a staging Gram, merged at the end so that a bad block leaves this one unchanged.
@@ -237,28 +347,7 @@ class Gram:
         staged = _core.GramAccumulator(self.n_x, self.n_y)
         for start in range(0, X.shape[0], rows):
             stop = start + rows
-            staged.update(
-                as_core_dtype(X[start:stop]), as_core_dtype(Y[start:stop]), threads, False, precision
-            )
-        self._changed(self._merge_batch, staged)
-
-    def _add_views(
-        self,
-        X: np.ndarray,
-        Y: np.ndarray,
-        threads: int,
-        cross_only: bool = False,
-        precision: Precision | None = None,
-    ) -> None:
-        """Add float32/float64 arrays the core reads as they are, without the checks of
-        ``update``; 3-D (N, C, P) arrays count as N * P samples (nsm.torch's conv outputs).
-        With groups, the batch goes to the next group in turn."""
-        precision = self._precision if precision is None else precision
-        if self._groups is None:
-            self._changed(self._acc.update, X, Y, threads, cross_only, precision)
-            return
-        staged = _core.GramAccumulator(self.n_x, self.n_y)
-        staged.update(X, Y, threads, cross_only, precision)
+            staged.update(as_core_dtype(X[start:stop]), as_core_dtype(Y[start:stop]), threads, precision)
         self._changed(self._merge_batch, staged)
 
     def _merge_batch(self, staged: Any) -> None:
@@ -266,10 +355,10 @@ class Gram:
         if self._groups is None:
             self._acc.merge(staged)
             return
-        with self._group_lock:
-            if staged.n_samples:  # a batch without samples is no unit of the jackknife
-                self._groups[self._dealt % len(self._groups)].merge(staged)
-                self._dealt += 1
+        with self._dealer.lock:
+            k = self._dealer.deal(int(staged.n_samples))
+            if k is not None:
+                self._groups[k].merge(staged)
             self._acc.merge(staged)
 
     def _changed(self, change: Any, *args: Any) -> None:
@@ -287,8 +376,7 @@ class Gram:
                 return self._cache
             version = self._version
         matrix, sums, n_samples = self._acc.state()
-        matrix.setflags(write=False)
-        sums.setflags(write=False)
+        read_only(matrix, sums)
         state = (matrix, sums, int(n_samples))
         with self._lock:
             if self._version == version:
@@ -334,7 +422,7 @@ class Gram:
     def group_sizes(self) -> np.ndarray:
         """Samples in each jackknife group, shape (K,) int64 (a ValueError without groups)."""
         groups = self._require_groups("group_sizes")
-        with self._group_lock:
+        with self._dealer.lock:
             return np.array([g.n_samples for g in groups], dtype=np.int64)
 
     def _require_groups(self, what: str) -> list[Any]:
@@ -363,14 +451,14 @@ class Gram:
         True
         """
         groups = self._require_groups("leave_one_out")
-        with self._group_lock:
+        with self._dealer.lock:
             with self._lock:
                 version = self._version
             if self._leave_out is not None and self._leave_out[0] == version:
                 return list(self._leave_out[1])
             parts = [g.state() for g in groups]
             matrix, sums, n_samples = self._acc.state()
-            dealt = self._dealt
+            dealt = self._dealer.dealt
         empty = [k for k, (_, _, count) in enumerate(parts) if count == 0]
         if empty:
             raise ValueError(
@@ -418,12 +506,12 @@ class Gram:
             )
         out = Gram(self.n_x, self.n_y, precision=self._precision, groups=self.groups)
         for g in (self, other):
-            with g._group_lock:
+            with g._dealer.lock:
                 out._acc.merge(g._acc)
                 if g._groups is not None and out._groups is not None:
                     for mine, theirs in zip(out._groups, g._groups):
                         mine.merge(theirs)
-                    out._dealt += g._dealt
+                    out._dealer.dealt += g._dealer.dealt
         out._sums_known = self._sums_known and other._sums_known
         return out
 
@@ -446,138 +534,48 @@ class Gram:
         >>> nsm.Gram.load(path).n_samples
         5
         """
-        np.savez(path, **self._fields())
-
-    def _fields(self) -> dict[str, Any]:
-        """The arrays that make this Gram again (:meth:`save`'s file, and the Grams saved beside
-        a comparison): matrix, column sums, n_x, n_samples, whether the sums are known, the
-        precision, and with groups every group's parts."""
-        extra: dict[str, Any] = {}
-        if self._groups is not None:
-            with self._group_lock:
-                parts = [g.state() for g in self._groups]
-                matrix, sums, n_samples = self._acc.state()
-                extra["group_dealt"] = np.int64(self._dealt)
-            extra["group_matrices"] = np.stack([m for m, _, _ in parts])
-            extra["group_sums"] = np.stack([s for _, s, _ in parts])
-            extra["group_counts"] = np.array([c for _, _, c in parts], dtype=np.int64)
-        else:
-            matrix, sums, n_samples = self._state()
-        return dict(
-            matrix=matrix,
-            column_sums=sums,
-            n_x=np.int64(self.n_x),
-            n_samples=np.int64(n_samples),
-            sums_known=np.int64(self._sums_known),
-            precision=np.array(self._precision),
-            **extra,
-        )
+        npz.save(path, self.parts())
 
     @classmethod
     def load(cls, path: Any) -> Gram:
         """Read a Gram written by :meth:`save` (see its example). A file that is not one, or
         whose fields are malformed (a count that is not an integer, a complex or impossible
         matrix), raises ValueError naming what is wrong."""
-        fields = ("matrix", "column_sums", "n_x", "n_samples")
-        not_gram = f"{path} is not a saved nsm Gram (an .npz file written by Gram.save)"
-        with open(path, "rb") as handle:
-            try:
-                archive = np.load(handle, allow_pickle=False)
-            except (ValueError, EOFError, zipfile.BadZipFile) as exc:
-                raise ValueError(f"{not_gram}: {exc}") from exc
-            if not isinstance(archive, np.lib.npyio.NpzFile):
-                raise ValueError(f"{not_gram}: it holds a single array")
-            with archive as f:
-                missing = set(fields) - set(f.files)
-                if missing:
-                    raise ValueError(f"{path} is not a saved nsm Gram (missing {', '.join(sorted(missing))})")
-                grouped = ("group_matrices", "group_sums", "group_counts", "group_dealt")
-                present = [k for k in grouped if k in f.files]
-                if present and len(present) != len(grouped):
-                    missing_groups = sorted(set(grouped) - set(present))
-                    raise ValueError(f"{path} is a damaged nsm Gram (missing {', '.join(missing_groups)})")
-                try:
-                    optional = [k for k in ("sums_known", "precision") if k in f.files]
-                    values = {k: f[k] for k in (*fields, *present, *optional)}
-                except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-                    raise ValueError(f"{path} is a damaged nsm Gram: {exc}") from exc
-        return cls._from_fields(values, str(path))
+        parts = npz.load(path)
+        try:
+            return cls.from_parts(parts)
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}") from exc
 
-    @classmethod
-    def _from_fields(cls, values: dict[str, Any], where: str) -> Gram:
-        """The Gram of :meth:`_fields`' arrays (files written before ``sums_known`` and
-        ``precision`` were saved: sums known, the default precision)."""
-        grouped = "group_counts" in values
-        for name in ("n_x", "n_samples", "sums_known", "group_dealt"):
-            if name not in values:
-                continue
-            v = values[name]
-            if v.ndim != 0 or v.dtype.kind not in "iu":
-                raise ValueError(f"{where}: saved {name} must be an integer, got {v!r}")
-        known = int(values["sums_known"]) != 0 if "sums_known" in values else True
-        gram = cls.from_matrix(
-            values["matrix"],
-            int(values["n_x"]),
-            int(values["n_samples"]),
-            column_sums=values["column_sums"] if known else None,
-        )
-        if "precision" in values:
-            p = values["precision"]
-            if p.ndim != 0 or p.dtype.kind != "U":
-                raise ValueError(f"{where}: saved precision must be a string, got {p!r}")
-            gram._precision = check_precision(str(p))
-        if not grouped:
-            return gram
-        counts = values["group_counts"]
-        if counts.ndim != 1 or counts.dtype.kind not in "iu" or len(counts) < 2:
-            raise ValueError(f"{where}: saved group_counts must be 2 or more integers, got {counts!r}")
-        parts = [(values["group_matrices"][k], values["group_sums"][k], int(c)) for k, c in enumerate(counts)]
-        return gram._with_groups(parts, int(values["group_dealt"]), where=where)
-
-    def _group_parts(self) -> tuple[list[tuple[np.ndarray, np.ndarray, int]], int]:
-        """Each group's (matrix, column sums, n_samples) and the batches dealt, read together."""
-        groups = self._require_groups("_group_parts")
-        with self._group_lock:
-            return [(m, s, int(c)) for m, s, c in (g.state() for g in groups)], self._dealt
-
-    def _with_groups(
-        self, parts: list[tuple[Any, Any, int]], dealt: int, where: str = "groups", check: bool = True
-    ) -> Gram:
-        """This Gram (just made, without groups) given the groups' (matrix, sums, count); the
-        groups must add up to it. Used by :meth:`load` and by nsm.torch. ``check=False`` for
-        blocks cut out of the groups of a Gram nsm accumulated (a block of a Gram is a Gram, and
-        the blocks add up): no checks, which cost an eigendecomposition per group."""
+    def _set_groups(self, parts: tuple[GroupPart, ...], dealt: int, checked: bool) -> None:
+        """Give this Gram (just made, without groups) its groups' parts; checked, they must add
+        up to it (a damaged or mixed file otherwise)."""
         k = check_groups(len(parts))
         n = self.n
         total = np.zeros((n, n))
-        total_sums = np.zeros(n)
         total_count = 0
         groups = []
         for i, (m, s, count) in enumerate(parts):
             m, s = np.asarray(m, dtype=np.float64), np.asarray(s, dtype=np.float64)
             acc = _core.GramAccumulator(self.n_x, self.n_y)
-            if not check:
-                acc.assign(np.tril(m), s, int(count))
+            if not checked:
+                acc.assign(m, s, int(count))
                 groups.append(acc)
                 continue
             if m.shape != (n, n) or s.shape != (n,):
-                raise ValueError(f"{where}: group {i} has a matrix of shape {m.shape}, expected {(n, n)}")
-            lower = check_gram_matrix(m, f"{where}: group {i}'s matrix")
+                raise ValueError(f"groups: group {i} has a matrix of shape {m.shape}, expected {(n, n)}")
+            lower = check_gram_matrix(m, f"group {i}'s matrix")
             acc.assign(lower, check_column_sums(s, np.diag(lower), count), check_count(count, "count"))
             groups.append(acc)
             total += lower + np.tril(lower, -1).T
-            total_sums += s
             total_count += int(count)
-        if check:
-            matrix, sums, n_samples = self._state()
+        if checked:
+            matrix, _, n_samples = self._state()
             scale = max(float(np.abs(np.diag(matrix)).max(initial=0.0)), np.finfo(np.float64).tiny)
             if total_count != n_samples or not np.allclose(total, matrix, rtol=1e-9, atol=1e-9 * scale):
-                raise ValueError(
-                    f"{where}: the {k} groups do not add up to the Gram (damaged or mixed files)"
-                )
+                raise ValueError(f"the {k} groups do not add up to the Gram (damaged or mixed files)")
         self._groups = groups
-        self._dealt = dealt
-        return self
+        self._dealer = GroupDealer(k, dealt)
 
     def __repr__(self) -> str:
         groups = "" if self._groups is None else f", groups={len(self._groups)}"

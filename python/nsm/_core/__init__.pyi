@@ -6,7 +6,8 @@ import collections.abc
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['GramAccumulator', 'MatchEngine', 'MinimalMatchSearch', 'kernel_name', 'set_kernels']
+from . import _testing
+__all__: list[str] = ['GramAccumulator', 'MIXED_BLOCK_ROWS', 'MIXED_MAX_ABS', 'MIXED_MIN_ABS', 'MatchEngine', 'MinimalMatchSearch', 'engine_threads', 'kernel_name']
 class GramAccumulator:
     @staticmethod
     def block_rows(n: typing.SupportsInt | typing.SupportsIndex) -> int:
@@ -25,7 +26,7 @@ class GramAccumulator:
         """
         (matrix, column_sums, n_samples) taken together, between two whole updates.
         """
-    def update(self, x: numpy.ndarray, y: numpy.ndarray, num_threads: typing.SupportsInt | typing.SupportsIndex, cross_only: bool = False, precision: str = 'float64') -> None:
+    def update(self, x: numpy.ndarray, y: numpy.ndarray, num_threads: typing.SupportsInt | typing.SupportsIndex, precision: str = 'float64') -> None:
         ...
     @property
     def n_samples(self) -> int:
@@ -51,21 +52,6 @@ class MatchEngine:
     @property
     def rank_tol(self) -> float:
         ...
-class _Peeler:
-    def __init__(self, engine: MatchEngine) -> None:
-        ...
-    def begin_trial(self) -> None:
-        ...
-    def commit_trial(self) -> None:
-        ...
-    def factor(self, side: typing.SupportsInt | typing.SupportsIndex) -> tuple[list[int], list[int], typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, n]"], typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, 1]"]]:
-        ...
-    def ratios(self) -> typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, 1]"]:
-        ...
-    def remove(self, neurons: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex]) -> None:
-        ...
-    def rollback_trial(self) -> None:
-        ...
 class MinimalMatchSearch:
     def __init__(self, engine: MatchEngine, eps: typing.SupportsFloat | typing.SupportsIndex, order: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex]) -> None:
         ...
@@ -73,27 +59,14 @@ class MinimalMatchSearch:
         ...
     def maximum_match(self) -> numpy.typing.NDArray[numpy.bool]:
         ...
-def _engine_counters() -> dict:
-    ...
-def _engine_neurons_per_thread() -> int:
-    ...
-def _engine_threads(n: typing.SupportsInt | typing.SupportsIndex, requested: typing.SupportsInt | typing.SupportsIndex) -> int:
-    ...
-def _mixed_block_rows() -> int:
-    ...
-def _reset_engine_counters() -> None:
-    ...
-def _set_engine_neurons_per_thread(neurons: typing.SupportsInt | typing.SupportsIndex) -> None:
-    ...
-def _set_engine_paths(refactor: str = 'automatic', parallel_sweeps: bool = False) -> None:
-    ...
-def _set_mixed_block_rows(rows: typing.SupportsInt | typing.SupportsIndex) -> None:
-    ...
+def engine_threads(n: typing.SupportsInt | typing.SupportsIndex, requested: typing.SupportsInt | typing.SupportsIndex) -> int:
+    """
+    The threads an engine over n neurons uses when `requested` are asked for.
+    """
 def kernel_name() -> str:
     """
     The dense kernel set chosen for this CPU.
     """
-def set_kernels(name: str) -> None:
-    """
-    Force a dense kernel set by name ('' restores the automatic choice).
-    """
+MIXED_BLOCK_ROWS: int = 2048
+MIXED_MAX_ABS: float = 1000000000000000.0
+MIXED_MIN_ABS: float = 1e-05

@@ -3,9 +3,7 @@ matrix. Needs no torch: ``nsm.torch.compare_all`` builds it, ``load`` reads it b
 
 from __future__ import annotations
 
-import json
 import math
-import warnings
 from abc import abstractmethod
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -13,23 +11,17 @@ from typing import Any
 
 import numpy as np
 
-from . import _core
-from .blas_threads import one_blas_thread
-from .comparison import (
-    DEFAULT_EPS,
-    LayerComparison,
-    _json_float,
-    _thresholds_dict,
-    _thresholds_from,
-)
-from .gram import Gram
-from .jackknife import Estimate, jackknife_se, quiet_leave_out
-from .match import few_samples_for_match, warn_few_samples
-from .measures import MEASURES, Notes, SharedCentring, _centred_measures, match_auc
-from .saved_grams import load_grams, save_grams
-from .starved import few_samples
-from .thresholds import Thresholds, gram_thresholds, match_thresholds
-from .validation import check_bool, check_eps, check_keep, check_sites, default_threads, single_eps
+from .. import _core, _diagnostics
+from ..blas_threads import one_blas_thread
+from ..gram import Gram
+from ..jackknife import Estimate, jackknife_se, quiet_leave_out
+from ..match import few_samples_for_match, warn_few_samples
+from ..measures import MEASURES, Notes, SharedCentring, centered_measures, match_auc
+from ..starved import few_samples
+from ..thresholds import Thresholds, gram_thresholds, match_thresholds
+from ..validation import check_bool, check_eps, check_keep, check_sites, default_threads, single_eps
+from . import io, tables
+from .comparison import DEFAULT_EPS, LayerComparison
 
 __all__ = ["MATRIX_MEASURES", "CrossComparison", "SharedGrams"]
 
@@ -96,11 +88,15 @@ class CrossComparison:
     centered : bool
         Thresholds (and so the similarity and ``match_auc``) of the centred match
         (:func:`nsm.max_match`'s ``centered``); the other measures are centred anyway.
+    saved_pairs : set of (site_a, site_b), optional
+        For a comparison read from a file (:meth:`from_dict`): the compared pairs whose Grams
+        are at hand; the others are None in ``grams`` and use their saved values. None (the
+        default): every compared pair has its Gram.
 
     Examples
     --------
     >>> import numpy as np, nsm
-    >>> from nsm.cross import CrossComparison
+    >>> from nsm.results import CrossComparison
     >>> rng = np.random.default_rng(0)
     >>> a = {"a1": rng.random((400, 6)), "a2": rng.random((400, 5))}
     >>> b = {"b1": a["a1"] @ rng.random((6, 6)), "tok": None}
@@ -128,6 +124,7 @@ class CrossComparison:
         count_dead: bool = True,
         info: Mapping[str, Any] | None = None,
         centered: bool = False,
+        saved_pairs: set[Pair] | None = None,
     ) -> None:
         self.sites_a = check_sites(sites_a, "sites_a")
         self.sites_b = check_sites(sites_b, "sites_b")
@@ -157,10 +154,13 @@ class CrossComparison:
         # demand); a plain dict is checked now.
         self._grams: Mapping[Pair, Gram | None] = grams
         self._baselines: Mapping[Pair, Gram | None] = baselines
-        self._gram_pairs: set[Pair] | None = None  # None: every compared pair has its Gram
+        # None: every compared pair has its Gram.
+        self._gram_pairs: set[Pair] | None = None if saved_pairs is None else set(saved_pairs)
         self._checked: set[Pair] = set()
         if isinstance(grams, dict):
             for pair in keys:
+                if self._gram_pairs is not None and pair not in self._gram_pairs:
+                    continue
                 if pair in self._reasons:
                     if grams[pair] is not None:
                         raise ValueError(f"pair {pair} has a Gram and a reason for not being compared")
@@ -296,14 +296,14 @@ class CrossComparison:
             return None
         return self._grams.shared_block(pair)
 
-    def _fill_thresholds(self, pairs: Sequence[Pair], baseline: bool = False, stacklevel: int = 3) -> None:
+    def _fill_thresholds(self, pairs: Sequence[Pair], baseline: bool = False) -> None:
         """Computes the thresholds of ``pairs`` that lack them (with ``baseline``, their
         baselines'), several pairs at once. The engine runs layers this narrow on one thread
         (``engine_threads``: a thread per 1,024 neurons), so pairs share the cores instead;
         a pair wide enough for more threads is computed afterwards, alone, on all of them.
         The values are those of one pair after another. The workers touch no process-wide
         warnings state: the FewSamplesWarning of each starved pair is emitted here, in pair
-        order, pointing ``stacklevel`` frames up (3: the caller of the public method)."""
+        order, at the user's line."""
         store: dict[Pair, Any] = self._base_thresholds if baseline else self._thresholds
         todo = [p for p in dict.fromkeys(pairs) if p not in store and p not in self._reasons]
         threads = default_threads()
@@ -317,7 +317,7 @@ class CrossComparison:
             gram = self._baseline(pair) if baseline else self._gram(pair)
             if gram is None:
                 return True, None
-            if _core._engine_threads(gram.n, threads) > 1:
+            if _core.engine_threads(gram.n, threads) > 1:
                 return False, None  # read again later: holding wide Grams would cost memory
             return True, gram_thresholds(gram, self.count_dead, self.centered, 1)
 
@@ -328,7 +328,7 @@ class CrossComparison:
                 self._baseline_thresholds(pair) if baseline else self._thresholds_of(pair)
                 continue
             if t is not None and few_samples_for_match(t.n_samples, t.n_x + t.n_y, self.centered):
-                warn_few_samples(t.n_samples, t.n_x, t.n_y, stacklevel, self.centered)
+                warn_few_samples(t.n_samples, t.n_x, t.n_y, self.centered)
             if baseline or t is not None:
                 store[pair] = t
 
@@ -355,7 +355,7 @@ class CrossComparison:
             results = list(pool.map(compute, todo))
         for pair, (values, notes) in zip(todo, results):
             for message, category in notes:
-                warnings.warn(message, category, stacklevel=3)
+                _diagnostics.warn(message, category)
             for m in group:
                 self._values.setdefault(m, {})[pair] = values[m]
 
@@ -377,13 +377,13 @@ class CrossComparison:
             raise ValueError(f"pair {pair} was not compared: {self._reasons[pair]}")
 
     def pair(self, site_a: str, site_b: str) -> LayerComparison:
-        """The pair as a :class:`nsm.comparison.LayerComparison`, the object a layer of
+        """The pair as a :class:`nsm.LayerComparison`, the object a layer of
         ``nsm.torch.compare`` is: thresholds, ``max_match``, ``similarity``, baseline, Gram.
 
         Examples
         --------
         >>> import numpy as np, nsm
-        >>> from nsm.cross import CrossComparison
+        >>> from nsm.results import CrossComparison
         >>> X = np.random.default_rng(0).random((300, 4))
         >>> cc = CrossComparison(["a"], ["b"], {("a", "b"): nsm.Gram.from_arrays(X, X[:, :2])})
         >>> cc.pair("a", "b").max_match(0.0).y.tolist()
@@ -429,7 +429,7 @@ class CrossComparison:
                         f"{measure} of {pair} needs the pair's Gram, and this comparison was "
                         "loaded without it and without that measure"
                     )
-                values = _centred_measures(gram, group, self.keep, pair, caches)
+                values = centered_measures(gram, group, self.keep, pair, caches)
             for m in group:
                 self._values.setdefault(m, {})[pair] = values[m]
         return cache[pair]
@@ -467,7 +467,7 @@ class CrossComparison:
         Examples
         --------
         >>> import numpy as np, nsm
-        >>> from nsm.cross import CrossComparison
+        >>> from nsm.results import CrossComparison
         >>> X = np.random.default_rng(0).random((300, 4))
         >>> cc = CrossComparison(["a"], ["b", "c"], {("a", "b"): nsm.Gram.from_arrays(X, X),
         ...                                          ("a", "c"): nsm.Gram.from_arrays(X, X[:, :1])})
@@ -517,7 +517,7 @@ class CrossComparison:
         compared = self._compared_pairs()
         if compared:  # before computing every pair: a comparison without groups says so now
             self._require_groups(compared[0])
-        self._fill_thresholds(compared, stacklevel=4)
+        self._fill_thresholds(compared)
         for i, a in enumerate(self.sites_a):
             for j, b in enumerate(self.sites_b):
                 pair = (a, b)
@@ -539,7 +539,7 @@ class CrossComparison:
                         )
 
                     def compute(g: Gram, pair: Pair = pair) -> float:
-                        return _centred_measures(g, _GROUPS[measure], self.keep, pair)[measure]
+                        return centered_measures(g, _GROUPS[measure], self.keep, pair)[measure]
 
                     out[i, j] = jackknife_se(quiet_leave_out(compute, gram.leave_one_out()))
         return out
@@ -556,7 +556,7 @@ class CrossComparison:
         Examples
         --------
         >>> import numpy as np, nsm
-        >>> from nsm.cross import CrossComparison
+        >>> from nsm.results import CrossComparison
         >>> X = np.random.default_rng(0).random((300, 4))
         >>> cc = CrossComparison(["a"], ["b"], {("a", "b"): nsm.Gram.from_arrays(X, X)}, eps=[0.5])
         >>> sorted(cc.to_rows()[0])[:7]
@@ -598,15 +598,11 @@ class CrossComparison:
 
     def to_csv(self, path: Any) -> None:
         """Write :meth:`to_rows` as CSV (NaN as ``nan``)."""
-        from .export import write_csv
-
-        write_csv(self.to_rows(), path)
+        tables.write_csv(self.to_rows(), path)
 
     def to_pandas(self) -> Any:
         """:meth:`to_rows` as a pandas DataFrame (needs pandas)."""
-        from .export import to_dataframe
-
-        return to_dataframe(self.to_rows())
+        return tables.to_dataframe(self.to_rows())
 
     def __repr__(self) -> str:
         skipped = f", {len(self._reasons)} not compared" if self._reasons else ""
@@ -624,10 +620,10 @@ class CrossComparison:
             if pair in self._reasons:
                 item["reason"] = self._reasons[pair]
             else:
-                item["measures"] = {m: _json_float(row[m]) for m in MEASURES}
-                item["thresholds"] = _thresholds_dict(self.thresholds(*pair))
+                item["measures"] = {m: io.json_float(row[m]) for m in MEASURES}
+                item["thresholds"] = io.thresholds_to_dict(self.thresholds(*pair))
                 base = self._baseline_thresholds(pair)
-                item["baseline_thresholds"] = None if base is None else _thresholds_dict(base)
+                item["baseline_thresholds"] = None if base is None else io.thresholds_to_dict(base)
             pairs.append(item)
         return {
             "format": "nsm-cross-comparison",
@@ -654,7 +650,7 @@ class CrossComparison:
         Examples
         --------
         >>> import numpy as np, nsm, tempfile, os
-        >>> from nsm.cross import CrossComparison
+        >>> from nsm.results import CrossComparison
         >>> X = np.random.default_rng(0).random((300, 4))
         >>> cc = CrossComparison(["a"], ["b"], {("a", "b"): nsm.Gram.from_arrays(X, X ** 2)})
         >>> path = os.path.join(tempfile.mkdtemp(), "cross.json")
@@ -663,11 +659,10 @@ class CrossComparison:
         True
         """
         d = self.to_dict()
-        with open(path, "w", encoding="utf-8") as f:
-            json.dump(d, f, indent=1)
+        io.write_json(path, d)
         if grams:
             pairs = [(item["site_a"], item["site_b"]) for item in d["pairs"]]
-            save_grams(
+            io.save_grams(
                 path,
                 (
                     (f"{tag}{k}", g)
@@ -681,39 +676,36 @@ class CrossComparison:
         cls, d: dict, grams: Mapping[Pair, Gram] | None = None, baselines: Mapping[Pair, Gram] | None = None
     ) -> CrossComparison:
         """The comparison :meth:`to_dict` describes, with the saved measures and thresholds,
-        and the Grams of ``grams``/``baselines`` where given."""
-        if not isinstance(d, dict) or d.get("format") != "nsm-cross-comparison":
-            raise ValueError(
-                "not an nsm cross comparison (expected the JSON that CrossComparison.save writes)"
-            )
-        out = cls.__new__(cls)
-        out.sites_a = check_sites(d["sites_a"], "sites_a")
-        out.sites_b = check_sites(d["sites_b"], "sites_b")
-        out.eps = tuple(check_eps(list(d["eps"]))[0])
-        out.keep = check_keep(d["keep"])
-        out.count_dead = bool(d["count_dead"])
-        out.centered = d.get("centered", False) is True  # files saved before the centred match
-        out.info = dict(d.get("info") or {})
+        and the Grams of ``grams``/``baselines`` where given. Checked field by field as
+        :meth:`nsm.Comparison.from_dict` is (a ValueError names the first malformed field)."""
+        io.check_cross_dict(d)
         items = {(item["site_a"], item["site_b"]): item for item in d["pairs"]}
-        out._check_pairs(items, "pairs")
-        out._reasons = {p: str(item["reason"]) for p, item in items.items() if "reason" in item}
-        grams, baselines = dict(grams or {}), dict(baselines or {})
-        out._grams = {p: g for p, g in grams.items() if g is not None and p not in out._reasons}
-        out._baselines = {p: b for p, b in baselines.items() if p in out._grams}
-        out._gram_pairs = set(out._grams)
-        out._baseline_keys = set(out._baselines)
-        out._checked = set()
-        out._thresholds, out._base_thresholds, out._values = {}, {}, {}
+        reasons = {p: str(item["reason"]) for p, item in items.items() if "reason" in item}
+        grams = {p: g for p, g in dict(grams or {}).items() if g is not None and p not in reasons}
+        baselines = {p: b for p, b in dict(baselines or {}).items() if p in grams}
+        out = cls(
+            d["sites_a"],
+            d["sites_b"],
+            {p: grams.get(p) for p in items},
+            reasons=reasons,
+            baselines=baselines,
+            eps=d["eps"],
+            keep=d["keep"],
+            count_dead=d["count_dead"],
+            info=d.get("info") or {},
+            centered=d.get("centered", False) is True,  # files saved before the centred match
+            saved_pairs=set(grams),
+        )
         for pair, item in items.items():
-            if pair in out._reasons:
+            if pair in reasons:
                 continue
-            t = _thresholds_from(item["thresholds"])
+            t = io.thresholds_from_dict(item["thresholds"])
             out._thresholds[pair] = t
             base = item.get("baseline_thresholds")
-            out._base_thresholds[pair] = None if base is None else _thresholds_from(base)
+            out._base_thresholds[pair] = None if base is None else io.thresholds_from_dict(base)
             for m, v in item["measures"].items():
                 out._values.setdefault(m, {})[pair] = math.nan if v is None else float(v)
-            g = out._grams.get(pair)
+            g = grams.get(pair)
             if g is not None and (g.n_x, g.n_y) != (t.n_x, t.n_y):
                 raise ValueError(f"the Gram of {pair} does not match its saved thresholds")
         return out
@@ -721,11 +713,10 @@ class CrossComparison:
     @classmethod
     def load(cls, path: Any) -> CrossComparison:
         """Read a comparison written by :meth:`save` (and its Grams, if they were saved)."""
-        with open(path, encoding="utf-8") as f:
-            d = json.load(f)
+        d = io.read_json(path)
         grams: dict[Pair, Gram] = {}
         baselines: dict[Pair, Gram] = {}
-        saved = load_grams(path)
+        saved = io.load_grams(path)
         if saved and isinstance(d, dict) and "pairs" in d:
             for k, item in enumerate(d["pairs"]):
                 pair = (item["site_a"], item["site_b"])
