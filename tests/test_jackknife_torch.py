@@ -139,7 +139,7 @@ def test_compare_all_keeps_groups_per_pair():
     # By hand: site "3" averaged over positions (one vector per input), "6" as it is.
     def per_input(model, name):
         acts = _collect_raw(model, data, name)
-        return [x.mean(dim=(2, 3)).double().numpy() if x.ndim == 4 else x.double().numpy() for x in acts]
+        return [x.double().mean(dim=(2, 3)).numpy() if x.ndim == 4 else x.double().numpy() for x in acts]
 
     xa, yb = per_input(a, "3"), per_input(b, "6")
     loo = []

@@ -36,7 +36,7 @@ def collect(model, data, name, layout):
         for batch in data:
             model(batch[0] if isinstance(batch, (tuple, list)) else batch)
     handle.remove()
-    acts = torch.cat(out)  # float32, pooled in float32 as compare does
+    acts = torch.cat(out).double()  # means in float64, as compare takes them
     if layout == "channels":
         acts = acts.movedim(1, -1).reshape(-1, acts.shape[1])
     elif layout == "tokens":

@@ -57,10 +57,11 @@ def outputs(model, data):
 
 def rows(t, grid):
     """(N, C, H, W) or (N, C) -> samples on ``grid`` (None: as it is; (): one per input)."""
+    t = t.double()  # means and pools in float64, as compare_all takes them
     if t.ndim == 2:
-        return t.double().numpy()
+        return t.numpy()
     if grid == ():
-        return t.mean(dim=(2, 3)).double().numpy()
+        return t.mean(dim=(2, 3)).numpy()
     if tuple(t.shape[2:]) != grid:
         t = F.avg_pool2d(t, t.shape[2] // grid[0])
     return t.movedim(1, -1).reshape(-1, t.shape[1]).double().numpy()

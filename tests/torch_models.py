@@ -197,3 +197,101 @@ def padded_batches(n_batches: int = 4, batch: int = 8, length: int = 9, side: st
         mask = pos[None, :] < real[:, None] if side == "right" else pos[None, :] >= (length - real)[:, None]
         out.append({"input_ids": ids.masked_fill(~mask, 0), "attention_mask": mask.long()})
     return out
+
+
+class HalvesInput(nn.Module):
+    """A model that writes into its input (``x /= 2``) before a Linear and an in-place ReLU
+    (whose overwrite of the Linear's output makes nsm re-run the forward)."""
+
+    def __init__(self, seed: int, d_in: int = 6, d: int = 10) -> None:
+        super().__init__()
+        torch.manual_seed(seed)
+        self.lin = nn.Linear(d_in, d)
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x):
+        x /= 2
+        return self.relu(self.lin(x))
+
+
+class RoutedExperts(nn.Module):
+    """A capacity-routed mixture of experts: each expert runs on the ``capacity`` inputs its
+    router scores highest, and their outputs are scattered back into the batch."""
+
+    def __init__(self, seed: int, d: int = 8, experts: int = 2, capacity: int = 4) -> None:
+        super().__init__()
+        torch.manual_seed(seed)
+        self.router = nn.Linear(d, experts)
+        self.experts = nn.ModuleList(nn.Linear(d, d) for _ in range(experts))
+        self.capacity = capacity
+
+    def forward(self, x):
+        scores = self.router(x)
+        out = torch.zeros_like(x)
+        for k, expert in enumerate(self.experts):
+            chosen = scores[:, k].topk(min(self.capacity, len(x))).indices
+            out[chosen] += expert(x[chosen])
+        return out
+
+
+class BufferedLinear(nn.Module):
+    """A Linear that returns a preallocated buffer of its own, overwritten by the next call."""
+
+    def __init__(self, seed: int, d_in: int = 6, d: int = 5) -> None:
+        super().__init__()
+        torch.manual_seed(seed)
+        self.lin = nn.Linear(d_in, d)
+        self.out: torch.Tensor | None = None
+
+    def forward(self, x):
+        y = self.lin(x)
+        if self.out is None or self.out.shape != y.shape:
+            self.out = torch.empty_like(y)
+        return self.out.copy_(y)
+
+
+class SequenceFirstEncoder(nn.Module):
+    """Token ids (N, L) embedded, turned sequence-first and run through an
+    ``nn.LSTM(batch_first=False)`` and a Linear + ReLU on its (L, N, C) output."""
+
+    def __init__(self, seed: int, d: int = 12, hidden: int = 10) -> None:
+        super().__init__()
+        torch.manual_seed(seed)
+        self.embed = nn.Embedding(50, d)
+        self.lstm = nn.LSTM(d, hidden)
+        self.head = nn.Linear(hidden, 8)
+        self.act = nn.ReLU()
+
+    def forward(self, input_ids, attention_mask=None):
+        out, _ = self.lstm(self.embed(input_ids).transpose(0, 1))
+        return self.act(self.head(out))
+
+
+class EncoderDecoder(nn.Module):
+    """A Hugging Face-style encoder-decoder: keyword inputs with an encoder and a decoder mask,
+    an embedding shared by both (called twice), and a head after the decoder."""
+
+    def __init__(self, seed: int, d: int = 12) -> None:
+        super().__init__()
+        torch.manual_seed(seed)
+        self.embed = nn.Embedding(50, d)
+        self.encoder = nn.Sequential(nn.Linear(d, d), nn.Tanh())
+        self.decoder = nn.ModuleDict({"lin": nn.Linear(d, d), "act": nn.Tanh()})
+        self.lm_head = nn.Linear(d, 9)
+
+    def forward(self, input_ids, attention_mask, decoder_input_ids, decoder_attention_mask=None):
+        memory = self.encoder(self.embed(input_ids)) * attention_mask[..., None]
+        context = memory.sum(dim=1, keepdim=True) / attention_mask.sum(dim=1)[:, None, None]
+        h = self.decoder["act"](self.decoder["lin"](self.embed(decoder_input_ids)) + context)
+        return self.lm_head(h)
+
+
+def seq2seq_batches(n_batches: int = 8, batch: int = 8, length: int = 9):
+    """Encoder inputs padded on the right, decoder inputs padded on the left: the same padded
+    length, different real tokens."""
+    enc = padded_batches(n_batches, batch, length, "right", seed=5)
+    dec = padded_batches(n_batches, batch, length, "left", seed=6)
+    return [
+        {**e, "decoder_input_ids": d["input_ids"], "decoder_attention_mask": d["attention_mask"]}
+        for e, d in zip(enc, dec)
+    ]

@@ -17,9 +17,10 @@ import torch
 from .. import _core
 from .._validation import DEFAULT_PRECISION, Precision, check_threads
 from ..gram import Gram, GramParts, GroupDealer, GroupPart
+from ..starved import FEW_SAMPLES_RATIO
 from .layout import n_samples, to_2d
 
-__all__ = ["CORE_ON_CPU", "DeviceGram"]
+__all__ = ["CORE_ON_CPU", "DeviceGram", "pass_for"]
 
 # CPU activations go to nsm's C++ Gram kernels; False sends them through the float64 torch
 # matmuls used on GPUs (the tests use it to check that path without a GPU).
@@ -70,6 +71,18 @@ def takes_mixed_pass(precision: Precision, dtypes: tuple[torch.dtype, ...], larg
     )
 
 
+def pass_for(precision: Precision, samples: int, neurons: int) -> Precision:
+    """The pass for rows that bring a pair (or a grid's widest pair) of ``neurons`` neurons to
+    ``samples`` samples: the mixed pass's float32 products move critical ε of a pair with few
+    samples for its neurons (by up to 0.26 at 64 samples for 64 + 64 neurons), so under
+    "mixed" the rows up to the starved threshold (``FEW_SAMPLES_RATIO`` samples per neuron,
+    :mod:`nsm.starved`) take the float64 pass: a starved pair is float64 throughout, a
+    well-sampled one mixed after its first few samples."""
+    if precision == "mixed" and samples < FEW_SAMPLES_RATIO * neurons:
+        return "float64"
+    return precision
+
+
 def numpy_view(t: torch.Tensor) -> np.ndarray:
     """A float32/float64 numpy view of a CPU tensor (other dtypes are converted)."""
     if t.dtype not in (torch.float32, torch.float64):
@@ -108,13 +121,17 @@ class DeviceGram:
 
     def update(self, a: torch.Tensor, b: torch.Tensor) -> None:
         """Add samples: ``a`` and ``b`` are sample_rows results with as many samples each."""
+        precision = pass_for(self.precision, self.n_samples + n_samples(a), self.n_x + self.n_y)
         if self.gram is not None:
             self.gram.update_views(
-                numpy_view(a), numpy_view(b), num_threads=check_threads(torch.get_num_threads())
+                numpy_view(a),
+                numpy_view(b),
+                num_threads=check_threads(torch.get_num_threads()),
+                precision=precision,
             )
             return
         if not self.group_parts:
-            self._add_to(a, b, self.matrix, self.sums)
+            self._add_to(a, b, self.matrix, self.sums, precision)
             self.count += n_samples(a)
             return
         k = self.dealer.deal(n_samples(a))
@@ -122,7 +139,7 @@ class DeviceGram:
             return
         # The batch's own Gram (one product), added to its group and to the total.
         m, sums = torch.zeros_like(self.matrix), torch.zeros_like(self.sums)
-        self._add_to(a, b, m, sums)
+        self._add_to(a, b, m, sums, precision)
         part = self.group_parts[k]
         part[0] += m
         part[1] += sums
@@ -131,14 +148,16 @@ class DeviceGram:
         self.sums += sums
         self.count += n_samples(a)
 
-    def _add_to(self, a: torch.Tensor, b: torch.Tensor, matrix: torch.Tensor, sums: torch.Tensor) -> None:
+    def _add_to(
+        self, a: torch.Tensor, b: torch.Tensor, matrix: torch.Tensor, sums: torch.Tensor, precision: Precision
+    ) -> None:
         a2, b2 = to_2d(a), to_2d(b)
-        low = self.precision == "mixed" and a2.dtype in _LOW_PRECISION and b2.dtype in _LOW_PRECISION
+        low = precision == "mixed" and a2.dtype in _LOW_PRECISION and b2.dtype in _LOW_PRECISION
         block = torch.cat([a2, b2], dim=1).to(torch.float32 if low else torch.float64)
         if not bool(torch.isfinite(block).all()):
             raise ValueError("activations contain NaN or Inf")
         largest = float(block.abs().max()) if block.numel() else 0.0
-        if takes_mixed_pass(self.precision, (a2.dtype, b2.dtype), largest):
+        if takes_mixed_pass(precision, (a2.dtype, b2.dtype), largest):
             with _ieee_matmul():
                 for start in range(0, block.shape[0], MIXED_ROWS):
                     part = block[start : start + MIXED_ROWS]

@@ -8,7 +8,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-__all__ = ["as_batches", "batch_mask", "feed", "move"]
+__all__ = ["as_batches", "batch_mask", "copy_inputs", "feed", "fed_tensors", "inputs_in", "move"]
 
 
 def as_batches(data: Any) -> Iterable[Any]:
@@ -49,6 +49,59 @@ def feed(model: nn.Module, batch: Any) -> None:
             f"cannot feed a batch of type {type(batch).__name__} to a model; use "
             "tensors, (input, label) tuples or dicts of keyword arguments"
         )
+
+
+def _fed(batch: Any) -> Any:
+    """The part of a batch that ``feed`` gives the model."""
+    if isinstance(batch, (tuple, list)) and not isinstance(batch, Mapping) and batch:
+        return batch[0]
+    return batch
+
+
+def _tensors(obj: Any) -> list[torch.Tensor]:
+    if isinstance(obj, torch.Tensor):
+        return [obj]
+    if isinstance(obj, Mapping):
+        return [t for v in obj.values() for t in _tensors(v)]
+    if isinstance(obj, (tuple, list)):
+        return [t for v in obj for t in _tensors(v)]
+    return []
+
+
+def fed_tensors(batch: Any) -> list[torch.Tensor]:
+    """The tensors ``feed`` gives the model (nested in dicts, tuples and lists too)."""
+    return _tensors(_fed(batch))
+
+
+def _copied(obj: Any) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return obj.clone()
+    if isinstance(obj, Mapping):
+        return {k: _copied(v) for k, v in obj.items()}
+    if isinstance(obj, tuple) and hasattr(obj, "_fields"):  # a namedtuple
+        return type(obj)(*(_copied(v) for v in obj))
+    if isinstance(obj, (tuple, list)):
+        return type(obj)(_copied(v) for v in obj)
+    return obj
+
+
+def copy_inputs(batch: Any) -> Any:
+    """The batch with a copy of every tensor that ``feed`` gives the model (labels are not fed
+    and are not copied), for a model that writes into its input."""
+    if isinstance(batch, (tuple, list)) and not isinstance(batch, Mapping) and batch:
+        rest = list(batch[1:])
+        items = [_copied(batch[0]), *rest]
+        return type(batch)(*items) if hasattr(batch, "_fields") else type(batch)(items)
+    return _copied(batch)
+
+
+def inputs_in(batch: Any) -> int | None:
+    """The batch's number of inputs: the leading size most of the fed tensors share (the first
+    such tensor's on a tie), or None when no tensor with a leading axis is fed."""
+    sizes = [t.shape[0] for t in fed_tensors(batch) if t.ndim >= 1]
+    if not sizes:
+        return None
+    return max(dict.fromkeys(sizes), key=sizes.count)
 
 
 def batch_mask(batch: Any, mask: Callable[[Any], Any] | None, number: int) -> torch.Tensor | None:

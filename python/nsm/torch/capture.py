@@ -9,16 +9,136 @@ are really overwritten are ever copied.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, Callable
+from collections.abc import Iterable, Mapping
+from typing import Any, Callable, Union
 
 import torch
 from torch import nn
 
 from .layout import Provenance, infer_layout
-from .sites import model_modules, site_label, unwrap
+from .sites import Site, _parse_site, model_modules, site_label, unwrap
 
-__all__ = ["Tap", "first_tensor"]
+__all__ = [
+    "OutputSpec",
+    "Tap",
+    "check_clone",
+    "check_clone_used",
+    "check_output",
+    "check_output_used",
+    "first_tensor",
+]
+
+Clone = Union[bool, frozenset[tuple[str, Union[int, None]]]]
+
+
+def check_clone(clone: Any) -> Clone:
+    """``clone=`` as the taps read it: True or False for every site, or the named sites
+    (``"name"`` for every call of a module, ``"name#i"`` for one call)."""
+    if isinstance(clone, bool):
+        return clone
+    if isinstance(clone, str):
+        clone = [clone]
+    if not isinstance(clone, (list, tuple, set, frozenset)) or not all(isinstance(c, str) for c in clone):
+        raise TypeError(f"clone must be True, False or a list of site names, got {clone!r}")
+    return frozenset(_parse_site(c, "clone") for c in clone)
+
+
+def check_clone_used(clone: Clone, sites: Iterable[Site]) -> None:
+    """Every site that ``clone`` names must be a selected site of model A or model B."""
+    if isinstance(clone, bool):
+        return
+    sites = list(sites)
+    unused = sorted(
+        site_label(n, i, 2) if i is not None else n
+        for n, i in clone
+        if not any(s.module == n and i in (None, s.index) for s in sites)
+    )
+    if unused:
+        raise ValueError(f"clone names {unused!r}, which no selected site is")
+
+
+OutputSpec = Union[int, str, Callable[[Any], Any]]
+
+
+def check_output(output: Any) -> dict[tuple[str, int | None], OutputSpec]:
+    """``output=`` as the taps read it: ``{(module, index or None): spec}``; a single spec
+    applies to every site (key ``("", None)``)."""
+    if output is None:
+        return {}
+    if not isinstance(output, Mapping):
+        return {("", None): _check_output_spec(output, "output")}
+    out = {}
+    for key, spec in output.items():
+        if not isinstance(key, str):
+            raise TypeError(f"output's keys must be site names, got {key!r}")
+        out[_parse_site(key, "output")] = _check_output_spec(spec, f"output[{key!r}]")
+    return out
+
+
+def check_output_used(specs: dict[tuple[str, int | None], OutputSpec], sites: Iterable[Site]) -> None:
+    """Every site that ``output=`` names must be a selected site of model A or model B."""
+    sites = list(sites)
+    unused = sorted(
+        site_label(n, i, 2) if i is not None else n
+        for n, i in specs
+        if n and not any(s.module == n and i in (None, s.index) for s in sites)
+    )
+    if unused:
+        raise ValueError(f"output names {unused!r}, which no selected site is")
+
+
+def _check_output_spec(spec: Any, name: str) -> OutputSpec:
+    if isinstance(spec, bool) or not (isinstance(spec, (int, str)) or callable(spec)):
+        raise TypeError(
+            f"{name} must be an index into a tuple output, a key (or attribute) of a dict or "
+            f"ModelOutput, or a callable output -> tensor, got {spec!r}"
+        )
+    return spec
+
+
+def output_spec(
+    specs: dict[tuple[str, int | None], OutputSpec], module: str, index: int
+) -> OutputSpec | None:
+    """The ``output=`` entry of one call of a module, or None (the default)."""
+    for key in ((module, index), (module, None), ("", None)):
+        if key in specs:
+            return specs[key]
+    return None
+
+
+def describe_output(spec: OutputSpec) -> str:
+    """How the table names a non-default output."""
+    if callable(spec):
+        return f"output {getattr(spec, '__name__', type(spec).__name__)}()"
+    return f"output [{spec!r}]"
+
+
+def pick_output(output: Any, spec: OutputSpec, site: str) -> torch.Tensor:
+    """The tensor ``output=`` selects from a module's output."""
+    try:
+        if callable(spec):
+            t = spec(output)
+        elif isinstance(spec, int):
+            t = output[spec] if isinstance(output, (tuple, list)) else None
+        elif isinstance(output, Mapping):
+            t = output.get(spec)
+        else:
+            t = getattr(output, spec, None)
+    except (IndexError, KeyError) as exc:
+        raise ValueError(f"output= for site {site!r}: {type(output).__name__} has no item {spec!r}") from exc
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(
+            f"output= for site {site!r} selects {type(t).__name__} from the module's "
+            f"{type(output).__name__} output; it must select a tensor"
+        )
+    return t
+
+
+def several_tensors(output: Any) -> int:
+    """How many tensors a tuple or list output holds at its top level (0 otherwise)."""
+    if isinstance(output, (tuple, list)):
+        return sum(isinstance(o, torch.Tensor) for o in output)
+    return 0
 
 
 def first_tensor(output: Any, module: str) -> torch.Tensor:
@@ -43,16 +163,30 @@ class Tap:
 
     ``discover`` also hooks every module, to count calls and infer each call's layout (needed
     for the first batch only). ``clone_all`` copies every watched output at once (for callers
-    that cannot run a forward twice).
+    that cannot run a forward twice); ``forced`` copies the outputs of the named calls
+    (``(module, index)``, index None for every call of the module; True for every watched
+    output): for writes the version counter does not see, through ``.data`` or a custom kernel.
     """
 
     def __init__(
-        self, model: nn.Module, which: str, watch: list[str], discover: bool, clone_all: bool = False
+        self,
+        model: nn.Module,
+        which: str,
+        watch: list[str],
+        discover: bool,
+        clone_all: bool = False,
+        forced: Clone = frozenset(),
+        output: dict[tuple[str, int | None], OutputSpec] | None = None,
     ) -> None:
         self.which = which
         self.root = unwrap(model)
         self.watch = set(watch)
         self.clone_all = clone_all
+        self.forced = forced
+        self.output_specs = output or {}
+        # (module, index) -> how the compared tensor was picked, where the table should say
+        # (a non-default output=, or item 0 of a tuple of several tensors)
+        self.picked: dict[tuple[str, int], str] = {}
         self.clone: set[tuple[str, int]] = set()
         self.provenance = Provenance() if discover else None
         # Only this model's forward passes count: the other model may share modules with it
@@ -80,28 +214,40 @@ class Tap:
             watched = name in self.watch
             if not watched and self.provenance is None:
                 return
+            index = len(self.outputs.get(name, ()))
+            spec = output_spec(self.output_specs, name, index) if watched else None
             try:
-                t = first_tensor(output, name)
+                t = first_tensor(output, name) if spec is None else pick_output(output, spec, name)
             except TypeError:
                 if watched:
                     raise
                 return
-            index = len(self.outputs.get(name, ()))
+            if watched:
+                if spec is not None:
+                    self.picked[(name, index)] = describe_output(spec)
+                elif several_tensors(output) > 1:
+                    self.picked[(name, index)] = f"output [0] of {several_tensors(output)}"
             if self.provenance is not None:
-                layout = infer_layout(module, inputs, t, self.provenance, name)
+                # A non-default output is not what the module's type describes.
+                layout = infer_layout(module if spec is None else None, inputs, t, self.provenance, name)
                 self.provenance.record(t, layout)
                 if watched:
                     self.layouts[(name, index)] = layout
             if not watched:
                 return
             t = t.detach()
-            if self.clone_all or (name, index) in self.clone:
+            if self.clone_all or (name, index) in self.clone or self._forced(name, index):
                 t = t.clone()
             self.outputs.setdefault(name, []).append(t)
             self.versions.setdefault(name, []).append(t._version)
             self.order.append((name, index))
 
         return hook
+
+    def _forced(self, name: str, index: int) -> bool:
+        if isinstance(self.forced, bool):
+            return self.forced
+        return (name, index) in self.forced or (name, None) in self.forced
 
     def overwritten(self) -> list[tuple[str, int]]:
         """Calls whose output was modified in place after the module returned."""

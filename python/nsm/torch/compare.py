@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Callable, Union
 
@@ -27,14 +27,17 @@ from ..thresholds import Thresholds, match_thresholds
 from . import distributed
 from .accumulate import DeviceGram, gram_from_parts
 from .baseline import ShiftedBaseline
-from .capture import Tap
-from .layout import LAYOUTS, TOKEN_MODES, n_samples, sample_rows
+from .capture import OutputSpec, Tap, check_clone, check_clone_used, check_output, check_output_used
+from .layout import LAYOUTS, TOKEN_LAYOUTS, TOKEN_MODES, check_batch_axis, n_samples, sample_rows
+from .masks import MaskRule, MaskSource, check_mask
 from .sites import LayerSpec, Selection, Site, SitePair
-from .stream import Stream, comparison_device
+from .stream import Fed, Stream, comparison_device
 
 __all__ = ["compare"]
 
 PerSite = Union[str, Mapping[Any, str], None]
+OutputArg = Union[OutputSpec, Mapping[str, OutputSpec], None]
+MaskSpec = Union[Callable[[Any], torch.Tensor], Mapping[Any, Callable[[Any], torch.Tensor]], None]
 
 
 class _PerSite:
@@ -68,6 +71,9 @@ class _Plan:
     layout_a: str
     layout_b: str
     tokens: str
+    mask_a: MaskSource
+    mask_b: MaskSource
+    notes: tuple[str, ...] = ()
     gram: DeviceGram | None = None
     baseline: ShiftedBaseline | None = None
 
@@ -88,11 +94,15 @@ def _layout_of(tap: Tap, site: Site, given: str | None, which: str) -> str:
             "another site"
         )
     inferred = tap.layouts.get((site.module, site.index))
+    if inferred is None and tap.provenance is not None:
+        # outputs of the same shape later in the forward pass (a container's output, such
+        # as ViT's embeddings, matches the encoder layers it feeds)
+        inferred = tap.provenance.by_shape(tuple(value.shape))
     if inferred is None:
         raise ValueError(
             f"cannot tell which axis holds the neurons of site {site.label!r} of {which} (outputs "
             f"of shape {tuple(value.shape)}): pass layout= for it, one of 'nc', 'ncl', 'nlc', "
-            "'nchw', 'nhwc', 'ncdhw', 'ndhwc'"
+            "'lnc', 'nchw', 'nhwc', 'ncdhw', 'ndhwc'"
         )
     return inferred
 
@@ -123,13 +133,15 @@ def compare(
     max_batches: int | None = None,
     layout: PerSite = None,
     tokens: PerSite = "samples",
-    mask: Callable[[Any], torch.Tensor] | None = None,
+    mask: MaskSpec = None,
     progress: bool = True,
     count_dead: bool = True,
     baseline: bool = True,
     precision: Precision = DEFAULT_PRECISION,
     centered: bool = False,
     groups: int | None = None,
+    clone: bool | Sequence[str] = False,
+    output: OutputArg = None,
 ) -> Comparison:
     """Compare two models site by site on the same data.
 
@@ -143,7 +155,11 @@ def compare(
     A *site* is one call of a module: ``"name"`` for a module called once per forward,
     ``"name#0"``, ``"name#1"``... for a module called several times (torchvision's
     ``BasicBlock.relu``). The values compared are each module's output at the moment it
-    returned, whatever in-place operation follows.
+    returned, whatever in-place operation follows. A model that writes into its input
+    (``x /= 2``: the version counter of a tensor it is given moves) gets a copy of every batch,
+    so the other model and the caller's data see the batch as it came. A site's batch axis must
+    hold every input of the batch once (a capacity-routed expert, which sees some of them,
+    is refused with an error naming it): the samples are paired input by input.
 
     Parameters
     ----------
@@ -165,19 +181,26 @@ def compare(
         Stop after this many batches.
     layout : str or dict, optional
         The axes of the outputs, for every site or per site label (or ``(label_a, label_b)``):
-        ``"nc"``, ``"ncl"``, ``"nlc"``, ``"nchw"``, ``"nhwc"``, ``"ncdhw"``, ``"ndhwc"`` (``n``
-        the batch, ``c`` the neurons; positions are samples; ``l`` in ``"nlc"`` is a token axis).
+        ``"nc"``, ``"ncl"``, ``"nlc"``, ``"lnc"``, ``"nchw"``, ``"nhwc"``, ``"ncdhw"``,
+        ``"ndhwc"`` (``n`` the batch, ``c`` the neurons; positions are samples; ``l`` in
+        ``"nlc"`` and in sequence-first ``"lnc"`` is a token axis).
         By default it is inferred from the module's type (convolutions, pools and norms are
-        channels first; Linear, LayerNorm and attention channels last) or, for element-wise and
-        other modules, from the module that produced the tensor; a ValueError asks for it
-        where nothing decides.
+        channels first; Linear, LayerNorm, attention and RNNs channels last, ``"lnc"`` for
+        modules built with ``batch_first=False``) or, for element-wise and other modules, from
+        the module that produced the tensor; a ValueError asks for it where nothing decides.
     tokens : {'samples', 'mean', 'cls', 'last'} or dict
-        For ``"nlc"`` sites: every real token is a sample, or the mean of the real tokens, or
-        the first or the last real token of each input. Per site like ``layout``.
-    mask : callable, optional
-        ``mask(batch)`` gives the (N, L) bool tensor of real tokens. By default a dict batch's
-        ``"attention_mask"`` is used (the Hugging Face convention); masked positions are not
-        samples and do not enter the mean.
+        For ``"nlc"`` and ``"lnc"`` sites: every real token is a sample, or the mean of the real
+        tokens, or the first or the last real token of each input. Per site like ``layout``.
+    mask : callable or dict, optional
+        ``mask(batch)`` gives the (N, L) bool tensor of real tokens, for every token site; a
+        dict gives one callable per site label (or ``(label_a, label_b)``), the other sites
+        keeping the default. By default a dict batch's ``"attention_mask"`` is used (the
+        Hugging Face convention); masked positions are not samples and do not enter the mean.
+        In an encoder-decoder model (``config.is_encoder_decoder``, or a model with both an
+        ``encoder`` and a ``decoder``) the batch's ``attention_mask`` applies to the encoder's
+        sites only, its ``"decoder_attention_mask"`` to the decoder's, and a token site
+        elsewhere (or a decoder site of a batch with no decoder mask) raises a ValueError
+        naming it unless ``mask=`` gives it one.
     progress : bool
         Show a progress bar over batches (tqdm).
     count_dead : bool
@@ -187,7 +210,10 @@ def compare(
         as costly again as the Gram); without it ``LayerComparison.baseline`` gives NaN.
     precision : {'mixed', 'float64'}
         How float32 activations are multiplied into the float64 Grams, as for :class:`nsm.Gram`
-        (on a GPU too, with TF32 off).
+        (on a GPU too, with TF32 off). Under ``"mixed"`` a pair's first
+        ``nsm.starved.FEW_SAMPLES_RATIO * (n_x + n_y)`` samples take the float64 pass, so a
+        starved pair (whose critical ε the float32 products would move) is float64 throughout.
+        Means over tokens and positions are summed in float64 either way.
     centered : bool
         Compare with the centred match (:func:`nsm.max_match`'s ``centered``): each neuron's
         mean over the samples is removed, from the Grams' column sums; the baseline is centred
@@ -203,6 +229,24 @@ def compare(
         groups. Fewer batches than groups is a ValueError. Under torch.distributed each rank
         deals its own batches (group k sums every rank's group k), so every rank needs at
         least K batches.
+    clone : bool or list of site names
+        Copy the outputs of every site (True), or of the named ones (``"name"`` for every call
+        of a module, ``"name#i"`` for one; in either model), as the module returns them. Not
+        needed for in-place operations, ``out=`` arguments and ``copy_``: they move the
+        tensor's version counter, and nsm copies the outputs they overwrite by itself. Writes
+        the counter does not see are those through ``.data``, through NumPy or DLPack views
+        and from custom kernels; a site whose output is changed that way needs ``clone``.
+    output : int, str, callable or dict, optional
+        What a site's output is compared on, when a module returns more than a tensor: an
+        index into a tuple or list, a key (or attribute) of a dict or ``ModelOutput``, or a
+        callable ``output -> tensor``; one for every site, or a dict by site name (``"name"``
+        or ``"name#i"``, in either model). By default: the tensor itself, a ModelOutput's
+        ``last_hidden_state``, or item 0 of a tuple or list. The table's note column says
+        which output was compared when it is not the default, and ``output [0] of k`` when
+        the default took item 0 of a tuple of k tensors (``nn.MultiheadAttention``,
+        ``nn.LSTM``). The layout of a non-default output is not inferred from the module's
+        type (it describes its main output): it comes from the module that produced the
+        tensor, or ``layout=``.
 
     Returns
     -------
@@ -220,6 +264,25 @@ def compare(
     (2048, ('nc', 'nc'))
     >>> bool(c["1"].similarity(0.5) > 0)
     True
+
+    A module that returns ``(aux, hidden)`` is compared on ``hidden`` with ``output=``, and a
+    token site's mask can be given per site:
+
+    >>> class Block(torch.nn.Module):
+    ...     def __init__(self):
+    ...         super().__init__()
+    ...         self.aux, self.hidden = torch.nn.Linear(8, 2), torch.nn.Linear(8, 16)
+    ...     def forward(self, x):
+    ...         return self.aux(x), self.hidden(x)
+    >>> a, b = torch.nn.Sequential(Block()), torch.nn.Sequential(Block())
+    >>> c = nsm.torch.compare(a, b, data, "0", output={"0": 1}, progress=False)
+    >>> c["0"].n_x, c["0"].notes
+    (16, ('output [1]',))
+    >>> tokens = [torch.randn(32, 5, 8) for _ in range(4)]
+    >>> first3 = {"0": lambda x: torch.arange(5).expand(32, 5) < 3}  # 3 real tokens each
+    >>> c = nsm.torch.compare(a, b, tokens, "0", output=1, mask=first3, progress=False)
+    >>> c["0"].n_samples
+    384
     """
     eps_values, _ = check_eps(eps)
     max_batches = check_max_batches(max_batches)
@@ -231,8 +294,10 @@ def compare(
     groups = check_groups(groups)
     layouts = _PerSite(check_per_site(layout, "layout", LAYOUTS), "layout")
     modes = _PerSite(check_per_site(tokens, "tokens", TOKEN_MODES), "tokens")
-    if mask is not None and not callable(mask):
-        raise TypeError(f"mask must be a callable mask(batch) -> (N, L) bool tensor, got {mask!r}")
+    mask = check_mask(mask)
+    masks = MaskRule(mask, model_a, model_b)
+    cloned = check_clone(clone)
+    outputs = check_output(output)
     selection = Selection(model_a, model_b, layers)
     device = comparison_device(model_a, model_b, device)
     plans: list[_Plan] | None = None
@@ -243,18 +308,23 @@ def compare(
         data,
         (selection.watch_a, selection.watch_b),
         device=device,
-        mask=mask,
+        mask=mask if callable(mask) else None,
         max_batches=max_batches,
         progress=progress,
         label="nsm compare",
+        clone=cloned,
+        output=outputs,
     )
     try:
         with stream:
-            for _, tap_a, tap_b, real in stream:
+            for fed in stream:
                 if plans is None:
-                    plans = _plan(selection, tap_a, tap_b, layouts, modes)
+                    plans = _plan(selection, fed.tap_a, fed.tap_b, layouts, modes, masks)
+                    sites = [s for p in plans for s in (p.pair.a, p.pair.b)]
+                    check_clone_used(cloned, sites)
+                    check_output_used(outputs, sites)
                 for plan in plans:
-                    _add(plan, tap_a, tap_b, real, baseline, precision, groups)
+                    _add(plan, fed, masks, baseline, precision, groups)
     except Exception as exc:  # every rank must hear of it before the sums below
         error = exc
     if distributed.running():
@@ -281,7 +351,9 @@ def _acc(plan: _Plan) -> DeviceGram:
     return plan.gram
 
 
-def _plan(selection: Selection, tap_a: Tap, tap_b: Tap, layouts: _PerSite, modes: _PerSite) -> list[_Plan]:
+def _plan(
+    selection: Selection, tap_a: Tap, tap_b: Tap, layouts: _PerSite, modes: _PerSite, masks: MaskRule
+) -> list[_Plan]:
     pairs = selection.resolve(tap_a.calls(), tap_a.order, tap_b.calls(), tap_b.order)
     plans = []
     for pair in pairs:
@@ -293,24 +365,36 @@ def _plan(selection: Selection, tap_a: Tap, tap_b: Tap, layouts: _PerSite, modes
                 f"tokens for {pair.key!r}: {mode_a!r} for model_a's site but {mode_b!r} "
                 "for model_b's; both sides of a pair need the same samples"
             )
-        plans.append(_Plan(pair, la, lb, mode_a or "samples"))
+        mask_a, mask_b = masks.source("model_a", pair.a, pair.key), masks.source("model_b", pair.b, pair.key)
+        notes = _output_notes(
+            tap_a.picked.get((pair.a.module, pair.a.index)), tap_b.picked.get((pair.b.module, pair.b.index))
+        )
+        plans.append(_Plan(pair, la, lb, mode_a or "samples", mask_a, mask_b, notes))
     layouts.check_used()
     modes.check_used()
+    masks.check_used()
     return plans
 
 
+def _output_notes(a: str | None, b: str | None) -> tuple[str, ...]:
+    """The note that says which output a pair compares, when it is not the default."""
+    if a is None and b is None:
+        return ()
+    return (a or "output",) if a == b else (f"{a or 'output'} / {b or 'output'}",)
+
+
 def _add(
-    plan: _Plan,
-    tap_a: Tap,
-    tap_b: Tap,
-    real: torch.Tensor | None,
-    baseline: bool,
-    precision: Precision,
-    groups: int | None = None,
+    plan: _Plan, fed: Fed, masks: MaskRule, baseline: bool, precision: Precision, groups: int | None = None
 ) -> None:
     pair = plan.pair
-    a = sample_rows(tap_a.value(pair.a.module, pair.a.index), plan.layout_a, plan.tokens, real, pair.a.label)
-    b = sample_rows(tap_b.value(pair.b.module, pair.b.index), plan.layout_b, plan.tokens, real, pair.b.label)
+    va = fed.tap_a.value(pair.a.module, pair.a.index)
+    vb = fed.tap_b.value(pair.b.module, pair.b.index)
+    check_batch_axis(va, plan.layout_a, fed.inputs, pair.a.label, "model_a", fed.number)
+    check_batch_axis(vb, plan.layout_b, fed.inputs, pair.b.label, "model_b", fed.number)
+    ma = _mask(masks, plan.mask_a, plan.layout_a, fed, pair.a.label, "model_a")
+    mb = _mask(masks, plan.mask_b, plan.layout_b, fed, pair.b.label, "model_b")
+    a = sample_rows(va, plan.layout_a, plan.tokens, ma, pair.a.label, precision)
+    b = sample_rows(vb, plan.layout_b, plan.tokens, mb, pair.b.label, precision)
     if n_samples(a) != n_samples(b):
         raise ValueError(
             f"site {pair.key!r}: model_a gives {n_samples(a)} samples per batch "
@@ -328,6 +412,15 @@ def _add(
             plan.baseline.update(a, b)
     except ValueError as exc:
         raise ValueError(f"site {pair.key!r}: {exc}") from None
+
+
+def _mask(
+    masks: MaskRule, source: MaskSource, layout: str, fed: Fed, site: str, which: str
+) -> torch.Tensor | None:
+    """A token site's mask in this batch (other sites read none)."""
+    if layout not in TOKEN_LAYOUTS:
+        return None
+    return masks.of(source, fed.batch, fed.number, site, which)
 
 
 def _describe(plan: _Plan) -> tuple:
@@ -389,7 +482,7 @@ def _finish(
     for plan, gram, base in results:
         key = plan.pair.key if isinstance(plan, _Plan) else plan.key
         label = key if isinstance(key, str) else f"{key[0]} / {key[1]}"
-        notes: list[str] = []
+        notes: list[str] = list(plan.notes) if isinstance(plan, _Plan) else []
         thresholds = _thresholds(gram, count_dead, f"site {label!r}", notes, centered)
         if thresholds is None:
             raise ValueError(f"site {label!r} gave no samples in any batch")
@@ -402,7 +495,7 @@ def _finish(
             gram=gram,
             baseline_gram=base if base is not None and base.n_samples else None,
             layout=(plan.layout_a, plan.layout_b),
-            tokens=plan.tokens if "nlc" in (plan.layout_a, plan.layout_b) else None,
+            tokens=plan.tokens if {plan.layout_a, plan.layout_b} & set(TOKEN_LAYOUTS) else None,
             notes=tuple(notes),
         )
     return Comparison(layers, eps)

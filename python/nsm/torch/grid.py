@@ -13,12 +13,11 @@ accumulated where the activations live (each site's own block and A's sites agai
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator
-from typing import Any, Callable
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from .._validation import (
     DEFAULT_PRECISION,
@@ -34,13 +33,16 @@ from ..gram import Gram
 from ..measures import SharedCentring
 from ..results.cross import CrossComparison, SharedBlock, SharedGrams
 from .baseline import ShiftedBaseline
-from .capture import Tap
+from .capture import Tap, check_clone, check_clone_used, check_output, check_output_used
 from .compare import (
+    MaskSpec,
+    OutputArg,
     PerSite,
     _layout_of,
     _PerSite,
 )
-from .layout import LAYOUTS, TOKEN_MODES, sample_rows
+from .layout import LAYOUTS, TOKEN_LAYOUTS, TOKEN_MODES, check_batch_axis, mean_over, sample_rows
+from .masks import MaskRule, MaskSource, check_mask
 from .site_blocks import KeptBlocks, SiteBlocks
 from .sites import ModelSelection, Site, SitePair
 from .stream import Stream, comparison_device
@@ -55,14 +57,17 @@ Grid = tuple  # () one vector per input; ("tokens", L); or spatial sizes such as
 class _SiteInfo:
     """A site of one model: its layout, token mode, width and grid."""
 
-    def __init__(self, site: Site, which: str, layout: str, tokens: str, shape: tuple[int, ...]) -> None:
-        self.site, self.which, self.layout, self.tokens = site, which, layout, tokens
+    def __init__(
+        self, site: Site, which: str, layout: str, tokens: str, shape: tuple[int, ...], mask: MaskSource
+    ) -> None:
+        self.site, self.which, self.layout, self.tokens, self.mask = site, which, layout, tokens, mask
         self.grid: tuple[Any, ...]
         if layout == "nc":
             self.width, self.grid = shape[1], ()
-        elif layout == "nlc":
+        elif layout in TOKEN_LAYOUTS:
             self.width = shape[2]
-            self.grid = ("tokens", shape[1]) if tokens == "samples" else ()
+            length = shape[layout.index("l")]
+            self.grid = ("tokens", length) if tokens == "samples" else ()
         elif layout[1] == "c":
             self.width, self.grid = shape[1], tuple(shape[2:])
         else:
@@ -89,11 +94,26 @@ def _common_grid(a: Grid, b: Grid) -> tuple[Grid | None, str]:
     return None, f"the grid {fine} does not pool evenly onto {coarse}"
 
 
-def _to_grid(t: torch.Tensor, info: _SiteInfo, grid: Grid, mask: torch.Tensor | None) -> torch.Tensor:
-    """A site's output as (samples, width) rows on ``grid``."""
+def _pool(x: torch.Tensor, grid: Grid, precision: Precision) -> torch.Tensor:
+    """Average-pool (N, C, *fine) onto ``grid``, which divides it evenly: each coarse position
+    is the mean of its block of fine positions, summed in float64."""
+    shape = list(x.shape[:2])
+    for fine, coarse in zip(x.shape[2:], grid):
+        shape += [coarse, fine // coarse]
+    blocks = tuple(range(3, len(shape), 2))
+    return mean_over(x.reshape(shape), blocks, precision)
+
+
+def _to_grid(
+    t: torch.Tensor, info: _SiteInfo, grid: Grid, mask: torch.Tensor | None, precision: Precision
+) -> torch.Tensor:
+    """A site's output as (samples, width) rows on ``grid``; means and pools are summed in
+    float64, whatever the model's dtype."""
     if info.layout == "nc":
         return t
-    if info.layout == "nlc":
+    if info.layout in TOKEN_LAYOUTS:
+        if info.layout == "lnc":  # sequence-first: read as (N, L, C), a view
+            t = t.transpose(0, 1)
         if mask is not None and tuple(mask.shape) != tuple(t.shape[:2]):
             raise ValueError(
                 f"site {info.label!r} of {info.which} has {tuple(t.shape[:2])} (batch, tokens) "
@@ -102,14 +122,12 @@ def _to_grid(t: torch.Tensor, info: _SiteInfo, grid: Grid, mask: torch.Tensor | 
         if info.tokens == "samples" and grid != ():
             return t.reshape(-1, t.shape[2]) if mask is None else t[mask]
         mode = "mean" if info.tokens == "samples" else info.tokens
-        return sample_rows(t, "nlc", mode, mask, info.label)
+        return sample_rows(t, "nlc", mode, mask, info.label, precision)
     x = t if info.layout[1] == "c" else t.movedim(-1, 1)  # channels first
     if grid == ():
-        return x.reshape(x.shape[0], x.shape[1], -1).mean(dim=2)
+        return mean_over(x.reshape(x.shape[0], x.shape[1], -1), (2,), precision)
     if tuple(x.shape[2:]) != grid:
-        pool = {1: F.adaptive_avg_pool1d, 2: F.adaptive_avg_pool2d, 3: F.adaptive_avg_pool3d}[len(grid)]
-        size: Any = grid if len(grid) > 1 else grid[0]
-        x = pool(x, size)
+        x = _pool(x, grid, precision)
     return x.reshape(x.shape[0], x.shape[1], -1).transpose(1, 2).reshape(-1, x.shape[1])
 
 
@@ -136,9 +154,12 @@ class _GridGram:
             self.offsets[(info.which, info.label)] = (start, start + info.width)
             start += info.width
         self.widths = ([i.width for i in sites_a], [i.width for i in sites_b])
-        self.groups = groups
+        self.groups, self.precision = groups, precision
         self.blocks = SiteBlocks(*self.widths, device, precision, groups)
-        self.base = ShiftedBaseline(SiteBlocks(*self.widths, device, precision)) if baseline else None
+        # The rows given to the baseline are concatenations, new tensors: no copy is needed.
+        self.base = (
+            ShiftedBaseline(SiteBlocks(*self.widths, device, precision), copy=False) if baseline else None
+        )
         self._results: dict[bool, KeptBlocks] = {}
         self._shared: SharedCentring | None = None
         # Pairs are read from several threads (CrossComparison computes pairs side by side):
@@ -155,10 +176,20 @@ class _GridGram:
         return self.blocks.n_samples
 
     def update(
-        self, values_a: dict[str, torch.Tensor], values_b: dict[str, torch.Tensor], mask: torch.Tensor | None
+        self,
+        values_a: dict[str, torch.Tensor],
+        values_b: dict[str, torch.Tensor],
+        masks: dict[tuple[str, str], torch.Tensor | None],
     ) -> None:
-        xs = [_to_grid(values_a[i.label], i, self.grid, mask) for i in self.sites_a]
-        ys = [_to_grid(values_b[i.label], i, self.grid, mask) for i in self.sites_b]
+        """Add a batch: the sites' outputs by label, and the token sites' masks by (model, label)."""
+        xs = [
+            _to_grid(values_a[i.label], i, self.grid, masks.get((i.which, i.label)), self.precision)
+            for i in self.sites_a
+        ]
+        ys = [
+            _to_grid(values_b[i.label], i, self.grid, masks.get((i.which, i.label)), self.precision)
+            for i in self.sites_b
+        ]
         rows = {r.shape[0] for r in xs + ys}
         if len(rows) != 1:
             raise ValueError(
@@ -250,13 +281,15 @@ def compare_all(
     max_batches: int | None = None,
     layout: PerSite = None,
     tokens: PerSite = "samples",
-    mask: Callable[[Any], torch.Tensor] | None = None,
+    mask: MaskSpec = None,
     max_bytes: int = DEFAULT_MAX_BYTES,
     progress: bool = True,
     baseline: bool = True,
     precision: Precision = DEFAULT_PRECISION,
     centered: bool = False,
     groups: int | None = None,
+    clone: bool | Sequence[str] = False,
+    output: OutputArg = None,
 ) -> Any:
     """Every site of model A against every site of model B, streaming the data once.
 
@@ -276,7 +309,7 @@ def compare_all(
     eps : float or sequence of floats, optional
         The ε values of the pairs' summary (default: nsm's).
     device, max_batches, layout, tokens, mask, progress
-        As for :func:`nsm.torch.compare` (``layout`` and ``tokens`` per site label).
+        As for :func:`nsm.torch.compare` (``layout``, ``tokens`` and ``mask`` per site label).
     baseline : bool
         Also accumulate the shifted-batch baseline of every pair, as :func:`nsm.torch.compare`
         does (batch i of A against batch i-1 of B, on the pair's samples): it gives
@@ -295,6 +328,11 @@ def compare_all(
         memory K + 1 times the Grams, counted in ``max_bytes``): every pair's Gram keeps its
         groups, so ``pair(a, b)`` gives intervals and ``matrix(measure, se=True)`` the
         standard errors; ``matrix(measure)`` stays the full-data values.
+    clone : bool or list of site names
+        As for :func:`nsm.torch.compare`: copy the outputs of every site, or of the named
+        ones, as the module returns them (for writes through ``.data`` or custom kernels).
+    output : int, str, callable or dict, optional
+        What each site's output is compared on, as for :func:`nsm.torch.compare`.
 
     Returns
     -------
@@ -326,6 +364,10 @@ def compare_all(
     groups = check_groups(groups)
     layouts = _PerSite(check_per_site(layout, "layout", LAYOUTS), "layout")
     modes = _PerSite(check_per_site(tokens, "tokens", TOKEN_MODES), "tokens")
+    mask = check_mask(mask)
+    masks = MaskRule(mask, model_a, model_b)
+    cloned = check_clone(clone)
+    outputs = check_output(output)
     sel_a = ModelSelection(model_a, layers_a, "model_a")
     sel_b = ModelSelection(model_b, layers_a if layers_b is None else layers_b, "model_b")
     device = comparison_device(model_a, model_b, device)
@@ -339,21 +381,39 @@ def compare_all(
         data,
         (sel_a.watch, sel_b.watch),
         device=device,
-        mask=mask,
+        mask=mask if callable(mask) else None,
         max_batches=max_batches,
         progress=progress,
         label="nsm compare_all",
+        clone=cloned,
+        output=outputs,
     )
     with stream:
-        for _, tap_a, tap_b, real in stream:
+        for fed in stream:
+            tap_a, tap_b = fed.tap_a, fed.tap_b
             if grids is None:
-                infos = (_infos(sel_a, tap_a, layouts, modes), _infos(sel_b, tap_b, layouts, modes))
+                infos = (
+                    _infos(sel_a, tap_a, layouts, modes, masks),
+                    _infos(sel_b, tap_b, layouts, modes, masks),
+                )
                 layouts.check_used()
                 modes.check_used()
+                masks.check_used()
+                check_clone_used(cloned, [i.site for i in infos[0] + infos[1]])
+                check_output_used(outputs, [i.site for i in infos[0] + infos[1]])
                 grids = _plan_grids(infos, samples, device, pairs, reasons, precision, groups, baseline)
                 _check_memory(grids, max_bytes)
             values_a = {i.label: tap_a.value(i.site.module, i.site.index) for i in infos[0]}
             values_b = {i.label: tap_b.value(i.site.module, i.site.index) for i in infos[1]}
+            for info in infos[0] + infos[1]:
+                values = values_a if info.which == "model_a" else values_b
+                value = values[info.label]
+                check_batch_axis(value, info.layout, fed.inputs, info.label, info.which, fed.number)
+            real = {
+                (i.which, i.label): masks.of(i.mask, fed.batch, fed.number, i.label, i.which)
+                for i in infos[0] + infos[1]
+                if i.layout in TOKEN_LAYOUTS
+            }
             for g in grids:
                 g.update(values_a, values_b, real)
     if grids is None:
@@ -372,13 +432,16 @@ def compare_all(
     )
 
 
-def _infos(selection: ModelSelection, tap: Tap, layouts: _PerSite, modes: _PerSite) -> list[_SiteInfo]:
+def _infos(
+    selection: ModelSelection, tap: Tap, layouts: _PerSite, modes: _PerSite, masks: MaskRule
+) -> list[_SiteInfo]:
     out = []
     for site in selection.resolve(tap.calls(), tap.order):
         fake = SitePair(site.label, site, site)
         layout = _layout_of(tap, site, layouts.get(fake, site), tap.which)
         mode = modes.get(fake, site) or "samples"
-        out.append(_SiteInfo(site, tap.which, layout, mode, tuple(tap.value(site.module, site.index).shape)))
+        shape = tuple(tap.value(site.module, site.index).shape)
+        out.append(_SiteInfo(site, tap.which, layout, mode, shape, masks.source(tap.which, site)))
     return out
 
 

@@ -27,7 +27,7 @@ import torch
 from .._validation import Precision
 from ..gram import Gram, GramParts, GroupDealer, GroupPart
 from ..measures import GramBlocks, Range
-from .accumulate import MIXED_ROWS, _ieee_matmul, takes_mixed_pass
+from .accumulate import MIXED_ROWS, _ieee_matmul, pass_for, takes_mixed_pass
 
 __all__ = ["SiteBlocks", "KeptBlocks"]
 
@@ -109,6 +109,9 @@ class SiteBlocks:
     ) -> None:
         self.precision = precision
         self.n_a = sum(widths_a)
+        # The neurons of the grid's widest pair: rows take the float64 pass until it has
+        # enough samples (accumulate.pass_for).
+        self.widest_pair = max(widths_a, default=0) + max(widths_b, default=0)
         self.cuts: list[tuple[int, int, int]] = []  # (side, lo, hi) of each site in its model's rows
         for side, widths in ((0, widths_a), (1, widths_b)):
             lo = 0
@@ -199,7 +202,9 @@ class SiteBlocks:
         self._add(self.parts[0], x, y, top)
 
     def _add(self, blocks: _Blocks, x: torch.Tensor, y: torch.Tensor, top: list[float]) -> None:
-        mixed = takes_mixed_pass(self.precision, (x.dtype, y.dtype), max(top))
+        samples = sum(p.count for p in self.parts) + x.shape[0]
+        precision = pass_for(self.precision, samples, self.widest_pair)
+        mixed = takes_mixed_pass(precision, (x.dtype, y.dtype), max(top))
         dtype = torch.float32 if mixed else torch.float64
         # Rows converted a slice at a time (a batch of (input, position) samples can be large).
         step = max(1, CHUNK_BYTES // (8 * (x.shape[1] + y.shape[1])))
