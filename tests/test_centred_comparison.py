@@ -185,11 +185,11 @@ def test_report_marks_starved_and_centred_layers(tmp_path):
     assert Comparison.load(paths[0])["s"].few_samples
 
 
-def test_recentred_equals_compare_centered():
+def test_recentered_equals_compare_centered():
 
     a, b, data = small_cnn(1), small_cnn(2), image_batches(4)
     direct = compare(a, b, data, ["3", "6"], progress=False, centered=True)
-    via = compare(a, b, data, ["3", "6"], progress=False).recentred()
+    via = compare(a, b, data, ["3", "6"], progress=False).recentered()
     for key in direct:
         assert via[key].centered and via[key].baseline_thresholds.centered
         np.testing.assert_array_equal(via[key].thresholds.x, direct[key].thresholds.x)

@@ -147,14 +147,14 @@ def run_demo(
     paths = write_report(comparison, out_dir)
     # The centred match from the same Grams (no second pass): its curves and baselines beside
     # the uncentred ones show what the layers share beyond their mean.
-    centred = comparison.recentred()
+    centered = comparison.recentered()
     paths.append(os.path.join(out_dir, "curves_centred.png"))
-    plot_curves(centred, path=paths[-1])
+    plot_curves(centered, path=paths[-1])
     echo(
         "centred match (each neuron's mean removed; curves_centred.png): match_auc "
         + ", ".join(
-            f"{key} {centred[key].match_auc():.3f} (baseline {centred[key].baseline_match_auc():.3f})"
-            for key in centred
+            f"{key} {centered[key].match_auc():.3f} (baseline {centered[key].baseline_match_auc():.3f})"
+            for key in centered
         )
     )
     # Every layer of one network against every layer of the other: the finer map of a pair is

@@ -27,6 +27,7 @@ import hashlib
 import math
 import threading
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -107,7 +108,7 @@ class _Side(NamedTuple):
 
     live: np.ndarray  # indices of the live neurons within the layer
     scale: np.ndarray  # 1 / uncentred norm of each live neuron
-    centred: np.ndarray  # Gc restricted to the live neurons (unscaled)
+    centered: np.ndarray  # Gc restricted to the live neurons (unscaled)
 
 
 def _side(block: np.ndarray, sums: np.ndarray, d: int) -> _Side:
@@ -115,11 +116,11 @@ def _side(block: np.ndarray, sums: np.ndarray, d: int) -> _Side:
     ``sums``, ``d`` samples), restricted to its live neurons."""
     g = np.diag(block)
     live = np.flatnonzero((g > DEFAULT_DEAD_TOL * g.max()) & (g > 0))
-    centred = block[np.ix_(live, live)] - np.outer(sums[live], sums[live]) / d
-    return _Side(live, 1.0 / np.sqrt(g[live]), centred)
+    centered = block[np.ix_(live, live)] - np.outer(sums[live], sums[live]) / d
+    return _Side(live, 1.0 / np.sqrt(g[live]), centered)
 
 
-class _Centred:
+class _Centered:
     """The centred Gram of two layers, split into its blocks, and the rank cutoff. Each side's
     eigen-decompositions are computed once; ``caches`` (one dict per side, or None) keep them
     across pairs, keyed by ``keys`` (one per side: what identifies the side's block, such as its
@@ -145,7 +146,7 @@ class _Centred:
         }
 
     @classmethod
-    def of_gram(cls, gram: Gram, caches: tuple[dict | None, dict | None] = (None, None)) -> _Centred:
+    def of_gram(cls, gram: Gram, caches: tuple[dict | None, dict | None] = (None, None)) -> _Centered:
         """The two layers of a pair's Gram."""
         source, a, b = _WholeGram(gram), (0, gram.n_x), (gram.n_x, gram.n)
         x, y = (_side(source.block(r, r), source.sums(r), gram.n_samples) for r in (a, b))
@@ -154,7 +155,7 @@ class _Centred:
     def _cached(self, side: _Side, what: tuple, compute: Any) -> np.ndarray:
         if id(side) not in self._keys:
             h = hashlib.blake2b(digest_size=20)
-            for a in (side.live, side.scale, side.centred):
+            for a in (side.live, side.scale, side.centered):
                 h.update(np.ascontiguousarray(a).tobytes())
             self._keys[id(side)] = h.digest() + repr(self.tol).encode()
         cache = self._caches[id(side)]
@@ -167,14 +168,14 @@ class _Centred:
         """Any direction above the cutoff? (The largest scaled centred variance bounds them.)"""
         if len(side.live) == 0:
             return False
-        scaled_diag = np.diag(side.centred) * side.scale**2
+        scaled_diag = np.diag(side.centered) * side.scale**2
         return bool(scaled_diag.max() > self.tol)
 
     def whitener(self, side: _Side) -> np.ndarray:
         """W (live × rank) with Wᵀ Gc W = I over the directions above the cutoff."""
 
         def compute() -> np.ndarray:
-            scaled = side.centred * np.outer(side.scale, side.scale)
+            scaled = side.centered * np.outer(side.scale, side.scale)
             lam, vec = np.linalg.eigh(scaled)
             keep = lam > self.tol * max(1.0, float(lam[-1]))
             return (side.scale[:, None] * vec[:, keep]) / np.sqrt(lam[keep])
@@ -186,7 +187,7 @@ class _Centred:
         ``keep`` of its variance (never more directions than the rank the cutoff gives)."""
 
         def compute() -> np.ndarray:
-            lam, vec = np.linalg.eigh(side.centred)
+            lam, vec = np.linalg.eigh(side.centered)
             lam, vec = lam[::-1], vec[:, ::-1]
             rank = int(np.sum(lam > self.tol * max(float(lam[0]), 0.0)))
             rank = min(rank, self.whitener(side).shape[1])
@@ -248,7 +249,7 @@ def _pair(
     y: _Side,
     caches: tuple[dict | None, dict | None] = (None, None),
     keys: tuple[Any, Any] = (None, None),
-) -> _Centred:
+) -> _Centered:
     """The centred pair of layers ``a`` (side ``x``) and ``b`` (side ``y``) of ``source``: their
     centred cross block and the rank cutoff of a Gram of the two layers."""
     d = source.n_samples
@@ -257,10 +258,10 @@ def _pair(
     # The engine's rank cutoff, or the mixed pass's rounding: below it a direction is rounding,
     # not variance (the same cutoff finds constant neurons for the centred match).
     tol = rank_cutoff(d, (a[1] - a[0]) + (b[1] - b[0]), source.precision)
-    return _Centred(x, y, cross, tol, caches, keys)
+    return _Centered(x, y, cross, tol, caches, keys)
 
 
-class SharedCentring:
+class SharedCentering:
     """The centred blocks of layers that lie side by side in one Gram (the Gram of a grid of
     :func:`nsm.torch.compare_all`): each layer's centred block and eigen-decompositions are made
     once, however many pairs it is in, and a pair's cross block is cut out when asked. The
@@ -275,10 +276,10 @@ class SharedCentring:
     Examples
     --------
     >>> import numpy as np, nsm
-    >>> from nsm.measures import SharedCentring
+    >>> from nsm.measures import SharedCentering
     >>> rng = np.random.default_rng(0)
     >>> A, B = rng.random((500, 3)), rng.random((500, 4))
-    >>> shared = SharedCentring(nsm.Gram.from_arrays(A, B))
+    >>> shared = SharedCentering(nsm.Gram.from_arrays(A, B))
     >>> v = shared.measures((0, 3), (3, 7), ("linear_cka",), 0.99, ("a", "b"))["linear_cka"]
     >>> bool(np.isclose(v, nsm.measures.linear_cka(A, B)))
     True
@@ -319,9 +320,6 @@ class SharedCentring:
         return _measures_of(c, (self._d, a[1] - a[0], b[1] - b[0]), which, keep, names, notes)
 
 
-CENTRED = ("linear_cka", "cca", "svcca", "procrustes")
-
-
 def _jackknifed(gram: Gram, function: str, value: float, compute: Any) -> float | Estimate:
     """``value`` (``compute(gram)``), and with groups its :class:`nsm.Estimate` over the
     leave-one-out Grams."""
@@ -352,11 +350,89 @@ def centered_measures(
     {'cca': 1.0, 'procrustes': 1.0}
     """
     sizes = (gram.n_samples, gram.n_x, gram.n_y)
-    return _measures_of(_Centred.of_gram(gram, caches), sizes, which, keep, names)
+    return _measures_of(_Centered.of_gram(gram, caches), sizes, which, keep, names)
+
+
+def _linear_cka(c: _Centered, keep: float) -> float:
+    cross = float(np.sum(c.cross**2))
+    return cross / (float(np.linalg.norm(c.x.centered)) * float(np.linalg.norm(c.y.centered)))
+
+
+def _cca(c: _Centered, keep: float) -> float:
+    # Σ ρ² is the squared Frobenius norm of the whitened cross block: no SVD needed.
+    wx, wy = c.whitener(c.x), c.whitener(c.y)
+    total = float(np.sum((wx.T @ c.cross @ wy) ** 2))
+    return min(total / min(wx.shape[1], wy.shape[1]), 1.0)
+
+
+def _svcca(c: _Centered, keep: float) -> float:
+    wx, wy = c.principal(c.x, keep), c.principal(c.y, keep)
+    rho = np.minimum(np.linalg.svd(wx.T @ c.cross @ wy, compute_uv=False), 1.0)
+    return float(np.sum(rho) / min(wx.shape[1], wy.shape[1]))
+
+
+def _procrustes(c: _Centered, keep: float) -> float:
+    nuclear = float(np.linalg.svd(c.cross, compute_uv=False).sum())
+    norm = math.sqrt(max(float(np.trace(c.x.centered)), 0.0) * max(float(np.trace(c.y.centered)), 0.0))
+    return min(nuclear / norm, 1.0)
+
+
+class CenteredMeasure(NamedTuple):
+    """A standard measure of the centred Gram, registered once in :data:`REGISTRY`.
+
+    ``combine(pair, keep)`` computes it for a pair from its centred blocks; what it needs of
+    each site (its whitener, its principal directions) is prepared once per site and shared
+    by every pair the site is in. Measures of one ``family`` share those decompositions and a
+    grid computes them together; ``forced_by_few_samples`` marks the canonical-correlation
+    kind, which tends to 1 when ``n_samples <= n_x + n_y`` (a FewSamplesWarning)."""
+
+    name: str
+    title: str
+    family: str
+    combine: Callable[[_Centered, float], float]
+    forced_by_few_samples: bool
+
+
+#: The centred measures by name: what :func:`centered_measures`, a grid's matrices and the
+#: heatmaps' titles read.
+REGISTRY: dict[str, CenteredMeasure] = {
+    m.name: m
+    for m in (
+        CenteredMeasure("linear_cka", "Linear CKA", "linear_cka", _linear_cka, False),
+        CenteredMeasure("cca", "Mean squared canonical correlation (R²_CCA)", "decompositions", _cca, True),
+        CenteredMeasure(
+            "svcca",
+            "SVCCA (mean canonical correlation of the top directions)",
+            "decompositions",
+            _svcca,
+            True,
+        ),
+        CenteredMeasure(
+            "procrustes",
+            "Procrustes similarity (cosine of the angular distance)",
+            "decompositions",
+            _procrustes,
+            False,
+        ),
+    )
+}
+
+
+def family(measure: str) -> tuple[str, ...]:
+    """The centred measures computed together with ``measure`` (they share its decompositions).
+
+    Examples
+    --------
+    >>> from nsm.measures import family
+    >>> family("svcca")
+    ('cca', 'svcca', 'procrustes')
+    """
+    kin = REGISTRY[measure].family
+    return tuple(m.name for m in REGISTRY.values() if m.family == kin)
 
 
 def _measures_of(
-    c: _Centred,
+    c: _Centered,
     sizes: tuple[int, int, int],
     which: tuple[str, ...],
     keep: float,
@@ -365,32 +441,30 @@ def _measures_of(
 ) -> dict[str, float]:
     """The centred measures named in ``which`` of the pair ``c`` (``sizes``: its samples and
     the two layers' widths, for the warnings; kept in ``notes`` when given)."""
+    unknown = [m for m in which if m not in REGISTRY]
+    if unknown:
+        raise ValueError(f"unknown centred measure {unknown[0]!r}: one of {', '.join(REGISTRY)}")
     for side, name, label in ((c.x, names[0], "X"), (c.y, names[1], "Y")):
         if not c.has_variance(side):
             return dict.fromkeys(which, _no_variance("/".join(which), name, label, notes))
-    if "cca" in which or "svcca" in which:
-        _few_samples("cca" if "cca" in which else "svcca", sizes, notes)
-    out = {}
-    for m in which:
-        if m == "linear_cka":
-            cross = float(np.sum(c.cross**2))
-            out[m] = cross / (float(np.linalg.norm(c.x.centred)) * float(np.linalg.norm(c.y.centred)))
-        elif m == "cca":
-            # Σ ρ² is the squared Frobenius norm of the whitened cross block: no SVD needed.
-            wx, wy = c.whitener(c.x), c.whitener(c.y)
-            total = float(np.sum((wx.T @ c.cross @ wy) ** 2))
-            out[m] = min(total / min(wx.shape[1], wy.shape[1]), 1.0)
-        elif m == "svcca":
-            wx, wy = c.principal(c.x, keep), c.principal(c.y, keep)
-            rho = np.minimum(np.linalg.svd(wx.T @ c.cross @ wy, compute_uv=False), 1.0)
-            out[m] = float(np.sum(rho) / min(wx.shape[1], wy.shape[1]))
-        elif m == "procrustes":
-            nuclear = float(np.linalg.svd(c.cross, compute_uv=False).sum())
-            norm = math.sqrt(max(float(np.trace(c.x.centred)), 0.0) * max(float(np.trace(c.y.centred)), 0.0))
-            out[m] = min(nuclear / norm, 1.0)
-        else:
-            raise ValueError(f"unknown centred measure {m!r}")
-    return out
+    forced = [m for m in which if REGISTRY[m].forced_by_few_samples]
+    if forced:
+        _few_samples(forced[0], sizes, notes)
+    return {m: REGISTRY[m].combine(c, keep) for m in which}
+
+
+def _public_measure(
+    name: str, X: Any, Y: Any, names: Any, num_threads: int | None, groups: Any, keep: float = 0.99
+) -> float | Estimate:
+    """What every public centred measure does: the Gram of ``(X, Y)`` (or ``X`` itself), the
+    measure, and with groups its jackknife."""
+    gram = _gram_of(X, Y, name, num_threads, groups)
+    names = check_layer_names(names)
+
+    def compute(g: Gram) -> float:
+        return centered_measures(g, (name,), keep, names)[name]
+
+    return _jackknifed(gram, name, compute(gram), compute)
 
 
 def linear_cka(
@@ -441,12 +515,7 @@ def linear_cka(
     >>> bool(e.low < e.value < e.high), bool(0 < e.se < 0.05)
     (True, True)
     """
-    gram = _gram_of(X, Y, "linear_cka", num_threads, groups)
-    names = check_layer_names(names)
-    value = centered_measures(gram, ("linear_cka",), 0.99, names)["linear_cka"]
-    return _jackknifed(
-        gram, "linear_cka", value, lambda g: centered_measures(g, ("linear_cka",), 0.99, names)["linear_cka"]
-    )
+    return _public_measure("linear_cka", X, Y, names, num_threads, groups)
 
 
 def cca(
@@ -487,10 +556,7 @@ def cca(
     >>> round(nsm.measures.cca(X, Y), 2)  # three shared directions out of six
     0.5
     """
-    gram = _gram_of(X, Y, "cca", num_threads, groups)
-    names = check_layer_names(names)
-    value = centered_measures(gram, ("cca",), 0.99, names)["cca"]
-    return _jackknifed(gram, "cca", value, lambda g: centered_measures(g, ("cca",), 0.99, names)["cca"])
+    return _public_measure("cca", X, Y, names, num_threads, groups)
 
 
 def svcca(
@@ -532,11 +598,8 @@ def svcca(
     >>> round(nsm.measures.svcca(X, Y), 6)
     1.0
     """
-    gram = _gram_of(X, Y, "svcca", num_threads, groups)
-    names = check_layer_names(names)
     keep = check_keep(keep)
-    value = centered_measures(gram, ("svcca",), keep, names)["svcca"]
-    return _jackknifed(gram, "svcca", value, lambda g: centered_measures(g, ("svcca",), keep, names)["svcca"])
+    return _public_measure("svcca", X, Y, names, num_threads, groups, keep)
 
 
 def procrustes(
@@ -574,12 +637,7 @@ def procrustes(
     >>> round(nsm.measures.procrustes(X, 2 * X @ Q - 1), 12)
     1.0
     """
-    gram = _gram_of(X, Y, "procrustes", num_threads, groups)
-    names = check_layer_names(names)
-    value = centered_measures(gram, ("procrustes",), 0.99, names)["procrustes"]
-    return _jackknifed(
-        gram, "procrustes", value, lambda g: centered_measures(g, ("procrustes",), 0.99, names)["procrustes"]
-    )
+    return _public_measure("procrustes", X, Y, names, num_threads, groups)
 
 
 def match_auc(

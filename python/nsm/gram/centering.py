@@ -91,9 +91,9 @@ def centered_matrix(gram: Gram) -> np.ndarray:
     diag = np.diag(matrix)
     out = matrix - np.outer(sums, sums) / n_samples
     out = (out + out.T) / 2  # the core reads one triangle; keep both equal
-    centred_diag = np.diag(out)
+    centered_diag = np.diag(out)
     # ~(a > b) also catches NaN and G_vv = 0
-    constant = ~(centred_diag > rank_cutoff(n_samples, parts.n, parts.precision) * diag)
+    constant = ~(centered_diag > rank_cutoff(n_samples, parts.n, parts.precision) * diag)
     out[constant, :] = 0.0
     out[:, constant] = 0.0
     return out

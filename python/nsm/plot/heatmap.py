@@ -11,17 +11,14 @@ from typing import Any
 
 import numpy as np
 
-from ..measures import MEASURES
+from ..measures import MEASURES, REGISTRY
 from ._figures import finish, pyplot
 from .labels import shorten_labels
 
 __all__ = ["plot_heatmap", "write_cross_report"]
 
 _TITLES = {
-    "linear_cka": "Linear CKA",
-    "cca": "Mean squared canonical correlation (R²_CCA)",
-    "svcca": "SVCCA (mean canonical correlation of the top directions)",
-    "procrustes": "Procrustes similarity (cosine of the angular distance)",
+    **{m.name: m.title for m in REGISTRY.values()},
     "match_auc": "Area under the maximum-match similarity curve",
     "similarity": "Maximum-match similarity",
     "similarity_gap": "Maximum-match similarity minus the baseline's",

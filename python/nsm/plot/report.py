@@ -58,10 +58,10 @@ def _starved_labels(labels: list[str], starved: list[bool]) -> list[str]:
 
 def _match_title(comparison: Any, title: str) -> str:
     """The figure's title, saying so when it shows the centred match."""
-    centred = [comparison[k].centered for k in comparison]
-    if centred and all(centred):
+    centered = [comparison[k].centered for k in comparison]
+    if centered and all(centered):
         return f"{title} (centred match)"
-    return f"{title} (some layers centred)" if any(centred) else title
+    return f"{title} (some layers centred)" if any(centered) else title
 
 
 STARVED_NOTE = "* starved: n_samples < {ratio:g} (n_x + n_y), similarity inflated"

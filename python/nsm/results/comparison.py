@@ -308,7 +308,7 @@ class Comparison(Mapping):
         """:meth:`to_rows` as a pandas DataFrame (needs pandas: ``pip install pandas``)."""
         return tables.to_dataframe(self.to_rows())
 
-    def recentred(self) -> Comparison:
+    def recentered(self) -> Comparison:
         """The same layer pairs under the centred match, from the comparison's Grams (no second
         pass over the data); the baselines are centred too. A ValueError for a comparison
         loaded without its Grams.
@@ -320,7 +320,7 @@ class Comparison(Mapping):
         >>> X = np.random.default_rng(0).random((500, 4))
         >>> g = nsm.Gram.from_arrays(X, X[:, :2] + 1)
         >>> c = Comparison({"fc": LayerComparison("fc", nsm.match_thresholds(g), None, gram=g)}, eps=[0.1])
-        >>> c.recentred()["fc"].centered
+        >>> c.recentered()["fc"].centered
         True
         """
         layers = {}

@@ -17,7 +17,7 @@ from .._validation import check_bool, check_eps, check_keep, check_sites, defaul
 from ..gram import Gram
 from ..jackknife import Estimate, jackknife_se, quiet_leave_out
 from ..match import few_samples_for_match, warn_few_samples
-from ..measures import MEASURES, Notes, SharedCentring, centered_measures, match_auc
+from ..measures import MEASURES, REGISTRY, Notes, SharedCentering, centered_measures, family, match_auc
 from ..starved import few_samples
 from ..thresholds import Thresholds, gram_thresholds, match_thresholds
 from . import io, tables
@@ -30,17 +30,8 @@ __all__ = ["MATRIX_MEASURES", "CrossComparison", "SharedGrams"]
 MATRIX_MEASURES = MEASURES + ("similarity", "similarity_gap")
 
 Pair = tuple[str, str]
-#: Where a pair lies in a larger Gram: its SharedCentring and the two sites' neuron ranges.
-SharedBlock = tuple[SharedCentring, tuple[int, int], tuple[int, int]]
-
-# The centred measures computed together for a pair (they share the centring and the
-# eigen-decompositions); linear CKA needs neither, so it is computed alone.
-_GROUPS = {
-    "linear_cka": ("linear_cka",),
-    "cca": ("cca", "svcca", "procrustes"),
-    "svcca": ("cca", "svcca", "procrustes"),
-    "procrustes": ("cca", "svcca", "procrustes"),
-}
+#: Where a pair lies in a larger Gram: its SharedCentering and the two sites' neuron ranges.
+SharedBlock = tuple[SharedCentering, tuple[int, int], tuple[int, int]]
 
 
 class SharedGrams(Mapping):
@@ -51,7 +42,7 @@ class SharedGrams(Mapping):
 
     @abstractmethod
     def shared_block(self, pair: Pair) -> SharedBlock | None:
-        """The larger Gram's :class:`nsm.measures.SharedCentring` and the neuron ranges of the
+        """The larger Gram's :class:`nsm.measures.SharedCentering` and the neuron ranges of the
         pair's two sites in it (site_a's first), or None to use the pair's own Gram."""
 
 
@@ -332,13 +323,13 @@ class CrossComparison:
             if baseline or t is not None:
                 store[pair] = t
 
-    def _fill_centred(self, measure: str, pairs: Sequence[Pair]) -> None:
+    def _fill_centered(self, measure: str, pairs: Sequence[Pair]) -> None:
         """Computes the centred measures of ``pairs`` that lie in a larger Gram (see
         :class:`SharedGrams`) and lack them, several pairs at once, each decomposition on one
         BLAS thread: these blocks are small, and two BLAS threads on a small SVD were up to six
         times slower than one on a busy machine (README, "Every site against every site").
         Warnings are emitted here, in pair order, pointing at the caller of the public method."""
-        group = _GROUPS[measure]
+        group = family(measure)
         done = self._values.get(measure, {})
         todo = [p for p in dict.fromkeys(pairs) if p not in done and self._shared_block(p) is not None]
         if not todo:
@@ -417,7 +408,7 @@ class CrossComparison:
         if measure == "match_auc":
             cache[pair] = _auc_or_nan(self._thresholds_of(pair), pair)
         else:
-            group = _GROUPS[measure]
+            group = family(measure)
             block = self._shared_block(pair)
             if block is not None:
                 shared, range_a, range_b = block
@@ -485,8 +476,8 @@ class CrossComparison:
             raise ValueError(f"measure {measure!r} takes no eps (only 'similarity' and 'similarity_gap' do)")
         if check_bool(se, "se"):
             return self._se_matrix(measure, e if needs_eps else None)
-        if measure in _GROUPS:
-            self._fill_centred(measure, self._compared_pairs())
+        if measure in REGISTRY:
+            self._fill_centered(measure, self._compared_pairs())
         if measure in ("match_auc", "similarity", "similarity_gap"):
             self._fill_thresholds(self._compared_pairs())
         if measure == "similarity_gap":
@@ -539,7 +530,7 @@ class CrossComparison:
                         )
 
                     def compute(g: Gram, pair: Pair = pair) -> float:
-                        return centered_measures(g, _GROUPS[measure], self.keep, pair)[measure]
+                        return centered_measures(g, family(measure), self.keep, pair)[measure]
 
                     out[i, j] = jackknife_se(quiet_leave_out(compute, gram.leave_one_out()))
         return out
@@ -564,7 +555,7 @@ class CrossComparison:
         """
         rows = []
         for measure in ("linear_cka", "cca"):
-            self._fill_centred(measure, self._compared_pairs())
+            self._fill_centered(measure, self._compared_pairs())
         self._fill_thresholds(self._compared_pairs())
         self._fill_thresholds(self._compared_pairs(), baseline=True)
         cache_b: dict = {}

@@ -106,13 +106,13 @@ def comparison_rows(c: Comparison) -> list[dict[str, Any]]:
     return rows
 
 
-def _notes(lc: LayerComparison, mark_centred: bool) -> list[str]:
+def _notes(lc: LayerComparison, mark_centered: bool) -> list[str]:
     """The note column: the stored notes, then the starved marker, and "centred" when the
     table mixes both matches (otherwise the legend says it once)."""
     out = list(lc.notes)
     if lc.few_samples:
         out.append(f"starved ({lc.n_samples / (lc.n_x + lc.n_y):.2g} samples/neuron)")
-    if lc.centered and mark_centred:
+    if lc.centered and mark_centered:
         out.append("centred")
     return out
 

@@ -30,7 +30,7 @@ from .._validation import (
     check_precision,
 )
 from ..gram import Gram
-from ..measures import SharedCentring
+from ..measures import SharedCentering
 from ..results.cross import CrossComparison, SharedBlock, SharedGrams
 from .baseline import ShiftedBaseline
 from .capture import Tap, check_clone, check_clone_used, check_output, check_output_used
@@ -161,7 +161,7 @@ class _GridGram:
             ShiftedBaseline(SiteBlocks(*self.widths, device, precision), copy=False) if baseline else None
         )
         self._results: dict[bool, KeptBlocks] = {}
-        self._shared: SharedCentring | None = None
+        self._shared: SharedCentering | None = None
         # Pairs are read from several threads (CrossComparison computes pairs side by side):
         # what is made once on the first read is made under this lock.
         self._lock = threading.Lock()
@@ -218,11 +218,11 @@ class _GridGram:
         return kept.pair_gram(self.offsets[("model_a", a.label)], self.offsets[("model_b", b.label)])
 
     def shared(self, a: _SiteInfo, b: _SiteInfo) -> SharedBlock:
-        """The grid's :class:`nsm.measures.SharedCentring` (made once) and the pair's ranges."""
+        """The grid's :class:`nsm.measures.SharedCentering` (made once) and the pair's ranges."""
         kept = self._result(False)
         with self._lock:
             if self._shared is None:
-                self._shared = SharedCentring(kept)
+                self._shared = SharedCentering(kept)
             return self._shared, self.offsets[("model_a", a.label)], self.offsets[("model_b", b.label)]
 
     def _result(self, baseline: bool) -> KeptBlocks:
