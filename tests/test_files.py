@@ -146,3 +146,55 @@ def test_a_crafted_grid_file_is_refused_like_a_crafted_comparison(tmp_path, fiel
     path.write_text(json.dumps(d))
     with pytest.raises(ValueError, match=f"pairs\\[0\\].thresholds.{field}"):
         CrossComparison.load(path)
+
+
+def comparison_of(widths: list[tuple[int, int]], seed: int = 0) -> Comparison:
+    rng = np.random.default_rng(seed)
+    layers = {}
+    for k, (a, b) in enumerate(widths):
+        X = rng.random((200, a))
+        g = nsm.Gram.from_arrays(X, np.hstack([X, rng.random((200, b))])[:, :b])
+        layers[f"l{k}"] = LayerComparison(f"l{k}", nsm.match_thresholds(g), None, gram=g)
+    return Comparison(layers, eps=[0.1])
+
+
+def test_a_save_without_grams_removes_the_stale_grams_of_the_file_it_replaces(tmp_path):
+    path = tmp_path / "report.json"
+    comparison_of([(8, 8)] * 3).save(path, grams=True)
+    comparison_of([(3, 2)] * 2, seed=1).save(path)
+    assert not (tmp_path / "report.json.grams.npz").exists()
+    assert all(lc.gram is None for lc in Comparison.load(path).values())
+
+
+def test_load_refuses_the_grams_of_another_comparison(tmp_path):
+    # Another comparison's Grams file beside this one's JSON was attached by position.
+    other, mine = tmp_path / "other.json", tmp_path / "report.json"
+    comparison_of([(8, 8)] * 3).save(other, grams=True)
+    comparison_of([(3, 2)] * 2, seed=1).save(mine)
+    os.replace(tmp_path / "other.json.grams.npz", tmp_path / "report.json.grams.npz")
+    with pytest.raises(ValueError, match="another comparison"):
+        Comparison.load(mine)
+
+
+def test_load_refuses_an_old_grams_file_whose_sizes_are_not_the_layers(tmp_path):
+    # Files from before the Grams carried their JSON's digest: checked by the layers' sizes.
+    other, mine = tmp_path / "other.json", tmp_path / "report.json"
+    comparison_of([(8, 8)] * 3).save(other, grams=True)
+    comparison_of([(3, 2)] * 2, seed=1).save(mine)
+    with np.load(tmp_path / "other.json.grams.npz") as f:
+        legacy = {k: f[k] for k in f.files if k != "__json_sha256__"}
+    np.savez(tmp_path / "report.json.grams.npz", **legacy)
+    with pytest.raises(ValueError, match="another comparison"):
+        Comparison.load(mine)
+
+
+def test_a_grid_refuses_the_grams_of_another_grid(tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.random((300, 4))
+    small = CrossComparison(["a"], ["b"], {("a", "b"): nsm.Gram.from_arrays(X, X**2)})
+    big = CrossComparison(["a"], ["b"], {("a", "b"): nsm.Gram.from_arrays(rng.random((300, 6)), X)})
+    big.save(tmp_path / "big.json", grams=True)
+    small.save(tmp_path / "cross.json")
+    os.replace(tmp_path / "big.json.grams.npz", tmp_path / "cross.json.grams.npz")
+    with pytest.raises(ValueError, match="another comparison"):
+        CrossComparison.load(tmp_path / "cross.json")

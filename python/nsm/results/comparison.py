@@ -356,16 +356,17 @@ class Comparison(Mapping):
         them a loaded comparison redraws every figure and table but has no Gram. Each file is
         written whole to a temporary file and then moved over the old one: a failed save
         leaves the previous file as it was."""
-        io.write_json(path, self.to_dict())
-        if grams:
-            io.save_grams(
-                path,
-                (
-                    (f"{tag}{i}", g)
-                    for i, lc in enumerate(self._layers.values())
-                    for tag, g in (("gram", lc.gram), ("baseline", lc.baseline_gram))
-                ),
+        io.save_result(
+            path,
+            self.to_dict(),
+            (
+                (f"{tag}{i}", g)
+                for i, lc in enumerate(self._layers.values())
+                for tag, g in (("gram", lc.gram), ("baseline", lc.baseline_gram))
             )
+            if grams
+            else None,
+        )
 
     @classmethod
     def from_dict(cls, d: dict) -> Comparison:
@@ -386,9 +387,26 @@ class Comparison(Mapping):
     @classmethod
     def load(cls, path: Any) -> Comparison:
         """Read a comparison written by ``save`` (and its Grams, if they were saved)."""
-        out = cls.from_dict(io.read_json(path))
-        saved = io.load_grams(path)
-        for i, lc in enumerate(out._layers.values()):
-            lc.gram = saved.get(f"gram{i}", lc.gram)
-            lc.baseline_gram = saved.get(f"baseline{i}", lc.baseline_gram)
+        d, saved = io.load_result(path)
+        out = cls.from_dict(d)
+        names = {
+            f"{tag}{i}": (lc, tag)
+            for i, lc in enumerate(out._layers.values())
+            for tag in ("gram", "baseline")
+        }
+        for name, g in saved.items():
+            if name not in names:
+                raise ValueError(f"{io.grams_path(path)} holds a Gram ({name}) that {path} has no layer for")
+            lc, tag = names[name]
+            t = lc.thresholds if tag == "gram" else lc.baseline_thresholds
+            if (
+                t is None
+                or (g.n_x, g.n_y) != (t.n_x, t.n_y)
+                or (tag == "gram" and g.n_samples != t.n_samples)
+            ):
+                raise ValueError(
+                    f"{io.grams_path(path)}: its {name} ({g.n_x} + {g.n_y} neurons, {g.n_samples} samples) "
+                    f"is not layer {lc.name!r}'s: the Grams file belongs to another comparison; remove it"
+                )
+            setattr(lc, "gram" if tag == "gram" else "baseline_gram", g)
         return out

@@ -650,17 +650,18 @@ class CrossComparison:
         True
         """
         d = self.to_dict()
-        io.write_json(path, d)
-        if grams:
-            pairs = [(item["site_a"], item["site_b"]) for item in d["pairs"]]
-            io.save_grams(
-                path,
-                (
-                    (f"{tag}{k}", g)
-                    for k, pair in enumerate(pairs)
-                    for tag, g in (("gram", self._gram(pair)), ("baseline", self._baseline(pair)))
-                ),
+        pairs = [(item["site_a"], item["site_b"]) for item in d["pairs"]]
+        io.save_result(
+            path,
+            d,
+            (
+                (f"{tag}{k}", g)
+                for k, pair in enumerate(pairs)
+                for tag, g in (("gram", self._gram(pair)), ("baseline", self._baseline(pair)))
             )
+            if grams
+            else None,
+        )
 
     @classmethod
     def from_dict(
@@ -697,23 +698,33 @@ class CrossComparison:
             for m, v in item["measures"].items():
                 out._values.setdefault(m, {})[pair] = math.nan if v is None else float(v)
             g = grams.get(pair)
-            if g is not None and (g.n_x, g.n_y) != (t.n_x, t.n_y):
-                raise ValueError(f"the Gram of {pair} does not match its saved thresholds")
+            if g is not None and ((g.n_x, g.n_y) != (t.n_x, t.n_y) or g.n_samples != t.n_samples):
+                raise ValueError(
+                    f"the Gram of {pair} ({g.n_x} + {g.n_y} neurons, {g.n_samples} samples) does not "
+                    "match its saved thresholds: the Grams file belongs to another comparison"
+                )
         return out
 
     @classmethod
     def load(cls, path: Any) -> CrossComparison:
         """Read a comparison written by :meth:`save` (and its Grams, if they were saved)."""
-        d = io.read_json(path)
+        d, saved = io.load_result(path)
         grams: dict[Pair, Gram] = {}
         baselines: dict[Pair, Gram] = {}
-        saved = io.load_grams(path)
-        if saved and isinstance(d, dict) and "pairs" in d:
+        if saved and isinstance(d, dict) and isinstance(d.get("pairs"), list):
+            known = set()
             for k, item in enumerate(d["pairs"]):
                 pair = (item["site_a"], item["site_b"])
                 for tag, target in (("gram", grams), ("baseline", baselines)):
+                    known.add(f"{tag}{k}")
                     if f"{tag}{k}" in saved:
                         target[pair] = saved[f"{tag}{k}"]
+            extra = sorted(set(saved) - known)
+            if extra:
+                raise ValueError(
+                    f"{io.grams_path(path)} holds Grams ({', '.join(extra[:3])}) that {path} has no "
+                    "pair for: the Grams file belongs to another comparison; remove it"
+                )
         return cls.from_dict(d, grams, baselines)
 
 

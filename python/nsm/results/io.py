@@ -18,6 +18,7 @@ A thresholds object holds ``x``, ``y`` (critical ε, null for infinity), ``dead_
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -44,11 +45,11 @@ __all__ = [
     "layer_from_dict",
     "layer_to_dict",
     "load_grams",
-    "read_json",
+    "load_result",
     "save_grams",
+    "save_result",
     "thresholds_from_dict",
     "thresholds_to_dict",
-    "write_json",
 ]
 
 
@@ -274,17 +275,37 @@ def check_cross_dict(d: Any) -> None:
 # ---- files ------------------------------------------------------------------------------------
 
 
-def write_json(path: Any, d: dict) -> None:
-    """Write ``d`` as indented JSON, atomically (nsm._files): a failure leaves the old file."""
+#: The key of a Grams file that ties it to the JSON it was saved beside (the SHA-256 of that
+#: JSON's text): a comparison loads only its own Grams.
+_IDENTITY = "__json_sha256__"
+
+
+def _identity(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def save_result(path: Any, d: dict, grams: Iterable[tuple[str, Gram | None]] | None) -> None:
+    """Write the result ``d`` as indented JSON at ``path`` and, with ``grams``, its Grams beside
+    it (:func:`save_grams`), each file atomically (nsm._files: a failure leaves the old file).
+    The Grams file carries the JSON's digest, so that :func:`load_result` attaches no other
+    comparison's Grams; saved without Grams, an older Grams file beside ``path`` (which belonged
+    to the JSON just replaced) is removed."""
     text = json.dumps(d, indent=1)
     with atomic_write(path) as f:
         f.write(text)
+    if grams is not None:
+        save_grams(path, grams, _identity(text))
+    elif os.path.lexists(grams_path(path)):
+        os.remove(grams_path(path))
 
 
-def read_json(path: Any) -> Any:
-    """The JSON at ``path``."""
+def load_result(path: Any) -> tuple[Any, dict[str, Gram]]:
+    """The JSON at ``path`` and the Grams saved beside it ({} when none were). A Grams file
+    saved beside another JSON (its digest differs) raises ValueError; one from before the
+    digest was kept is returned as it is, for the caller to check against the layers' sizes."""
     with open(path, encoding="utf-8") as f:
-        return json.load(f)
+        text = f.read()
+    return json.loads(text), load_grams(path, _identity(text))
 
 
 def grams_path(path: Any) -> str:
@@ -292,11 +313,11 @@ def grams_path(path: Any) -> str:
     return os.fspath(path) + ".grams.npz"
 
 
-def save_grams(path: Any, grams: Iterable[tuple[str, Gram | None]]) -> None:
+def save_grams(path: Any, grams: Iterable[tuple[str, Gram | None]], identity: str) -> None:
     """Write ``(name, Gram)`` pairs (None skipped) beside the comparison saved at ``path``: each
     Gram whole, as :meth:`nsm.Gram.save` writes it (jackknife groups, precision, whether its
-    column sums are known), under ``<name>.<field>``."""
-    arrays: dict[str, Any] = {}
+    column sums are known), under ``<name>.<field>``, and the ``identity`` of the JSON."""
+    arrays: dict[str, Any] = {_IDENTITY: np.array(identity)}
     for name, g in grams:
         if g is not None:
             arrays.update({f"{name}.{field}": v for field, v in npz.to_arrays(g.parts()).items()})
@@ -304,16 +325,23 @@ def save_grams(path: Any, grams: Iterable[tuple[str, Gram | None]]) -> None:
         np.savez(f, **arrays)
 
 
-def load_grams(path: Any) -> dict[str, Gram]:
+def load_grams(path: Any, identity: str | None = None) -> dict[str, Gram]:
     """The Grams saved beside the comparison at ``path``, by name ({} when none were saved).
-    Files from before the Grams were saved whole (``<name>_matrix``, ``_sums``, ``_meta``) load
-    as plain Grams."""
+    With ``identity`` (the digest of the JSON read), a Grams file that records another JSON's
+    raises ValueError. Files from before the Grams were saved whole (``<name>_matrix``,
+    ``_sums``, ``_meta``) load as plain Grams."""
     file = grams_path(path)
     if not os.path.exists(file):
         return {}
     fields: dict[str, dict[str, Any]] = {}
     out = {}
     with np.load(file, allow_pickle=False) as f:
+        if identity is not None and _IDENTITY in f.files and str(f[_IDENTITY]) != identity:
+            raise ValueError(
+                f"{file} holds the Grams of another comparison than {os.fspath(path)} (saved "
+                "beside an earlier or a different file): remove it, or save the comparison again "
+                "with grams=True"
+            )
         for key in f.files:
             if "." in key:
                 name, field = key.split(".", 1)
