@@ -20,6 +20,7 @@ from ._validation import (  # noqa: F401  (DEFAULT_DEAD_TOL, single_eps: for nsm
     single_eps,
 )
 from .gram import Gram, centered_matrix
+from .starved import degenerate
 
 __all__ = ["MatchResult", "Ratios", "max_match", "ratios"]
 
@@ -138,18 +139,11 @@ def engine_of(
     if n_samples == 0:
         raise ValueError("gram has no samples: update it with activations first")
     dead_tol = check_dead_tol(dead_tol)
-    if warn and few_samples_for_match(n_samples, gram.n, centered):
+    if warn and degenerate(n_samples, gram.n, centered):
         warn_few_samples(n_samples, gram.n_x, gram.n_y, centered)
     if centered:
         matrix = centered_matrix(gram)
     return _core.MatchEngine(matrix, gram.n_x, n_samples, dead_tol, 0.0, num_threads)
-
-
-def few_samples_for_match(n_samples: int, n: int, centered: bool) -> bool:
-    """Whether the match of ``n`` neurons on ``n_samples`` samples gets the FewSamplesWarning:
-    ``n_samples <= n`` (centred activations span at most n_samples - 1 directions, as they sum
-    to zero: ``n_samples - 1 <= n`` for the centred match)."""
-    return n_samples - int(centered) <= n
 
 
 def warn_few_samples(n_samples: int, n_x: int, n_y: int, centered: bool = False) -> None:

@@ -1,9 +1,18 @@
-"""Starved layers: too few samples per neuron for the similarity to be read at face value
-(docs/method.md, "Starved layers"; the simulation is bench/bench_starved.py)."""
+"""How many samples a layer pair needs, as two diagnostics named for what they mean (they were
+all "few samples" before):
+
+- **degenerate** (:func:`degenerate`): at most as many samples as neurons, where one layer's
+  span can hold the other's whatever the networks compute (a :class:`nsm.FewSamplesWarning`);
+- **starved** (:func:`starved`): under ``FEW_SAMPLES_RATIO`` samples per neuron, where chance
+  lowers every critical ε enough to inflate the similarity (docs/method.md, "Starved layers";
+  the simulation is bench/bench_starved.py).
+
+Results carry both (``Thresholds.degenerate``, ``Thresholds.starved``, and the same on a
+layer comparison); only the public entry points warn."""
 
 from __future__ import annotations
 
-__all__ = ["FEW_SAMPLES_RATIO", "few_samples"]
+__all__ = ["FEW_SAMPLES_RATIO", "degenerate", "few_samples", "starved"]
 
 #: A layer pair is flagged when ``n_samples < FEW_SAMPLES_RATIO * (n_x + n_y)``. From 4 samples
 #: per neuron up, the ε at which two unrelated post-ReLU layers start to match (their floor) is
@@ -12,7 +21,21 @@ __all__ = ["FEW_SAMPLES_RATIO", "few_samples"]
 FEW_SAMPLES_RATIO = 4.0
 
 
-def few_samples(n_samples: int, n_x: int, n_y: int) -> bool:
+def degenerate(n_samples: int, n: int, centered: bool = False) -> bool:
+    """Whether the match of ``n`` neurons on ``n_samples`` samples is degenerate:
+    ``n_samples <= n`` (centred activations span at most ``n_samples - 1`` directions, as they
+    sum to zero: ``n_samples - 1 <= n`` for the centred match). Any layers can match there.
+
+    Examples
+    --------
+    >>> from nsm.starved import degenerate
+    >>> degenerate(20, 20), degenerate(21, 20), degenerate(21, 20, centered=True)
+    (True, False, True)
+    """
+    return n_samples - int(centered) <= n
+
+
+def starved(n_samples: int, n_x: int, n_y: int) -> bool:
     """Whether a layer pair is starved: ``n_samples < FEW_SAMPLES_RATIO * (n_x + n_y)``.
 
     Below that ratio chance alone lowers every neuron's critical ε noticeably (unrelated
@@ -23,8 +46,12 @@ def few_samples(n_samples: int, n_x: int, n_y: int) -> bool:
 
     Examples
     --------
-    >>> from nsm.starved import few_samples
-    >>> few_samples(2048, 512, 512), few_samples(4096, 512, 512)
+    >>> from nsm.starved import starved
+    >>> starved(2048, 512, 512), starved(4096, 512, 512)
     (True, False)
     """
     return n_samples < FEW_SAMPLES_RATIO * (n_x + n_y)
+
+
+#: The name results and saved files use for :func:`starved` (``few_samples`` columns and fields).
+few_samples = starved

@@ -13,6 +13,7 @@ from ._validation import check_bool, check_eps, check_groups, check_similarity, 
 from .gram import Gram
 from .jackknife import DEFAULT_LEVEL, jackknife_se, normal_interval
 from .match import Activations, MatchResult, _frozen, engine_of, result_from_mask
+from .starved import degenerate, starved
 
 __all__ = ["Curve", "Thresholds", "match_thresholds"]
 
@@ -57,6 +58,29 @@ class Thresholds:
     count_dead: bool = True
     centered: bool = False
     leave_out: tuple[Thresholds, ...] | None = None
+
+    @property
+    def degenerate(self) -> bool:
+        """At most as many samples as neurons (:func:`nsm.starved.degenerate`): one layer's span
+        can hold the other's whatever the networks compute (the FewSamplesWarning's case).
+
+        Examples
+        --------
+        >>> import numpy as np, nsm, warnings
+        >>> X = np.random.default_rng(0).random((6, 4))
+        >>> with warnings.catch_warnings():
+        ...     warnings.simplefilter("ignore", nsm.FewSamplesWarning)
+        ...     t = nsm.match_thresholds(X, X)
+        >>> t.degenerate, t.starved
+        (True, True)
+        """
+        return degenerate(self.n_samples, self.n_x + self.n_y, self.centered)
+
+    @property
+    def starved(self) -> bool:
+        """Under 4 samples per neuron (:func:`nsm.starved.starved`): chance lowers every critical
+        ε, so the similarity is inflated."""
+        return starved(self.n_samples, self.n_x, self.n_y)
 
     @property
     def groups(self) -> int | None:
@@ -320,7 +344,7 @@ def gram_thresholds(
     first: Thresholds | None = None,
 ) -> Thresholds:
     """:func:`match_thresholds` of a Gram without any warning (the caller says what there is to
-    say, from :func:`nsm.match.few_samples_for_match`): the thresholds (``first`` when already
+    say, from ``Thresholds.degenerate``): the thresholds (``first`` when already
     computed) and, with groups, the leave-one-out ones. Touches no process-wide warnings
     state, so threads may call it side by side."""
     t = _thresholds_of(gram, dead_tol, count_dead, threads, centered, warn=False) if first is None else first

@@ -17,7 +17,6 @@ from ..jackknife import DEFAULT_LEVEL, Estimate
 from ..match import MatchResult
 from ..measures import linear_cka, match_auc
 from ..simple import simple_matches
-from ..starved import few_samples
 from ..thresholds import Thresholds, match_thresholds
 from . import io, tables
 
@@ -43,7 +42,7 @@ class LayerComparison:
     comparison loaded from JSON saved without its Grams.
 
     ``few_samples`` is True for a *starved* pair, ``n_samples < FEW_SAMPLES_RATIO * (n_x +
-    n_y)`` (:func:`nsm.starved.few_samples`): chance lowers every critical ε there, so the
+    n_y)`` (:func:`nsm.starved.starved`): chance lowers every critical ε there, so the
     similarity is inflated (docs/method.md, "Starved layers"). It is computed from the
     thresholds' sizes (saved in JSON for other readers, recomputed on load).
     ``centered`` says whether the pair was compared with the centred match (its baseline too).
@@ -68,9 +67,19 @@ class LayerComparison:
 
     @property
     def few_samples(self) -> bool:
-        """Whether the pair is starved (:func:`nsm.starved.few_samples` of its sizes)."""
-        t = self.thresholds
-        return few_samples(t.n_samples, t.n_x, t.n_y)
+        """Whether the pair is starved: the name of :attr:`starved` in tables and saved files."""
+        return self.thresholds.starved
+
+    @property
+    def starved(self) -> bool:
+        """Under 4 samples per neuron (:func:`nsm.starved.starved`): the similarity is inflated."""
+        return self.thresholds.starved
+
+    @property
+    def degenerate(self) -> bool:
+        """At most as many samples as neurons (:func:`nsm.starved.degenerate`): any layers can
+        match (the FewSamplesWarning's case)."""
+        return self.thresholds.degenerate
 
     @property
     def centered(self) -> bool:

@@ -16,9 +16,8 @@ from .._blas_threads import one_blas_thread
 from .._validation import check_bool, check_eps, check_keep, check_sites, default_threads, single_eps
 from ..gram import Gram
 from ..jackknife import Estimate, jackknife_se, quiet_leave_out
-from ..match import few_samples_for_match, warn_few_samples
+from ..match import warn_few_samples
 from ..measures import MEASURES, REGISTRY, Notes, SharedCentering, centered_measures, family, match_auc
-from ..starved import few_samples
 from ..thresholds import Thresholds, gram_thresholds, match_thresholds
 from . import io, tables
 from .comparison import DEFAULT_EPS, LayerComparison
@@ -318,7 +317,7 @@ class CrossComparison:
             if not done:
                 self._baseline_thresholds(pair) if baseline else self._thresholds_of(pair)
                 continue
-            if t is not None and few_samples_for_match(t.n_samples, t.n_x + t.n_y, self.centered):
+            if t is not None and t.degenerate:
                 warn_few_samples(t.n_samples, t.n_x, t.n_y, self.centered)
             if baseline or t is not None:
                 store[pair] = t
@@ -540,7 +539,7 @@ class CrossComparison:
     def to_rows(self) -> list[dict[str, Any]]:
         """One dict per pair (long format), rows of A first: ``site_a``, ``site_b``,
         ``compared``, ``centered``, sizes, ``few_samples`` (a starved pair:
-        :func:`nsm.starved.few_samples`), every measure, the baseline's ``match_auc``, the
+        :func:`nsm.starved.starved`), every measure, the baseline's ``match_auc``, the
         similarity and the baseline's at each ε, and ``reason`` (empty for compared pairs).
         Computes every measure.
 
@@ -575,7 +574,7 @@ class CrossComparison:
                     continue
                 t = self.thresholds(a, b)
                 row.update({"n_a": t.n_x, "n_b": t.n_y, "n_samples": t.n_samples})
-                row["few_samples"] = few_samples(t.n_samples, t.n_x, t.n_y)
+                row["few_samples"] = t.starved
                 for m in MEASURES:
                     row[m] = self._value(m, pair, caches)
                 base = self._baseline_thresholds(pair)
