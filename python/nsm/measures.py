@@ -32,6 +32,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from ._engine_choice import Engine
 from .centering import rank_cutoff
 from .exceptions import FewSamplesWarning, NsmWarning
 from .gram import Gram
@@ -583,6 +584,8 @@ def match_auc(
     groups: int | None = None,
     correct_bias: bool = False,
     centered: bool | None = None,
+    engine: Engine = "auto",
+    device: Any = None,
 ) -> float | Estimate:
     """Area under the maximum-match similarity curve, ``∫₀¹ MMS(ε) dε`` (nsm's ε-free summary).
 
@@ -611,6 +614,9 @@ def match_auc(
         biased upwards by O(n / n_samples) (spans fitted on few samples hold some of the
         noise); at 2,000 samples for 64 + 64 neurons that bias was four times the se, and only
         the corrected interval covered the truth at 95% (docs/method.md, "Error bars").
+    engine, device
+        As for :func:`nsm.match_thresholds` (the thresholds' engine; ignored for thresholds
+        passed in).
 
     Returns
     -------
@@ -654,6 +660,8 @@ def match_auc(
             dead_tol=dead_tol,
             num_threads=num_threads,
             centered=False if centered is None else centered,
+            engine=engine,
+            device=device,
         )
     correct_bias = check_bool(correct_bias, "correct_bias")
     value = _auc_or_nan(t, (name_x, name_y), warn=True)

@@ -1,0 +1,322 @@
+"""The match engine in torch: maximum matches and critical ε from a Gram on any torch device.
+
+The same peeling as the C++ core (docs/method.md, "Peeling", "Critical ε"), with the same rules:
+the cosine matrix read from the Gram, dead neurons, the rank cutoff ``eps_machine · max(d, n)``,
+the zero tolerance (docs/method.md, "The zero tolerance"), ``>= level`` in a level's first
+round and ``> level`` in its cascade, and a layer that empties taking everything left. Only the
+way a layer's span is kept differs (docs/method.md, "The torch engine"): shaped for a GPU, where
+a pivoted Cholesky and Givens downdates are slow and a few large matrix products are fast.
+
+- Each layer's members sit in a *factor order* in which the members still in are always a
+  prefix (those expected to leave first sit last).
+- The factor is a Cholesky of the members' cosines in that order that skips a member whose
+  Schur diagonal is at most the rank cutoff (it is dependent): rank-revealing without pivoting.
+  It is blocked in panels: one ``cholesky_ex`` per panel, a sequential skip only in a panel
+  that meets a dependent member.
+- ``W`` holds every neuron's coordinates against the basis directions in factor order and
+  ``cum`` their running sums of squares, so a neuron's residual against any prefix of the
+  order is one lookup: ``1 - cum[rows of the prefix, v]``.
+- A removal at the end of the order only shortens the prefix. Otherwise the rows from the
+  first removed position on are recomputed from the cosines (a Schur complement against the
+  rows before it, then the skipping Cholesky): no rotations, no drift, and a dependent member
+  whose residual grew past the cutoff joins the basis there.
+
+Internal: ``nsm.match`` builds it for ``engine="torch"``; it needs torch (float64 on the
+device: CUDA, ROCm or the CPU; not MPS).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+try:
+    import torch
+except ImportError:  # pragma: no cover - nsm.match checks before building one
+    torch = None  # type: ignore[assignment]
+
+__all__ = ["TorchEngine", "zero_tolerance"]
+
+_F64 = None if torch is None else torch.float64
+# Members per panel of the skipping Cholesky: one cholesky_ex and two products per panel.
+_PANEL = 128
+
+
+def zero_tolerance(inverse_diagonal_max: float, rank_tol: float) -> float:
+    """The largest sin² that counts as 0 against a layer's span (docs/method.md, "The zero
+    tolerance"): ``rank_tol · max_v [C_BB⁻¹]_vv`` over the layer's first basis ``B``, clamped to
+    ``[rank_tol, sqrt(rank_tol)]``. The same formula as the core's ``SpanBasis::zero_tol``."""
+    return max(min(rank_tol * inverse_diagonal_max, math.sqrt(rank_tol)), rank_tol)
+
+
+def _skip_cholesky(s: Any, so: Any, tol: float) -> tuple[Any, Any, Any]:
+    """In-order rank-revealing Cholesky of the PSD block ``s`` (w x w, members in factor order)
+    with the rows for the columns ``so`` (w x t).
+
+    A member whose Schur diagonal against the members kept before it is <= tol is dependent and
+    skipped. Returns (basis flags (w), R (k x w): the basis directions' coordinates of the
+    members, Ro (k x t): those of the other columns)."""
+    w, t = s.shape[0], so.shape[1]
+    dev = s.device
+    a = torch.cat([s, so], 1)  # row i: member i's Schur cosines with every column
+    r = torch.zeros(w, w + t, dtype=_F64, device=dev)
+    basis = torch.zeros(w, dtype=torch.bool, device=dev)
+    res = s.diagonal().clone()
+    k = 0
+    pos = 0
+    while pos < w:
+        # Residuals only fall as rows are added: one at or below the cutoff now is dependent.
+        alive = torch.nonzero(res[pos:] > tol).flatten() + pos
+        if alive.numel() == 0:
+            break
+        panel = alive[:_PANEL]
+        last = int(panel[-1])
+        block = a[panel][:, panel] - r[:k, panel].T @ r[:k, panel]
+        lower, keep = _panel_factor(0.5 * (block + block.T), tol)
+        chosen = panel[keep]
+        kb = chosen.numel()
+        if kb:
+            cols = torch.cat(
+                [panel, torch.arange(last + 1, w, device=dev), torch.arange(w, w + t, device=dev)]
+            )
+            rhs = a[chosen][:, cols] - r[:k, chosen].T @ r[:k, cols]
+            rows = torch.linalg.solve_triangular(lower, rhs, upper=False)
+            r[k : k + kb, cols] = rows
+            later = rows[:, panel.numel() : panel.numel() + (w - last - 1)]
+            res[last + 1 :] -= (later**2).sum(0)
+            basis[chosen] = True
+            k += kb
+        pos = last + 1
+    return basis, r[:k, :w], r[:k, w:]
+
+
+def _panel_factor(block: Any, tol: float) -> tuple[Any, Any]:
+    """The panel's own factor: ``cholesky_ex`` when every squared pivot exceeds tol (then it is
+    the in-order skip rule itself), else the skip rule member by member. Returns (L of the kept
+    members, keep flags)."""
+    p = block.shape[0]
+    lower, info = torch.linalg.cholesky_ex(block)
+    if int(info) == 0 and bool((lower.diagonal() ** 2 > tol).all()):
+        return lower, torch.ones(p, dtype=torch.bool, device=block.device)
+    a = block.clone()
+    keep = torch.zeros(p, dtype=torch.bool, device=block.device)
+    cols = []
+    for j in range(p):
+        d = float(a[j, j])
+        if d > tol:
+            keep[j] = True
+            col = a[:, j] / math.sqrt(d)
+            col[:j] = 0.0
+            cols.append(col)
+            a -= torch.outer(col, col)
+        else:
+            a[j, :] = 0.0
+            a[:, j] = 0.0
+    if not cols:
+        return torch.zeros(0, 0, dtype=_F64, device=block.device), keep
+    return torch.stack(cols, 1)[keep], keep
+
+
+class _Span:
+    """One layer's span over its members in factor order (the members still in: order[:m])."""
+
+    def __init__(self, c: Any, members: Any, others: Any, tol: float, zero_tol: float | None) -> None:
+        n = c.shape[0]
+        dev = c.device
+        m = members.numel()
+        self.c, self.tol, self.others = c, tol, others
+        self.order = members.clone()
+        self.m = m
+        self.pos_of = torch.full((n,), -1, dtype=torch.long, device=dev)
+        self.kpos = torch.zeros(m + 1, dtype=torch.long, device=dev)
+        self.w = torch.zeros(max(m, 1), n, dtype=_F64, device=dev)
+        self.cum = torch.zeros(max(m, 1) + 1, n, dtype=_F64, device=dev)
+        self._rows = 0
+        basis = self._refresh(0, members)
+        if zero_tol is None:
+            zero_tol = zero_tolerance(self._inverse_diagonal_max(members[basis]), tol)
+        self.zero_tol = zero_tol
+
+    def _inverse_diagonal_max(self, basis: Any) -> float:
+        """max_v [C_BB⁻¹]_vv over the basis B: squared column norms of L⁻¹ (C_BB = L Lᵀ)."""
+        k = basis.numel()
+        if k == 0:
+            return 1.0
+        lower = self.w[:k][:, basis].T  # the basis members' own coordinates: L, lower triangular
+        eye = torch.eye(k, dtype=_F64, device=lower.device)
+        inverse = torch.linalg.solve_triangular(lower, eye, upper=False)
+        return float((inverse**2).sum(0).max())
+
+    def _refresh(self, p0: int, kept: Any) -> Any:
+        """Positions p0.. now hold ``kept`` (in this order): recompute their rows from C."""
+        c, others = self.c, self.others
+        r0 = int(self.kpos[p0])
+        prefix = self.w[:r0]
+        pre = prefix[:, kept]
+        s = c[kept][:, kept] - pre.T @ pre
+        so = c[kept][:, others] - pre.T @ prefix[:, others]
+        basis, rm, ro = _skip_cholesky(s, so, self.tol)
+        kb = rm.shape[0]
+        w = kept.numel()
+        new = torch.zeros(kb, self.w.shape[1], dtype=_F64, device=c.device)
+        new[:, kept] = rm
+        new[:, others] = ro
+        self.w[r0 : r0 + kb] = new
+        self.cum[r0 + 1 : r0 + kb + 1] = self.cum[r0] + torch.cumsum(new**2, 0)
+        self.order[p0 : p0 + w] = kept
+        self.pos_of[kept] = torch.arange(p0, p0 + w, device=c.device)
+        self.m = p0 + w
+        self.kpos[p0 + 1 : p0 + w + 1] = r0 + torch.cumsum(basis.to(torch.long), 0)
+        self._rows = int(self.kpos[self.m])
+        return basis
+
+    def members(self) -> Any:
+        return self.order[: self.m]
+
+    def residual(self, v: Any) -> Any:
+        """sin² of neurons ``v`` (the other layer's) against the span: 0 at or below zero_tol."""
+        res = 1.0 - self.cum[self._rows, v]
+        return torch.where(res <= self.zero_tol, torch.zeros_like(res), torch.clamp(res, max=1.0))
+
+    def remove(self, gone: Any, leaves_soon: Any) -> None:
+        """Removes members ``gone``; ``leaves_soon`` (by global index, higher: sooner) orders a
+        recomputed window, those expected to leave first last."""
+        if gone.numel() == 0:
+            return
+        pos = self.pos_of[gone]
+        self.pos_of[gone] = -1
+        p0 = int(pos.min())
+        if p0 >= self.m - gone.numel():  # exactly the end of the order: the prefix shrinks
+            self.m -= gone.numel()
+            self._rows = int(self.kpos[self.m])
+            return
+        window = self.order[p0 : self.m]
+        kept = window[self.pos_of[window] >= 0]
+        kept = kept[torch.argsort(leaves_soon[kept], stable=True)]
+        self._refresh(p0, kept)
+
+
+class TorchEngine:
+    """The match engine of one pair of layers from their Gram, on a torch device in float64.
+
+    The same interface as the core's ``MatchEngine`` (``dead``, ``rank_tol``, ``ratios()``,
+    ``thresholds()``, ``max_match(eps)``), returning numpy arrays; ``name`` is ``"torch"``.
+    """
+
+    name = "torch"
+
+    def __init__(self, gram: Any, n_x: int, n_samples: int, dead_tol: float, device: Any = None) -> None:
+        if isinstance(gram, torch.Tensor):
+            g = gram.detach().to(dtype=_F64, device=gram.device if device is None else device)
+        else:
+            g = torch.from_numpy(np.array(gram, dtype=np.float64, copy=True)).to(device or "cpu")
+        n = g.shape[0]
+        if g.ndim != 2 or g.shape[1] != n or n < 2:
+            raise ValueError(f"gram must be square with at least 2 rows, got shape {tuple(g.shape)}")
+        if not 1 <= n_x < n:
+            raise ValueError(f"n_x must be in [1, {n - 1}], got {n_x}")
+        if not bool(torch.isfinite(g).all()):
+            raise ValueError("gram contains NaN or Inf")
+        self.device = g.device
+        self.n, self.n_x = n, n_x
+        self.rank_tol = float(np.finfo(np.float64).eps) * max(int(n_samples), n)
+        diag = g.diagonal().clone()
+        side_max = torch.where(
+            torch.arange(n, device=g.device) < n_x, diag[:n_x].max(), diag[n_x:].max()
+        )
+        dead = ~(diag > dead_tol * side_max) | ~(diag > 0)
+        scale = torch.where(dead, torch.zeros_like(diag), torch.rsqrt(torch.where(dead, 1.0, diag)))
+        c = g * scale[:, None] * scale[None, :]
+        c.diagonal().copy_((~dead).to(_F64))
+        self._c = c
+        self._dead = dead
+        self.dead = dead.cpu().numpy()
+
+    # The peeling state: two spans and who is in.
+    def _start(self, order_by_ratio: bool = True) -> list[_Span] | None:
+        """Both layers' spans over their live neurons, or None when a layer has none. The first
+        state is the core's: X's factor in index order, Y's ordered by its ratios against X,
+        X's again by its ratios against Y (so that removals sit near the ends of the orders)."""
+        live = torch.nonzero(~self._dead).flatten()
+        xs, ys = live[live < self.n_x], live[live >= self.n_x]
+        if xs.numel() == 0 or ys.numel() == 0:
+            return None
+        tol = self.rank_tol
+        first_x = _Span(self._c, xs, ys, tol, None)
+        if not order_by_ratio:
+            return [first_x, _Span(self._c, ys, xs, tol, None)]
+        span_y = _Span(self._c, ys[torch.argsort(first_x.residual(ys), stable=True)], xs, tol, None)
+        span_x = _Span(self._c, xs[torch.argsort(span_y.residual(xs), stable=True)], ys, tol, first_x.zero_tol)
+        return [span_x, span_y]
+
+    def _ratios(self, spans: list[_Span]) -> tuple[Any, Any]:
+        """The neurons still in (X's then Y's) and their ratios (by global index; NaN elsewhere)."""
+        x_in, y_in = spans[0].members(), spans[1].members()
+        r = torch.full((self.n,), math.nan, dtype=_F64, device=self.device)
+        r[x_in] = torch.sqrt(spans[1].residual(x_in))
+        r[y_in] = torch.sqrt(spans[0].residual(y_in))
+        return torch.cat([x_in, y_in]), r
+
+    def _cascade(self, spans: list[_Span], level: float, inclusive: bool) -> list[Any]:
+        removed = []
+        first = True
+        while True:
+            both, r = self._ratios(spans)
+            if spans[0].m == 0 or spans[1].m == 0:
+                batch = both
+            else:
+                rb = r[both]
+                batch = both[(rb > level) | ((rb >= level) & (first and inclusive))]
+            if batch.numel() == 0:
+                return removed
+            # Each window is re-sorted by the ratios before this round's removals.
+            spans[0].remove(batch[batch < self.n_x], r)
+            spans[1].remove(batch[batch >= self.n_x], r)
+            removed.append(batch)
+            first = False
+
+    def ratios(self) -> np.ndarray:
+        """Each neuron's ratio against the whole other layer's span (0 for dead neurons, 1 when
+        the other layer is all dead)."""
+        out = torch.zeros(self.n, dtype=_F64, device=self.device)
+        live = torch.nonzero(~self._dead).flatten()
+        xs, ys = live[live < self.n_x], live[live >= self.n_x]
+        if xs.numel() == 0 or ys.numel() == 0:
+            out[live] = 1.0
+            return out.cpu().numpy()
+        spans = [_Span(self._c, xs, ys, self.rank_tol, None), _Span(self._c, ys, xs, self.rank_tol, None)]
+        _, r = self._ratios(spans)
+        out[live] = r[live]
+        return out.cpu().numpy()
+
+    def thresholds(self) -> np.ndarray:
+        """Each neuron's critical ε (inf for dead neurons, and for all when a layer has no live
+        neuron)."""
+        t = torch.full((self.n,), math.inf, dtype=_F64, device=self.device)
+        spans = self._start()
+        if spans is None:
+            return t.cpu().numpy()
+        while spans[0].m + spans[1].m > 0:
+            both, r = self._ratios(spans)
+            level = float(r[both].max())
+            for batch in self._cascade(spans, level, True):
+                t[batch] = level
+        return t.cpu().numpy()
+
+    def max_match(self, eps: list[float]) -> np.ndarray:
+        """Membership masks (len(eps), n) of the maximum match at each ε: one peeling from the
+        largest ε down."""
+        for e in eps:
+            if not 0.0 <= e <= 1.0:
+                raise ValueError(f"eps must be in [0, 1], got {e}")
+        masks = np.zeros((len(eps), self.n), dtype=bool)
+        spans = self._start()
+        if spans is None:
+            return masks
+        for i in sorted(range(len(eps)), key=lambda i: -eps[i]):
+            self._cascade(spans, float(eps[i]), False)
+            masks[i, spans[0].members().cpu().numpy()] = True
+            masks[i, spans[1].members().cpu().numpy()] = True
+        return masks
