@@ -1,0 +1,219 @@
+"""The torch engine (engine="torch", on the CPU here) against the C++ core and the SVD oracle:
+the same infinities, thresholds within 1e-9, the same maximum matches away from ties."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import nsm
+from tests import oracle
+from tests.cases import examples, nasty_layers, quiet, related_layers, with_layout
+
+torch = pytest.importorskip("torch", reason="the torch extra is not installed")
+
+from nsm._engine_choice import check_engine, choose_engine  # noqa: E402
+
+TOL = 1e-9  # thresholds of the two engines agree to rounding
+MARGIN = 1e-6  # an eps this close to a threshold is a tie neither engine can be held to
+EPS_GRID = (0.0, 0.02, 0.1, 0.25, 0.4, 0.6, 0.8, 0.95, 1.0)
+
+
+def all_of(t: nsm.Thresholds) -> np.ndarray:
+    return np.concatenate([t.x, t.y])
+
+
+def assert_same_thresholds(core: nsm.Thresholds, torch_t: nsm.Thresholds) -> None:
+    a, b = all_of(core), all_of(torch_t)
+    assert np.array_equal(np.isinf(a), np.isinf(b))
+    finite = np.isfinite(a)
+    assert np.allclose(a[finite], b[finite], rtol=0, atol=TOL), np.abs(a[finite] - b[finite]).max()
+    # The number of levels (distinct critical eps, those within rounding of each other as one)
+    # is the same peeling's.
+    assert levels(a[finite]) == levels(b[finite])
+    assert (core.engine, torch_t.engine) == ("core", "torch")
+
+
+def levels(t: np.ndarray) -> int:
+    s = np.sort(t)
+    return int(len(s) > 0) + int(np.sum(np.diff(s) > TOL))
+
+
+def away_from_ties(t: np.ndarray, grid) -> list[float]:
+    finite = t[np.isfinite(t)]
+    return [e for e in grid if not np.any(np.abs(finite - e) <= MARGIN)]
+
+
+def assert_same_matches(gram: nsm.Gram, core_t: nsm.Thresholds, centered: bool = False) -> None:
+    grid = away_from_ties(all_of(core_t), EPS_GRID)
+    core = nsm.max_match(gram, grid, engine="core", centered=centered)
+    ours = nsm.max_match(gram, grid, engine="torch", centered=centered)
+    for a, b in zip(core, ours):
+        assert (a.x.tolist(), a.y.tolist()) == (b.x.tolist(), b.y.tolist()), a.eps
+        assert b.engine == "torch"
+    for e in grid[:3]:  # one eps at a time: the core's other first state
+        a = nsm.max_match(gram, e, engine="core", centered=centered)
+        b = nsm.max_match(gram, e, engine="torch", centered=centered)
+        assert (a.x.tolist(), a.y.tolist()) == (b.x.tolist(), b.y.tolist()), e
+
+
+@settings(max_examples=examples(80), deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
+@given(nasty_layers(), st.lists(st.floats(0, 1), min_size=1, max_size=4), st.booleans())
+def test_hypothesis_nasty_layers_equal_the_core_and_the_oracle(layers, grid, centered):
+    X, Y, layout = layers
+    gram = nsm.Gram.from_arrays(with_layout(X, layout), with_layout(Y, layout))
+    core = quiet(nsm.match_thresholds, gram, engine="core", centered=centered)
+    ours = quiet(nsm.match_thresholds, gram, engine="torch", centered=centered)
+    assert_same_thresholds(core, ours)
+    if centered:
+        return  # the oracle is the uncentred match
+    for eps in grid:
+        expected = oracle.robust_max_match(X, Y, eps)
+        if expected is None:
+            continue
+        got = ours.max_match(eps)
+        assert (got.x.tolist(), got.y.tolist()) == (expected[0].tolist(), expected[1].tolist())
+        mm = quiet(nsm.max_match, gram, eps, engine="torch")
+        assert (mm.x.tolist(), mm.y.tolist()) == (expected[0].tolist(), expected[1].tolist())
+
+
+def _gelu(a: np.ndarray) -> np.ndarray:
+    return 0.5 * a * (1 + np.tanh(0.7978845608 * (a + 0.044715 * a**3)))
+
+
+def family(name: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Layer pairs of the design study's families, small."""
+    d = 500
+    if name == "related":
+        return related_layers(rng, d, 60, 50, shared=12, noise=0.3)
+    if name == "independent":
+        return np.maximum(rng.standard_normal((d, 40)), 0), np.maximum(rng.standard_normal((d, 50)), 0)
+    if name == "ffn":
+        h = rng.standard_normal((d, 24))
+        X = _gelu(h @ rng.standard_normal((24, 64)))
+        Y = _gelu(X @ rng.standard_normal((64, 48)) / 8 + 0.3 * rng.standard_normal((d, 48)))
+        return X, Y
+    if name == "duplicated":
+        X, Y = related_layers(rng, d, 40, 40, shared=8, noise=0.2)
+        X = np.hstack([X, X[:, :8], 2 * X[:, 3:6] - X[:, 6:9]])
+        Y = np.hstack([Y, X[:, :5], Y[:, :4]])
+        return X, Y
+    if name == "dead":
+        X, Y = related_layers(rng, d, 40, 40, shared=8, noise=0.3)
+        X[:, ::7] = 0.0
+        Y[:, 3] = 0.0
+        return X, Y
+    if name == "low_rank":
+        z = rng.standard_normal((d, 10))
+        return z @ rng.standard_normal((10, 40)), np.hstack([z[:, :6] @ rng.random((6, 30)), rng.random((d, 5))])
+    if name == "unequal":
+        return related_layers(rng, d, 90, 12, shared=6, noise=0.4)
+    if name == "few_samples":
+        return related_layers(rng, 40, 50, 45, shared=8, noise=0.3)
+    raise ValueError(name)
+
+
+FAMILIES = ("related", "independent", "ffn", "duplicated", "dead", "low_rank", "unequal", "few_samples")
+
+
+@pytest.mark.parametrize("centered", [False, True])
+@pytest.mark.parametrize("name", FAMILIES)
+def test_families_equal_the_core(name, centered):
+    X, Y = family(name, np.random.default_rng(FAMILIES.index(name)))
+    gram = nsm.Gram.from_arrays(X, Y)
+    core = quiet(nsm.match_thresholds, gram, engine="core", centered=centered)
+    ours = quiet(nsm.match_thresholds, gram, engine="torch", centered=centered)
+    assert_same_thresholds(core, ours)
+    quiet(assert_same_matches, gram, core, centered)
+
+
+@pytest.mark.parametrize("name", ["related", "duplicated", "dead", "few_samples"])
+def test_families_equal_the_oracle(name):
+    X, Y = family(name, np.random.default_rng(FAMILIES.index(name)))
+    t = quiet(nsm.match_thresholds, X, Y, engine="torch")
+    for eps in (0.0, 0.3, 0.7):
+        expected = oracle.robust_max_match(X, Y, eps)
+        if expected is None:
+            continue
+        got = t.max_match(eps)
+        assert (got.x.tolist(), got.y.tolist()) == (expected[0].tolist(), expected[1].tolist())
+
+
+def test_ratios_equal_the_oracle(rng):
+    from nsm._torch_engine import TorchEngine
+
+    X, Y = family("duplicated", rng)
+    gram = nsm.Gram.from_arrays(X, Y)
+    r = TorchEngine(gram.matrix, gram.n_x, gram.n_samples, 1e-20).ratios()
+    assert np.allclose(r[: X.shape[1]], oracle.ratios_against(X, Y), atol=1e-7)
+    assert np.allclose(r[X.shape[1] :], oracle.ratios_against(Y, X), atol=1e-7)
+
+
+def test_one_layer_all_dead_and_tiny_layers():
+    X = np.zeros((20, 3))
+    Y = np.random.default_rng(0).random((20, 2))
+    t = nsm.match_thresholds(X, Y, engine="torch")
+    assert np.isinf(all_of(t)).all()
+    assert nsm.max_match(X, Y, 1.0, engine="torch").similarity == 0.0
+    one = np.random.default_rng(1).random((20, 1))
+    t1 = nsm.match_thresholds(one, 2 * one, engine="torch")
+    assert all_of(t1).tolist() == [0.0, 0.0]
+
+
+def test_groups_and_match_auc_use_the_engine(rng):
+    X, Y = family("related", rng)
+    core = nsm.match_thresholds(X, Y, groups=3, engine="core")
+    ours = nsm.match_thresholds(X, Y, groups=3, engine="torch")
+    assert ours.leave_out is not None and core.leave_out is not None
+    for a, b in zip(core.leave_out, ours.leave_out):
+        assert_same_thresholds(a, b)
+    assert ours.max_match(0.5).engine == "torch"
+    auc_core = nsm.measures.match_auc(X, Y, engine="core")
+    auc_ours = nsm.measures.match_auc(X, Y, engine="torch")
+    assert abs(auc_core - auc_ours) <= TOL
+
+
+def test_auto_picks_the_core_on_the_cpu(rng):
+    X, Y = family("independent", rng)
+    assert nsm.match_thresholds(X, Y).engine == "core"
+    assert nsm.max_match(X, Y, 0.5, device="cpu").engine == "core"
+    assert nsm.match_thresholds(X, Y, engine="torch", device="cpu").engine == "torch"
+    # A GPU device picks the torch engine (decided without running on one).
+    assert choose_engine("auto", torch.device("cuda")) == "torch"
+    assert choose_engine("auto", None, torch.device("cuda", 0)) == "torch"
+    assert choose_engine("auto", torch.device("cpu")) == "core"
+    assert choose_engine("core", None) == "core"
+
+
+def test_bad_engine_and_device(rng):
+    X, Y = family("independent", rng)
+    with pytest.raises(ValueError, match="engine must be one of"):
+        nsm.max_match(X, Y, 0.5, engine="gpu")
+    with pytest.raises(ValueError, match="engine must be one of"):
+        nsm.match_thresholds(X, Y, engine=None)
+    with pytest.raises(ValueError, match="device must be a torch device"):
+        nsm.match_thresholds(X, Y, engine="torch", device="no-such-device")
+    with pytest.raises(ValueError, match="engine='core' runs on the CPU"):
+        nsm.match_thresholds(X, Y, engine="core", device="cuda")
+    with pytest.raises(ValueError, match="MPS"):
+        check_engine("torch", "mps") and nsm.match_thresholds(X, Y, engine="torch", device="mps")
+
+
+def test_without_torch_a_clear_error():
+    code = (
+        "import sys; sys.modules['torch'] = None\n"
+        "import numpy as np, nsm\n"
+        "X = np.random.default_rng(0).random((50, 3))\n"
+        "assert nsm.match_thresholds(X, X).engine == 'core'\n"
+        "try:\n"
+        "    nsm.match_thresholds(X, X, engine='torch')\n"
+        "except ImportError as e:\n"
+        "    print(e)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "needs PyTorch" in out.stdout and "pip install" in out.stdout
