@@ -44,11 +44,22 @@ _F64 = None if torch is None else torch.float64
 _PANEL = 128
 
 
-def zero_tolerance(inverse_diagonal_max: float, rank_tol: float) -> float:
+def zero_tolerance(lower: Any, rank_tol: float) -> float:
     """The largest sin² that counts as 0 against a layer's span (docs/method.md, "The zero
-    tolerance"): ``rank_tol · max_v [C_BB⁻¹]_vv`` over the layer's first basis ``B``, clamped to
-    ``[rank_tol, sqrt(rank_tol)]``. The same formula as the core's ``SpanBasis::zero_tol``."""
-    return max(min(rank_tol * inverse_diagonal_max, math.sqrt(rank_tol)), rank_tol)
+    tolerance"), from ``lower``, the Cholesky factor of the cosines of the layer's first basis
+    ``B`` (in any order): ``rank_tol · max_v [C_BB⁻¹]_vv``, clamped to ``[rank_tol,
+    sqrt(rank_tol)]``; the core's ``nsm::zero_tolerance``."""
+    widest = math.sqrt(rank_tol)
+    k = lower.shape[0]
+    if k == 0:
+        return rank_tol
+    # 1 / pivot² <= max_v [C_BB⁻¹]_vv in every order: a factor that reaches the clamp by its own
+    # smallest pivot needs no inverse.
+    if rank_tol / float((lower.diagonal() ** 2).min()) >= widest:
+        return widest
+    eye = torch.eye(k, dtype=_F64, device=lower.device)
+    inverse = torch.linalg.solve_triangular(lower, eye, upper=False)
+    return max(min(rank_tol * float((inverse**2).sum(0).max()), widest), rank_tol)
 
 
 def _skip_cholesky(s: Any, so: Any, tol: float) -> tuple[Any, Any, Any]:
@@ -122,8 +133,11 @@ def _panel_factor(block: Any, tol: float) -> tuple[Any, Any]:
 class _Span:
     """One layer's span over its members in factor order (the members still in: order[:m])."""
 
-    def __init__(self, c: Any, members: Any, others: Any, tol: float, zero_tol: float | None) -> None:
+    def __init__(
+        self, c: Any, members: Any, others: Any, tol: float, zero_tol: float | None, stats: dict[str, int]
+    ) -> None:
         n = c.shape[0]
+        self.stats = stats
         dev = c.device
         m = members.numel()
         self.c, self.tol, self.others = c, tol, others
@@ -136,18 +150,14 @@ class _Span:
         self._rows = 0
         basis = self._refresh(0, members)
         if zero_tol is None:
-            zero_tol = zero_tolerance(self._inverse_diagonal_max(members[basis]), tol)
+            zero_tol = zero_tolerance(self._first_basis_factor(members[basis]), tol)
         self.zero_tol = zero_tol
 
-    def _inverse_diagonal_max(self, basis: Any) -> float:
-        """max_v [C_BB⁻¹]_vv over the basis B: squared column norms of L⁻¹ (C_BB = L Lᵀ)."""
+    def _first_basis_factor(self, basis: Any) -> Any:
+        """L of the cosines of the basis members ``basis`` (C_BB = L Lᵀ, in factor order): the
+        basis members' own coordinates."""
         k = basis.numel()
-        if k == 0:
-            return 1.0
-        lower = self.w[:k][:, basis].T  # the basis members' own coordinates: L, lower triangular
-        eye = torch.eye(k, dtype=_F64, device=lower.device)
-        inverse = torch.linalg.solve_triangular(lower, eye, upper=False)
-        return float((inverse**2).sum(0).max())
+        return self.w[:k][:, basis].T
 
     def _refresh(self, p0: int, kept: Any) -> Any:
         """Positions p0.. now hold ``kept`` (in this order): recompute their rows from C."""
@@ -189,12 +199,15 @@ class _Span:
         self.pos_of[gone] = -1
         p0 = int(pos.min())
         if p0 >= self.m - gone.numel():  # exactly the end of the order: the prefix shrinks
+            self.stats["tail_removals"] += 1
             self.m -= gone.numel()
             self._rows = int(self.kpos[self.m])
             return
         window = self.order[p0 : self.m]
         kept = window[self.pos_of[window] >= 0]
         kept = kept[torch.argsort(leaves_soon[kept], stable=True)]
+        self.stats["refreshes"] += 1
+        self.stats["refreshed_members"] += kept.numel()
         self._refresh(p0, kept)
 
 
@@ -203,6 +216,8 @@ class TorchEngine:
 
     The same interface as the core's ``MatchEngine`` (``dead``, ``rank_tol``, ``ratios()``,
     ``thresholds()``, ``max_match(eps)``), returning numpy arrays; ``name`` is ``"torch"``.
+    ``stats`` counts what the last call did: levels, rounds (removal batches), removals that
+    only shortened a prefix, refreshes and the members they recomputed.
     """
 
     name = "torch"
@@ -223,15 +238,14 @@ class TorchEngine:
         self.n, self.n_x = n, n_x
         self.rank_tol = float(np.finfo(np.float64).eps) * max(int(n_samples), n)
         diag = g.diagonal().clone()
-        side_max = torch.where(
-            torch.arange(n, device=g.device) < n_x, diag[:n_x].max(), diag[n_x:].max()
-        )
+        side_max = torch.where(torch.arange(n, device=g.device) < n_x, diag[:n_x].max(), diag[n_x:].max())
         dead = ~(diag > dead_tol * side_max) | ~(diag > 0)
         scale = torch.where(dead, torch.zeros_like(diag), torch.rsqrt(torch.where(dead, 1.0, diag)))
         c = g * scale[:, None] * scale[None, :]
         c.diagonal().copy_((~dead).to(_F64))
         self._c = c
         self._dead = dead
+        self.stats: dict[str, int] = {}
         self.dead = dead.cpu().numpy()
 
     # The peeling state: two spans and who is in.
@@ -239,16 +253,19 @@ class TorchEngine:
         """Both layers' spans over their live neurons, or None when a layer has none. The first
         state is the core's: X's factor in index order, Y's ordered by its ratios against X,
         X's again by its ratios against Y (so that removals sit near the ends of the orders)."""
+        self.stats = dict.fromkeys(("levels", "rounds", "tail_removals", "refreshes", "refreshed_members"), 0)
         live = torch.nonzero(~self._dead).flatten()
         xs, ys = live[live < self.n_x], live[live >= self.n_x]
         if xs.numel() == 0 or ys.numel() == 0:
             return None
-        tol = self.rank_tol
-        first_x = _Span(self._c, xs, ys, tol, None)
+        tol, st = self.rank_tol, self.stats
+        first_x = _Span(self._c, xs, ys, tol, None, st)
         if not order_by_ratio:
-            return [first_x, _Span(self._c, ys, xs, tol, None)]
-        span_y = _Span(self._c, ys[torch.argsort(first_x.residual(ys), stable=True)], xs, tol, None)
-        span_x = _Span(self._c, xs[torch.argsort(span_y.residual(xs), stable=True)], ys, tol, first_x.zero_tol)
+            return [first_x, _Span(self._c, ys, xs, tol, None, st)]
+        span_y = _Span(self._c, ys[torch.argsort(first_x.residual(ys), stable=True)], xs, tol, None, st)
+        span_x = _Span(
+            self._c, xs[torch.argsort(span_y.residual(xs), stable=True)], ys, tol, first_x.zero_tol, st
+        )
         return [span_x, span_y]
 
     def _ratios(self, spans: list[_Span]) -> tuple[Any, Any]:
@@ -260,7 +277,7 @@ class TorchEngine:
         return torch.cat([x_in, y_in]), r
 
     def _cascade(self, spans: list[_Span], level: float, inclusive: bool) -> list[Any]:
-        removed = []
+        removed: list[Any] = []
         first = True
         while True:
             both, r = self._ratios(spans)
@@ -271,6 +288,7 @@ class TorchEngine:
                 batch = both[(rb > level) | ((rb >= level) & (first and inclusive))]
             if batch.numel() == 0:
                 return removed
+            self.stats["rounds"] += 1
             # Each window is re-sorted by the ratios before this round's removals.
             spans[0].remove(batch[batch < self.n_x], r)
             spans[1].remove(batch[batch >= self.n_x], r)
@@ -286,7 +304,8 @@ class TorchEngine:
         if xs.numel() == 0 or ys.numel() == 0:
             out[live] = 1.0
             return out.cpu().numpy()
-        spans = [_Span(self._c, xs, ys, self.rank_tol, None), _Span(self._c, ys, xs, self.rank_tol, None)]
+        spans = self._start(order_by_ratio=False)
+        assert spans is not None
         _, r = self._ratios(spans)
         out[live] = r[live]
         return out.cpu().numpy()
@@ -301,6 +320,7 @@ class TorchEngine:
         while spans[0].m + spans[1].m > 0:
             both, r = self._ratios(spans)
             level = float(r[both].max())
+            self.stats["levels"] += 1
             for batch in self._cascade(spans, level, True):
                 t[batch] = level
         return t.cpu().numpy()
