@@ -110,7 +110,9 @@ def family(name: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]
         return X, Y
     if name == "low_rank":
         z = rng.standard_normal((d, 10))
-        return z @ rng.standard_normal((10, 40)), np.hstack([z[:, :6] @ rng.random((6, 30)), rng.random((d, 5))])
+        return z @ rng.standard_normal((10, 40)), np.hstack(
+            [z[:, :6] @ rng.random((6, 30)), rng.random((d, 5))]
+        )
     if name == "unequal":
         return related_layers(rng, d, 90, 12, shared=6, noise=0.4)
     if name == "few_samples":
@@ -217,3 +219,25 @@ def test_without_torch_a_clear_error():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "needs PyTorch" in out.stdout and "pip install" in out.stdout
+
+
+def test_compare_with_the_torch_engine_gives_what_the_core_gives():
+    import nsm.torch
+
+    torch.manual_seed(0)
+    a = torch.nn.Sequential(torch.nn.Linear(8, 24), torch.nn.ReLU(), torch.nn.Linear(24, 16), torch.nn.ReLU())
+    b = torch.nn.Sequential(torch.nn.Linear(8, 24), torch.nn.ReLU(), torch.nn.Linear(24, 16), torch.nn.ReLU())
+    data = [torch.randn(128, 8) for _ in range(6)]
+    sites = ["1", "3"]
+    runs = {
+        engine: nsm.torch.compare(a, b, data, sites, progress=False, precision="float64", engine=engine)
+        for engine in ("core", "torch")
+    }
+    for site in sites:
+        core, ours = runs["core"][site], runs["torch"][site]
+        assert_same_thresholds(core.thresholds, ours.thresholds)
+        assert core.baseline_thresholds is not None and ours.baseline_thresholds is not None
+        assert_same_thresholds(core.baseline_thresholds, ours.baseline_thresholds)
+    assert nsm.torch.compare(a, b, data, "1", progress=False)["1"].thresholds.engine == "core"
+    with pytest.raises(ValueError, match="engine must be one of"):
+        nsm.torch.compare(a, b, data, "1", progress=False, engine="cuda")

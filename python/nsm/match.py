@@ -358,9 +358,9 @@ def max_match(
     eps_list, single = check_eps(eps)
     count_dead = check_bool(count_dead, "count_dead")
     centered = check_bool(centered, "centered")
-    engine, device = check_engine(engine, device)
+    engine_checked, device = check_engine(engine, device)
     gram = gram_of("max_match", X, Y, threads, ", eps")
-    peeler = engine_of(gram, dead_tol, threads, centered=centered, engine=engine, device=device)
+    peeler = engine_of(gram, dead_tol, threads, centered=centered, engine=engine_checked, device=device)
     masks = peeler.max_match(eps_list)
     dead = peeler.dead
     name = engine_name(peeler)

@@ -9,9 +9,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from ._engine_choice import Engine, check_engine
 from .gram import Gram
 from .jackknife import DEFAULT_LEVEL, jackknife_se, normal_interval
-from ._engine_choice import Engine, check_engine
 from .match import Activations, MatchResult, _frozen, engine_name, engine_of, result_from_mask
 from .validation import check_bool, check_eps, check_groups, check_similarity, check_threads, single_eps
 
@@ -294,7 +294,7 @@ def match_thresholds(
     threads = check_threads(num_threads)
     count_dead = check_bool(count_dead, "count_dead")
     centered = check_bool(centered, "centered")
-    engine, device = check_engine(engine, device)
+    engine_checked, device = check_engine(engine, device)
     if isinstance(X, Gram) and Y is not None:
         raise TypeError("match_thresholds() takes (X, Y) or (gram)")
     groups = check_groups(groups)
@@ -309,8 +309,10 @@ def match_thresholds(
         raise TypeError("match_thresholds() takes (X, Y) or (gram)")
     else:
         gram = Gram.from_arrays(X, Y, num_threads=threads, groups=groups)
-    t = _thresholds_of(gram, dead_tol, count_dead, threads, centered, engine=engine, device=device)
-    return gram_thresholds(gram, count_dead, centered, threads, dead_tol, first=t, engine=engine, device=device)
+    t = _thresholds_of(gram, dead_tol, count_dead, threads, centered, engine=engine_checked, device=device)
+    return gram_thresholds(
+        gram, count_dead, centered, threads, dead_tol, first=t, engine=engine_checked, device=device
+    )
 
 
 def gram_thresholds(

@@ -5,11 +5,12 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Union
+from typing import Any, Callable, Union, cast
 
 import torch
 from torch import nn
 
+from .._engine_choice import Engine, check_engine
 from ..comparison import DEFAULT_EPS, Comparison, LayerComparison
 from ..gram import Gram
 from ..thresholds import Thresholds, match_thresholds
@@ -97,14 +98,23 @@ def _layout_of(tap: Tap, site: Site, given: str | None, which: str) -> str:
 
 
 def _thresholds(
-    gram: Gram | None, count_dead: bool, label: str, notes: list[str], centered: bool = False
+    gram: Gram | None,
+    count_dead: bool,
+    label: str,
+    notes: list[str],
+    centered: bool = False,
+    engine: Engine = "auto",
+    device: Any = None,
 ) -> Thresholds | None:
-    """Thresholds, with nsm's warnings re-issued at the caller's line under the site's name."""
+    """Thresholds, with nsm's warnings re-issued at the caller's line under the site's name
+    (``engine`` as for nsm.match_thresholds, on the comparison's ``device`` unless it is the
+    core)."""
     if gram is None or gram.n_samples == 0:
         return None
+    where = None if engine == "core" else device
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        t = match_thresholds(gram, count_dead=count_dead, centered=centered)
+        t = match_thresholds(gram, count_dead=count_dead, centered=centered, engine=engine, device=where)
     for w in caught:
         if w.category.__name__ == "FewSamplesWarning":
             notes.append(f"few samples{' (baseline)' if 'baseline' in label else ''}")
@@ -130,6 +140,7 @@ def compare(
     precision: Precision = DEFAULT_PRECISION,
     centered: bool = False,
     groups: int | None = None,
+    engine: Engine = "auto",
 ) -> Comparison:
     """Compare two models site by site on the same data.
 
@@ -203,6 +214,9 @@ def compare(
         groups. Fewer batches than groups is a ValueError. Under torch.distributed each rank
         deals its own batches (group k sums every rank's group k), so every rank needs at
         least K batches.
+    engine : {'auto', 'core', 'torch'}
+        Which engine computes the thresholds, as for :func:`nsm.match_thresholds`: ``"auto"``
+        takes the torch engine on ``device`` when it is a GPU, the C++ core otherwise.
 
     Returns
     -------
@@ -228,6 +242,7 @@ def compare(
     baseline = check_bool(baseline, "baseline")
     precision = check_precision(precision)
     centered = check_bool(centered, "centered")
+    engine = cast(Engine, check_engine(engine, None)[0])
     groups = check_groups(groups)
     layouts = _PerSite(check_per_site(layout, "layout", LAYOUTS), "layout")
     modes = _PerSite(check_per_site(tokens, "tokens", TOKEN_MODES), "tokens")
@@ -263,7 +278,12 @@ def compare(
         if description is None:
             raise ValueError("data gave no batch on any rank")
         return _finish(
-            _reduced(plans, description, device, baseline, groups), eps_values, count_dead, centered
+            _reduced(plans, description, device, baseline, groups),
+            eps_values,
+            count_dead,
+            centered,
+            engine,
+            device,
         )
     if error is not None:
         raise error
@@ -272,7 +292,7 @@ def compare(
     results: list[tuple[Any, Gram, Gram | None]] = [
         (p, _acc(p).result(), p.baseline.acc.result() if p.baseline else None) for p in plans
     ]
-    return _finish(results, eps_values, count_dead, centered)
+    return _finish(results, eps_values, count_dead, centered, engine, device)
 
 
 def _acc(plan: _Plan) -> DeviceGram:
@@ -383,17 +403,24 @@ def _count_part(count: int, device: torch.device) -> tuple[torch.Tensor, torch.T
 
 
 def _finish(
-    results: list[tuple[Any, Gram, Gram | None]], eps: list[float], count_dead: bool, centered: bool = False
+    results: list[tuple[Any, Gram, Gram | None]],
+    eps: list[float],
+    count_dead: bool,
+    centered: bool = False,
+    engine: Engine = "auto",
+    device: Any = None,
 ) -> Comparison:
     layers = {}
     for plan, gram, base in results:
         key = plan.pair.key if isinstance(plan, _Plan) else plan.key
         label = key if isinstance(key, str) else f"{key[0]} / {key[1]}"
         notes: list[str] = []
-        thresholds = _thresholds(gram, count_dead, f"site {label!r}", notes, centered)
+        thresholds = _thresholds(gram, count_dead, f"site {label!r}", notes, centered, engine, device)
         if thresholds is None:
             raise ValueError(f"site {label!r} gave no samples in any batch")
-        base_thresholds = _thresholds(base, count_dead, f"site {label!r}, baseline", notes, centered)
+        base_thresholds = _thresholds(
+            base, count_dead, f"site {label!r}, baseline", notes, centered, engine, device
+        )
         layers[key] = LayerComparison(
             name=key,
             thresholds=thresholds,
