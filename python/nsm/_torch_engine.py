@@ -68,11 +68,13 @@ def _skip_cholesky(s: Any, so: Any, tol: float) -> tuple[Any, Any, Any]:
 
     A member whose Schur diagonal against the members kept before it is <= tol is dependent and
     skipped. Returns (basis flags (w), R (k x w): the basis directions' coordinates of the
-    members, Ro (k x t): those of the other columns)."""
+    members, Ro (k x t): those of the other columns). A member gets coordinates on the
+    directions up to its own position (later ones are 0 for a basis member, rounding-small for
+    a dependent one, and never read)."""
     w, t = s.shape[0], so.shape[1]
     dev = s.device
-    a = torch.cat([s, so], 1)  # row i: member i's Schur cosines with every column
-    r = torch.zeros(w, w + t, dtype=_F64, device=dev)
+    rm = torch.zeros(w, w, dtype=_F64, device=dev)
+    ro = torch.zeros(w, t, dtype=_F64, device=dev)
     basis = torch.zeros(w, dtype=torch.bool, device=dev)
     res = s.diagonal().clone()
     k = 0
@@ -84,23 +86,31 @@ def _skip_cholesky(s: Any, so: Any, tol: float) -> tuple[Any, Any, Any]:
             break
         panel = alive[:_PANEL]
         last = int(panel[-1])
-        block = a[panel][:, panel] - r[:k, panel].T @ r[:k, panel]
+        p = panel.numel()
+        if last - pos + 1 == p:  # no dependent member in the way: slices, not gathers
+            panel = slice(pos, last + 1)
+            block = s[panel, panel] - rm[:k, panel].T @ rm[:k, panel]
+        else:
+            block = s[panel][:, panel] - rm[:k, panel].T @ rm[:k, panel]
         lower, keep = _panel_factor(0.5 * (block + block.T), tol)
-        chosen = panel[keep]
-        kb = chosen.numel()
+        kb = lower.shape[0]
         if kb:
-            cols = torch.cat(
-                [panel, torch.arange(last + 1, w, device=dev), torch.arange(w, w + t, device=dev)]
-            )
-            rhs = a[chosen][:, cols] - r[:k, chosen].T @ r[:k, cols]
-            rows = torch.linalg.solve_triangular(lower, rhs, upper=False)
-            r[k : k + kb, cols] = rows
-            later = rows[:, panel.numel() : panel.numel() + (w - last - 1)]
-            res[last + 1 :] -= (later**2).sum(0)
+            if kb == p:
+                chosen = panel
+            elif isinstance(panel, slice):
+                chosen = torch.arange(pos, last + 1, device=dev)[keep]
+            else:
+                chosen = panel[keep]
+            rk = rm[:k, chosen]
+            rows_m = torch.linalg.solve_triangular(lower, s[chosen, pos:] - rk.T @ rm[:k, pos:], upper=False)
+            rows_o = torch.linalg.solve_triangular(lower, so[chosen] - rk.T @ ro[:k], upper=False)
+            rm[k : k + kb, pos:] = rows_m
+            ro[k : k + kb] = rows_o
+            res[last + 1 :] -= (rows_m[:, last + 1 - pos :] ** 2).sum(0)
             basis[chosen] = True
             k += kb
         pos = last + 1
-    return basis, r[:k, :w], r[:k, w:]
+    return basis, rm[:k], ro[:k]
 
 
 def _panel_factor(block: Any, tol: float) -> tuple[Any, Any]:
@@ -131,72 +141,78 @@ def _panel_factor(block: Any, tol: float) -> tuple[Any, Any]:
 
 
 class _Span:
-    """One layer's span over its members in factor order (the members still in: order[:m])."""
+    """One layer's span over its members in factor order.
+
+    Members have local ids (their places in the list the span was built from) and the other
+    layer's tracked neurons local columns; ``order[:m]`` holds the members still in."""
 
     def __init__(
         self, c: Any, members: Any, others: Any, tol: float, zero_tol: float | None, stats: dict[str, int]
     ) -> None:
         n = c.shape[0]
-        self.stats = stats
         dev = c.device
-        m = members.numel()
-        self.c, self.tol, self.others = c, tol, others
-        self.order = members.clone()
+        m, t = members.numel(), others.numel()
+        self.tol, self.stats, self.ids = tol, stats, members
+        rows = c[members]
+        self.c_mm = rows[:, members]  # cosines among the members, by local id
+        self.c_mo = rows[:, others]  # members against the other layer's neurons
+        self.local_member = torch.full((n,), -1, dtype=torch.long, device=dev)
+        self.local_member[members] = torch.arange(m, device=dev)
+        self.local_other = torch.full((n,), -1, dtype=torch.long, device=dev)
+        self.local_other[others] = torch.arange(t, device=dev)
+        self.order = torch.arange(m, device=dev)
+        self.pos_of = torch.arange(m, device=dev)  # -1 once removed
         self.m = m
-        self.pos_of = torch.full((n,), -1, dtype=torch.long, device=dev)
         self.kpos = torch.zeros(m + 1, dtype=torch.long, device=dev)
-        self.w = torch.zeros(max(m, 1), n, dtype=_F64, device=dev)
-        self.cum = torch.zeros(max(m, 1) + 1, n, dtype=_F64, device=dev)
+        self.w_m = torch.zeros(max(m, 1), m, dtype=_F64, device=dev)  # rows: basis directions
+        self.w_o = torch.zeros(max(m, 1), t, dtype=_F64, device=dev)
+        self.cum = torch.zeros(max(m, 1) + 1, t, dtype=_F64, device=dev)  # running sums of w_o²
         self._rows = 0
-        basis = self._refresh(0, members)
+        basis = self._refresh(0, self.order.clone())
         if zero_tol is None:
-            zero_tol = zero_tolerance(self._first_basis_factor(members[basis]), tol)
+            k = int(basis.sum())
+            zero_tol = zero_tolerance(self.w_m[:k][:, torch.nonzero(basis).flatten()].T, tol)
         self.zero_tol = zero_tol
 
-    def _first_basis_factor(self, basis: Any) -> Any:
-        """L of the cosines of the basis members ``basis`` (C_BB = L Lᵀ, in factor order): the
-        basis members' own coordinates."""
-        k = basis.numel()
-        return self.w[:k][:, basis].T
-
     def _refresh(self, p0: int, kept: Any) -> Any:
-        """Positions p0.. now hold ``kept`` (in this order): recompute their rows from C."""
-        c, others = self.c, self.others
+        """Positions p0.. now hold the members ``kept`` (local ids, in this order): recompute
+        their rows from the cosines. Returns the basis flags of the window."""
         r0 = int(self.kpos[p0])
-        prefix = self.w[:r0]
-        pre = prefix[:, kept]
-        s = c[kept][:, kept] - pre.T @ pre
-        so = c[kept][:, others] - pre.T @ prefix[:, others]
+        pre = self.w_m[:r0][:, kept]  # the window's coordinates on the rows before it
+        s = self.c_mm[kept][:, kept] - pre.T @ pre
+        so = self.c_mo[kept] - pre.T @ self.w_o[:r0]
         basis, rm, ro = _skip_cholesky(s, so, self.tol)
         kb = rm.shape[0]
         w = kept.numel()
-        new = torch.zeros(kb, self.w.shape[1], dtype=_F64, device=c.device)
-        new[:, kept] = rm
-        new[:, others] = ro
-        self.w[r0 : r0 + kb] = new
-        self.cum[r0 + 1 : r0 + kb + 1] = self.cum[r0] + torch.cumsum(new**2, 0)
+        self.w_m[r0 : r0 + kb] = 0.0
+        self.w_m[r0 : r0 + kb, kept] = rm
+        self.w_o[r0 : r0 + kb] = ro
+        self.cum[r0 + 1 : r0 + kb + 1] = self.cum[r0] + torch.cumsum(ro**2, 0)
         self.order[p0 : p0 + w] = kept
-        self.pos_of[kept] = torch.arange(p0, p0 + w, device=c.device)
+        self.pos_of[kept] = torch.arange(p0, p0 + w, device=kept.device)
         self.m = p0 + w
         self.kpos[p0 + 1 : p0 + w + 1] = r0 + torch.cumsum(basis.to(torch.long), 0)
         self._rows = int(self.kpos[self.m])
         return basis
 
     def members(self) -> Any:
-        return self.order[: self.m]
+        """The members still in (global indices)."""
+        return self.ids[self.order[: self.m]]
 
     def residual(self, v: Any) -> Any:
-        """sin² of neurons ``v`` (the other layer's) against the span: 0 at or below zero_tol."""
-        res = 1.0 - self.cum[self._rows, v]
+        """sin² of neurons ``v`` (global indices of the other layer's) against the span: 0 at
+        or below zero_tol."""
+        res = 1.0 - self.cum[self._rows, self.local_other[v]]
         return torch.where(res <= self.zero_tol, torch.zeros_like(res), torch.clamp(res, max=1.0))
 
     def remove(self, gone: Any, leaves_soon: Any) -> None:
-        """Removes members ``gone``; ``leaves_soon`` (by global index, higher: sooner) orders a
-        recomputed window, those expected to leave first last."""
+        """Removes members ``gone`` (global indices); ``leaves_soon`` (by global index, higher:
+        sooner) orders a recomputed window, those expected to leave first last."""
         if gone.numel() == 0:
             return
-        pos = self.pos_of[gone]
-        self.pos_of[gone] = -1
+        local = self.local_member[gone]
+        pos = self.pos_of[local]
+        self.pos_of[local] = -1
         p0 = int(pos.min())
         if p0 >= self.m - gone.numel():  # exactly the end of the order: the prefix shrinks
             self.stats["tail_removals"] += 1
@@ -205,7 +221,7 @@ class _Span:
             return
         window = self.order[p0 : self.m]
         kept = window[self.pos_of[window] >= 0]
-        kept = kept[torch.argsort(leaves_soon[kept], stable=True)]
+        kept = kept[torch.argsort(leaves_soon[self.ids[kept]], stable=True)]
         self.stats["refreshes"] += 1
         self.stats["refreshed_members"] += kept.numel()
         self._refresh(p0, kept)
