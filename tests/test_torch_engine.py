@@ -241,3 +241,30 @@ def test_compare_with_the_torch_engine_gives_what_the_core_gives():
     assert nsm.torch.compare(a, b, data, "1", progress=False)["1"].thresholds.engine == "core"
     with pytest.raises(ValueError, match="engine must be one of"):
         nsm.torch.compare(a, b, data, "1", progress=False, engine="cuda")
+
+
+def test_compare_all_with_the_torch_engine_gives_what_the_core_gives():
+    import nsm.torch
+
+    def net():
+        return torch.nn.Sequential(
+            torch.nn.Conv2d(3, 6, 3), torch.nn.ReLU(), torch.nn.Conv2d(6, 8, 3), torch.nn.ReLU()
+        )
+
+    torch.manual_seed(0)
+    a, b = net(), net()
+    data = [torch.randn(16, 3, 8, 8) for _ in range(4)]
+    grids = {
+        engine: nsm.torch.compare_all(a, b, data, torch.nn.ReLU, progress=False, engine=engine)
+        for engine in ("core", "torch")
+    }
+    for site_a in grids["core"].sites_a:
+        for site_b in grids["core"].sites_b:
+            if not grids["core"].compared(site_a, site_b):
+                continue
+            assert_same_thresholds(
+                grids["core"].thresholds(site_a, site_b), grids["torch"].thresholds(site_a, site_b)
+            )
+    assert grids["core"].compared("1", "1") and grids["core"].compared("3", "3")
+    auc = {e: g.matrix("match_auc") for e, g in grids.items()}
+    assert np.allclose(auc["core"], auc["torch"], atol=TOL, rtol=0, equal_nan=True)

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Iterator
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .._engine_choice import Engine, check_engine
 from ..cross import CrossComparison, SharedBlock, SharedGrams
 from ..gram import Gram
 from ..measures import SharedCentring
@@ -257,6 +258,7 @@ def compare_all(
     precision: Precision = DEFAULT_PRECISION,
     centered: bool = False,
     groups: int | None = None,
+    engine: Engine = "auto",
 ) -> Any:
     """Every site of model A against every site of model B, streaming the data once.
 
@@ -295,6 +297,10 @@ def compare_all(
         memory K + 1 times the Grams, counted in ``max_bytes``): every pair's Gram keeps its
         groups, so ``pair(a, b)`` gives intervals and ``matrix(measure, se=True)`` the
         standard errors; ``matrix(measure)`` stays the full-data values.
+    engine : {'auto', 'core', 'torch'}
+        Which engine computes the pairs' thresholds, as for :func:`nsm.torch.compare` (``"auto"``:
+        the torch engine on ``device`` when it is a GPU, pairs one after another; the C++ core
+        otherwise).
 
     Returns
     -------
@@ -323,6 +329,7 @@ def compare_all(
     progress = check_bool(progress, "progress")
     baseline = check_bool(baseline, "baseline")
     centered = check_bool(centered, "centered")
+    engine = cast(Engine, check_engine(engine, None)[0])
     groups = check_groups(groups)
     layouts = _PerSite(check_per_site(layout, "layout", LAYOUTS), "layout")
     modes = _PerSite(check_per_site(tokens, "tokens", TOKEN_MODES), "tokens")
@@ -361,7 +368,7 @@ def compare_all(
     for g in grids:
         g.finish()
     kwargs = {} if eps is None else {"eps": eps}
-    return CrossComparison(
+    result = CrossComparison(
         [i.label for i in infos[0]],
         [i.label for i in infos[1]],
         PairGrams(pairs, reasons),
@@ -370,6 +377,8 @@ def compare_all(
         centered=centered,
         **kwargs,
     )
+    result._engine = (engine, None if engine == "core" else device)
+    return result
 
 
 def _infos(selection: ModelSelection, tap: Tap, layouts: _PerSite, modes: _PerSite) -> list[_SiteInfo]:
