@@ -268,3 +268,35 @@ def test_compare_all_with_the_torch_engine_gives_what_the_core_gives():
     assert grids["core"].compared("1", "1") and grids["core"].compared("3", "3")
     auc = {e: g.matrix("match_auc") for e, g in grids.items()}
     assert np.allclose(auc["core"], auc["torch"], atol=TOL, rtol=0, equal_nan=True)
+
+
+def test_working_set_bounds_what_the_engine_holds(rng):
+    from nsm._torch_engine import TorchEngine, working_set_bytes
+
+    X, Y = family("unequal", rng)
+    gram = nsm.Gram.from_arrays(X, Y)
+    engine = TorchEngine(gram.matrix, gram.n_x, gram.n_samples, 1e-20)
+    spans = engine._start()
+    assert spans is not None
+    held = engine._c.nbytes + sum(
+        t.nbytes for span in spans for t in vars(span).values() if isinstance(t, torch.Tensor)
+    )
+    bound = working_set_bytes(gram.n_x, gram.n_y)
+    assert held <= bound <= 3 * held
+
+
+def test_compare_all_counts_the_working_set_in_max_bytes():
+    import nsm.torch
+    from nsm._torch_engine import working_set_bytes
+
+    torch.manual_seed(0)
+    a, b = (torch.nn.Sequential(torch.nn.Linear(8, 40), torch.nn.ReLU()) for _ in range(2))
+    data = [torch.randn(64, 8) for _ in range(3)]
+    grams = 8 * 80 * 80  # one pair's Gram, baseline off
+    budget = grams + working_set_bytes(40, 40) // 2
+    grid = nsm.torch.compare_all(a, b, data, "1", progress=False, baseline=False, max_bytes=budget)
+    assert grid.thresholds("1", "1").engine == "core"
+    with pytest.raises(ValueError, match="torch engine's working set"):
+        nsm.torch.compare_all(
+            a, b, data, "1", progress=False, baseline=False, max_bytes=budget, engine="torch"
+        )

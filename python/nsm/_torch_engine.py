@@ -37,7 +37,7 @@ try:
 except ImportError:  # pragma: no cover - nsm.match checks before building one
     torch = None  # type: ignore[assignment]
 
-__all__ = ["TorchEngine", "zero_tolerance"]
+__all__ = ["TorchEngine", "working_set_bytes", "zero_tolerance"]
 
 _F64 = None if torch is None else torch.float64
 # Members per panel of the skipping Cholesky: one cholesky_ex and two products per panel.
@@ -60,6 +60,29 @@ def zero_tolerance(lower: Any, rank_tol: float) -> float:
     eye = torch.eye(k, dtype=_F64, device=lower.device)
     inverse = torch.linalg.solve_triangular(lower, eye, upper=False)
     return max(min(rank_tol * float((inverse**2).sum(0).max()), widest), rank_tol)
+
+
+def working_set_bytes(n_x: int, n_y: int) -> int:
+    """The most device memory (bytes) the torch engine holds for a pair of ``n_x`` + ``n_y``
+    live neurons, an upper estimate: the cosine matrix (``n²`` float64), the two spans'
+    tables (``2m² + 2mt + (m + 1)t`` each for m members and t other-layer neurons) and the
+    largest transient of a first factor (its rows and the products behind them,
+    ``max(m n, m² + 3mt)``). Building the engine from a Gram holds the Gram and its scaled
+    copy at once (``3 n²``), counted too.
+
+    >>> round(working_set_bytes(3072, 3072) / 2**30, 2)
+    1.27
+    """
+    n = n_x + n_y
+
+    def tables(m: int, t: int) -> int:
+        return 2 * m * m + 2 * m * t + (m + 1) * t
+
+    def transient(m: int, t: int) -> int:
+        return max(m * n, m * m + 3 * m * t)
+
+    peeling = n * n + tables(n_x, n_y) + tables(n_y, n_x) + max(transient(n_x, n_y), transient(n_y, n_x))
+    return 8 * max(3 * n * n, peeling)
 
 
 def _skip_cholesky(s: Any, so: Any, tol: float) -> tuple[Any, Any, Any]:
@@ -156,6 +179,7 @@ class _Span:
         rows = c[members]
         self.c_mm = rows[:, members]  # cosines among the members, by local id
         self.c_mo = rows[:, others]  # members against the other layer's neurons
+        del rows
         self.local_member = torch.full((n,), -1, dtype=torch.long, device=dev)
         self.local_member[members] = torch.arange(m, device=dev)
         self.local_other = torch.full((n,), -1, dtype=torch.long, device=dev)
@@ -168,20 +192,26 @@ class _Span:
         self.w_o = torch.zeros(max(m, 1), t, dtype=_F64, device=dev)
         self.cum = torch.zeros(max(m, 1) + 1, t, dtype=_F64, device=dev)  # running sums of w_o²
         self._rows = 0
-        basis = self._refresh(0, self.order.clone())
+        basis = self._refresh(0, None)
         if zero_tol is None:
             k = int(basis.sum())
             zero_tol = zero_tolerance(self.w_m[:k][:, torch.nonzero(basis).flatten()].T, tol)
         self.zero_tol = zero_tol
 
     def _refresh(self, p0: int, kept: Any) -> Any:
-        """Positions p0.. now hold the members ``kept`` (local ids, in this order): recompute
-        their rows from the cosines. Returns the basis flags of the window."""
-        r0 = int(self.kpos[p0])
-        pre = self.w_m[:r0][:, kept]  # the window's coordinates on the rows before it
-        s = self.c_mm[kept][:, kept] - pre.T @ pre
-        so = self.c_mo[kept] - pre.T @ self.w_o[:r0]
-        basis, rm, ro = _skip_cholesky(s, so, self.tol)
+        """Positions p0.. now hold the members ``kept`` (local ids, in this order; None: every
+        member in local order, the first factor): recompute their rows from the cosines.
+        Returns the basis flags of the window."""
+        if kept is None:
+            kept = torch.arange(self.c_mm.shape[0], device=self.c_mm.device)
+            basis, rm, ro = _skip_cholesky(self.c_mm, self.c_mo, self.tol)  # read, not copied
+            r0 = 0
+        else:
+            r0 = int(self.kpos[p0])
+            pre = self.w_m[:r0][:, kept]  # the window's coordinates on the rows before it
+            s = self.c_mm[kept][:, kept] - pre.T @ pre
+            so = self.c_mo[kept] - pre.T @ self.w_o[:r0]
+            basis, rm, ro = _skip_cholesky(s, so, self.tol)
         kb = rm.shape[0]
         w = kept.numel()
         self.w_m[r0 : r0 + kb] = 0.0
@@ -278,10 +308,10 @@ class TorchEngine:
         first_x = _Span(self._c, xs, ys, tol, None, st)
         if not order_by_ratio:
             return [first_x, _Span(self._c, ys, xs, tol, None, st)]
-        span_y = _Span(self._c, ys[torch.argsort(first_x.residual(ys), stable=True)], xs, tol, None, st)
-        span_x = _Span(
-            self._c, xs[torch.argsort(span_y.residual(xs), stable=True)], ys, tol, first_x.zero_tol, st
-        )
+        order_y, zero_tol_x = torch.argsort(first_x.residual(ys), stable=True), first_x.zero_tol
+        del first_x  # at most two spans at a time (working_set_bytes)
+        span_y = _Span(self._c, ys[order_y], xs, tol, None, st)
+        span_x = _Span(self._c, xs[torch.argsort(span_y.residual(xs), stable=True)], ys, tol, zero_tol_x, st)
         return [span_x, span_y]
 
     def _ratios(self, spans: list[_Span]) -> tuple[Any, Any]:

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .._engine_choice import Engine, check_engine
+from .._engine_choice import Engine, check_engine, choose_engine
 from ..cross import CrossComparison, SharedBlock, SharedGrams
 from ..gram import Gram
 from ..measures import SharedCentring
@@ -288,7 +288,9 @@ def compare_all(
         As for :func:`nsm.torch.compare`.
     max_bytes : int
         Refuse to start when the Grams (with their baselines) would need more memory than this
-        (default 4 GiB); the error names the total and the largest sites.
+        (default 4 GiB); the error names the total and the largest sites. With the torch
+        engine the working set of the widest pair counts too (about 1.3 GiB at 3,072 + 3,072;
+        the pairs take turns on the device).
     centered : bool
         The pairs' thresholds, similarity and ``match_auc`` are the centred match's (as for
         :func:`nsm.torch.compare`).
@@ -358,7 +360,7 @@ def compare_all(
                 layouts.check_used()
                 modes.check_used()
                 grids = _plan_grids(infos, samples, device, pairs, reasons, precision, groups, baseline)
-                _check_memory(grids, max_bytes)
+                _check_memory(grids, max_bytes, choose_engine(engine, device))
             values_a = {i.label: tap_a.value(i.site.module, i.site.index) for i in infos[0]}
             values_b = {i.label: tap_b.value(i.site.module, i.site.index) for i in infos[1]}
             for g in grids:
@@ -423,15 +425,30 @@ def _plan_grids(
     return list(grams.values())
 
 
-def _check_memory(grids: list[_GridGram], max_bytes: int) -> None:
-    total = sum(g.nbytes() for g in grids)
+def _check_memory(grids: list[_GridGram], max_bytes: int, engine: str = "core") -> None:
+    """Refuses a grid whose Grams, and with the torch engine the working set of its widest
+    pair (the pairs take turns on the device), would need more than ``max_bytes``."""
+    grams = sum(g.nbytes() for g in grids)
+    peel = 0
+    if engine == "torch":
+        from .._torch_engine import working_set_bytes
+
+        peel = max(
+            (
+                working_set_bytes(max(i.width for i in g.sites_a), max(i.width for i in g.sites_b))
+                for g in grids
+            ),
+            default=0,
+        )
+    total = grams + peel
     if total <= max_bytes:
         return
     widest = sorted({(-i.width, i.which, i.label) for g in grids for i in g.sites_a + g.sites_b})
     largest = ", ".join(f"{label!r} of {which} ({-width})" for width, which, label in widest[:4])
     baseline = " (with their baselines)" if any(g.base is not None for g in grids) else ""
+    engine_part = f" and the torch engine's working set of the widest pair ({_size(peel)})" if peel else ""
     raise ValueError(
-        f"the Grams of every pair{baseline} would take {_size(total)}, over max_bytes = "
+        f"the Grams of every pair{baseline}{engine_part} would take {_size(total)}, over max_bytes = "
         f"{_size(max_bytes)}; the widest sites are {largest}: select fewer sites, "
         f"use samples='inputs', {'pass baseline=False, ' if baseline else ''}or raise max_bytes"
     )
