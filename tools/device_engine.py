@@ -10,7 +10,8 @@ figure beside its projection so that a miss names the wrong term of the cost mod
 3. Correctness: the torch engine on the device against the same engine on the CPU and against
    the C++ core (computed here, or read from a file written by --write-reference elsewhere).
 4. At 3,072 + 3,072 on 8,192 samples (independent, FFN-like, related): the Gram pass on the
-   device, all critical eps (time, levels, rounds, ms per round) and max match at 7 eps.
+   device, all critical eps (time, levels, rounds, ms per round), max match at 7 eps, and the
+   engine's peak device memory beside nsm._torch_engine.working_set_bytes.
 
     python tools/device_engine.py [--out DIR] [--small] [--cpu] [--reference FILE]
     python tools/device_engine.py --small --cpu          # a quick run on the CPU (tiny sizes)
@@ -34,10 +35,25 @@ from typing import Any
 import numpy as np
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+# The core's thresholds of the correctness cases, written by --write-reference where nsm is built.
+REFERENCE = os.path.join(ROOT, "tools", "device_engine_reference.npz")
 
-import nsm  # noqa: E402
-from nsm._torch_engine import TorchEngine  # noqa: E402
+try:  # nsm built here: the core is the reference
+    import nsm
+    from nsm._torch_engine import TorchEngine, working_set_bytes
+except ImportError:  # torch alone: the engine's module by its path, the reference from the file
+    import importlib.util
+
+    nsm = None  # type: ignore[assignment]
+    _spec = importlib.util.spec_from_file_location(
+        "nsm_torch_engine", os.path.join(ROOT, "python", "nsm", "_torch_engine.py")
+    )
+    assert _spec is not None and _spec.loader is not None
+    _module = importlib.util.module_from_spec(_spec)
+    _spec.loader.exec_module(_module)
+    TorchEngine, working_set_bytes = _module.TorchEngine, _module.working_set_bytes
 
 BUDGET_S = 7.5 * 60
 START = time.perf_counter()
@@ -198,20 +214,31 @@ def device_gram(X: np.ndarray, Y: np.ndarray, device: torch.device) -> tuple[tor
     return gram(), t
 
 
+def float64_gram(X: np.ndarray, Y: np.ndarray) -> np.ndarray:
+    """The symmetric float64 Gram of [X Y] (numpy: the same matrix wherever it is computed)."""
+    a = np.hstack([X, Y]).astype(np.float64)
+    g = a.T @ a
+    return (g + g.T) / 2
+
+
 def correctness(device: torch.device, small: bool, reference: dict[str, Any]) -> dict[str, Any]:
     """The engine on the device against the same engine on the CPU and against the core."""
     out: dict[str, Any] = {}
     n = 64 if small else 512
     for kind in ("independent", "ffn", "related"):
         X, Y = layers(kind, 4 * n, n, seed=1)
-        g = nsm.Gram.from_arrays(X, Y)
+        matrix = float64_gram(X, Y)
         key = f"{kind} {n}+{n}"
         core = reference.get(key)
-        if core is None:
-            t = nsm.match_thresholds(g, engine="core")
+        if core is None and nsm is not None:
+            t = nsm.match_thresholds(nsm.Gram.from_matrix(matrix, n, 4 * n), engine="core")
             core = np.concatenate([t.x, t.y])
-        on_dev = TorchEngine(g.matrix, n, g.n_samples, 1e-20, device).thresholds()
-        on_cpu = TorchEngine(g.matrix, n, g.n_samples, 1e-20, "cpu").thresholds()
+        on_dev = TorchEngine(matrix, n, 4 * n, 1e-20, device).thresholds()
+        on_cpu = TorchEngine(matrix, n, 4 * n, 1e-20, "cpu").thresholds()
+        if core is None:
+            diff = float(np.nanmax(np.abs(on_dev - on_cpu)))
+            out[key] = {"max_diff_device_cpu": diff, "core": "no reference"}
+            continue
         finite = np.isfinite(core)
         out[key] = {
             "same_infinities": bool(np.array_equal(np.isinf(core), np.isinf(on_dev))),
@@ -228,7 +255,7 @@ def write_reference(path: str, small: bool) -> None:
     ref = {}
     for kind in ("independent", "ffn", "related"):
         X, Y = layers(kind, 4 * n, n, seed=1)
-        t = nsm.match_thresholds(X, Y, engine="core")
+        t = nsm.match_thresholds(nsm.Gram.from_matrix(float64_gram(X, Y), n, 4 * n), engine="core")
         ref[f"{kind} {n}+{n}"] = np.concatenate([t.x, t.y])
     np.savez(path, **ref)
 
@@ -243,6 +270,9 @@ def engine_at_size(device: torch.device, small: bool) -> dict[str, Any]:
         X, Y = layers(kind, d, n)
         g, t_gram = device_gram(X, Y, device)
         row: dict[str, Any] = {"gram_pass_s": t_gram, "gram_projected": PROJECTED["gram_pass_s"]}
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+            held_before = torch.cuda.memory_allocated(device)
         engine = TorchEngine(g, n, d, 1e-20, device)
         sync(device)
         t0 = time.perf_counter()
@@ -269,6 +299,9 @@ def engine_at_size(device: torch.device, small: bool) -> dict[str, Any]:
             all(np.array_equal(masks[i], t <= e) for i, e in enumerate(EPS7))
         )
         row["similarity_at_eps"] = {str(e): float(masks[i].mean()) for i, e in enumerate(EPS7)}
+        row["working_set_estimate_bytes"] = working_set_bytes(n, n)
+        if device.type == "cuda":
+            row["working_set_measured_bytes"] = torch.cuda.max_memory_allocated(device) - held_before
         out[kind] = row
         del g, engine
         if device.type == "cuda":
@@ -281,7 +314,7 @@ def main() -> None:
     parser.add_argument("--out", default=os.environ.get("OUT", "."), help="folder for device_engine.json")
     parser.add_argument("--small", action="store_true", help="tiny sizes (a quick check of the script)")
     parser.add_argument("--cpu", action="store_true", help="run on the CPU even where CUDA is present")
-    parser.add_argument("--reference", help="the core's thresholds (.npz from --write-reference)")
+    parser.add_argument("--reference", default=REFERENCE, help="the core's thresholds (--write-reference)")
     parser.add_argument("--write-reference", help="write the core's thresholds to this .npz and stop")
     args = parser.parse_args()
     if args.write_reference:
@@ -291,12 +324,12 @@ def main() -> None:
     summary: dict[str, Any] = {
         "device": torch.cuda.get_device_name(0) if device.type == "cuda" else platform.processor() or "cpu",
         "torch": torch.__version__,
-        "nsm": nsm.__version__,
+        "nsm": nsm.__version__ if nsm is not None else "not built here (torch engine by path)",
         "small": args.small,
         "command": " ".join(sys.argv),
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    reference = dict(np.load(args.reference)) if args.reference else {}
+    reference = dict(np.load(args.reference)) if os.path.exists(args.reference) and not args.small else {}
     steps = (
         ("ceilings", lambda: ceilings(device, args.small)),
         ("forward_passes", lambda: forwards(device, args.small)),
