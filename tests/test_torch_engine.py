@@ -17,7 +17,7 @@ from tests.cases import examples, nasty_layers, quiet, related_layers, with_layo
 
 torch = pytest.importorskip("torch", reason="the torch extra is not installed")
 
-from nsm._engine_choice import check_engine, choose_engine  # noqa: E402
+from nsm._engine_choice import choose_engine  # noqa: E402
 
 TOL = 1e-9  # thresholds of the two engines agree to rounding
 MARGIN = 1e-6  # an eps this close to a threshold is a tie neither engine can be held to
@@ -202,8 +202,11 @@ def test_bad_engine_and_device(rng):
         nsm.match_thresholds(X, Y, engine="torch", device="no-such-device")
     with pytest.raises(ValueError, match="engine='core' runs on the CPU"):
         nsm.match_thresholds(X, Y, engine="core", device="cuda")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA device"):
+            nsm.match_thresholds(X, Y, device="cuda")  # auto: the torch engine on a GPU
     with pytest.raises(ValueError, match="MPS"):
-        check_engine("torch", "mps") and nsm.match_thresholds(X, Y, engine="torch", device="mps")
+        nsm.match_thresholds(X, Y, engine="torch", device="mps")
 
 
 def test_without_torch_a_clear_error():

@@ -73,6 +73,11 @@ def torch_engine(matrix: Any, n_x: int, n_samples: int, dead_tol: float, device:
     torch = _import_torch("engine='torch'")
     from ._torch_engine import TorchEngine
 
-    if device is not None and torch.device(device).type == "mps":
+    dev = None if device is None else torch.device(device)
+    if dev is not None and dev.type == "mps":
         raise ValueError("engine='torch' needs float64, which the MPS device lacks: use device='cpu'")
+    if dev is not None and dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            f"device={str(dev)!r} but this torch has no CUDA device (torch.cuda.is_available() is False)"
+        )
     return TorchEngine(matrix, n_x, n_samples, dead_tol, device)
