@@ -166,94 +166,109 @@ def _panel_factor(block: Any, tol: float) -> tuple[Any, Any]:
 class _Span:
     """One layer's span over its members in factor order.
 
-    Members have local ids (their places in the list the span was built from) and the other
-    layer's tracked neurons local columns; ``order[:m]`` holds the members still in."""
+    The numbers live on the device: the members' cosines (among themselves, ``c_mm``, and
+    against the other layer's live neurons, ``c_mo``), their coordinates on the basis
+    directions (``w_m``, ``w_o``) and the running sums of squares ``cum``. The bookkeeping
+    lives on the host (numpy): members have local ids (their places in the list the span was
+    built from), ``order[:m]`` holds those still in, ``kpos[p]`` counts the basis rows before
+    position ``p``. So a round reads the device once (each span's row of ``cum``) and a
+    refresh once more (its basis flags)."""
 
     def __init__(
-        self, c: Any, members: Any, others: Any, tol: float, zero_tol: float | None, stats: dict[str, int]
+        self,
+        c: Any,
+        members: np.ndarray,
+        others: np.ndarray,
+        tol: float,
+        zero_tol: float | None,
+        stats: dict[str, int],
     ) -> None:
         n = c.shape[0]
         dev = c.device
-        m, t = members.numel(), others.numel()
-        self.tol, self.stats, self.ids = tol, stats, members
-        rows = c[members]
-        self.c_mm = rows[:, members]  # cosines among the members, by local id
-        self.c_mo = rows[:, others]  # members against the other layer's neurons
+        m, t = len(members), len(others)
+        self.tol, self.stats, self.ids, self.device = tol, stats, members, dev
+        rows = c[torch.from_numpy(members).to(dev)]
+        self.c_mm = rows[:, torch.from_numpy(members).to(dev)]  # cosines among the members, by local id
+        self.c_mo = rows[:, torch.from_numpy(others).to(dev)]  # against the other layer's neurons
         del rows
-        self.local_member = torch.full((n,), -1, dtype=torch.long, device=dev)
-        self.local_member[members] = torch.arange(m, device=dev)
-        self.local_other = torch.full((n,), -1, dtype=torch.long, device=dev)
-        self.local_other[others] = torch.arange(t, device=dev)
-        self.order = torch.arange(m, device=dev)
-        self.pos_of = torch.arange(m, device=dev)  # -1 once removed
+        self.local_member = np.full(n, -1, dtype=np.int64)
+        self.local_member[members] = np.arange(m)
+        self.local_other = np.full(n, -1, dtype=np.int64)
+        self.local_other[others] = np.arange(t)
+        self.order = np.arange(m)
+        self.pos_of = np.arange(m)  # -1 once removed
         self.m = m
-        self.kpos = torch.zeros(m + 1, dtype=torch.long, device=dev)
+        self.kpos = np.zeros(m + 1, dtype=np.int64)
         self.w_m = torch.zeros(max(m, 1), m, dtype=_F64, device=dev)  # rows: basis directions
         self.w_o = torch.zeros(max(m, 1), t, dtype=_F64, device=dev)
         self.cum = torch.zeros(max(m, 1) + 1, t, dtype=_F64, device=dev)  # running sums of w_o²
-        self._rows = 0
         basis = self._refresh(0, None)
         if zero_tol is None:
-            k = int(basis.sum())
-            zero_tol = zero_tolerance(self.w_m[:k][:, torch.nonzero(basis).flatten()].T, tol)
+            chosen = torch.from_numpy(np.flatnonzero(basis)).to(dev)
+            zero_tol = zero_tolerance(self.w_m[: len(chosen)][:, chosen].T, tol)
         self.zero_tol = zero_tol
 
-    def _refresh(self, p0: int, kept: Any) -> Any:
+    def _refresh(self, p0: int, kept: np.ndarray | None) -> np.ndarray:
         """Positions p0.. now hold the members ``kept`` (local ids, in this order; None: every
         member in local order, the first factor): recompute their rows from the cosines.
         Returns the basis flags of the window."""
         if kept is None:
-            kept = torch.arange(self.c_mm.shape[0], device=self.c_mm.device)
-            basis, rm, ro = _skip_cholesky(self.c_mm, self.c_mo, self.tol)  # read, not copied
+            kept = np.arange(self.c_mm.shape[0])
+            on_dev = torch.from_numpy(kept).to(self.device)
+            basis_dev, rm, ro = _skip_cholesky(self.c_mm, self.c_mo, self.tol)  # read, not copied
             r0 = 0
         else:
             r0 = int(self.kpos[p0])
-            pre = self.w_m[:r0][:, kept]  # the window's coordinates on the rows before it
-            s = self.c_mm[kept][:, kept] - pre.T @ pre
-            so = self.c_mo[kept] - pre.T @ self.w_o[:r0]
-            basis, rm, ro = _skip_cholesky(s, so, self.tol)
+            on_dev = torch.from_numpy(kept).to(self.device)
+            pre = self.w_m[:r0][:, on_dev]  # the window's coordinates on the rows before it
+            s = self.c_mm[on_dev][:, on_dev] - pre.T @ pre
+            so = self.c_mo[on_dev] - pre.T @ self.w_o[:r0]
+            basis_dev, rm, ro = _skip_cholesky(s, so, self.tol)
         kb = rm.shape[0]
-        w = kept.numel()
+        w = len(kept)
         self.w_m[r0 : r0 + kb] = 0.0
-        self.w_m[r0 : r0 + kb, kept] = rm
+        self.w_m[r0 : r0 + kb, on_dev] = rm
         self.w_o[r0 : r0 + kb] = ro
         self.cum[r0 + 1 : r0 + kb + 1] = self.cum[r0] + torch.cumsum(ro**2, 0)
+        basis = basis_dev.cpu().numpy()
         self.order[p0 : p0 + w] = kept
-        self.pos_of[kept] = torch.arange(p0, p0 + w, device=kept.device)
+        self.pos_of[kept] = np.arange(p0, p0 + w)
         self.m = p0 + w
-        self.kpos[p0 + 1 : p0 + w + 1] = r0 + torch.cumsum(basis.to(torch.long), 0)
-        self._rows = int(self.kpos[self.m])
+        self.kpos[p0 + 1 : p0 + w + 1] = r0 + np.cumsum(basis)
         return basis
 
-    def members(self) -> Any:
+    def members(self) -> np.ndarray:
         """The members still in (global indices)."""
         return self.ids[self.order[: self.m]]
 
-    def residual(self, v: Any) -> Any:
-        """sin² of neurons ``v`` (global indices of the other layer's) against the span: 0 at
-        or below zero_tol."""
-        res = 1.0 - self.cum[self._rows, self.local_other[v]]
-        return torch.where(res <= self.zero_tol, torch.zeros_like(res), torch.clamp(res, max=1.0))
+    def residual_row(self) -> Any:
+        """1 - cum of the other layer's live neurons against the span (device, by local
+        column): their sin² before the zero tolerance."""
+        return 1.0 - self.cum[int(self.kpos[self.m])]
 
-    def remove(self, gone: Any, leaves_soon: Any) -> None:
+    def residual(self, row: np.ndarray, v: np.ndarray) -> np.ndarray:
+        """sin² of the other layer's neurons ``v`` (global indices) from ``row`` (the host copy
+        of :meth:`residual_row`): 0 at or below zero_tol, at most 1 (the core's rule)."""
+        res = row[self.local_other[v]]
+        return np.where(res <= self.zero_tol, 0.0, np.minimum(res, 1.0))
+
+    def remove(self, gone: np.ndarray, leaves_soon: np.ndarray) -> None:
         """Removes members ``gone`` (global indices); ``leaves_soon`` (by global index, higher:
         sooner) orders a recomputed window, those expected to leave first last."""
-        if gone.numel() == 0:
+        if len(gone) == 0:
             return
         local = self.local_member[gone]
-        pos = self.pos_of[local]
+        p0 = int(self.pos_of[local].min())
         self.pos_of[local] = -1
-        p0 = int(pos.min())
-        if p0 >= self.m - gone.numel():  # exactly the end of the order: the prefix shrinks
+        if p0 >= self.m - len(gone):  # exactly the end of the order: the prefix shrinks
             self.stats["tail_removals"] += 1
-            self.m -= gone.numel()
-            self._rows = int(self.kpos[self.m])
+            self.m -= len(gone)
             return
         window = self.order[p0 : self.m]
         kept = window[self.pos_of[window] >= 0]
-        kept = kept[torch.argsort(leaves_soon[self.ids[kept]], stable=True)]
+        kept = kept[np.argsort(leaves_soon[self.ids[kept]], kind="stable")]
         self.stats["refreshes"] += 1
-        self.stats["refreshed_members"] += kept.numel()
+        self.stats["refreshed_members"] += len(kept)
         self._refresh(p0, kept)
 
 
@@ -290,9 +305,12 @@ class TorchEngine:
         c = g * scale[:, None] * scale[None, :]
         c.diagonal().copy_((~dead).to(_F64))
         self._c = c
-        self._dead = dead
-        self.stats: dict[str, int] = {}
         self.dead = dead.cpu().numpy()
+        self.stats: dict[str, int] = {}
+
+    def _live(self) -> tuple[np.ndarray, np.ndarray]:
+        live = np.flatnonzero(~self.dead)
+        return live[live < self.n_x], live[live >= self.n_x]
 
     # The peeling state: two spans and who is in.
     def _start(self, order_by_ratio: bool = True) -> list[_Span] | None:
@@ -300,30 +318,34 @@ class TorchEngine:
         state is the core's: X's factor in index order, Y's ordered by its ratios against X,
         X's again by its ratios against Y (so that removals sit near the ends of the orders)."""
         self.stats = dict.fromkeys(("levels", "rounds", "tail_removals", "refreshes", "refreshed_members"), 0)
-        live = torch.nonzero(~self._dead).flatten()
-        xs, ys = live[live < self.n_x], live[live >= self.n_x]
-        if xs.numel() == 0 or ys.numel() == 0:
+        xs, ys = self._live()
+        if len(xs) == 0 or len(ys) == 0:
             return None
         tol, st = self.rank_tol, self.stats
         first_x = _Span(self._c, xs, ys, tol, None, st)
         if not order_by_ratio:
             return [first_x, _Span(self._c, ys, xs, tol, None, st)]
-        order_y, zero_tol_x = torch.argsort(first_x.residual(ys), stable=True), first_x.zero_tol
+        res_y = first_x.residual(first_x.residual_row().cpu().numpy(), ys)
+        zero_tol_x = first_x.zero_tol
         del first_x  # at most two spans at a time (working_set_bytes)
-        span_y = _Span(self._c, ys[order_y], xs, tol, None, st)
-        span_x = _Span(self._c, xs[torch.argsort(span_y.residual(xs), stable=True)], ys, tol, zero_tol_x, st)
+        span_y = _Span(self._c, ys[np.argsort(res_y, kind="stable")], xs, tol, None, st)
+        res_x = span_y.residual(span_y.residual_row().cpu().numpy(), xs)
+        span_x = _Span(self._c, xs[np.argsort(res_x, kind="stable")], ys, tol, zero_tol_x, st)
         return [span_x, span_y]
 
-    def _ratios(self, spans: list[_Span]) -> tuple[Any, Any]:
-        """The neurons still in (X's then Y's) and their ratios (by global index; NaN elsewhere)."""
+    def _ratios(self, spans: list[_Span]) -> tuple[np.ndarray, np.ndarray]:
+        """The neurons still in (X's then Y's) and their ratios (by global index; NaN
+        elsewhere), from one read of the device."""
         x_in, y_in = spans[0].members(), spans[1].members()
-        r = torch.full((self.n,), math.nan, dtype=_F64, device=self.device)
-        r[x_in] = torch.sqrt(spans[1].residual(x_in))
-        r[y_in] = torch.sqrt(spans[0].residual(y_in))
-        return torch.cat([x_in, y_in]), r
+        rows = torch.cat([spans[1].residual_row(), spans[0].residual_row()]).cpu().numpy()
+        t_x = spans[1].c_mo.shape[1]  # X's live neurons: the columns of Y's span
+        r = np.full(self.n, np.nan)
+        r[x_in] = np.sqrt(spans[1].residual(rows[:t_x], x_in))
+        r[y_in] = np.sqrt(spans[0].residual(rows[t_x:], y_in))
+        return np.concatenate([x_in, y_in]), r
 
-    def _cascade(self, spans: list[_Span], level: float, inclusive: bool) -> list[Any]:
-        removed: list[Any] = []
+    def _cascade(self, spans: list[_Span], level: float, inclusive: bool) -> list[np.ndarray]:
+        removed: list[np.ndarray] = []
         first = True
         while True:
             both, r = self._ratios(spans)
@@ -332,7 +354,7 @@ class TorchEngine:
             else:
                 rb = r[both]
                 batch = both[(rb > level) | ((rb >= level) & (first and inclusive))]
-            if batch.numel() == 0:
+            if len(batch) == 0:
                 return removed
             self.stats["rounds"] += 1
             # Each window is re-sorted by the ratios before this round's removals.
@@ -344,32 +366,31 @@ class TorchEngine:
     def ratios(self) -> np.ndarray:
         """Each neuron's ratio against the whole other layer's span (0 for dead neurons, 1 when
         the other layer is all dead)."""
-        out = torch.zeros(self.n, dtype=_F64, device=self.device)
-        live = torch.nonzero(~self._dead).flatten()
-        xs, ys = live[live < self.n_x], live[live >= self.n_x]
-        if xs.numel() == 0 or ys.numel() == 0:
-            out[live] = 1.0
-            return out.cpu().numpy()
+        out = np.zeros(self.n)
+        xs, ys = self._live()
+        if len(xs) == 0 or len(ys) == 0:
+            out[~self.dead] = 1.0
+            return out
         spans = self._start(order_by_ratio=False)
         assert spans is not None
-        _, r = self._ratios(spans)
-        out[live] = r[live]
-        return out.cpu().numpy()
+        both, r = self._ratios(spans)
+        out[both] = r[both]
+        return out
 
     def thresholds(self) -> np.ndarray:
         """Each neuron's critical ε (inf for dead neurons, and for all when a layer has no live
         neuron)."""
-        t = torch.full((self.n,), math.inf, dtype=_F64, device=self.device)
+        t = np.full(self.n, np.inf)
         spans = self._start()
         if spans is None:
-            return t.cpu().numpy()
+            return t
         while spans[0].m + spans[1].m > 0:
             both, r = self._ratios(spans)
             level = float(r[both].max())
             self.stats["levels"] += 1
             for batch in self._cascade(spans, level, True):
                 t[batch] = level
-        return t.cpu().numpy()
+        return t
 
     def max_match(self, eps: list[float]) -> np.ndarray:
         """Membership masks (len(eps), n) of the maximum match at each ε: one peeling from the
@@ -383,6 +404,6 @@ class TorchEngine:
             return masks
         for i in sorted(range(len(eps)), key=lambda i: -eps[i]):
             self._cascade(spans, float(eps[i]), False)
-            masks[i, spans[0].members().cpu().numpy()] = True
-            masks[i, spans[1].members().cpu().numpy()] = True
+            masks[i, spans[0].members()] = True
+            masks[i, spans[1].members()] = True
         return masks
