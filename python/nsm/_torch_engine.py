@@ -107,7 +107,7 @@ def _skip_cholesky(s: Any, so: Any, tol: float) -> tuple[Any, Any, Any]:
         alive = torch.nonzero(res[pos:] > tol).flatten() + pos
         if alive.numel() == 0:
             break
-        panel = alive[:_PANEL]
+        panel: Any = alive[:_PANEL]
         last = int(panel[-1])
         p = panel.numel()
         if last - pos + 1 == p:  # no dependent member in the way: slices, not gathers
