@@ -37,6 +37,7 @@ def assert_same_thresholds(core: nsm.Thresholds, torch_t: nsm.Thresholds) -> Non
     # is the same peeling's.
     assert levels(a[finite]) == levels(b[finite])
     assert (core.engine, torch_t.engine) == ("core", "torch")
+    assert "engine=torch" in repr(torch_t) and "engine" not in repr(core)
 
 
 def levels(t: np.ndarray) -> int:

@@ -225,10 +225,11 @@ class Thresholds:
         dead = len(self.dead_x) + len(self.dead_y)
         dead_text = f", dead={len(self.dead_x)}+{len(self.dead_y)}" if dead else ""
         groups = "" if self.leave_out is None else f", groups={len(self.leave_out)}"
+        engine = ", engine=torch" if self.engine == "torch" else ""
         return (
             f"Thresholds(n_x={self.n_x}, n_y={self.n_y}, half match at eps={self.eps_for(0.5):.4g}, "
             f"all live match at eps={self.all_live_eps():.4g}{dead_text}, n_samples={self.n_samples}"
-            f"{', centered' if self.centered else ''}{groups})"
+            f"{', centered' if self.centered else ''}{groups}{engine})"
         )
 
 
