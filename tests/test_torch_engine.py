@@ -304,3 +304,58 @@ def test_compare_all_counts_the_working_set_in_max_bytes():
         nsm.torch.compare_all(
             a, b, data, "1", progress=False, baseline=False, max_bytes=budget, engine="torch"
         )
+
+
+@settings(max_examples=examples(30), deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
+@given(nasty_layers(), st.sampled_from([2, 5, 16]))
+def test_hypothesis_eps_cells_give_the_same_thresholds(layers, cells):
+    from nsm._torch_engine import TorchEngine
+
+    X, Y, layout = layers
+    gram = nsm.Gram.from_arrays(with_layout(X, layout), with_layout(Y, layout))
+    core = all_of(quiet(nsm.match_thresholds, gram, engine="core"))
+    ours = TorchEngine(gram.matrix, gram.n_x, gram.n_samples, 1e-20).thresholds(cells=cells)
+    assert np.array_equal(np.isinf(core), np.isinf(ours))
+    finite = np.isfinite(core)
+    assert np.allclose(core[finite], ours[finite], rtol=0, atol=TOL)
+
+
+@pytest.mark.parametrize("name", ["related", "ffn", "duplicated", "dead"])
+def test_eps_cells_side_by_side_equal_the_core(name):
+    from nsm._torch_engine import TorchEngine
+
+    X, Y = family(name, np.random.default_rng(7))
+    gram = nsm.Gram.from_arrays(X, Y)
+    core = all_of(nsm.match_thresholds(gram, engine="core"))
+    engine = TorchEngine(gram.matrix, gram.n_x, gram.n_samples, 1e-20)
+    ours = engine.thresholds(cells=8, workers=3)
+    assert engine.stats["cells"] > 1 and engine.stats["busiest_cell_rounds"] < engine.stats["rounds"]
+    finite = np.isfinite(core)
+    assert np.array_equal(np.isinf(core), np.isinf(ours))
+    assert np.allclose(core[finite], ours[finite], rtol=0, atol=TOL)
+
+
+def test_eps_cells_that_do_not_meet_are_peeled_again():
+    """A cell whose start is not where the cell above ended (here: its start cascade skipped)
+    is peeled again from that end, so the thresholds stay right."""
+    from nsm._torch_engine import TorchEngine
+
+    class Sabotaged(TorchEngine):
+        def _cascade(self, spans, level, inclusive, stats=None):
+            if not inclusive and level == self.skip:
+                return []
+            return super()._cascade(spans, level, inclusive, stats)
+
+    X, Y = family("related", np.random.default_rng(8))
+    gram = nsm.Gram.from_arrays(X, Y)
+    core = all_of(nsm.match_thresholds(gram, engine="core"))
+    from nsm import _torch_engine
+
+    engine = Sabotaged(gram.matrix, gram.n_x, gram.n_samples, 1e-20)
+    spans = engine._start()
+    both, r = engine._ratios(spans)
+    engine.skip = _torch_engine._cell_cuts(r[both], 4)[1]
+    ours = engine.thresholds(cells=4)
+    assert engine.stats["cell_reruns"] >= 1
+    finite = np.isfinite(core)
+    assert np.allclose(core[finite], ours[finite], rtol=0, atol=TOL)

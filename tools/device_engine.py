@@ -10,8 +10,9 @@ figure beside its projection so that a miss names the wrong term of the cost mod
 3. Correctness: the torch engine on the device against the same engine on the CPU and against
    the C++ core (computed here, or read from a file written by --write-reference elsewhere).
 4. At 3,072 + 3,072 on 8,192 samples (independent, FFN-like, related): the Gram pass on the
-   device, all critical eps (time, levels, rounds, ms per round), max match at 7 eps, and the
-   engine's peak device memory beside nsm._torch_engine.working_set_bytes.
+   device, all critical eps (time, levels, rounds, ms per round; then in 32 eps-cells, one after
+   another and 8 side by side on CUDA streams), max match at 7 eps, and the engine's peak
+   device memory beside nsm._torch_engine.working_set_bytes.
 
     python tools/device_engine.py [--out DIR] [--small] [--cpu] [--reference FILE]
     python tools/device_engine.py --small --cpu          # a quick run on the CPU (tiny sizes)
@@ -289,6 +290,21 @@ def engine_at_size(device: torch.device, small: bool) -> dict[str, Any]:
         row["thresholds_projected"] = PROJECTED[
             "thresholds_gradual_s" if engine.stats["levels"] > 500 else "thresholds_abrupt_s"
         ]
+        for cells, workers in ((32, 1), (32, 8)):  # eps-cells, one after another / side by side
+            if left() < (5 if small else 60):
+                row[f"cells_{cells}_workers_{workers}"] = "skipped: out of time"
+                continue
+            t0 = time.perf_counter()
+            tc = engine.thresholds(cells=cells, workers=workers)
+            sync(device)
+            finite = np.isfinite(t)
+            row[f"cells_{cells}_workers_{workers}"] = {
+                "s": time.perf_counter() - t0,
+                "busiest_cell_rounds": engine.stats.get("busiest_cell_rounds"),
+                "cell_reruns": engine.stats.get("cell_reruns"),
+                "max_diff_to_one_chain": float(np.abs(tc[finite] - t[finite]).max()) if finite.any() else 0.0,
+                "projected": "about 0.14 s with 32 cells batched (gradual pair)",
+            }
         t0 = time.perf_counter()
         masks = engine.max_match(EPS7)
         sync(device)

@@ -163,6 +163,26 @@ def _panel_factor(block: Any, tol: float) -> tuple[Any, Any]:
     return torch.stack(cols, 1)[keep], keep
 
 
+def _cell_cuts(bounds: np.ndarray, cells: int) -> list[float]:
+    """Up to ``cells - 1`` cuts of the ε axis at quantiles of ``bounds`` (each live neuron's
+    ratio against the whole other layer, a lower bound of its critical ε), each midway between
+    two distinct bound values, ascending."""
+    v = np.unique(bounds[np.isfinite(bounds) & (bounds > 0)])
+    if len(v) < 2 or cells < 2:
+        return []
+    idx = np.clip(np.searchsorted(v, np.quantile(v, np.linspace(0, 1, cells + 1)[1:-1])), 1, len(v) - 1)
+    return [float(c) for c in np.unique(0.5 * (v[idx - 1] + v[idx]))]
+
+
+def run_from(
+    engine: TorchEngine, start: list[_Span], lo: float, keys: tuple[str, ...], first: np.ndarray
+) -> tuple[np.ndarray, Any, list[_Span], dict[str, int]]:
+    """A cell peeled again from ``start`` (the end of the cell above) down to ``lo``."""
+    stats = dict.fromkeys(keys, 0)
+    cell = [span.copy(stats) for span in start]
+    return first, engine._levels(cell, lo, stats), cell, stats
+
+
 class _Span:
     """One layer's span over its members in factor order.
 
@@ -236,6 +256,15 @@ class _Span:
         self.m = p0 + w
         self.kpos[p0 + 1 : p0 + w + 1] = r0 + np.cumsum(basis)
         return basis
+
+    def copy(self, stats: dict[str, int]) -> _Span:
+        """An independent copy of the peeling state (the cosines, read-only, are shared)."""
+        new = object.__new__(_Span)
+        new.__dict__.update(self.__dict__)
+        new.stats = stats
+        new.order, new.pos_of, new.kpos = self.order.copy(), self.pos_of.copy(), self.kpos.copy()
+        new.w_m, new.w_o, new.cum = self.w_m.clone(), self.w_o.clone(), self.cum.clone()
+        return new
 
     def members(self) -> np.ndarray:
         """The members still in (global indices)."""
@@ -344,7 +373,10 @@ class TorchEngine:
         r[y_in] = np.sqrt(spans[0].residual(rows[t_x:], y_in))
         return np.concatenate([x_in, y_in]), r
 
-    def _cascade(self, spans: list[_Span], level: float, inclusive: bool) -> list[np.ndarray]:
+    def _cascade(
+        self, spans: list[_Span], level: float, inclusive: bool, stats: dict[str, int] | None = None
+    ) -> list[np.ndarray]:
+        stats = self.stats if stats is None else stats
         removed: list[np.ndarray] = []
         first = True
         while True:
@@ -356,7 +388,7 @@ class TorchEngine:
                 batch = both[(rb > level) | ((rb >= level) & (first and inclusive))]
             if len(batch) == 0:
                 return removed
-            self.stats["rounds"] += 1
+            stats["rounds"] += 1
             # Each window is re-sorted by the ratios before this round's removals.
             spans[0].remove(batch[batch < self.n_x], r)
             spans[1].remove(batch[batch >= self.n_x], r)
@@ -377,20 +409,104 @@ class TorchEngine:
         out[both] = r[both]
         return out
 
-    def thresholds(self) -> np.ndarray:
+    def _levels(self, spans: list[_Span], lo: float, stats: dict[str, int]) -> list[tuple[np.ndarray, float]]:
+        """Peels level after level while the level is above ``lo``: (neurons, level) pairs."""
+        out: list[tuple[np.ndarray, float]] = []
+        while spans[0].m + spans[1].m > 0:
+            both, r = self._ratios(spans)
+            level = float(r[both].max())
+            if level <= lo:
+                break
+            stats["levels"] += 1
+            out.extend((batch, level) for batch in self._cascade(spans, level, True, stats))
+        return out
+
+    def thresholds(self, cells: int = 1, workers: int = 1) -> np.ndarray:
         """Each neuron's critical ε (inf for dead neurons, and for all when a layer has no live
-        neuron)."""
+        neuron).
+
+        ``cells`` > 1 cuts the ε axis into that many cells (docs/method.md, "The torch engine"):
+        each starts from the maximum match at its upper cut and peels its own levels, so the
+        cells are independent chains of rounds; ``workers`` threads run them side by side (on
+        CUDA each on its own stream). The same thresholds, to rounding.
+        """
         t = np.full(self.n, np.inf)
         spans = self._start()
         if spans is None:
             return t
-        while spans[0].m + spans[1].m > 0:
-            both, r = self._ratios(spans)
-            level = float(r[both].max())
-            self.stats["levels"] += 1
-            for batch in self._cascade(spans, level, True):
-                t[batch] = level
+        if cells > 1:
+            return self._thresholds_in_cells(spans, cells, workers)
+        for batch, level in self._levels(spans, -math.inf, self.stats):
+            t[batch] = level
         return t
+
+    def _thresholds_in_cells(self, spans: list[_Span], cells: int, workers: int) -> np.ndarray:
+        both, r = self._ratios(spans)
+        bounds = [-math.inf, *_cell_cuts(r[both], cells), math.inf]
+        keys = tuple(self.stats)
+
+        def run(g: int, start: list[_Span]) -> tuple[np.ndarray, Any, list[_Span], dict[str, int]]:
+            stats = dict.fromkeys(keys, 0)
+            cell = [span.copy(stats) for span in start]
+            if math.isfinite(bounds[g + 1]):
+                self._cascade(cell, bounds[g + 1], False, stats)  # the cell's start: MM(upper cut)
+            first = self._mask(cell)
+            return first, self._levels(cell, bounds[g], stats), cell, stats
+
+        g_all = range(len(bounds) - 1)
+        if workers > 1:
+            results = self._side_by_side(run, g_all, spans, workers)
+        else:
+            results = [run(g, spans) for g in g_all]
+        # Where the cells meet, the set one peeled down to is the set the next started from;
+        # a near-tie at a cut can break that: then the lower cell is peeled again from the end
+        # of the one above it.
+        reruns = 0
+        for g in range(len(results) - 1, 0, -1):
+            end = self._mask(results[g][2])
+            if not np.array_equal(end, results[g - 1][0]):
+                reruns += 1
+                results[g - 1] = run_from(self, results[g][2], bounds[g - 1], keys, end)
+        t = np.full(self.n, np.inf)
+        for _, assigned, _, _ in results:
+            for batch, level in assigned:
+                t[batch] = level
+        total = dict.fromkeys(keys, 0)
+        for *_, stats in results:
+            for k in keys:
+                total[k] += stats[k]
+        total["cells"] = len(results)
+        total["cell_reruns"] = reruns
+        total["busiest_cell_rounds"] = max(stats["rounds"] for *_, stats in results)
+        self.stats = total
+        return t
+
+    def _side_by_side(self, run: Any, cells: Any, spans: list[_Span], workers: int) -> list[Any]:
+        """``run(g, spans)`` for every cell on ``workers`` threads; on CUDA each thread issues
+        its work on a stream of its own, after the state it copies is complete."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        cuda = self.device.type == "cuda"
+        ready: Any = torch.cuda.current_stream(self.device) if cuda else None
+
+        def on_stream(g: int) -> Any:
+            if not cuda:
+                return run(g, spans)
+            stream = torch.cuda.Stream(self.device)
+            stream.wait_stream(ready)
+            with torch.cuda.stream(stream):
+                out = run(g, spans)
+            stream.synchronize()
+            return out
+
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            return list(pool.map(on_stream, cells))
+
+    def _mask(self, spans: list[_Span]) -> np.ndarray:
+        mask = np.zeros(self.n, dtype=bool)
+        mask[spans[0].members()] = True
+        mask[spans[1].members()] = True
+        return mask
 
     def max_match(self, eps: list[float]) -> np.ndarray:
         """Membership masks (len(eps), n) of the maximum match at each ε: one peeling from the
