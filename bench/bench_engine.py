@@ -133,3 +133,67 @@ def test_threads_by_size(n):
             "< 1 below 1,024 neurons a thread",
         )
     )
+
+
+TORCH_SIZES = [48] if SMALL else [512, 1024] + ([2048] if os.environ.get("NSM_BENCH_ENGINE_LARGE") else [])
+
+
+@pytest.mark.parametrize("case", ["match", "peel"])
+@pytest.mark.parametrize("n", TORCH_SIZES)
+def test_torch_engine_beside_the_core(n, case):
+    """The torch engine (engine="torch", float64 on the CPU) beside the core on the same Gram:
+    a ratio only, no target (the torch engine is shaped for a GPU, where tools/device_engine.py
+    measures it). With NSM_BENCH_JSON_DIR set, the times go to engine_torch_cpu.json there."""
+    torch = pytest.importorskip("torch", reason="the torch extra is not installed")
+    gram = engine_gram(n, case)
+    tag = f"{n}+{n} {case}"
+    rounds = 3 if n <= 512 else 1
+    # One thread each: the torch engine's many small operations otherwise wait for a second
+    # thread at every step, which a shared machine rarely has ready (17.7 s against 0.8 s at
+    # 512 + 512 "peel" on two busy cores), and the core's short parallel regions likewise.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for engine in ("core", "torch"):
+            t = timed(
+                f"match_thresholds {engine}, {tag}",
+                lambda e=engine: nsm.match_thresholds(gram, engine=e, num_threads=1),
+                rounds,
+            )
+            m = timed(
+                f"max_match eps={EPS} {engine}, {tag}",
+                lambda e=engine: nsm.max_match(gram, EPS, engine=e, num_threads=1),
+                rounds,
+            )
+            assert (m.x.tolist(), m.y.tolist()) == (t.max_match(EPS).x.tolist(), t.max_match(EPS).y.tolist())
+    finally:
+        torch.set_num_threads(threads)
+    for what in ("match_thresholds", f"max_match eps={EPS}"):
+        RATIOS.append(
+            (f"{what} torch / core (CPU), {tag}", f"{what} torch, {tag}", f"{what} core, {tag}", "none")
+        )
+    NOTES.append(f"{tag}: both engines ran on one thread of the CPU's {threads}")
+    out = os.environ.get("NSM_BENCH_JSON_DIR")
+    if out:
+        _write_json(os.path.join(out, "engine_torch_cpu.json"), tag)
+
+
+def _write_json(path: str, tag: str) -> None:
+    """Adds this case's times (and the machine) to the JSON file at ``path``."""
+    import json
+    import platform
+
+    from bench.timing import TIMES
+
+    data = {}
+    if os.path.exists(path):
+        with open(path) as f:
+            data = json.load(f)
+    data["machine"] = {
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "kernels": nsm._core.kernel_name(),
+    }
+    data.setdefault("times_s", {}).update({k: v for k, v in TIMES.items() if k.endswith(tag)})
+    with open(path, "w") as f:
+        json.dump(data, f, indent=1, sort_keys=True)

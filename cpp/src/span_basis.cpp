@@ -78,6 +78,31 @@ Index pivoted_cholesky(Eigen::MatrixXd& a, double tol, std::vector<Index>& perm,
                                 perm.data());
 }
 
+double zero_tolerance(const Eigen::MatrixXd& l, Index k, double rank_tol) {
+  const double widest = std::sqrt(rank_tol);
+  // Every pivot of every order satisfies 1 / pivot^2 <= max_v [C_BB^-1]_vv, so a factor whose
+  // own smallest pivot already reaches the clamp needs no inverse.
+  double smallest_pivot = 1.0;
+  for (Index i = 0; i < k; ++i) smallest_pivot = std::min(smallest_pivot, l(i, i) * l(i, i));
+  if (k == 0 || rank_tol / smallest_pivot >= widest) return k == 0 ? rank_tol : widest;
+  // max_v [C_BB^-1]_vv = the largest squared column norm of L^-1 (C_BB = L L^T): column block
+  // [j0, j0 + b) of L^-1 is zero above row j0, so each block solves with L[j0:, j0:] only
+  // (k^3 / 3 flops in all).
+  constexpr Index kBlock = 256;
+  double widest_column = 1.0;
+  RowMatrix x;
+  for (Index j0 = 0; j0 < k; j0 += kBlock) {
+    const Index b = std::min(kBlock, k - j0);
+    const Index rows = k - j0;
+    x.setZero(rows, b);
+    for (Index j = 0; j < b; ++j) x(j, j) = 1.0;
+    solve_lower(l.data() + j0 + j0 * l.outerStride(), l.outerStride(), rows, x.data(), b, b);
+    const Eigen::RowVectorXd norms = x.colwise().squaredNorm();
+    widest_column = std::max(widest_column, norms.maxCoeff());
+  }
+  return std::max(std::min(rank_tol * widest_column, widest), rank_tol);
+}
+
 SpanBasis::SpanBasis(const CosineView& cosine, double rank_tol) : c_(cosine), tol_(rank_tol) {
   const auto n = static_cast<std::size_t>(cosine.n());
   local_.assign(n, -1);
@@ -121,12 +146,7 @@ void SpanBasis::rebuild(const std::vector<Index>& members, const std::vector<Ind
     for (Index i = 0; i < m; ++i) soon[i] = leaves_soon(members_[static_cast<std::size_t>(i)]);
   }
   const Index k = pivoted_cholesky(a, tol_, perm, leaves_soon ? &soon : nullptr);
-  if (zero_tol_ < 0.0) {
-    double smallest_pivot = 1.0;
-    for (Index i = 0; i < k; ++i) smallest_pivot = std::min(smallest_pivot, a(i, i) * a(i, i));
-    zero_tol_ = std::min(tol_ / smallest_pivot, std::sqrt(tol_));
-    zero_tol_ = std::max(zero_tol_, tol_);
-  }
+  if (zero_tol_ < 0.0) zero_tol_ = zero_tolerance(a, k, tol_);
   basis_.clear();
   std::vector<Index> member_col(static_cast<std::size_t>(m));
   for (Index i = 0; i < m; ++i) {

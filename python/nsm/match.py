@@ -11,6 +11,7 @@ import numpy as np
 
 from . import _core, _diagnostics
 from ._diagnostics import FewSamplesWarning
+from ._engine_choice import Engine, check_engine, choose_engine, torch_engine
 from ._validation import (  # noqa: F401  (DEFAULT_DEAD_TOL, single_eps: for nsm.measures, nsm.results)
     DEFAULT_DEAD_TOL,
     check_bool,
@@ -61,6 +62,9 @@ class MatchResult:
     centered : bool
         Whether each neuron's mean over the samples was removed before matching (the centred
         match; neurons constant over the samples are then dead).
+    engine : {"core", "torch"}
+        Which engine computed it: the C++ core or the torch engine (``engine=`` of
+        :func:`nsm.max_match`).
     """
 
     x: np.ndarray
@@ -74,13 +78,14 @@ class MatchResult:
     n_y: int
     count_dead: bool = True
     centered: bool = False
+    engine: str = "core"
 
     def __repr__(self) -> str:
         dead = f", dead={len(self.dead_x)}+{len(self.dead_y)}" if len(self.dead_x) + len(self.dead_y) else ""
         return (
             f"MatchResult(eps={self.eps:g}, x={len(self.x)}/{self.n_x}, y={len(self.y)}/{self.n_y}, "
             f"similarity={self.similarity:.4f}{dead}, n_samples={self.n_samples}"
-            f"{', centered' if self.centered else ''})"
+            f"{', centered' if self.centered else ''}{', engine=torch' if self.engine == 'torch' else ''})"
         )
 
 
@@ -131,8 +136,11 @@ def engine_of(
     num_threads: int,
     centered: bool = False,
     warn: bool = True,
+    engine: str = "core",
+    device: Any = None,
 ) -> Any:
-    """A core MatchEngine for ``gram`` (its centred Gram with ``centered``), after checks and
+    """A core MatchEngine for ``gram`` (its centred Gram with ``centered``), or with
+    ``engine="torch"`` the torch engine on ``device`` (see nsm._engine_choice), after checks and
     (with ``warn``) the few-samples warning."""
     parts = gram.parts(groups=False)
     matrix, n_samples = parts.matrix, parts.n_samples
@@ -143,7 +151,14 @@ def engine_of(
         warn_few_samples(n_samples, gram.n_x, gram.n_y, centered)
     if centered:
         matrix = centered_matrix(gram)
+    if choose_engine(engine, device) == "torch":
+        return torch_engine(matrix, gram.n_x, n_samples, dead_tol, device)
     return _core.MatchEngine(matrix, gram.n_x, n_samples, dead_tol, 0.0, num_threads)
+
+
+def engine_name(engine: Any) -> str:
+    """``"torch"`` or ``"core"``: which engine ``engine`` (from :func:`engine_of`) is."""
+    return str(getattr(engine, "name", "core"))
 
 
 def warn_few_samples(n_samples: int, n_x: int, n_y: int, centered: bool = False) -> None:
@@ -179,7 +194,13 @@ class LayerSizes(Protocol):
 
 
 def result_from_mask(
-    mask: np.ndarray, dead: np.ndarray, gram: LayerSizes, eps: float, count_dead: bool, centered: bool = False
+    mask: np.ndarray,
+    dead: np.ndarray,
+    gram: LayerSizes,
+    eps: float,
+    count_dead: bool,
+    centered: bool = False,
+    engine: str = "core",
 ) -> MatchResult:
     n_x = gram.n_x
     x = np.flatnonzero(mask[:n_x]).astype(np.int64)
@@ -198,6 +219,7 @@ def result_from_mask(
         n_y=gram.n_y,
         count_dead=bool(count_dead),
         centered=bool(centered),
+        engine=engine,
     )
 
 
@@ -211,6 +233,8 @@ def max_match(
     count_dead: bool = ...,
     num_threads: int | None = ...,
     centered: bool = ...,
+    engine: Engine = ...,
+    device: Any = ...,
 ) -> MatchResult: ...
 @overload
 def max_match(
@@ -222,6 +246,8 @@ def max_match(
     count_dead: bool = ...,
     num_threads: int | None = ...,
     centered: bool = ...,
+    engine: Engine = ...,
+    device: Any = ...,
 ) -> list[MatchResult]: ...
 @overload
 def max_match(
@@ -233,6 +259,8 @@ def max_match(
     count_dead: bool = ...,
     num_threads: int | None = ...,
     centered: bool = ...,
+    engine: Engine = ...,
+    device: Any = ...,
 ) -> MatchResult: ...
 @overload
 def max_match(
@@ -244,6 +272,8 @@ def max_match(
     count_dead: bool = ...,
     num_threads: int | None = ...,
     centered: bool = ...,
+    engine: Engine = ...,
+    device: Any = ...,
 ) -> list[MatchResult]: ...
 def max_match(
     X: Activations | Gram,
@@ -254,6 +284,8 @@ def max_match(
     count_dead: bool = True,
     num_threads: int | None = None,
     centered: bool = False,
+    engine: Engine = "auto",
+    device: Any = None,
 ) -> MatchResult | list[MatchResult]:
     """The maximum ε-match of two layers: ``max_match(X, Y, eps)`` or ``max_match(gram, eps)``.
 
@@ -282,6 +314,14 @@ def max_match(
         the Gram's column sums, no second pass; docs/method.md, "The centred match"). It is
         the match that ignores what the next layer's bias absorbs: equivalently the constant
         vector joins both spans. A neuron constant over the samples counts as dead.
+    engine : {"auto", "core", "torch"}
+        Which engine peels: the C++ core, or the torch engine (float64 on ``device``; needs
+        torch) with the same rules and results (docs/method.md, "The torch engine").
+        ``"auto"`` takes the torch engine when ``device`` is a GPU, else the core. The result's
+        ``engine`` says which one ran.
+    device : torch.device or str, optional
+        The device of the torch engine (default: the CPU, where a Gram lives); not the CPU
+        only with ``engine="torch"`` or ``"auto"``.
 
     Returns
     -------
@@ -305,12 +345,14 @@ def max_match(
     eps_list, single = check_eps(eps)
     count_dead = check_bool(count_dead, "count_dead")
     centered = check_bool(centered, "centered")
+    engine_checked, device = check_engine(engine, device)
     gram = gram_of("max_match", X, Y, threads, ", eps")
-    engine = engine_of(gram, dead_tol, threads, centered=centered)
-    masks = engine.max_match(eps_list)
-    dead = engine.dead
+    peeler = engine_of(gram, dead_tol, threads, centered=centered, engine=engine_checked, device=device)
+    masks = peeler.max_match(eps_list)
+    dead = peeler.dead
+    name = engine_name(peeler)
     results = [
-        result_from_mask(masks[i], dead, gram, e, count_dead, centered) for i, e in enumerate(eps_list)
+        result_from_mask(masks[i], dead, gram, e, count_dead, centered, name) for i, e in enumerate(eps_list)
     ]
     return results[0] if single else results
 

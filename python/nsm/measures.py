@@ -34,6 +34,7 @@ import numpy as np
 
 from . import _diagnostics
 from ._diagnostics import FewSamplesWarning, NsmWarning
+from ._engine_choice import Engine
 from ._validation import DEFAULT_DEAD_TOL, check_bool, check_groups, check_keep, check_layer_names
 from .gram import Gram, rank_cutoff
 from .jackknife import Estimate, estimate, quiet_leave_out
@@ -652,6 +653,8 @@ def match_auc(
     groups: int | None = None,
     correct_bias: bool = False,
     centered: bool | None = None,
+    engine: Engine = "auto",
+    device: Any = None,
 ) -> float | Estimate:
     """Area under the maximum-match similarity curve, ``∫₀¹ MMS(ε) dε`` (nsm's ε-free summary).
 
@@ -680,6 +683,9 @@ def match_auc(
         biased upwards by O(n / n_samples) (spans fitted on few samples hold some of the
         noise); at 2,000 samples for 64 + 64 neurons that bias was four times the se, and only
         the corrected interval covered the truth at 95% (docs/method.md, "Error bars").
+    engine, device
+        As for :func:`nsm.match_thresholds` (the thresholds' engine; ignored for thresholds
+        passed in).
 
     Returns
     -------
@@ -723,6 +729,8 @@ def match_auc(
             dead_tol=dead_tol,
             num_threads=num_threads,
             centered=False if centered is None else centered,
+            engine=engine,
+            device=device,
         )
     correct_bias = check_bool(correct_bias, "correct_bias")
     value = _auc_or_nan(t, (name_x, name_y), warn=True)

@@ -9,10 +9,11 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from ._engine_choice import Engine, check_engine
 from ._validation import check_bool, check_eps, check_groups, check_similarity, check_threads, single_eps
 from .gram import Gram
 from .jackknife import DEFAULT_LEVEL, jackknife_se, normal_interval
-from .match import Activations, MatchResult, _frozen, engine_of, result_from_mask
+from .match import Activations, MatchResult, _frozen, engine_name, engine_of, result_from_mask
 from .starved import degenerate, starved
 
 __all__ = ["Curve", "Thresholds", "match_thresholds"]
@@ -46,6 +47,8 @@ class Thresholds:
         With jackknife groups (``match_thresholds(..., groups=K)`` or a Gram with groups), the
         thresholds of the K leave-one-group-out Grams, from which :meth:`similarity_se` and
         :meth:`similarity_interval` come; None without groups.
+    engine : {"core", "torch"}
+        Which engine computed them (``engine=`` of :func:`nsm.match_thresholds`).
     """
 
     x: np.ndarray
@@ -58,6 +61,7 @@ class Thresholds:
     count_dead: bool = True
     centered: bool = False
     leave_out: tuple[Thresholds, ...] | None = None
+    engine: str = "core"
 
     @property
     def degenerate(self) -> bool:
@@ -121,7 +125,9 @@ class Thresholds:
         """
         e = single_eps(eps, "Thresholds.max_match takes one eps; use a loop or nsm.max_match for several")
         sizes = _Sizes(self.n_x, self.n_y, self.n_samples)
-        return result_from_mask(self._all <= e, self._dead, sizes, e, self.count_dead, self.centered)
+        return result_from_mask(
+            self._all <= e, self._dead, sizes, e, self.count_dead, self.centered, self.engine
+        )
 
     def similarity(self, eps: Any) -> Any:
         """Maximum-match similarity at ``eps`` (a number or an array of numbers in [0, 1]).
@@ -253,10 +259,11 @@ class Thresholds:
         dead = len(self.dead_x) + len(self.dead_y)
         dead_text = f", dead={len(self.dead_x)}+{len(self.dead_y)}" if dead else ""
         groups = "" if self.leave_out is None else f", groups={len(self.leave_out)}"
+        engine = ", engine=torch" if self.engine == "torch" else ""
         return (
             f"Thresholds(n_x={self.n_x}, n_y={self.n_y}, half match at eps={self.eps_for(0.5):.4g}, "
             f"all live match at eps={self.all_live_eps():.4g}{dead_text}, n_samples={self.n_samples}"
-            f"{', centered' if self.centered else ''}{groups})"
+            f"{', centered' if self.centered else ''}{groups}{engine})"
         )
 
 
@@ -281,6 +288,8 @@ def match_thresholds(
     num_threads: int | None = None,
     centered: bool = False,
     groups: int | None = None,
+    engine: Engine = "auto",
+    device: Any = None,
 ) -> Thresholds:
     """Every neuron's critical ε: ``match_thresholds(X, Y)`` or ``match_thresholds(gram)``.
 
@@ -301,6 +310,9 @@ def match_thresholds(
         leave-one-block-out Gram (``groups`` + 1 peelings, memory ``groups`` + 1 Grams), kept
         in ``leave_out`` for :meth:`Thresholds.similarity_se`. A Gram built with groups gives
         them without this argument; an ungrouped Gram cannot (its samples are summed).
+    engine, device
+        As for :func:`nsm.max_match`: the C++ core or the torch engine on a device (the same
+        thresholds to rounding; ``engine`` of the result says which ran).
 
     Examples
     --------
@@ -317,6 +329,7 @@ def match_thresholds(
     threads = check_threads(num_threads)
     count_dead = check_bool(count_dead, "count_dead")
     centered = check_bool(centered, "centered")
+    engine_checked, device = check_engine(engine, device)
     if isinstance(X, Gram) and Y is not None:
         raise TypeError("match_thresholds() takes (X, Y) or (gram)")
     groups = check_groups(groups)
@@ -331,8 +344,10 @@ def match_thresholds(
         raise TypeError("match_thresholds() takes (X, Y) or (gram)")
     else:
         gram = Gram.from_arrays(X, Y, num_threads=threads, groups=groups)
-    t = _thresholds_of(gram, dead_tol, count_dead, threads, centered)
-    return gram_thresholds(gram, count_dead, centered, threads, dead_tol, first=t)
+    t = _thresholds_of(gram, dead_tol, count_dead, threads, centered, engine=engine_checked, device=device)
+    return gram_thresholds(
+        gram, count_dead, centered, threads, dead_tol, first=t, engine=engine_checked, device=device
+    )
 
 
 def gram_thresholds(
@@ -342,27 +357,41 @@ def gram_thresholds(
     threads: int,
     dead_tol: float | None = None,
     first: Thresholds | None = None,
+    engine: str = "core",
+    device: Any = None,
 ) -> Thresholds:
     """:func:`match_thresholds` of a Gram without any warning (the caller says what there is to
     say, from ``Thresholds.degenerate``): the thresholds (``first`` when already
-    computed) and, with groups, the leave-one-out ones. Touches no process-wide warnings
-    state, so threads may call it side by side."""
-    t = _thresholds_of(gram, dead_tol, count_dead, threads, centered, warn=False) if first is None else first
+    computed) and, with groups, the leave-one-out ones (``engine``, ``device``: see
+    nsm._engine_choice). Touches no process-wide warnings state, so threads may call it side
+    by side."""
+    if first is None:
+        t = _thresholds_of(gram, dead_tol, count_dead, threads, centered, False, engine, device)
+    else:
+        t = first
     if gram.groups is None:
         return t
     # Quiet: the full Gram's warning (if any) said it already.
     leave_out = tuple(
-        _thresholds_of(g, dead_tol, count_dead, threads, centered, warn=False) for g in gram.leave_one_out()
+        _thresholds_of(g, dead_tol, count_dead, threads, centered, False, engine, device)
+        for g in gram.leave_one_out()
     )
     return replace(t, leave_out=leave_out)
 
 
 def _thresholds_of(
-    gram: Gram, dead_tol: float | None, count_dead: bool, threads: int, centered: bool, warn: bool = True
+    gram: Gram,
+    dead_tol: float | None,
+    count_dead: bool,
+    threads: int,
+    centered: bool,
+    warn: bool = True,
+    engine: str = "core",
+    device: Any = None,
 ) -> Thresholds:
-    engine = engine_of(gram, dead_tol, threads, centered=centered, warn=warn)
-    t = engine.thresholds()
-    dead = engine.dead
+    peeler = engine_of(gram, dead_tol, threads, centered=centered, warn=warn, engine=engine, device=device)
+    t = peeler.thresholds()
+    dead = peeler.dead
     n_x = gram.n_x
     return Thresholds(
         x=_frozen(t[:n_x].copy()),
@@ -374,4 +403,5 @@ def _thresholds_of(
         n_y=gram.n_y,
         count_dead=count_dead,
         centered=centered,
+        engine=engine_name(peeler),
     )

@@ -86,11 +86,11 @@ class SpanBasis {
   /// exactly 0 when it is at most zero_tol() (v counts as lying in the span).
   double residual(Index v) const;
 
-  /// The largest sin^2 that counts as 0: rank_tol times the condition estimate 1 / (smallest
-  /// pivot) of the first factorization, at most sqrt(rank_tol). A residual computed from a
-  /// Gram carries rounding of about eps_machine * cond(C[basis, basis]), well above rank_tol
-  /// for ill-conditioned spans; fixed at the first rebuild (all live neurons, the same start for
-  /// every search), so the rule does not depend on the order of later removals.
+  /// The largest sin^2 that counts as 0 (docs/method.md, "The zero tolerance"): see
+  /// zero_tolerance(). A residual computed from a Gram carries rounding of about eps_machine *
+  /// cond(C[basis, basis]), well above rank_tol for ill-conditioned spans; fixed at the first
+  /// rebuild (all live neurons, the same start for every search), so the rule does not depend
+  /// on later removals, nor on the first factor's pivot order.
   double zero_tol() const { return zero_tol_; }
 
   /// Dimension of the span (number of basis members).
@@ -143,6 +143,13 @@ class SpanBasis {
   Index saved_removed_ = 0;
   Index rank_at_rebuild_ = 0;
 };
+
+/// The zero tolerance of a layer whose first factor has rank k and lower-triangular factor
+/// l.topLeftCorner(k, k) of C[basis, basis] (rows in any order): rank_tol * max_v
+/// [C[basis, basis]^-1]_vv, clamped to [rank_tol, sqrt(rank_tol)]. The inverse's diagonal does
+/// not depend on the order of the basis (it is each member's 1 / sin^2 against the others), and
+/// it bounds 1 / pivot^2 of a Cholesky in every order: the smallest pivot any order could give.
+double zero_tolerance(const Eigen::MatrixXd& l, Index k, double rank_tol);
 
 /// Rank-revealing Cholesky with diagonal pivoting (blocked, like LAPACK's dpstrf) of the
 /// symmetric positive semi-definite matrix a (overwritten: its lower trapezoid's first

@@ -13,6 +13,7 @@ import numpy as np
 
 from .. import _core, _diagnostics
 from .._blas_threads import one_blas_thread
+from .._engine_choice import Engine, choose_engine
 from .._validation import check_bool, check_eps, check_keep, check_sites, default_threads, single_eps
 from ..gram import Gram
 from ..jackknife import Estimate, jackknife_se, quiet_leave_out
@@ -260,11 +261,15 @@ class CrossComparison:
         self._require_compared(pair)
         return self._thresholds_of(pair)
 
+    # The engine of the pairs' thresholds and its device (nsm.torch.compare_all sets them).
+    _engine: tuple[Engine, Any] = ("core", None)
+
     def _thresholds_of(self, pair: Pair, gram: Gram | None = None) -> Thresholds:
         if pair not in self._thresholds:
             gram = self._gram(pair) if gram is None else gram
+            engine, device = self._engine
             self._thresholds[pair] = match_thresholds(
-                gram, count_dead=self.count_dead, centered=self.centered
+                gram, count_dead=self.count_dead, centered=self.centered, engine=engine, device=device
             )
         return self._thresholds[pair]
 
@@ -274,7 +279,13 @@ class CrossComparison:
             self._base_thresholds[pair] = (
                 None
                 if base is None
-                else match_thresholds(base, count_dead=self.count_dead, centered=self.centered)
+                else match_thresholds(
+                    base,
+                    count_dead=self.count_dead,
+                    centered=self.centered,
+                    engine=self._engine[0],
+                    device=self._engine[1],
+                )
             )
         return self._base_thresholds[pair]
 
@@ -297,7 +308,8 @@ class CrossComparison:
         store: dict[Pair, Any] = self._base_thresholds if baseline else self._thresholds
         todo = [p for p in dict.fromkeys(pairs) if p not in store and p not in self._reasons]
         threads = default_threads()
-        if len(todo) < 2 or threads < 2:
+        on_device = choose_engine(*self._engine) == "torch"  # one device: the pairs take turns
+        if len(todo) < 2 or threads < 2 or on_device:
             for pair in todo:
                 self._baseline_thresholds(pair) if baseline else self._thresholds_of(pair)
             return
@@ -387,7 +399,13 @@ class CrossComparison:
             self._base_thresholds[pair] = (
                 None
                 if base is None
-                else match_thresholds(base, count_dead=self.count_dead, centered=self.centered)
+                else match_thresholds(
+                    base,
+                    count_dead=self.count_dead,
+                    centered=self.centered,
+                    engine=self._engine[0],
+                    device=self._engine[1],
+                )
             )
         return LayerComparison(
             pair,

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Union
+from typing import Any, Callable, Union, cast
 
 import torch
 from torch import nn
 
 from .. import _diagnostics
 from .._diagnostics import FewSamplesWarning
+from .._engine_choice import Engine, check_engine
 from .._validation import (
     DEFAULT_PRECISION,
     Precision,
@@ -108,13 +109,22 @@ def _layout_of(tap: Tap, site: Site, given: str | None, which: str) -> str:
 
 
 def _thresholds(
-    gram: Gram | None, count_dead: bool, label: str, notes: list[str], centered: bool = False
+    gram: Gram | None,
+    count_dead: bool,
+    label: str,
+    notes: list[str],
+    centered: bool = False,
+    engine: Engine = "auto",
+    device: Any = None,
 ) -> Thresholds | None:
-    """Thresholds, with nsm's warnings re-issued at the caller's line under the site's name."""
+    """Thresholds, with nsm's warnings re-issued at the caller's line under the site's name
+    (``engine`` as for nsm.match_thresholds, on the comparison's ``device`` unless it is the
+    core)."""
     if gram is None or gram.n_samples == 0:
         return None
+    where = None if engine == "core" else device
     with _diagnostics.collect() as caught:
-        t = match_thresholds(gram, count_dead=count_dead, centered=centered)
+        t = match_thresholds(gram, count_dead=count_dead, centered=centered, engine=engine, device=where)
     for message, category in caught:
         if issubclass(category, FewSamplesWarning):
             notes.append(f"few samples{' (baseline)' if 'baseline' in label else ''}")
@@ -142,6 +152,7 @@ def compare(
     groups: int | None = None,
     clone: bool | Sequence[str] = False,
     output: OutputArg = None,
+    engine: Engine = "auto",
 ) -> Comparison:
     """Compare two models site by site on the same data.
 
@@ -247,6 +258,9 @@ def compare(
         ``nn.LSTM``). The layout of a non-default output is not inferred from the module's
         type (it describes its main output): it comes from the module that produced the
         tensor, or ``layout=``.
+    engine : {'auto', 'core', 'torch'}
+        Which engine computes the thresholds, as for :func:`nsm.match_thresholds`: ``"auto"``
+        takes the torch engine on ``device`` when it is a GPU, the C++ core otherwise.
 
     Returns
     -------
@@ -291,6 +305,7 @@ def compare(
     baseline = check_bool(baseline, "baseline")
     precision = check_precision(precision)
     centered = check_bool(centered, "centered")
+    engine = cast(Engine, check_engine(engine, None)[0])
     groups = check_groups(groups)
     layouts = _PerSite(check_per_site(layout, "layout", LAYOUTS), "layout")
     modes = _PerSite(check_per_site(tokens, "tokens", TOKEN_MODES), "tokens")
@@ -333,7 +348,12 @@ def compare(
         if description is None:
             raise ValueError("data gave no batch on any rank")
         return _finish(
-            _reduced(plans, description, device, baseline, groups), eps_values, count_dead, centered
+            _reduced(plans, description, device, baseline, groups),
+            eps_values,
+            count_dead,
+            centered,
+            engine,
+            device,
         )
     if error is not None:
         raise error
@@ -342,7 +362,7 @@ def compare(
     results: list[tuple[Any, Gram, Gram | None]] = [
         (p, _acc(p).result(), p.baseline.acc.result() if p.baseline else None) for p in plans
     ]
-    return _finish(results, eps_values, count_dead, centered)
+    return _finish(results, eps_values, count_dead, centered, engine, device)
 
 
 def _acc(plan: _Plan) -> DeviceGram:
@@ -476,17 +496,24 @@ def _count_part(count: int, device: torch.device) -> tuple[torch.Tensor, torch.T
 
 
 def _finish(
-    results: list[tuple[Any, Gram, Gram | None]], eps: list[float], count_dead: bool, centered: bool = False
+    results: list[tuple[Any, Gram, Gram | None]],
+    eps: list[float],
+    count_dead: bool,
+    centered: bool = False,
+    engine: Engine = "auto",
+    device: Any = None,
 ) -> Comparison:
     layers = {}
     for plan, gram, base in results:
         key = plan.pair.key if isinstance(plan, _Plan) else plan.key
         label = key if isinstance(key, str) else f"{key[0]} / {key[1]}"
         notes: list[str] = list(plan.notes) if isinstance(plan, _Plan) else []
-        thresholds = _thresholds(gram, count_dead, f"site {label!r}", notes, centered)
+        thresholds = _thresholds(gram, count_dead, f"site {label!r}", notes, centered, engine, device)
         if thresholds is None:
             raise ValueError(f"site {label!r} gave no samples in any batch")
-        base_thresholds = _thresholds(base, count_dead, f"site {label!r}, baseline", notes, centered)
+        base_thresholds = _thresholds(
+            base, count_dead, f"site {label!r}, baseline", notes, centered, engine, device
+        )
         layers[key] = LayerComparison(
             name=key,
             thresholds=thresholds,

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
 
+from .._engine_choice import Engine, check_engine, choose_engine
 from .._validation import (
     DEFAULT_PRECISION,
     Precision,
@@ -290,6 +291,7 @@ def compare_all(
     groups: int | None = None,
     clone: bool | Sequence[str] = False,
     output: OutputArg = None,
+    engine: Engine = "auto",
 ) -> Any:
     """Every site of model A against every site of model B, streaming the data once.
 
@@ -319,7 +321,9 @@ def compare_all(
         As for :func:`nsm.torch.compare`.
     max_bytes : int
         Refuse to start when the Grams (with their baselines) would need more memory than this
-        (default 4 GiB); the error names the total and the largest sites.
+        (default 4 GiB); the error names the total and the largest sites. With the torch
+        engine the working set of the widest pair counts too (about 1.3 GiB at 3,072 + 3,072;
+        the pairs take turns on the device).
     centered : bool
         The pairs' thresholds, similarity and ``match_auc`` are the centred match's (as for
         :func:`nsm.torch.compare`).
@@ -333,6 +337,10 @@ def compare_all(
         ones, as the module returns them (for writes through ``.data`` or custom kernels).
     output : int, str, callable or dict, optional
         What each site's output is compared on, as for :func:`nsm.torch.compare`.
+    engine : {'auto', 'core', 'torch'}
+        Which engine computes the pairs' thresholds, as for :func:`nsm.torch.compare` (``"auto"``:
+        the torch engine on ``device`` when it is a GPU, pairs one after another; the C++ core
+        otherwise).
 
     Returns
     -------
@@ -361,6 +369,7 @@ def compare_all(
     progress = check_bool(progress, "progress")
     baseline = check_bool(baseline, "baseline")
     centered = check_bool(centered, "centered")
+    engine = cast(Engine, check_engine(engine, None)[0])
     groups = check_groups(groups)
     layouts = _PerSite(check_per_site(layout, "layout", LAYOUTS), "layout")
     modes = _PerSite(check_per_site(tokens, "tokens", TOKEN_MODES), "tokens")
@@ -402,7 +411,7 @@ def compare_all(
                 check_clone_used(cloned, [i.site for i in infos[0] + infos[1]])
                 check_output_used(outputs, [i.site for i in infos[0] + infos[1]])
                 grids = _plan_grids(infos, samples, device, pairs, reasons, precision, groups, baseline)
-                _check_memory(grids, max_bytes)
+                _check_memory(grids, max_bytes, choose_engine(engine, device))
             values_a = {i.label: tap_a.value(i.site.module, i.site.index) for i in infos[0]}
             values_b = {i.label: tap_b.value(i.site.module, i.site.index) for i in infos[1]}
             for info in infos[0] + infos[1]:
@@ -421,7 +430,7 @@ def compare_all(
     for g in grids:
         g.finish()
     kwargs = {} if eps is None else {"eps": eps}
-    return CrossComparison(
+    result = CrossComparison(
         [i.label for i in infos[0]],
         [i.label for i in infos[1]],
         PairGrams(pairs, reasons),
@@ -430,6 +439,8 @@ def compare_all(
         centered=centered,
         **kwargs,
     )
+    result._engine = (engine, None if engine == "core" else device)
+    return result
 
 
 def _infos(
@@ -477,15 +488,30 @@ def _plan_grids(
     return list(grams.values())
 
 
-def _check_memory(grids: list[_GridGram], max_bytes: int) -> None:
-    total = sum(g.nbytes() for g in grids)
+def _check_memory(grids: list[_GridGram], max_bytes: int, engine: str = "core") -> None:
+    """Refuses a grid whose Grams, and with the torch engine the working set of its widest
+    pair (the pairs take turns on the device), would need more than ``max_bytes``."""
+    grams = sum(g.nbytes() for g in grids)
+    peel = 0
+    if engine == "torch":
+        from .._torch_engine import working_set_bytes
+
+        peel = max(
+            (
+                working_set_bytes(max(i.width for i in g.sites_a), max(i.width for i in g.sites_b))
+                for g in grids
+            ),
+            default=0,
+        )
+    total = grams + peel
     if total <= max_bytes:
         return
     widest = sorted({(-i.width, i.which, i.label) for g in grids for i in g.sites_a + g.sites_b})
     largest = ", ".join(f"{label!r} of {which} ({-width})" for width, which, label in widest[:4])
     baseline = " (with their baselines)" if any(g.base is not None for g in grids) else ""
+    engine_part = f" and the torch engine's working set of the widest pair ({_size(peel)})" if peel else ""
     raise ValueError(
-        f"the Grams of every pair{baseline} would take {_size(total)}, over max_bytes = "
+        f"the Grams of every pair{baseline}{engine_part} would take {_size(total)}, over max_bytes = "
         f"{_size(max_bytes)}; the widest sites are {largest}: select fewer sites, "
         f"use samples='inputs', {'pass baseline=False, ' if baseline else ''}or raise max_bytes"
     )
