@@ -96,13 +96,19 @@ void bind_match(py::module_& m, py::module_& testing) {
       py::arg("refactor") = "automatic", py::arg("parallel_sweeps") = false);
 
   // A peeling driven step by step from Python (tests only): remove neurons, run trials, read
-  // the ratios and each layer's factor.
+  // the ratios and each layer's factor. first_order: how the first factors are ordered, as
+  // several eps (and thresholds) order them ("exact") or as one eps does ("bound").
   py::class_<Peeler>(testing, "Peeler")
-      .def(py::init([](const MatchEngine& e) {
+      .def(py::init([](const MatchEngine& e, const std::string& first_order) {
+             if (first_order != "exact" && first_order != "bound") {
+               throw std::invalid_argument("first_order must be 'exact' or 'bound', got '" +
+                                           first_order + "'");
+             }
              py::gil_scoped_release release;
-             return new Peeler(e.cosine(), e.n_x(), e.dead(), e.rank_tol());
+             return new Peeler(e.cosine(), e.n_x(), e.dead(), e.rank_tol(), {},
+                               first_order == "exact" ? FirstOrder::exact : FirstOrder::bound);
            }),
-           py::arg("engine"), py::keep_alive<1, 2>())
+           py::arg("engine"), py::arg("first_order") = "exact", py::keep_alive<1, 2>())
       .def("remove", &Peeler::remove, py::arg("neurons"))
       .def("ratios",
            [](const Peeler& p) {

@@ -9,7 +9,7 @@ import numpy.typing
 import typing
 __all__: list[str] = ['Peeler', 'engine_counters', 'engine_neurons_per_thread', 'mixed_block_rows', 'reset_engine_counters', 'set_engine_neurons_per_thread', 'set_engine_paths', 'set_kernels', 'set_mixed_block_rows']
 class Peeler:
-    def __init__(self, engine: nsm._core.MatchEngine) -> None:
+    def __init__(self, engine: nsm._core.MatchEngine, first_order: str = 'exact') -> None:
         ...
     def begin_trial(self) -> None:
         ...
