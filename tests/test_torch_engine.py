@@ -17,7 +17,7 @@ from tests.cases import examples, nasty_layers, quiet, related_layers, with_layo
 
 torch = pytest.importorskip("torch", reason="the torch extra is not installed")
 
-from nsm._engine_choice import choose_engine  # noqa: E402
+from nsm.match.engines import choose_engine  # noqa: E402
 
 TOL = 1e-9  # thresholds of the two engines agree to rounding
 MARGIN = 1e-6  # an eps this close to a threshold is a tie neither engine can be held to
@@ -148,7 +148,7 @@ def test_families_equal_the_oracle(name):
 
 
 def test_ratios_equal_the_oracle(rng):
-    from nsm._torch_engine import TorchEngine
+    from nsm.match._torch_engine import TorchEngine
 
     X, Y = family("duplicated", rng)
     gram = nsm.Gram.from_arrays(X, Y)
@@ -275,7 +275,7 @@ def test_compare_all_with_the_torch_engine_gives_what_the_core_gives():
 
 
 def test_working_set_bounds_what_the_engine_holds(rng):
-    from nsm._torch_engine import TorchEngine, working_set_bytes
+    from nsm.match._torch_engine import TorchEngine, working_set_bytes
 
     X, Y = family("unequal", rng)
     gram = nsm.Gram.from_arrays(X, Y)
@@ -291,7 +291,7 @@ def test_working_set_bounds_what_the_engine_holds(rng):
 
 def test_compare_all_counts_the_working_set_in_max_bytes():
     import nsm.torch
-    from nsm._torch_engine import working_set_bytes
+    from nsm.match._torch_engine import working_set_bytes
 
     torch.manual_seed(0)
     a, b = (torch.nn.Sequential(torch.nn.Linear(8, 40), torch.nn.ReLU()) for _ in range(2))
@@ -309,7 +309,7 @@ def test_compare_all_counts_the_working_set_in_max_bytes():
 @settings(max_examples=examples(30), deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
 @given(nasty_layers(), st.sampled_from([2, 5, 16]))
 def test_hypothesis_eps_cells_give_the_same_thresholds(layers, cells):
-    from nsm._torch_engine import TorchEngine
+    from nsm.match._torch_engine import TorchEngine
 
     X, Y, layout = layers
     gram = nsm.Gram.from_arrays(with_layout(X, layout), with_layout(Y, layout))
@@ -322,7 +322,7 @@ def test_hypothesis_eps_cells_give_the_same_thresholds(layers, cells):
 
 @pytest.mark.parametrize("name", ["related", "ffn", "duplicated", "dead"])
 def test_eps_cells_side_by_side_equal_the_core(name):
-    from nsm._torch_engine import TorchEngine
+    from nsm.match._torch_engine import TorchEngine
 
     X, Y = family(name, np.random.default_rng(7))
     gram = nsm.Gram.from_arrays(X, Y)
@@ -338,7 +338,7 @@ def test_eps_cells_side_by_side_equal_the_core(name):
 def test_eps_cells_that_do_not_meet_are_peeled_again():
     """A cell whose start is not where the cell above ended (here: its start cascade skipped)
     is peeled again from that end, so the thresholds stay right."""
-    from nsm._torch_engine import TorchEngine
+    from nsm.match._torch_engine import TorchEngine
 
     class Sabotaged(TorchEngine):
         def _cascade(self, spans, level, inclusive, stats=None):
@@ -349,7 +349,7 @@ def test_eps_cells_that_do_not_meet_are_peeled_again():
     X, Y = family("related", np.random.default_rng(8))
     gram = nsm.Gram.from_arrays(X, Y)
     core = all_of(nsm.match_thresholds(gram, engine="core"))
-    from nsm import _torch_engine
+    from nsm.match import _torch_engine
 
     engine = Sabotaged(gram.matrix, gram.n_x, gram.n_samples, 1e-20)
     spans = engine._start()

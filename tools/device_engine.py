@@ -12,7 +12,7 @@ figure beside its projection so that a miss names the wrong term of the cost mod
 4. At 3,072 + 3,072 on 8,192 samples (independent, FFN-like, related): the Gram pass on the
    device, all critical eps (time, levels, rounds, ms per round; then in 32 eps-cells, one after
    another and 8 side by side on CUDA streams), max match at 7 eps, and the engine's peak
-   device memory beside nsm._torch_engine.working_set_bytes.
+   device memory beside nsm.match._torch_engine.working_set_bytes.
 
     python tools/device_engine.py [--out DIR] [--small] [--cpu] [--reference FILE]
     python tools/device_engine.py --small --cpu          # a quick run on the CPU (tiny sizes)
@@ -43,13 +43,13 @@ REFERENCE = os.path.join(ROOT, "tools", "device_engine_reference.npz")
 
 try:  # nsm built here: the core is the reference
     import nsm
-    from nsm._torch_engine import TorchEngine, working_set_bytes
+    from nsm.match._torch_engine import TorchEngine, working_set_bytes
 except ImportError:  # torch alone: the engine's module by its path, the reference from the file
     import importlib.util
 
     nsm = None  # type: ignore[assignment]
     _spec = importlib.util.spec_from_file_location(
-        "nsm_torch_engine", os.path.join(ROOT, "python", "nsm", "_torch_engine.py")
+        "nsm_torch_engine", os.path.join(ROOT, "python", "nsm", "match", "_torch_engine.py")
     )
     assert _spec is not None and _spec.loader is not None
     _module = importlib.util.module_from_spec(_spec)

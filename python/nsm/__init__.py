@@ -29,10 +29,20 @@ from ._diagnostics import FewSamplesWarning, NsmWarning
 from ._kernels import kernel_name
 from .gram import Gram
 from .jackknife import Estimate
-from .match import MatchResult, Ratios, max_match, ratios
+from .match import (
+    Curve,
+    MatchResult,
+    Ratios,
+    SimpleMatch,
+    SimpleMatches,
+    Thresholds,
+    match_thresholds,
+    max_match,
+    minimal_match,
+    ratios,
+    simple_matches,
+)
 from .results import Comparison, CrossComparison, LayerComparison
-from .simple import SimpleMatch, SimpleMatches, minimal_match, simple_matches
-from .thresholds import Curve, Thresholds, match_thresholds
 
 try:
     # The one version source is pyproject.toml; an installed (or editable) copy carries it.

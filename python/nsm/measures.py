@@ -34,11 +34,11 @@ import numpy as np
 
 from . import _diagnostics
 from ._diagnostics import FewSamplesWarning, NsmWarning
-from ._engine_choice import Engine
 from ._validation import DEFAULT_DEAD_TOL, check_bool, check_groups, check_keep, check_layer_names
 from .gram import Gram, rank_cutoff
 from .jackknife import Estimate, estimate, quiet_leave_out
-from .thresholds import Thresholds, match_thresholds
+from .match.engines import Engine
+from .match.thresholds import Thresholds, match_thresholds
 
 __all__ = ["MEASURES", "cca", "linear_cka", "match_auc", "procrustes", "svcca"]
 

@@ -15,9 +15,9 @@ from .. import _diagnostics
 from ..gram import Gram
 from ..jackknife import DEFAULT_LEVEL, Estimate
 from ..match import MatchResult
+from ..match.simple import simple_matches
+from ..match.thresholds import Thresholds, match_thresholds
 from ..measures import linear_cka, match_auc
-from ..simple import simple_matches
-from ..thresholds import Thresholds, match_thresholds
 from . import io, tables
 
 __all__ = ["DEFAULT_EPS", "Comparison", "LayerComparison"]

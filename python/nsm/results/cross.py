@@ -13,13 +13,13 @@ import numpy as np
 
 from .. import _core, _diagnostics
 from .._blas_threads import one_blas_thread
-from .._engine_choice import Engine, choose_engine
 from .._validation import check_bool, check_eps, check_keep, check_sites, default_threads, single_eps
 from ..gram import Gram
 from ..jackknife import Estimate, jackknife_se, quiet_leave_out
-from ..match import warn_few_samples
+from ..match.engines import Engine, choose_engine
+from ..match.maximum import warn_few_samples
+from ..match.thresholds import Thresholds, gram_thresholds, match_thresholds
 from ..measures import MEASURES, REGISTRY, Notes, SharedCentering, centered_measures, family, match_auc
-from ..thresholds import Thresholds, gram_thresholds, match_thresholds
 from . import io, tables
 from .comparison import DEFAULT_EPS, LayerComparison
 

@@ -31,7 +31,7 @@ from .._files import atomic_write
 from .._validation import MAX_EPS
 from ..gram import Gram, npz
 from ..jackknife import Estimate, normal_interval
-from ..thresholds import Thresholds
+from ..match.thresholds import Thresholds
 
 if TYPE_CHECKING:
     from .comparison import LayerComparison

@@ -11,7 +11,6 @@ from torch import nn
 
 from .. import _diagnostics
 from .._diagnostics import FewSamplesWarning
-from .._engine_choice import Engine, check_engine
 from .._validation import (
     DEFAULT_PRECISION,
     Precision,
@@ -23,8 +22,9 @@ from .._validation import (
     check_precision,
 )
 from ..gram import Gram
+from ..match.engines import Engine, check_engine
+from ..match.thresholds import Thresholds, match_thresholds
 from ..results import DEFAULT_EPS, Comparison, LayerComparison
-from ..thresholds import Thresholds, match_thresholds
 from . import distributed
 from .accumulate import DeviceGram, gram_from_parts
 from .baseline import ShiftedBaseline

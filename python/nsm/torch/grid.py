@@ -19,7 +19,6 @@ from typing import Any, cast
 import torch
 from torch import nn
 
-from .._engine_choice import Engine, check_engine, choose_engine
 from .._validation import (
     DEFAULT_PRECISION,
     Precision,
@@ -31,6 +30,7 @@ from .._validation import (
     check_precision,
 )
 from ..gram import Gram
+from ..match.engines import Engine, check_engine, choose_engine
 from ..measures import SharedCentering
 from ..results.cross import CrossComparison, SharedBlock, SharedGrams
 from .baseline import ShiftedBaseline
@@ -494,7 +494,7 @@ def _check_memory(grids: list[_GridGram], max_bytes: int, engine: str = "core") 
     grams = sum(g.nbytes() for g in grids)
     peel = 0
     if engine == "torch":
-        from .._torch_engine import working_set_bytes
+        from ..match._torch_engine import working_set_bytes
 
         peel = max(
             (

@@ -9,10 +9,9 @@ from typing import Any, NamedTuple, Protocol, Union, overload
 
 import numpy as np
 
-from . import _core, _diagnostics
-from ._diagnostics import FewSamplesWarning
-from ._engine_choice import Engine, check_engine, choose_engine, torch_engine
-from ._validation import (  # noqa: F401  (DEFAULT_DEAD_TOL, single_eps: for nsm.measures, nsm.results)
+from .. import _core, _diagnostics
+from .._diagnostics import FewSamplesWarning
+from .._validation import (  # noqa: F401  (DEFAULT_DEAD_TOL, single_eps: for nsm.measures, nsm.results)
     DEFAULT_DEAD_TOL,
     check_bool,
     check_dead_tol,
@@ -20,8 +19,9 @@ from ._validation import (  # noqa: F401  (DEFAULT_DEAD_TOL, single_eps: for nsm
     check_threads,
     single_eps,
 )
-from .gram import Gram, centered_matrix
-from .starved import degenerate
+from ..gram import Gram, centered_matrix
+from ..starved import degenerate
+from .engines import Engine, check_engine, choose_engine, torch_engine
 
 __all__ = ["MatchResult", "Ratios", "max_match", "ratios"]
 
@@ -140,7 +140,7 @@ def engine_of(
     device: Any = None,
 ) -> Any:
     """A core MatchEngine for ``gram`` (its centred Gram with ``centered``), or with
-    ``engine="torch"`` the torch engine on ``device`` (see nsm._engine_choice), after checks and
+    ``engine="torch"`` the torch engine on ``device`` (see nsm.match.engines), after checks and
     (with ``warn``) the few-samples warning."""
     parts = gram.parts(groups=False)
     matrix, n_samples = parts.matrix, parts.n_samples

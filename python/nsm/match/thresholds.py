@@ -9,12 +9,12 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ._engine_choice import Engine, check_engine
-from ._validation import check_bool, check_eps, check_groups, check_similarity, check_threads, single_eps
-from .gram import Gram
-from .jackknife import DEFAULT_LEVEL, jackknife_se, normal_interval
-from .match import Activations, MatchResult, _frozen, engine_name, engine_of, result_from_mask
-from .starved import degenerate, starved
+from .._validation import check_bool, check_eps, check_groups, check_similarity, check_threads, single_eps
+from ..gram import Gram
+from ..jackknife import DEFAULT_LEVEL, jackknife_se, normal_interval
+from ..starved import degenerate, starved
+from .engines import Engine, check_engine
+from .maximum import Activations, MatchResult, _frozen, engine_name, engine_of, result_from_mask
 
 __all__ = ["Curve", "Thresholds", "match_thresholds"]
 
@@ -363,7 +363,7 @@ def gram_thresholds(
     """:func:`match_thresholds` of a Gram without any warning (the caller says what there is to
     say, from ``Thresholds.degenerate``): the thresholds (``first`` when already
     computed) and, with groups, the leave-one-out ones (``engine``, ``device``: see
-    nsm._engine_choice). Touches no process-wide warnings state, so threads may call it side
+    nsm.match.engines). Touches no process-wide warnings state, so threads may call it side
     by side."""
     if first is None:
         t = _thresholds_of(gram, dead_tol, count_dead, threads, centered, False, engine, device)

@@ -9,9 +9,9 @@ from typing import Any, Union, overload
 
 import numpy as np
 
-from . import _core
-from ._progress import progress_bar
-from ._validation import (
+from .. import _core
+from .._progress import progress_bar
+from .._validation import (
     check_bool,
     check_neuron,
     check_order,
@@ -19,8 +19,8 @@ from ._validation import (
     check_threads,
     single_eps,
 )
-from .gram import Gram
-from .match import (
+from ..gram import Gram
+from .maximum import (
     Activations,
     Eps,
     MatchResult,
