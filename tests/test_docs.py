@@ -20,6 +20,7 @@ MODULES = [
     "nsm.match.maximum",
     "nsm.match.thresholds",
     "nsm.match.simple",
+    "nsm.match.inputs",
     "nsm.measures",
     "nsm.jackknife",
     "nsm.results.cross",

@@ -38,6 +38,7 @@ from ._validation import DEFAULT_DEAD_TOL, check_bool, check_groups, check_keep,
 from .gram import Gram, rank_cutoff
 from .jackknife import Estimate, estimate, quiet_leave_out
 from .match.engines import Engine
+from .match.inputs import resolve_gram
 from .match.thresholds import Thresholds, match_thresholds
 
 __all__ = ["MEASURES", "cca", "linear_cka", "match_auc", "procrustes", "svcca"]
@@ -47,23 +48,9 @@ MEASURES = ("linear_cka", "cca", "svcca", "procrustes", "match_auc")
 
 
 def _gram_of(X: Any, Y: Any, function: str, num_threads: int | None, groups: Any = None) -> Gram:
-    """``X`` itself when it is a Gram (and ``Y`` is None), else the Gram of arrays ``X, Y``
-    (with ``groups`` jackknife groups of contiguous rows)."""
-    groups = check_groups(groups)
-    if isinstance(X, Gram):
-        if Y is not None:
-            raise TypeError(f"{function}() takes (X, Y) or (gram): got a Gram and a second argument")
-        gram = X
-        if groups is not None and gram.groups != groups:
-            raise ValueError(
-                f"{function}: groups={groups} cannot split a Gram that has {gram.groups or 'no'} groups "
-                "(its samples are already summed): build the Gram with groups=K, or pass the arrays"
-            )
-    elif Y is None:
-        raise TypeError(f"{function}() takes (X, Y) or (gram): pass both layers' activations")
-    else:
-        # Arrays take the float64 pass: the measures' rank decisions need its rounding.
-        gram = Gram.from_arrays(X, Y, num_threads=num_threads, precision="float64", groups=groups)
+    """The Gram a measure works on (:func:`nsm.match.inputs.resolve_gram`): arrays take the
+    float64 pass, whose rounding the measures' rank decisions need."""
+    gram = resolve_gram(function, X, Y, num_threads=num_threads, groups=groups, precision="float64")
     if gram.n_samples == 0:
         raise ValueError("gram has no samples: update it with activations first")
     return gram

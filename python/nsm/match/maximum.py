@@ -22,6 +22,7 @@ from .._validation import (  # noqa: F401  (DEFAULT_DEAD_TOL, single_eps: for ns
 from ..gram import Gram, centered_matrix
 from ..starved import degenerate
 from .engines import Engine, check_engine, choose_engine, torch_engine
+from .inputs import resolve_gram, split_gram_form
 
 __all__ = ["MatchResult", "Ratios", "max_match", "ratios"]
 
@@ -99,35 +100,6 @@ class Ratios(NamedTuple):
 
     x: np.ndarray
     y: np.ndarray
-
-
-def gram_of(function: str, X: Any, Y: Any, num_threads: int, form: str) -> Gram:
-    """The Gram of ``(X, Y)``; ``form`` names the arguments after them (", eps")."""
-    if isinstance(X, Gram):
-        return X
-    if X is None or Y is None or isinstance(Y, Gram):
-        raise TypeError(f"{function}() takes (X, Y{form}) or (gram{form})")
-    return Gram.from_arrays(X, Y, num_threads=num_threads)
-
-
-def split_gram_form(function: str, X: Any, Y: Any, rest: tuple, form: str) -> tuple:
-    """The arguments after the Gram or the two arrays, by meaning.
-
-    The signatures name the arrays form, ``f(X, Y, a, b)``; in the Gram form ``f(gram, a, b)``
-    positional arguments land one slot early (``Y=a, a=b``) while keywords keep their names.
-    Returns ``(a, b)`` either way; a missing or extra argument raises TypeError showing both
-    forms."""
-    usage = f"{function}() takes (X, Y{form}) or (gram{form})"
-    if isinstance(X, Gram):
-        slots = (Y, *rest)
-        if Y is not None:
-            given = next((i for i, v in enumerate(slots) if v is None), len(slots))
-            if given > len(rest):
-                raise TypeError(f"{usage}; got a Gram and {given} more arguments")
-            rest = tuple(slots[i] if i < given else rest[i] for i in range(len(rest)))
-    if any(r is None for r in rest):
-        raise TypeError(usage)
-    return rest
 
 
 def engine_of(
@@ -346,7 +318,7 @@ def max_match(
     count_dead = check_bool(count_dead, "count_dead")
     centered = check_bool(centered, "centered")
     engine_checked, device = check_engine(engine, device)
-    gram = gram_of("max_match", X, Y, threads, ", eps")
+    gram = resolve_gram("max_match", X, Y, num_threads=threads, form=", eps", shifted=True)
     peeler = engine_of(gram, dead_tol, threads, centered=centered, engine=engine_checked, device=device)
     masks = peeler.max_match(eps_list)
     dead = peeler.dead
@@ -388,9 +360,7 @@ def ratios(
     """
     threads = check_threads(num_threads)
     centered = check_bool(centered, "centered")
-    if isinstance(X, Gram) and Y is not None:
-        raise TypeError("ratios() takes (X, Y) or (gram)")
-    gram = gram_of("ratios", X, Y, threads, "")
+    gram = resolve_gram("ratios", X, Y, num_threads=threads)
     # No FewSamplesWarning: the ratios are exact whatever the number of samples.
     engine = engine_of(gram, dead_tol, threads, centered=centered, warn=False)
     r = engine.ratios()

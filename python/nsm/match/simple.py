@@ -20,15 +20,14 @@ from .._validation import (
     single_eps,
 )
 from ..gram import Gram
+from .inputs import resolve_gram, split_gram_form
 from .maximum import (
     Activations,
     Eps,
     MatchResult,
     _frozen,
     engine_of,
-    gram_of,
     result_from_mask,
-    split_gram_form,
 )
 
 __all__ = ["SimpleMatch", "SimpleMatches", "minimal_match", "simple_matches"]
@@ -140,7 +139,7 @@ def minimal_match(
     seed = check_seed(seed)
     count_dead = check_bool(count_dead, "count_dead")
     centered = check_bool(centered, "centered")
-    gram = gram_of("minimal_match", X, Y, threads, ", eps, neuron")
+    gram = resolve_gram("minimal_match", X, Y, num_threads=threads, form=", eps, neuron", shifted=True)
     neuron = check_neuron(neuron, gram.n_x, gram.n_y)
     engine = engine_of(gram, dead_tol, threads, centered=centered)
     trial_order = next(_orders(order, seed, gram.n))
@@ -320,7 +319,7 @@ def simple_matches(
     progress = check_bool(progress, "progress")
     count_dead = check_bool(count_dead, "count_dead")
     centered = check_bool(centered, "centered")
-    gram = gram_of("simple_matches", X, Y, threads, ", eps")
+    gram = resolve_gram("simple_matches", X, Y, num_threads=threads, form=", eps", shifted=True)
     engine = engine_of(gram, dead_tol, threads, centered=centered)
     orders = _orders(order, seed, gram.n)
     first_order = next(orders)

@@ -9,11 +9,12 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .._validation import check_bool, check_eps, check_groups, check_similarity, check_threads, single_eps
+from .._validation import check_bool, check_eps, check_similarity, check_threads, single_eps
 from ..gram import Gram
 from ..jackknife import DEFAULT_LEVEL, jackknife_se, normal_interval
 from ..starved import degenerate, starved
 from .engines import Engine, check_engine
+from .inputs import resolve_gram
 from .maximum import Activations, MatchResult, _frozen, engine_name, engine_of, result_from_mask
 
 __all__ = ["Curve", "Thresholds", "match_thresholds"]
@@ -330,20 +331,7 @@ def match_thresholds(
     count_dead = check_bool(count_dead, "count_dead")
     centered = check_bool(centered, "centered")
     engine_checked, device = check_engine(engine, device)
-    if isinstance(X, Gram) and Y is not None:
-        raise TypeError("match_thresholds() takes (X, Y) or (gram)")
-    groups = check_groups(groups)
-    if isinstance(X, Gram):
-        gram = X
-        if groups is not None and gram.groups != groups:
-            raise ValueError(
-                f"groups={groups} cannot split a Gram that has {gram.groups or 'no'} groups (its samples "
-                "are already summed): build the Gram with nsm.Gram(..., groups=K), or pass the arrays"
-            )
-    elif X is None or Y is None or isinstance(Y, Gram):
-        raise TypeError("match_thresholds() takes (X, Y) or (gram)")
-    else:
-        gram = Gram.from_arrays(X, Y, num_threads=threads, groups=groups)
+    gram = resolve_gram("match_thresholds", X, Y, num_threads=threads, groups=groups)
     t = _thresholds_of(gram, dead_tol, count_dead, threads, centered, engine=engine_checked, device=device)
     return gram_thresholds(
         gram, count_dead, centered, threads, dead_tol, first=t, engine=engine_checked, device=device
