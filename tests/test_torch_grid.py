@@ -377,3 +377,18 @@ def test_with_groups_each_batch_is_multiplied_once(monkeypatch):
     a, b, data = net(1), net(2), batches(4)
     compare_all(a, b, data, torch.nn.ReLU, samples="inputs", groups=2, baseline=False, progress=False)
     assert sum(rows) == sum(len(x) for x in data)  # once, into the batch's group
+
+
+def test_count_dead_is_taken_as_compare_takes_it():
+    # compare_all had no count_dead: dead neurons always counted in the denominator.
+    a, b, data = net(1), net(2), batches()
+    with torch.no_grad():  # kill two of b's Linear neurons: their ReLU outputs are 0 everywhere
+        b[6].weight[:2] = 0.0
+        b[6].bias[:2] = -1.0
+    grid = compare_all(a, b, data, ["7"], progress=False, baseline=False, count_dead=False)
+    assert isinstance(grid, nsm.CrossComparison) and grid.count_dead is False
+    X, Y = (np.vstack([rows(t, None) for t in outputs(m, data)["7"]]) for m in (a, b))
+    expected = nsm.match_thresholds(X, Y, count_dead=False)
+    assert len(expected.dead_y) >= 2
+    for eps in (0.2, 0.5, 0.9):
+        assert grid.matrix("similarity", eps=eps)[0, 0] == pytest.approx(float(expected.similarity(eps)))

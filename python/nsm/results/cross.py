@@ -7,7 +7,7 @@ import math
 from abc import abstractmethod
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -16,7 +16,7 @@ from .._blas_threads import one_blas_thread
 from .._validation import check_bool, check_eps, check_keep, check_sites, default_threads, single_eps
 from ..gram import Gram
 from ..jackknife import Estimate, jackknife_se, quiet_leave_out
-from ..match.engines import Engine, choose_engine
+from ..match.engines import Engine, check_engine, choose_engine
 from ..match.maximum import warn_few_samples
 from ..match.thresholds import Thresholds, gram_thresholds, match_thresholds
 from ..measures import MEASURES, REGISTRY, Notes, SharedCentering, centered_measures, family, match_auc
@@ -79,6 +79,9 @@ class CrossComparison:
     centered : bool
         Thresholds (and so the similarity and ``match_auc``) of the centred match
         (:func:`nsm.max_match`'s ``centered``); the other measures are centred anyway.
+    engine, device
+        The engine of the pairs' thresholds and its device, as for :func:`nsm.match_thresholds`
+        (``nsm.torch.compare_all`` passes its own).
     saved_pairs : set of (site_a, site_b), optional
         For a comparison read from a file (:meth:`from_dict`): the compared pairs whose Grams
         are at hand; the others are None in ``grams`` and use their saved values. None (the
@@ -116,6 +119,8 @@ class CrossComparison:
         info: Mapping[str, Any] | None = None,
         centered: bool = False,
         saved_pairs: set[Pair] | None = None,
+        engine: Engine = "core",
+        device: Any = None,
     ) -> None:
         self.sites_a = check_sites(sites_a, "sites_a")
         self.sites_b = check_sites(sites_b, "sites_b")
@@ -125,6 +130,8 @@ class CrossComparison:
         self.count_dead = check_bool(count_dead, "count_dead")
         self.centered = check_bool(centered, "centered")
         self.info = dict(info or {})
+        # The engine of the pairs' thresholds and its device.
+        self._engine: tuple[Engine, Any] = (cast(Engine, check_engine(engine, device)[0]), device)
         keys = self._check_pairs(grams, "grams")
         self._reasons: dict[Pair, str] = {}
         for pair, reason in dict(reasons or {}).items():
@@ -260,9 +267,6 @@ class CrossComparison:
         pair = self._site_pair(site_a, site_b)
         self._require_compared(pair)
         return self._thresholds_of(pair)
-
-    # The engine of the pairs' thresholds and its device (nsm.torch.compare_all sets them).
-    _engine: tuple[Engine, Any] = ("core", None)
 
     def _thresholds_of(self, pair: Pair, gram: Gram | None = None) -> Thresholds:
         if pair not in self._thresholds:

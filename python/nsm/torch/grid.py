@@ -292,7 +292,8 @@ def compare_all(
     clone: bool | Sequence[str] = False,
     output: OutputArg = None,
     engine: Engine = "auto",
-) -> Any:
+    count_dead: bool = True,
+) -> CrossComparison:
     """Every site of model A against every site of model B, streaming the data once.
 
     Parameters
@@ -341,6 +342,8 @@ def compare_all(
         Which engine computes the pairs' thresholds, as for :func:`nsm.torch.compare` (``"auto"``:
         the torch engine on ``device`` when it is a GPU, pairs one after another; the C++ core
         otherwise).
+    count_dead : bool
+        Count dead neurons in the similarity's denominator, as for :func:`nsm.torch.compare`.
 
     Returns
     -------
@@ -369,6 +372,7 @@ def compare_all(
     progress = check_bool(progress, "progress")
     baseline = check_bool(baseline, "baseline")
     centered = check_bool(centered, "centered")
+    count_dead = check_bool(count_dead, "count_dead")
     engine = cast(Engine, check_engine(engine, None)[0])
     groups = check_groups(groups)
     layouts = _PerSite(check_per_site(layout, "layout", LAYOUTS), "layout")
@@ -430,17 +434,18 @@ def compare_all(
     for g in grids:
         g.finish()
     kwargs = {} if eps is None else {"eps": eps}
-    result = CrossComparison(
+    return CrossComparison(
         [i.label for i in infos[0]],
         [i.label for i in infos[1]],
         PairGrams(pairs, reasons),
         reasons=reasons,
         baselines=PairGrams(pairs, reasons, baseline=True) if baseline else None,
         centered=centered,
+        count_dead=count_dead,
+        engine=cast(Engine, choose_engine(engine, device)),
+        device=None if engine == "core" else device,
         **kwargs,
     )
-    result._engine = (engine, None if engine == "core" else device)
-    return result
 
 
 def _infos(
