@@ -546,3 +546,23 @@ def test_t5_decoder_sites_read_the_decoder_mask():
         assert c[s].layout == ("nlc", "nlc")
         X, Y = (seq2seq_reference(m, data, s, key) for m in models)
         assert_gram(c[s], X, Y, rtol=1e-9)
+
+
+@pytest.mark.parametrize("precision", ["float64", "mixed"])
+def test_the_precision_used_is_in_the_table_the_rows_and_the_saved_files(tmp_path, precision):
+    # Item 13: the pass that made the Grams was only on the Gram, lost in a saved report.
+    torch.manual_seed(0)
+    a = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.ReLU())
+    b = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.ReLU())
+    data = [torch.randn(64, 6) for _ in range(3)]
+    c = nsm.torch.compare(a, b, data, ["1"], progress=False, precision=precision)
+    assert c["1"].precision == precision == c["1"].gram.precision
+    assert f"Grams: the {precision} pass" in c.table()
+    assert c.to_rows()[0]["precision"] == precision
+    c.save(tmp_path / "report.json")
+    back = nsm.Comparison.load(tmp_path / "report.json")
+    assert back["1"].precision == precision and f"the {precision} pass" in back.table()
+    grid = nsm.torch.compare_all(a, b, data, ["1"], progress=False, precision=precision)
+    grid.save(tmp_path / "cross.json")
+    loaded = nsm.CrossComparison.load(tmp_path / "cross.json")
+    assert loaded.info["precision"] == precision and loaded.to_rows()[0]["precision"] == precision

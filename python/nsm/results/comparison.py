@@ -61,6 +61,7 @@ class LayerComparison:
     layout: tuple[str, str] | None = None
     tokens: str | None = None
     notes: tuple[str, ...] = ()
+    precision: str | None = None
     # Measures computed from the Gram (or read from a file), kept: "linear_cka" and, with
     # groups, "linear_cka_estimate".
     _measures: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
@@ -277,7 +278,8 @@ class Comparison(Mapping):
     def to_rows(self) -> list[dict[str, Any]]:
         """One dict per layer pair (long format): the layer names, sizes, similarity and
         baseline at each ε, ``match_auc``, ``baseline_match_auc`` and ``linear_cka`` (NaN when
-        loaded without Grams or undefined), ``few_samples`` (starved) and ``centered``. When
+        loaded without Grams or undefined), ``few_samples`` (starved), ``centered`` and
+        ``precision`` (the Gram's pass; None when unknown, as in files saved before it). When
         some layer kept jackknife groups, every row ends with ``groups``,
         ``similarity_se_<ε>`` at each ε, ``match_auc_se`` and ``linear_cka_se`` (NaN for
         layers without groups).
@@ -346,6 +348,7 @@ class Comparison(Mapping):
                 layout=lc.layout,
                 tokens=lc.tokens,
                 notes=lc.notes,
+                precision=lc.precision,
             )
         return Comparison(layers, self.eps)
 

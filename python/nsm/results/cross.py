@@ -586,6 +586,7 @@ class CrossComparison:
                 pair = (a, b)
                 row: dict[str, Any] = {"site_a": a, "site_b": b, "compared": pair not in self._reasons}
                 row["centered"] = self.centered
+                row["precision"] = self.info.get("precision")
                 if pair in self._reasons:
                     row.update({"n_a": None, "n_b": None, "n_samples": None, "few_samples": None})
                     row.update(dict.fromkeys(MEASURES + ("baseline_match_auc",), math.nan))

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .._files import atomic_write
-from .._validation import MAX_EPS
+from .._validation import MAX_EPS, PRECISIONS
 from ..gram import Gram, npz
 from ..jackknife import Estimate, normal_interval
 from ..match.thresholds import Thresholds
@@ -122,6 +122,8 @@ def layer_to_dict(lc: LayerComparison) -> dict:
         "linear_cka": json_float(lc._known_linear_cka()),
         "few_samples": bool(lc.few_samples),
     }
+    if lc.precision is not None:  # the pass that made the Gram (files before it was saved: unknown)
+        out["precision"] = lc.precision
     if lc.groups is not None:  # linear CKA's se (when known); the rest comes from the thresholds
         e = lc._known_linear_cka(se=True)
         out["linear_cka_se"] = None if e is None else json_float(e.se)
@@ -141,6 +143,7 @@ def layer_from_dict(item: dict, eps: tuple[float, ...]) -> tuple[dict[str, Any],
         layout=None if layout is None else tuple(layout),
         tokens=item.get("tokens"),
         notes=tuple(item.get("notes", ())),
+        precision=item.get("precision"),
     )
     measures: dict[str, Any] = {}
     if item.get("linear_cka") is not None:
@@ -244,6 +247,10 @@ def check_comparison_dict(d: Any) -> None:
             raise ValueError(f"{where}.linear_cka holds {cka!r}; it must be a number in [0, 1] or null")
         if not isinstance(item.get("few_samples", False), bool):
             raise ValueError(f"{where}.few_samples must be true or false, got {item['few_samples']!r}")
+        if item.get("precision") not in (None, *PRECISIONS):
+            raise ValueError(
+                f"{where}.precision must be one of {', '.join(PRECISIONS)}, got {item['precision']!r}"
+            )
 
 
 def check_cross_dict(d: Any) -> None:

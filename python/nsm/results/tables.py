@@ -33,6 +33,7 @@ def comparison_table(c: Comparison) -> str:
     )
     rows = []
     mixed = len({lc.centered for lc in layers.values()}) > 1
+    both_passes = len({lc.precision for lc in layers.values()} - {None}) > 1
     for key, lc in layers.items():
         name = key if isinstance(key, str) else f"{key[0]} / {key[1]}"
         sims = _similarity_texts(lc, eps)
@@ -48,7 +49,7 @@ def comparison_table(c: Comparison) -> str:
             + sims
             + bases
             + measures
-            + [f"{len(lc.dead_x)}+{len(lc.dead_y)}", "; ".join(_notes(lc, mixed)) or "-"]
+            + [f"{len(lc.dead_x)}+{len(lc.dead_y)}", "; ".join(_notes(lc, mixed, both_passes)) or "-"]
         )
     widths = [max(len(str(r[i])) for r in [head] + rows) for i in range(len(head))]
     lines = [
@@ -59,8 +60,14 @@ def comparison_table(c: Comparison) -> str:
 
 
 def _legend(layers: dict[LayerKey, LayerComparison]) -> list[str]:
-    """Lines under the table: which match it is, and what "starved" means."""
+    """Lines under the table: which Gram pass and which match it is, and what "starved" means."""
     out = []
+    passes = {lc.precision for lc in layers.values() if lc.precision is not None}
+    if len(passes) == 1:
+        (which_pass,) = passes
+        out.append(f"Grams: the {which_pass} pass" + _PASSES.get(which_pass, ""))
+    elif passes:
+        out.append("Grams: the float64 pass, or the mixed pass where a layer's note says 'mixed'")
     if any(lc.centered for lc in layers.values()):
         which = "every layer" if all(lc.centered for lc in layers.values()) else "layers marked centred"
         out.append(f"centred match ({which}): each neuron's mean over the samples removed")
@@ -100,16 +107,25 @@ def comparison_rows(c: Comparison) -> list[dict[str, Any]]:
         row["linear_cka"] = lc._known_linear_cka()
         row["few_samples"] = bool(lc.few_samples)
         row["centered"] = lc.centered
+        row["precision"] = lc.precision
         if grouped:
             row.update(_se_columns(lc, eps))
         rows.append(row)
     return rows
 
 
-def _notes(lc: LayerComparison, mark_centered: bool) -> list[str]:
-    """The note column: the stored notes, then the starved marker, and "centred" when the
-    table mixes both matches (otherwise the legend says it once)."""
+_PASSES = {
+    "float64": " (float64 products)",
+    "mixed": " (float32 products over blocks of 2,048 rows, added in float64)",
+}
+
+
+def _notes(lc: LayerComparison, mark_centered: bool, mark_mixed: bool = False) -> list[str]:
+    """The note column: the stored notes, then the starved marker, and "centred" ("mixed") when
+    the table mixes both matches (both passes); otherwise the legend says it once."""
     out = list(lc.notes)
+    if mark_mixed and lc.precision == "mixed":
+        out.append("mixed")
     if lc.few_samples:
         out.append(f"starved ({lc.n_samples / (lc.n_x + lc.n_y):.2g} samples/neuron)")
     if lc.centered and mark_centered:

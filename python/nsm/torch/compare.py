@@ -524,5 +524,6 @@ def _finish(
             layout=(plan.layout_a, plan.layout_b),
             tokens=plan.tokens if {plan.layout_a, plan.layout_b} & set(TOKEN_LAYOUTS) else None,
             notes=tuple(notes),
+            precision=None if gram is None else gram.precision,
         )
     return Comparison(layers, eps)

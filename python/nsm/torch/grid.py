@@ -442,6 +442,7 @@ def compare_all(
         baselines=PairGrams(pairs, reasons, baseline=True) if baseline else None,
         centered=centered,
         count_dead=count_dead,
+        info={"samples": samples, "precision": precision},
         engine=cast(Engine, choose_engine(engine, device)),
         device=None if engine == "core" else device,
         **kwargs,
