@@ -30,6 +30,7 @@ __all__ = ["MATRIX_MEASURES", "CrossComparison", "SharedGrams"]
 MATRIX_MEASURES = MEASURES + ("similarity", "similarity_gap")
 
 Pair = tuple[str, str]
+_UNREAD = object()  # "not read yet", beside None ("no baseline")
 #: Where a pair lies in a larger Gram: its SharedCentering and the two sites' neuron ranges.
 SharedBlock = tuple[SharedCentering, tuple[int, int], tuple[int, int]]
 
@@ -277,9 +278,11 @@ class CrossComparison:
             )
         return self._thresholds[pair]
 
-    def _baseline_thresholds(self, pair: Pair) -> Thresholds | None:
+    def _baseline_thresholds(self, pair: Pair, base: Any = _UNREAD) -> Thresholds | None:
+        """The baseline's thresholds (computed once; ``base``: the baseline Gram or None, when
+        the caller read it already: a lazy mapping may make it on every read)."""
         if pair not in self._base_thresholds:
-            base = self._baseline(pair)
+            base = self._baseline(pair) if base is _UNREAD else base
             self._base_thresholds[pair] = (
                 None
                 if base is None
@@ -399,18 +402,7 @@ class CrossComparison:
         self._require_compared(pair)
         # Each Gram is read once here: a lazy mapping may make it on every read.
         gram, base = self._gram(pair), self._baseline(pair)
-        if pair not in self._base_thresholds:
-            self._base_thresholds[pair] = (
-                None
-                if base is None
-                else match_thresholds(
-                    base,
-                    count_dead=self.count_dead,
-                    centered=self.centered,
-                    engine=self._engine[0],
-                    device=self._engine[1],
-                )
-            )
+        self._baseline_thresholds(pair, base)
         return LayerComparison(
             pair,
             self._thresholds_of(pair, gram),

@@ -8,6 +8,8 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from .masks import as_mask
+
 __all__ = ["as_batches", "batch_mask", "copy_inputs", "feed", "fed_tensors", "inputs_in", "move"]
 
 
@@ -115,10 +117,4 @@ def batch_mask(batch: Any, mask: Callable[[Any], Any] | None, number: int) -> to
         where = "the batch's attention_mask"
     else:
         return None
-    if not isinstance(m, torch.Tensor) or m.ndim != 2:
-        raise ValueError(
-            f"{where} must be an (N, L) tensor, got "
-            f"{tuple(m.shape) if isinstance(m, torch.Tensor) else type(m).__name__} "
-            f"in batch {number}"
-        )
-    return m.bool() if m.dtype != torch.bool else m
+    return as_mask(m, where, number)

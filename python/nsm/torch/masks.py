@@ -104,7 +104,7 @@ class MaskRule:
             return self._called(what, batch, number, site)
         padded = isinstance(batch, Mapping) and batch.get("attention_mask") is not None
         if kind == "key" and isinstance(batch, Mapping) and batch.get(what) is not None:
-            return _as_mask(batch[what], f"the batch's {what}", number)
+            return as_mask(batch[what], f"the batch's {what}", number)
         if not padded:
             return None  # no mask at all: every token is real, in the encoder and the decoder
         where = "in the decoder" if kind == "key" else what
@@ -121,11 +121,12 @@ class MaskRule:
         done = self._cache[1]
         if id(f) not in done:
             where = "mask(batch)" if not isinstance(self.mask, dict) else f"mask[{site!r}](batch)"
-            done[id(f)] = _as_mask(f(batch), where, number)
+            done[id(f)] = as_mask(f(batch), where, number)
         return done[id(f)]
 
 
-def _as_mask(m: Any, where: str, number: int) -> torch.Tensor:
+def as_mask(m: Any, where: str, number: int) -> torch.Tensor:
+    """``m`` as a boolean (N, L) mask, or a ValueError naming ``where`` it came from."""
     if not isinstance(m, torch.Tensor) or m.ndim != 2:
         raise ValueError(
             f"{where} must be an (N, L) tensor, got "
