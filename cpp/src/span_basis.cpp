@@ -114,6 +114,21 @@ void SpanBasis::rebuild(const std::vector<Index>& members, const std::vector<Ind
                         const Priority& leaves_soon, bool to_order) {
   if (in_trial_) throw std::logic_error("SpanBasis::rebuild: not during a trial");
   bump(g_counters.rebuilds);
+  track(members, columns);
+  Eigen::MatrixXd a = gather_members();
+  std::vector<Index> perm;
+  const Index k = factorize(a, perm, leaves_soon);
+  const std::vector<Index> member_col = set_basis(perm, k);
+  write_member_rows(a, member_col, k);
+  solve_others(a, k, to_order);
+  set_residuals(k);
+  to_order_ = to_order;
+  removed_since_rebuild_ = 0;
+  rotations_since_rebuild_ = 0.0;
+  rank_at_rebuild_ = k;
+}
+
+void SpanBasis::track(const std::vector<Index>& members, const std::vector<Index>& columns) {
   for (Index v : columns_) local_[static_cast<std::size_t>(v)] = -1;
   for (Index v : members_) is_member_[static_cast<std::size_t>(v)] = 0;
   for (Index v : basis_) is_basis_[static_cast<std::size_t>(v)] = 0;
@@ -123,10 +138,10 @@ void SpanBasis::rebuild(const std::vector<Index>& members, const std::vector<Ind
     local_[static_cast<std::size_t>(columns_[i])] = static_cast<Index>(i);
   }
   for (Index v : members_) is_member_[static_cast<std::size_t>(v)] = 1;
+}
 
+Eigen::MatrixXd SpanBasis::gather_members() const {
   const auto m = static_cast<Index>(members_.size());
-  const auto ncols = static_cast<Index>(columns_.size());
-  // C[members, members], lower triangle only (all that the factorization reads).
   // Members in a run of neurons (a whole layer before any removal) are read as a run.
   const bool members_run = m > 0 && members_.back() - members_.front() + 1 == m;
   Eigen::MatrixXd a(m, m);
@@ -139,7 +154,11 @@ void SpanBasis::rebuild(const std::vector<Index>& members, const std::vector<Ind
     }
     a(j, j) = 1.0;
   }
-  std::vector<Index> perm;
+  return a;
+}
+
+Index SpanBasis::factorize(Eigen::MatrixXd& a, std::vector<Index>& perm, const Priority& leaves_soon) {
+  const auto m = static_cast<Index>(members_.size());
   Eigen::VectorXd soon;
   if (leaves_soon) {
     soon.resize(m);
@@ -147,6 +166,11 @@ void SpanBasis::rebuild(const std::vector<Index>& members, const std::vector<Ind
   }
   const Index k = pivoted_cholesky(a, tol_, perm, leaves_soon ? &soon : nullptr);
   if (zero_tol_ < 0.0) zero_tol_ = zero_tolerance(a, k, tol_);
+  return k;
+}
+
+std::vector<Index> SpanBasis::set_basis(const std::vector<Index>& perm, Index k) {
+  const auto m = static_cast<Index>(members_.size());
   basis_.clear();
   std::vector<Index> member_col(static_cast<std::size_t>(m));
   for (Index i = 0; i < m; ++i) {
@@ -160,7 +184,13 @@ void SpanBasis::rebuild(const std::vector<Index>& members, const std::vector<Ind
       throw std::logic_error("SpanBasis::rebuild: a member is not a tracked column");
     }
   }
+  return member_col;
+}
 
+void SpanBasis::write_member_rows(const Eigen::MatrixXd& l, const std::vector<Index>& member_col,
+                                  Index k) {
+  const auto m = static_cast<Index>(members_.size());
+  const auto ncols = static_cast<Index>(columns_.size());
   // Room for every member to join the basis later (promotions never reallocate); rows at and
   // past the rank are written before they are read (append_basis).
   const Index capacity = std::max<Index>(m, 1);
@@ -169,54 +199,54 @@ void SpanBasis::rebuild(const std::vector<Index>& members, const std::vector<Ind
   // Members: their coordinates are the rows of L (in pivoted order), written row by row of W.
   for (Index r = 0; r < k; ++r) {
     double* row = w_.row(r).data();
-    for (Index i = r; i < m; ++i) row[member_col[static_cast<std::size_t>(i)]] = a(i, r);
+    for (Index i = r; i < m; ++i) row[member_col[static_cast<std::size_t>(i)]] = l(i, r);
   }
-  // Other tracked neurons: W[:, others] = L_BB^{-1} C[basis, others], solved in place in W's rows
-  // (a Peeler tracks every neuron in index order, so one layer's others are a run of columns).
+}
+
+void SpanBasis::solve_others(const Eigen::MatrixXd& l, Index k, bool to_order) {
+  // A Peeler tracks every neuron in index order, so one layer's others are a run of columns.
   std::vector<Index> others;
   for (Index v : columns_) {
     if (!is_member_[static_cast<std::size_t>(v)]) others.push_back(v);
   }
   const auto no = static_cast<Index>(others.size());
-  if (k > 0 && no > 0) {
-    const Index first = local_[static_cast<std::size_t>(others.front())];
-    if (local_[static_cast<std::size_t>(others.back())] != first + no - 1) {
-      throw std::logic_error("SpanBasis::rebuild: the non-members must be a run of the tracked neurons");
-    }
-    double* rhs = &w_(0, first);
-    const Index ld = w_.cols();
-    const bool others_run = others.back() - others.front() + 1 == no;
+  if (k == 0 || no == 0) return;
+  const Index first = local_[static_cast<std::size_t>(others.front())];
+  if (local_[static_cast<std::size_t>(others.back())] != first + no - 1) {
+    throw std::logic_error("SpanBasis::rebuild: the non-members must be a run of the tracked neurons");
+  }
+  double* rhs = &w_(0, first);
+  const Index ld = w_.cols();
+  const bool others_run = others.back() - others.front() + 1 == no;
 #pragma omp parallel for schedule(static)
-    for (Index r = 0; r < k; ++r) {
-      // Column basis_r of the symmetric C holds row basis_r's entries: a contiguous read.
-      const Index v = basis_[static_cast<std::size_t>(r)];
-      if (others_run) {
-        c_.gather_run(others.front(), no, v, rhs + r * ld);
-      } else {
-        c_.gather_column(others.data(), no, v, rhs + r * ld);
-      }
-    }
-    double smallest_pivot = 1.0;
-    for (Index i = 0; i < k; ++i) smallest_pivot = std::min(smallest_pivot, a(i, i) * a(i, i));
-    if (to_order && smallest_pivot >= kFloat32Pivot) {
-      // Float32 rounding (6e-8) grows by about 1 / sqrt(smallest pivot) <= 1e3 in the solve.
-      Eigen::MatrixXf lf(k, k);
-      lf.triangularView<Eigen::Lower>() = a.topLeftCorner(k, k).cast<float>();
-      Eigen::Map<RowMatrix, 0, Eigen::OuterStride<>> others_w(rhs, k, no, Eigen::OuterStride<>(ld));
-      RowMatrixF bf = others_w.cast<float>();
-      solve_lower_f32(lf.data(), lf.outerStride(), k, bf.data(), no, no);
-      others_w = bf.cast<double>();
+  for (Index r = 0; r < k; ++r) {
+    // Column basis_r of the symmetric C holds row basis_r's entries: a contiguous read.
+    const Index v = basis_[static_cast<std::size_t>(r)];
+    if (others_run) {
+      c_.gather_run(others.front(), no, v, rhs + r * ld);
     } else {
-      solve_lower(a.data(), a.outerStride(), k, rhs, ld, no);
+      c_.gather_column(others.data(), no, v, rhs + r * ld);
     }
   }
-  res_.setOnes(ncols);
+  double smallest_pivot = 1.0;
+  for (Index i = 0; i < k; ++i) smallest_pivot = std::min(smallest_pivot, l(i, i) * l(i, i));
+  if (to_order && smallest_pivot >= kFloat32Pivot) {
+    // Float32 rounding (6e-8) grows by about 1 / sqrt(smallest pivot) <= 1e3 in the solve.
+    Eigen::MatrixXf lf(k, k);
+    lf.triangularView<Eigen::Lower>() = l.topLeftCorner(k, k).cast<float>();
+    Eigen::Map<RowMatrix, 0, Eigen::OuterStride<>> others_w(rhs, k, no, Eigen::OuterStride<>(ld));
+    RowMatrixF bf = others_w.cast<float>();
+    solve_lower_f32(lf.data(), lf.outerStride(), k, bf.data(), no, no);
+    others_w = bf.cast<double>();
+  } else {
+    solve_lower(l.data(), l.outerStride(), k, rhs, ld, no);
+  }
+}
+
+void SpanBasis::set_residuals(Index k) {
+  res_.setOnes(static_cast<Index>(columns_.size()));
   for (Index r = 0; r < k; ++r) res_ -= w_.row(r).transpose().cwiseAbs2();
   for (Index v : basis_) res_[local_[static_cast<std::size_t>(v)]] = 0.0;
-  to_order_ = to_order;
-  removed_since_rebuild_ = 0;
-  rotations_since_rebuild_ = 0.0;
-  rank_at_rebuild_ = k;
 }
 
 double SpanBasis::residual(Index v) const {

@@ -112,6 +112,32 @@ class SpanBasis {
   const Eigen::VectorXd& residuals() const { return res_; }
 
  private:
+  // The phases of rebuild(), in order. In all of them m = |members_|, k = the rank, and l is
+  // C[members_, members_] (m x m, column-major) once factorized: its lower trapezoid's first k
+  // columns hold L in pivoted order (L_BB = l.topLeftCorner(k, k), so that C_BB = L_BB L_BB^T).
+  /// Forgets the lists of the last rebuild (W's columns, the member and basis flags) and takes
+  /// `members` and `columns` as the new ones (global ids; the members are tracked columns).
+  void track(const std::vector<Index>& members, const std::vector<Index>& columns);
+  /// C[members_, members_] (m x m, column-major, unitless cosines): the lower triangle with a
+  /// unit diagonal only, all that the factorization reads; the strict upper triangle is unset.
+  Eigen::MatrixXd gather_members() const;
+  /// Factorizes a = C[members_, members_] from gather_members() in place into l (pivoted
+  /// Cholesky down to rank_tol, pivots ordered by leaves_soon when given; perm[i] is pivot i's
+  /// position in members_) and fixes zero_tol_ at the first rebuild. Returns the rank k.
+  Index factorize(Eigen::MatrixXd& a, std::vector<Index>& perm, const Priority& leaves_soon);
+  /// Makes the first k pivots the basis, in factor order (basis_ and its flags, cleared by
+  /// track()). Returns W's column of each pivot, m entries; throws if a member is untracked.
+  std::vector<Index> set_basis(const std::vector<Index>& perm, Index k);
+  /// Sizes W to max(m, 1) x |columns_| (room for every member to join the basis) and writes
+  /// its first k rows at the members' columns: the rows of l, W(r, member_col[i]) = l(i, r).
+  void write_member_rows(const Eigen::MatrixXd& l, const std::vector<Index>& member_col, Index k);
+  /// W[:k, others] = L_BB^{-1} C[basis_, others] for the tracked non-members (one run of W's
+  /// columns), solved in place in W; in float32 when to_order and every l(i, i)^2 >= kFloat32Pivot.
+  void solve_others(const Eigen::MatrixXd& l, Index k, bool to_order);
+  /// res_ = 1 - the squared norm of each column of W[:k, :] (sin^2 against the span, length
+  /// |columns_|), exactly 0 at the basis members.
+  void set_residuals(Index k);
+
   void downdate_at(Index position);
   void promote_dependents();
   void append_basis(Index v);
