@@ -36,6 +36,18 @@ def check_engine(engine: Any, device: Any) -> tuple[str, Any]:
     return engine, device
 
 
+def core_threads(n: int, requested: int) -> int:
+    """The threads the C++ engine runs a pair of ``n`` neurons on: one per 1,024 neurons, at
+    most ``requested`` (a grid runs narrower pairs side by side instead).
+
+    >>> core_threads(4096, 1), core_threads(4096, 2) in (1, 2)
+    (1, True)
+    """
+    from .. import _core
+
+    return int(_core.engine_threads(n, requested))
+
+
 def choose_engine(engine: str, device: Any, data_device: Any = None) -> str:
     """The engine that runs: ``"core"`` or ``"torch"`` (``engine`` and ``device`` checked by
     :func:`check_engine`; ``data_device``: where the Gram lives, None for the CPU).

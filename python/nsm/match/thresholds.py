@@ -71,13 +71,11 @@ class Thresholds:
 
         Examples
         --------
-        >>> import numpy as np, nsm, warnings
-        >>> X = np.random.default_rng(0).random((6, 4))
-        >>> with warnings.catch_warnings():
-        ...     warnings.simplefilter("ignore", nsm.FewSamplesWarning)
-        ...     t = nsm.match_thresholds(X, X)
+        >>> import numpy as np, nsm
+        >>> X = np.random.default_rng(0).random((30, 4))  # 30 samples for 4 + 4 neurons
+        >>> t = nsm.match_thresholds(X, X)
         >>> t.degenerate, t.starved
-        (True, True)
+        (False, True)
         """
         return degenerate(self.n_samples, self.n_x + self.n_y, self.centered)
 

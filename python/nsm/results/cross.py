@@ -11,12 +11,12 @@ from typing import Any, cast
 
 import numpy as np
 
-from .. import _core, _diagnostics
+from .. import _diagnostics
 from .._blas_threads import one_blas_thread
 from .._validation import check_bool, check_eps, check_keep, check_sites, default_threads, single_eps
 from ..gram import Gram
 from ..jackknife import Estimate, jackknife_se, quiet_leave_out
-from ..match.engines import Engine, check_engine, choose_engine
+from ..match.engines import Engine, check_engine, choose_engine, core_threads
 from ..match.maximum import warn_few_samples
 from ..match.thresholds import Thresholds, gram_thresholds, match_thresholds
 from ..measures import MEASURES, REGISTRY, Notes, SharedCentering, centered_measures, family, match_auc
@@ -326,7 +326,7 @@ class CrossComparison:
             gram = self._baseline(pair) if baseline else self._gram(pair)
             if gram is None:
                 return True, None
-            if _core.engine_threads(gram.n, threads) > 1:
+            if core_threads(gram.n, threads) > 1:
                 return False, None  # read again later: holding wide Grams would cost memory
             return True, gram_thresholds(gram, self.count_dead, self.centered, 1)
 
