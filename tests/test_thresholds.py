@@ -145,3 +145,25 @@ def test_hypothesis_thresholds_equal_oracle(layers, grid):
         if expected is None:
             continue
         assert as_sets(t, eps) == (expected[0].tolist(), expected[1].tolist())
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_critical_eps_names_a_match_that_contains_its_neurons(seed):
+    # A neuron's ratio at its level can differ by a few ulps between the thresholds' peeling and
+    # one eps's: max_match(g, t.eps_for(0.4)) gave 0.154 where 0.462 was due. The contract:
+    # max_match(g, t_v) contains v, and max_match(g, t.eps_for(s)).similarity >= s.
+    rng = np.random.default_rng(seed)
+    Z = rng.standard_normal((400, 40))
+    X = np.maximum(Z @ rng.standard_normal((40, 60)) + 0.3 * rng.standard_normal((400, 60)), 0)
+    Y = np.maximum(Z @ rng.standard_normal((40, 60)) + 0.3 * rng.standard_normal((400, 60)), 0)
+    g = nsm.Gram.from_arrays(X, Y)
+    t = nsm.match_thresholds(g)
+    levels = np.unique(np.concatenate([t.x, t.y]))
+    levels = [float(v) for v in levels[np.isfinite(levels)]]
+    for level, got in zip(levels, nsm.max_match(g, levels)):
+        want = t.max_match(level)
+        assert set(want.x) <= set(got.x) and set(want.y) <= set(got.y), level
+    for s in np.linspace(0.05, 1.0, 20):
+        e = t.eps_for(float(s))
+        if np.isfinite(e):
+            assert nsm.max_match(g, e).similarity >= s - 1e-12, (s, e)

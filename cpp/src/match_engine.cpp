@@ -104,7 +104,7 @@ std::vector<std::vector<char>> MatchEngine::max_match(const std::vector<double>&
                 eps.size() > 1 ? FirstOrder::exact : FirstOrder::bound);
   std::vector<Index> removed;
   for (std::size_t i : order) {
-    peeler.cascade(eps[i], false, removed);
+    peeler.cascade(match_level(eps[i]), false, removed);
     std::vector<char> mask(static_cast<std::size_t>(n_), 0);
     for (Index v = 0; v < n_; ++v) mask[static_cast<std::size_t>(v)] = peeler.in(v) ? 1 : 0;
     masks[i] = std::move(mask);

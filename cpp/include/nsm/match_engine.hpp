@@ -4,12 +4,23 @@
 #include <Eigen/Core>
 
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <vector>
 
 #include "nsm/cosine_view.hpp"
 
 namespace nsm {
+
+/// The level a maximum match at eps peels to: eps plus kMatchSlackUlps of its ulps. A neuron's
+/// ratio is computed in whatever state the peeling has reached, and two peelings (thresholds'
+/// levels, one eps's cascade) reach the level of a neuron by different removals: its ratio can
+/// differ by a few ulps between them. With the slack, max_match(g, t_v) contains v and
+/// max_match(g, eps_for(s)).similarity >= s (docs/method.md, "Ties at eps").
+inline constexpr double kMatchSlackUlps = 64.0;
+inline double match_level(double eps) {
+  return eps + kMatchSlackUlps * std::numeric_limits<double>::epsilon() * eps;
+}
 
 using Index = Eigen::Index;
 

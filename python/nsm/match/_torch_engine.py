@@ -62,6 +62,16 @@ def zero_tolerance(lower: Any, rank_tol: float) -> float:
     return max(min(rank_tol * float((inverse**2).sum(0).max()), widest), rank_tol)
 
 
+#: As the core's kMatchSlackUlps (cpp/include/nsm/match_engine.hpp): a maximum match at eps peels
+#: to eps plus this many of its ulps, so that max_match(g, t_v) contains neuron v.
+MATCH_SLACK_ULPS = 64.0
+
+
+def match_level(eps: float) -> float:
+    """The level a maximum match at ``eps`` peels to (the core's ``match_level``)."""
+    return eps + MATCH_SLACK_ULPS * np.finfo(np.float64).eps * eps
+
+
 def working_set_bytes(n_x: int, n_y: int) -> int:
     """The most device memory (bytes) the torch engine holds for a pair of ``n_x`` + ``n_y``
     live neurons, an upper estimate: the cosine matrix (``n²`` float64), the two spans'
@@ -519,7 +529,7 @@ class TorchEngine:
         if spans is None:
             return masks
         for i in sorted(range(len(eps)), key=lambda i: -eps[i]):
-            self._cascade(spans, float(eps[i]), False)
+            self._cascade(spans, match_level(float(eps[i])), False)
             masks[i, spans[0].members()] = True
             masks[i, spans[1].members()] = True
         return masks
