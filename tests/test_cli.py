@@ -265,6 +265,15 @@ def test_demo_refuses_to_overwrite_a_report(tmp_path):
     assert code == 1 and "already holds a report" in err
 
 
+@pytest.mark.parametrize("name", ["curves_centred.png", "heatmap_match_auc.png", "heatmap_linear_cka.png"])
+def test_demo_refuses_to_overwrite_any_file_it_writes(tmp_path, name):
+    # Only the older file list was checked: these three were overwritten without --force.
+    (tmp_path / name).write_bytes(b"mine")
+    code, _, err = run_cli("demo", "--quick", "--out", str(tmp_path))
+    assert code == 1 and "already holds a report" in err and name in err
+    assert (tmp_path / name).read_bytes() == b"mine"
+
+
 def test_internal_errors_keep_their_traceback(monkeypatch, tmp_path):
     # A ValueError from nsm's own code (here: drawing) is a bug to report, not a one-line
     # message: it used to be printed as "nsm: error: ..." like bad input.

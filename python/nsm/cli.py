@@ -109,12 +109,15 @@ def _writable_folder(out: str, what: str) -> None:
         raise CommandError(f"{what}: cannot write into {out}: permission denied")
 
 
-def _check_report_folder(out: str, force: bool, source: str | None = None) -> None:
+def _check_report_folder(
+    out: str, force: bool, source: str | None = None, files: tuple[str, ...] | None = None
+) -> None:
     """Refuse to overwrite a report in ``out`` unless asked; ``source`` (a report.json being
     redrawn in place) may be replaced by its own figures."""
     from .plot.report import REPORT_FILES
 
-    existing = [f for f in REPORT_FILES if os.path.exists(os.path.join(out, f))]
+    names = REPORT_FILES if files is None else files
+    existing = [f for f in names if os.path.lexists(os.path.join(out, f))]
     in_place = source is not None and _same_file(source, os.path.join(out, "report.json"))
     if existing and not force and not in_place:
         raise CommandError(
@@ -244,7 +247,9 @@ def _report_cross(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    _check_report_folder(args.out, args.force)
+    from .plot.report import DEMO_FILES
+
+    _check_report_folder(args.out, args.force, files=DEMO_FILES)
     try:
         from .demo import run_demo
     except ImportError as exc:  # torch or scikit-learn missing

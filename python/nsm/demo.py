@@ -119,7 +119,7 @@ def run_demo(
 
     from ._progress import progress_bar
     from .plot.heatmap import plot_heatmap
-    from .plot.report import plot_curves, write_report
+    from .plot.report import DEMO_FIGURES, plot_curves, write_report
     from .torch import compare, compare_all
 
     start = time.perf_counter()
@@ -148,7 +148,8 @@ def run_demo(
     # The centred match from the same Grams (no second pass): its curves and baselines beside
     # the uncentred ones show what the layers share beyond their mean.
     centered = comparison.recentered()
-    paths.append(os.path.join(out_dir, "curves_centred.png"))
+    curves, *heatmaps = DEMO_FIGURES
+    paths.append(os.path.join(out_dir, curves))
     plot_curves(centered, path=paths[-1])
     echo(
         "centred match (each neuron's mean removed; curves_centred.png): match_auc "
@@ -162,8 +163,8 @@ def run_demo(
     grid = compare_all(
         models[0], models[1], batches, ["relu1", "relu2", "relu3"], samples="pool", progress=progress
     )
-    for measure in ("match_auc", "linear_cka"):
-        path = os.path.join(out_dir, f"heatmap_{measure}.png")
+    for name, measure in zip(heatmaps, ("match_auc", "linear_cka")):
+        path = os.path.join(out_dir, name)
         plot_heatmap(grid, measure=measure, path=path)
         paths.append(path)
     seconds = time.perf_counter() - start

@@ -11,9 +11,18 @@ with the non-interactive Agg backend.
 from __future__ import annotations
 
 from .heatmap import plot_heatmap, write_cross_report
-from .report import FIGURES, REPORT_FILES, plot_curves, plot_similarity, plot_thresholds, write_report
+from .report import (
+    DEMO_FILES,
+    FIGURES,
+    REPORT_FILES,
+    plot_curves,
+    plot_similarity,
+    plot_thresholds,
+    write_report,
+)
 
 __all__ = [
+    "DEMO_FILES",
     "FIGURES",
     "REPORT_FILES",
     "plot_curves",

@@ -19,6 +19,10 @@ __all__ = ["REPORT_FILES", "plot_curves", "plot_similarity", "plot_thresholds", 
 FIGURES = ("similarity.png", "curves.png", "thresholds.png")
 #: What write_report writes into its folder.
 REPORT_FILES = ("report.json", *FIGURES)
+#: What ``nsm demo`` writes besides: the centred curves and the two heatmaps (``nsm demo``
+#: checks every name before any work starts).
+DEMO_FIGURES = ("curves_centred.png", "heatmap_match_auc.png", "heatmap_linear_cka.png")
+DEMO_FILES = (*REPORT_FILES, *DEMO_FIGURES)
 
 
 def _label(key: Any) -> str:
