@@ -293,8 +293,9 @@ def test_overflowing_update_is_refused_and_leaves_the_gram(rng, side):
     with pytest.raises(ValueError, match="X holds values up to 1e\\+154"):
         nsm.Gram(3, 2).update(big, np.ones((4, 2)))
     one = nsm.Gram.from_arrays(np.full((2, 3), 9e153), np.ones((2, 2)))  # diagonal 1.6e308
+    other = nsm.Gram.from_arrays(np.full((2, 3), 9e153), np.full((2, 2), 2.0))  # other samples
     with pytest.raises(ValueError, match="merged Gram overflows float64"):
-        one.merge(one)
+        one.merge(other)
 
 
 def test_tiny_data_is_refused_not_called_dead(rng):
@@ -310,3 +311,17 @@ def test_tiny_data_is_refused_not_called_dead(rng):
     # A tiny batch added to a Gram of ordinary values is harmless and accepted.
     g = nsm.Gram.from_arrays(X, Y).update(X[:5] * 1e-160, Y[:5])
     assert g.n_samples == 205
+
+
+def test_a_shard_merged_twice_is_refused(tmp_path, rng):
+    # Gram.merge and + summed the same shard twice without a word.
+    X, Y = rng.random((50, 3)), rng.random((50, 2))
+    a = nsm.Gram.from_arrays(X[:25], Y[:25])
+    b = nsm.Gram.from_arrays(X[25:], Y[25:])
+    with pytest.raises(ValueError, match="same samples"):
+        a + a
+    a.save(tmp_path / "shard.npz")
+    with pytest.raises(ValueError, match="same samples"):
+        a.merge(nsm.Gram.load(tmp_path / "shard.npz"))
+    np.testing.assert_allclose((a + b).matrix, nsm.Gram.from_arrays(X, Y).matrix, rtol=1e-12)
+    assert (nsm.Gram(3, 2) + nsm.Gram(3, 2)).n_samples == 0  # empty Grams hold no samples to repeat

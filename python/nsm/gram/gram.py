@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from typing import Any
 
@@ -504,6 +505,11 @@ class Gram:
                 f"cannot merge a Gram with groups={self.groups} and one with groups={other.groups}: "
                 "jackknife groups merge group by group, so build both with the same groups="
             )
+        if self.n_samples and other.n_samples and self.digest == other.digest:
+            raise ValueError(
+                f"cannot merge two Grams of the same samples (digest {self.digest[:12]}...): the same "
+                "shard would be counted twice; merge each shard once"
+            )
         out = Gram(self.n_x, self.n_y, precision=self._precision, groups=self.groups)
         for g in (self, other):
             with g._dealer.lock:
@@ -514,6 +520,26 @@ class Gram:
                     out._dealer.dealt += g._dealer.dealt
         out._sums_known = self._sums_known and other._sums_known
         return out
+
+    @property
+    def digest(self) -> str:
+        """A SHA-256 digest of what this Gram holds (its matrix, column sums, sample count and
+        layer split): the same samples accumulated the same way give the same digest, through
+        save and load too, so :meth:`merge` refuses to count a shard twice.
+
+        Examples
+        --------
+        >>> import numpy as np, nsm
+        >>> g = nsm.Gram.from_arrays(np.ones((5, 2)), np.ones((5, 1)))
+        >>> g.digest == nsm.Gram.from_arrays(np.ones((5, 2)), np.ones((5, 1))).digest
+        True
+        """
+        matrix, sums, n_samples = self._state()
+        h = hashlib.sha256()
+        h.update(np.array([self.n_x, n_samples], dtype=np.int64).tobytes())
+        h.update(np.ascontiguousarray(matrix).tobytes())
+        h.update(np.ascontiguousarray(sums).tobytes())
+        return h.hexdigest()
 
     def __add__(self, other: Gram) -> Gram:
         if not isinstance(other, Gram):
