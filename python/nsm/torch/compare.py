@@ -180,7 +180,9 @@ def compare(
         inside runs.
     data : iterable of batches, or one tensor
         Batches: tensors, tuples or lists whose first item is the input, or dicts of keyword
-        arguments for the models. A bare tensor is one batch.
+        arguments for the models. A bare tensor is one batch. Anything iterable streams (a
+        generator, a DataLoader over an ``IterableDataset``); a length, where there is one, only
+        sets the progress bar's total.
     layers : site, (site_a, site_b), list of those, module type, or predicate(name, module)
         Which sites to compare. A type or predicate selects every site of the matching modules,
         paired in call order. A module that runs several times must be named with ``#i``.
@@ -189,7 +191,8 @@ def compare(
     device : torch device, optional
         Where to run; default: the device of ``model_a``'s parameters.
     max_batches : int, optional
-        Stop after this many batches.
+        Stop after this many batches (an iterator is read no further: the next batch stays
+        with the caller).
     layout : str or dict, optional
         The axes of the outputs, for every site or per site label (or ``(label_a, label_b)``):
         ``"nc"``, ``"ncl"``, ``"nlc"``, ``"lnc"``, ``"nchw"``, ``"nhwc"``, ``"ncdhw"``,

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterator, Sized
+import itertools
+from collections.abc import Generator, Iterator
 from typing import Any, Callable, NamedTuple
 
 import torch
 from torch import nn
 
 from .._progress import progress_bar
-from .batches import as_batches, batch_mask, copy_inputs, fed_tensors, feed, inputs_in, move
+from .batches import as_batches, batch_mask, copy_inputs, fed_tensors, feed, inputs_in, known_length, move
 from .capture import Clone, OutputSpec, Tap
 from .sites import unwrap
 
@@ -121,9 +122,7 @@ class Stream:
         self.watch = watch
         self.device, self.mask, self.max_batches = device, mask, max_batches
         self.batches = as_batches(data)
-        total = None
-        if isinstance(self.batches, Sized):
-            total = len(self.batches) if max_batches is None else min(len(self.batches), max_batches)
+        total = known_length(self.batches, max_batches)
         self._saved = [(m, m.training) for root in self.roots for m in root.modules()]
         self.forced, self.output = clone, output
         self.taps = (
@@ -155,9 +154,9 @@ class Stream:
     def _run(self) -> Generator[Fed, None, None]:
         first: tuple[dict[str, int], dict[str, int]] | None = None
         with torch.no_grad():
-            for number, batch in enumerate(self.batches):
-                if self.max_batches is not None and number >= self.max_batches:
-                    break
+            # islice stops at max_batches without fetching one more: an iterator the caller
+            # goes on reading from loses nothing.
+            for number, batch in enumerate(itertools.islice(self.batches, self.max_batches)):
                 batch = move(batch, self.device)
                 real = batch_mask(batch, self.mask, number)
                 # The mask is (N, L) by definition; else the fed tensors' leading size.
