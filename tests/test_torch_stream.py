@@ -106,3 +106,47 @@ def test_an_unsized_stream_shows_a_bar_without_a_total(capsys):
     err = capsys.readouterr().err
     # tqdm with total=None counts ("3batch") and shows no "k/total"
     assert "nsm compare: 3batch" in err and "nsm compare_all: 3batch" in err and "/3" not in err
+
+
+class _Counted:
+    """A sized iterable that records whether a pass began."""
+
+    def __init__(self, batches: list[torch.Tensor]) -> None:
+        self.batches, self.read = batches, 0
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self):
+        for t in self.batches:
+            self.read += 1
+            yield t
+
+
+def _run_groups(run, data, **kw):
+    a, b = _models()
+    if run is _compare:
+        return nsm.torch.compare(a, b, data, "1", progress=False, **kw)
+    return nsm.torch.compare_all(a, b, data, ["1"], progress=False, **kw)
+
+
+@RUNS
+def test_groups_beyond_the_known_length_are_refused_before_the_pass(run):
+    data = _Counted(_batches(2))
+    with pytest.raises(ValueError, match=r"groups=3 needs at least 3 batches .* 2 batches: pass groups=2"):
+        _run_groups(run, data, groups=3)
+    assert data.read == 0  # refused before the first batch
+
+
+@RUNS
+def test_groups_beyond_max_batches_are_refused_before_the_pass(run):
+    data = iter(_batches(5))  # no length: max_batches alone says how many
+    with pytest.raises(ValueError, match=r"groups=4 needs at least 4 batches .* max_batches=3 stops after 3"):
+        _run_groups(run, data, groups=4, max_batches=3)
+    assert len(list(data)) == 5
+
+
+@RUNS
+def test_one_batch_asks_for_no_groups(run):
+    with pytest.raises(ValueError, match=r"data has 1 batch: pass groups=None"):
+        _run_groups(run, _batches(1), groups=2)

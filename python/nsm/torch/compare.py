@@ -32,7 +32,7 @@ from .capture import OutputSpec, Tap, check_clone, check_clone_used, check_outpu
 from .layout import LAYOUTS, TOKEN_LAYOUTS, TOKEN_MODES, check_batch_axis, n_samples, sample_rows
 from .masks import MaskRule, MaskSource, check_mask
 from .sites import LayerSpec, Selection, Site, SitePair
-from .stream import Fed, Stream, comparison_device
+from .stream import Fed, Stream, check_groups_fit, comparison_device
 
 __all__ = ["compare"]
 
@@ -240,7 +240,8 @@ def compare(
         :meth:`~nsm.LayerComparison.similarity_se`, ``similarity_interval``,
         ``match_auc_estimate`` and ``linear_cka(se=True)``; the table prints ``value ± se``
         and the curves figure a band (docs/method.md, "Error bars"). The baseline keeps no
-        groups. Fewer batches than groups is a ValueError. Under torch.distributed each rank
+        groups. Fewer batches than groups is a ValueError, raised before the pass when the
+        length of ``data`` or ``max_batches`` says so. Under torch.distributed each rank
         deals its own batches (group k sums every rank's group k), so every rank needs at
         least K batches.
     clone : bool or list of site names
@@ -334,6 +335,7 @@ def compare(
         output=outputs,
     )
     try:
+        check_groups_fit(groups, stream)
         with stream:
             for fed in stream:
                 if plans is None:

@@ -14,7 +14,7 @@ from .batches import as_batches, batch_mask, copy_inputs, fed_tensors, feed, inp
 from .capture import Clone, OutputSpec, Tap
 from .sites import unwrap
 
-__all__ = ["Fed", "Stream", "comparison_device"]
+__all__ = ["Fed", "Stream", "check_groups_fit", "comparison_device"]
 
 
 class Fed(NamedTuple):
@@ -81,6 +81,25 @@ def comparison_device(model_a: nn.Module, model_b: nn.Module, device: Any) -> to
     return device
 
 
+def check_groups_fit(groups: int | None, stream: Stream) -> None:
+    """Refuses ``groups=K`` before the pass when the stream is known to give fewer than K
+    batches (its length, or ``max_batches``): a group would get no batch, and its standard
+    errors could not be had. An unsized stream is checked when it ends, by the caller."""
+    if groups is None or stream.length is None or stream.length >= groups:
+        return
+    n = stream.length
+    fewer = f"groups={n} or fewer" if n >= 2 else "groups=None (no error bars)"
+    if stream.max_batches is not None and stream.max_batches == n:
+        raise ValueError(
+            f"groups={groups} needs at least {groups} batches (one per group), but max_batches={n} "
+            f"stops after {n}: pass max_batches={groups} or more, or {fewer}"
+        )
+    raise ValueError(
+        f"groups={groups} needs at least {groups} batches (one per group), but data has {n} "
+        f"batch{'es' if n != 1 else ''}: pass {fewer}, or more batches"
+    )
+
+
 def _check_calls(tap: Tap, expected: dict[str, int], number: int) -> None:
     calls = tap.calls()
     for module in set(calls) | set(expected):
@@ -123,6 +142,7 @@ class Stream:
         self.device, self.mask, self.max_batches = device, mask, max_batches
         self.batches = as_batches(data)
         total = known_length(self.batches, max_batches)
+        self.length = total  # at most this many batches, when known
         self._saved = [(m, m.training) for root in self.roots for m in root.modules()]
         self.forced, self.output = clone, output
         self.taps = (
