@@ -76,7 +76,7 @@ def test_compare_deals_batches_round_robin(monkeypatch, core):
 
 def test_fewer_batches_than_groups_is_an_error_naming_groups():
     data = image_batches(3)
-    with pytest.raises(ValueError, match=r"groups=4 but group\(s\) \[3\] got no samples"):
+    with pytest.raises(ValueError, match=r"groups=4 needs at least 4 batches .* data has 3 batches"):
         compare(small_cnn(1), small_cnn(2), data, "6", groups=4)
     with pytest.raises(ValueError, match="groups must be >= 2"):
         compare(small_cnn(1), small_cnn(2), data, "6", groups=1)

@@ -10,7 +10,16 @@ from torch import nn
 
 from .masks import as_mask
 
-__all__ = ["as_batches", "batch_mask", "copy_inputs", "feed", "fed_tensors", "inputs_in", "move"]
+__all__ = [
+    "as_batches",
+    "batch_mask",
+    "copy_inputs",
+    "feed",
+    "fed_tensors",
+    "inputs_in",
+    "known_length",
+    "move",
+]
 
 
 def as_batches(data: Any) -> Iterable[Any]:
@@ -23,6 +32,20 @@ def as_batches(data: Any) -> Iterable[Any]:
             f"got {type(data).__name__}"
         )
     return data
+
+
+def known_length(batches: Iterable[Any], max_batches: int | None = None) -> int | None:
+    """How many batches a pass over ``batches`` gives at most, when that is known: ``len`` where
+    the iterable has one (a DataLoader over an IterableDataset defines ``__len__`` but raises
+    TypeError), capped by ``max_batches``; None when neither says. A hint only (the progress
+    bar's total, the groups check): the pass streams whatever the iterable gives."""
+    try:
+        length: int | None = len(batches)  # type: ignore[arg-type]
+    except TypeError:
+        length = None
+    if max_batches is not None:
+        return max_batches if length is None else min(length, max_batches)
+    return length
 
 
 def move(batch: Any, device: torch.device) -> Any:

@@ -32,7 +32,7 @@ from .capture import OutputSpec, Tap, check_clone, check_clone_used, check_outpu
 from .layout import LAYOUTS, TOKEN_LAYOUTS, TOKEN_MODES, check_batch_axis, n_samples, sample_rows
 from .masks import MaskRule, MaskSource, check_mask
 from .sites import LayerSpec, Selection, Site, SitePair
-from .stream import Fed, Stream, comparison_device
+from .stream import Fed, Stream, check_groups_fit, comparison_device
 
 __all__ = ["compare"]
 
@@ -180,7 +180,9 @@ def compare(
         inside runs.
     data : iterable of batches, or one tensor
         Batches: tensors, tuples or lists whose first item is the input, or dicts of keyword
-        arguments for the models. A bare tensor is one batch.
+        arguments for the models. A bare tensor is one batch. Anything iterable streams (a
+        generator, a DataLoader over an ``IterableDataset``); a length, where there is one, only
+        sets the progress bar's total.
     layers : site, (site_a, site_b), list of those, module type, or predicate(name, module)
         Which sites to compare. A type or predicate selects every site of the matching modules,
         paired in call order. A module that runs several times must be named with ``#i``.
@@ -189,7 +191,8 @@ def compare(
     device : torch device, optional
         Where to run; default: the device of ``model_a``'s parameters.
     max_batches : int, optional
-        Stop after this many batches.
+        Stop after this many batches (an iterator is read no further: the next batch stays
+        with the caller).
     layout : str or dict, optional
         The axes of the outputs, for every site or per site label (or ``(label_a, label_b)``):
         ``"nc"``, ``"ncl"``, ``"nlc"``, ``"lnc"``, ``"nchw"``, ``"nhwc"``, ``"ncdhw"``,
@@ -237,7 +240,8 @@ def compare(
         :meth:`~nsm.LayerComparison.similarity_se`, ``similarity_interval``,
         ``match_auc_estimate`` and ``linear_cka(se=True)``; the table prints ``value ± se``
         and the curves figure a band (docs/method.md, "Error bars"). The baseline keeps no
-        groups. Fewer batches than groups is a ValueError. Under torch.distributed each rank
+        groups. Fewer batches than groups is a ValueError, raised before the pass when the
+        length of ``data`` or ``max_batches`` says so. Under torch.distributed each rank
         deals its own batches (group k sums every rank's group k), so every rank needs at
         least K batches.
     clone : bool or list of site names
@@ -331,6 +335,7 @@ def compare(
         output=outputs,
     )
     try:
+        check_groups_fit(groups, stream)
         with stream:
             for fed in stream:
                 if plans is None:

@@ -46,7 +46,7 @@ from .layout import LAYOUTS, TOKEN_LAYOUTS, TOKEN_MODES, check_batch_axis, mean_
 from .masks import MaskRule, MaskSource, check_mask
 from .site_blocks import KeptBlocks, SiteBlocks
 from .sites import ModelSelection, Site, SitePair
-from .stream import Stream, comparison_device
+from .stream import Stream, check_groups_fit, comparison_device
 
 __all__ = ["compare_all"]
 
@@ -332,7 +332,8 @@ def compare_all(
         Jackknife error bars, as for :func:`nsm.torch.compare` (batches dealt round-robin,
         memory K + 1 times the Grams, counted in ``max_bytes``): every pair's Gram keeps its
         groups, so ``pair(a, b)`` gives intervals and ``matrix(measure, se=True)`` the
-        standard errors; ``matrix(measure)`` stays the full-data values.
+        standard errors; ``matrix(measure)`` stays the full-data values. Fewer batches than
+        groups is refused before the pass when the length of ``data`` or ``max_batches`` says so.
     clone : bool or list of site names
         As for :func:`nsm.torch.compare`: copy the outputs of every site, or of the named
         ones, as the module returns them (for writes through ``.data`` or custom kernels).
@@ -401,6 +402,7 @@ def compare_all(
         clone=cloned,
         output=outputs,
     )
+    check_groups_fit(groups, stream)
     with stream:
         for fed in stream:
             tap_a, tap_b = fed.tap_a, fed.tap_b

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterator, Sized
+import itertools
+from collections.abc import Generator, Iterator
 from typing import Any, Callable, NamedTuple
 
 import torch
 from torch import nn
 
 from .._progress import progress_bar
-from .batches import as_batches, batch_mask, copy_inputs, fed_tensors, feed, inputs_in, move
+from .batches import as_batches, batch_mask, copy_inputs, fed_tensors, feed, inputs_in, known_length, move
 from .capture import Clone, OutputSpec, Tap
 from .sites import unwrap
 
-__all__ = ["Fed", "Stream", "comparison_device"]
+__all__ = ["Fed", "Stream", "check_groups_fit", "comparison_device"]
 
 
 class Fed(NamedTuple):
@@ -80,6 +81,25 @@ def comparison_device(model_a: nn.Module, model_b: nn.Module, device: Any) -> to
     return device
 
 
+def check_groups_fit(groups: int | None, stream: Stream) -> None:
+    """Refuses ``groups=K`` before the pass when the stream is known to give fewer than K
+    batches (its length, or ``max_batches``): a group would get no batch, and its standard
+    errors could not be had. An unsized stream is checked when it ends, by the caller."""
+    if groups is None or stream.length is None or stream.length >= groups:
+        return
+    n = stream.length
+    fewer = f"groups={n} or fewer" if n >= 2 else "groups=None (no error bars)"
+    if stream.max_batches is not None and stream.max_batches == n:
+        raise ValueError(
+            f"groups={groups} needs at least {groups} batches (one per group), but max_batches={n} "
+            f"stops after {n}: pass max_batches={groups} or more, or {fewer}"
+        )
+    raise ValueError(
+        f"groups={groups} needs at least {groups} batches (one per group), but data has {n} "
+        f"batch{'es' if n != 1 else ''}: pass {fewer}, or more batches"
+    )
+
+
 def _check_calls(tap: Tap, expected: dict[str, int], number: int) -> None:
     calls = tap.calls()
     for module in set(calls) | set(expected):
@@ -121,9 +141,8 @@ class Stream:
         self.watch = watch
         self.device, self.mask, self.max_batches = device, mask, max_batches
         self.batches = as_batches(data)
-        total = None
-        if isinstance(self.batches, Sized):
-            total = len(self.batches) if max_batches is None else min(len(self.batches), max_batches)
+        total = known_length(self.batches, max_batches)
+        self.length = total  # at most this many batches, when known
         self._saved = [(m, m.training) for root in self.roots for m in root.modules()]
         self.forced, self.output = clone, output
         self.taps = (
@@ -155,9 +174,9 @@ class Stream:
     def _run(self) -> Generator[Fed, None, None]:
         first: tuple[dict[str, int], dict[str, int]] | None = None
         with torch.no_grad():
-            for number, batch in enumerate(self.batches):
-                if self.max_batches is not None and number >= self.max_batches:
-                    break
+            # islice stops at max_batches without fetching one more: an iterator the caller
+            # goes on reading from loses nothing.
+            for number, batch in enumerate(itertools.islice(self.batches, self.max_batches)):
                 batch = move(batch, self.device)
                 real = batch_mask(batch, self.mask, number)
                 # The mask is (N, L) by definition; else the fed tensors' leading size.
