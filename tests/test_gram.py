@@ -325,3 +325,24 @@ def test_a_shard_merged_twice_is_refused(tmp_path, rng):
         a.merge(nsm.Gram.load(tmp_path / "shard.npz"))
     np.testing.assert_allclose((a + b).matrix, nsm.Gram.from_arrays(X, Y).matrix, rtol=1e-12)
     assert (nsm.Gram(3, 2) + nsm.Gram(3, 2)).n_samples == 0  # empty Grams hold no samples to repeat
+
+
+def test_a_member_declaring_more_than_it_holds_is_refused_before_allocating(tmp_path):
+    # A 3 MiB file whose header declared 3 GiB made nsm allocate it before failing.
+    import io
+    import zipfile
+
+    path = tmp_path / "g.npz"
+    nsm.Gram.from_arrays(np.ones((5, 2)), np.ones((5, 1))).save(path)
+    with zipfile.ZipFile(path) as z:
+        members = {n: z.read(n) for n in z.namelist()}
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": "<f8", "fortran_order": False, "shape": (20000, 20000)}
+    )
+    members["matrix.npy"] = header.getvalue() + b"\0" * 64
+    with zipfile.ZipFile(path, "w") as z:
+        for n, data in members.items():
+            z.writestr(n, data)
+    with pytest.raises(ValueError, match="declares .* but holds"):
+        nsm.Gram.load(path)

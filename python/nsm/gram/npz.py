@@ -108,6 +108,25 @@ def save(path: Any, parts: GramParts) -> None:
         np.savez(f, **arrays)
 
 
+def _check_declared_size(archive: zipfile.ZipFile, name: str, where: str) -> None:
+    """Refuse a member whose header declares more bytes than the member holds, before anything
+    is allocated (a crafted 3 MiB file must not make nsm allocate 3 GiB)."""
+    info = archive.getinfo(f"{name}.npy")
+    with archive.open(info) as member:
+        version = np.lib.format.read_magic(member)
+        read_header = (
+            np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        )
+        shape, _, dtype = read_header(member)
+        declared = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        held = info.file_size - member.tell()
+    if declared > held:
+        raise ValueError(
+            f"{where} is a damaged nsm Gram: {name} declares {shape} {dtype} ({declared} bytes) "
+            f"but holds {held} bytes"
+        )
+
+
 def load(path: Any) -> GramParts:
     """The parts of the Gram saved at ``path``; a file that is not one raises ValueError."""
     given, path = os.fspath(path), file_name(path)
@@ -125,6 +144,8 @@ def load(path: Any) -> GramParts:
             _check_names(f.files, str(path))
             wanted = [k for k in (*FIELDS, *GROUP_FIELDS, *OPTIONAL_FIELDS) if k in f.files]
             try:
+                for k in wanted:
+                    _check_declared_size(f.zip, k, str(path))
                 values = {k: f[k] for k in wanted}
             except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
                 raise ValueError(f"{path} is a damaged nsm Gram: {exc}") from exc
