@@ -198,3 +198,12 @@ def test_a_grid_refuses_the_grams_of_another_grid(tmp_path):
     os.replace(tmp_path / "big.json.grams.npz", tmp_path / "cross.json.grams.npz")
     with pytest.raises(ValueError, match="another comparison"):
         CrossComparison.load(tmp_path / "cross.json")
+
+
+def test_deeply_nested_json_is_a_one_line_error(tmp_path):
+    # json's RecursionError came out as a traceback.
+    path = tmp_path / "report.json"
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    for cls in (Comparison, CrossComparison):
+        with pytest.raises(ValueError, match="nested too deeply"):
+            cls.load(path)

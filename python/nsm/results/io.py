@@ -312,7 +312,12 @@ def load_result(path: Any) -> tuple[Any, dict[str, Gram]]:
     digest was kept is returned as it is, for the caller to check against the layers' sizes."""
     with open(path, encoding="utf-8") as f:
         text = f.read()
-    return json.loads(text), load_grams(path, _identity(text))
+    try:
+        d = json.loads(text)
+    except RecursionError:
+        where = os.fspath(path)
+        raise ValueError(f"{where} is not a saved nsm result: its JSON is nested too deeply") from None
+    return d, load_grams(path, _identity(text))
 
 
 def grams_path(path: Any) -> str:
