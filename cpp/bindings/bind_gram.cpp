@@ -60,14 +60,13 @@ Precision precision_of(const std::string& name) {
 template <class TX>
 void update_with(GramAccumulator& g, const MatrixView<TX>& x, const py::array& y, Kind ky, int threads,
                  Precision precision) {
+  // Ctrl-C: the update asks between row blocks, about every 50 ms, and leaves g unchanged.
   if (ky == Kind::f32) {
     const auto yv = view_of<float>(y, "Y");
-    py::gil_scoped_release release;
-    g.update(x, yv, threads, precision);
+    interruptible([&](const StopCheck& stop) { g.update(x, yv, threads, precision, stop); });
   } else {
     const auto yv = view_of<double>(y, "Y");
-    py::gil_scoped_release release;
-    g.update(x, yv, threads, precision);
+    interruptible([&](const StopCheck& stop) { g.update(x, yv, threads, precision, stop); });
   }
 }
 

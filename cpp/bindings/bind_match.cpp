@@ -44,15 +44,18 @@ void bind_match(py::module_& m, py::module_& testing) {
       .def_property_readonly("rank_tol", &MatchEngine::rank_tol)
       .def_property_readonly("dead", [](const MatchEngine& e) { return to_mask(e.dead()); })
       .def("ratios", &MatchEngine::ratios, py::call_guard<py::gil_scoped_release>())
-      .def("thresholds", &MatchEngine::thresholds, py::call_guard<py::gil_scoped_release>())
+      // Ctrl-C: both ask between peeling rounds, about every 50 ms.
+      .def("thresholds",
+           [](const MatchEngine& e) {
+             Eigen::VectorXd t;
+             interruptible([&](const StopCheck& stop) { t = e.thresholds(stop); });
+             return t;
+           })
       .def(
           "max_match",
           [](const MatchEngine& e, const std::vector<double>& eps) {
             std::vector<std::vector<char>> masks;
-            {
-              py::gil_scoped_release release;
-              masks = e.max_match(eps);
-            }
+            interruptible([&](const StopCheck& stop) { masks = e.max_match(eps, stop); });
             return to_mask(masks, e.n());
           },
           py::arg("eps"));

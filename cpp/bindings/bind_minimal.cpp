@@ -17,21 +17,8 @@ void bind_minimal(py::module_& m) {
           "find",
           [](const MinimalMatchSearch& s, Index v, const std::vector<Index>& order) -> py::object {
             std::vector<char> mask;
-            bool interrupted = false;
-            {
-              py::gil_scoped_release release;
-              // Ctrl-C: the search asks about every 50 ms whether a signal arrived.
-              auto should_stop = []() {
-                py::gil_scoped_acquire acquire;
-                return PyErr_CheckSignals() != 0;
-              };
-              try {
-                mask = s.find(v, order, should_stop);
-              } catch (const Interrupted&) {
-                interrupted = true;
-              }
-            }
-            if (interrupted) throw py::error_already_set();
+            // Ctrl-C: the search asks about every 50 ms whether a signal arrived.
+            interruptible([&](const StopCheck& stop) { mask = s.find(v, order, stop); });
             if (mask.empty()) return py::none();
             return to_mask(mask);
           },

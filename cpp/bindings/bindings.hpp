@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "nsm/dense.hpp"
+#include "nsm/interrupt.hpp"
 
 namespace nsm::bindings {
 
@@ -36,6 +37,32 @@ inline py::array_t<bool> to_mask(const std::vector<std::vector<char>>& masks, In
     }
   }
   return out;
+}
+
+/// The stop check of core calls run without the GIL: takes the GIL briefly and lets Python run
+/// the handlers of signals that arrived (Ctrl-C raises KeyboardInterrupt there); true when one
+/// raised, the error then being set. Off the main thread Python runs no handlers: never true.
+inline StopCheck python_signals() {
+  return []() {
+    py::gil_scoped_acquire acquire;
+    return PyErr_CheckSignals() != 0;
+  };
+}
+
+/// Runs body(python_signals()) with the GIL released; if the core stops with Interrupted,
+/// raises the Python error the signal handler set (KeyboardInterrupt for Ctrl-C).
+template <class Body>
+void interruptible(Body&& body) {
+  bool interrupted = false;
+  {
+    py::gil_scoped_release release;
+    try {
+      body(python_signals());
+    } catch (const Interrupted&) {
+      interrupted = true;
+    }
+  }
+  if (interrupted) throw py::error_already_set();
 }
 
 // Each binds its topic's public names into m (nsm._core) and its test hooks into testing

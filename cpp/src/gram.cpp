@@ -142,17 +142,48 @@ void set_mixed_block_rows(Index rows) {
   g_mixed_rows = rows;
 }
 
-void GramAccumulator::add_mixed(const MatrixView<float>& x, const MatrixView<float>& y,
-                                int num_threads) {
+template <class Body>
+void GramAccumulator::add_blocks(Index rows, Index rows_per_block, StopPoll& stop, Body&& body) {
+  stop.poll();  // nothing changed yet
+  if (!stop.active() || rows <= rows_per_block) {
+    for (Index r0 = 0; r0 < rows; r0 += rows_per_block) body(r0, std::min(rows_per_block, rows - r0));
+    return;
+  }
+  // Several blocks, interruptible: keep the lower triangle (packed) and the sums to restore.
+  const Index n = lower_.rows();
+  std::vector<double> saved_lower;
+  saved_lower.reserve(static_cast<std::size_t>(n * (n + 1) / 2));
+  for (Index j = 0; j < n; ++j) {
+    const double* col = lower_.data() + j * n;
+    saved_lower.insert(saved_lower.end(), col + j, col + n);
+  }
+  const Eigen::VectorXd saved_sums = sums_;
+  try {
+    for (Index r0 = 0; r0 < rows; r0 += rows_per_block) {
+      if (r0 > 0) stop.poll();
+      body(r0, std::min(rows_per_block, rows - r0));
+    }
+  } catch (const Interrupted&) {
+    const double* from = saved_lower.data();
+    for (Index j = 0; j < n; ++j) {
+      std::copy(from, from + (n - j), lower_.data() + j * n + j);
+      from += n - j;
+    }
+    sums_ = saved_sums;
+    throw;
+  }
+}
+
+void GramAccumulator::add_mixed(const MatrixView<float>& x, const MatrixView<float>& y, int num_threads,
+                                StopPoll& stop) {
   const Index n = n_x_ + n_y_;
   const Index budget = std::max<Index>((Index{16} << 20) / (4 * n), 256);  // 16 MiB of float32
   const Index rows_per_block = std::min({mixed_block_rows(), budget, std::max<Index>(x.rows, 1)});
   Eigen::VectorXf block(rows_per_block * n);
-  for (Index r0 = 0; r0 < x.rows; r0 += rows_per_block) {
-    const Index nr = std::min(rows_per_block, x.rows - r0);
+  add_blocks(x.rows, rows_per_block, stop, [&](Index r0, Index nr) {
     convert_rows(x, y, r0, nr, block.data(), sums_.data(), num_threads);
     syrk_lower_add_mixed(block.data(), nr, n, lower_.data(), n, num_threads);
-  }
+  });
   n_samples_ += static_cast<std::int64_t>(x.rows);
 }
 
@@ -172,7 +203,7 @@ Index GramAccumulator::block_rows(Index n) {
 
 template <class TX, class TY>
 void GramAccumulator::update(const MatrixView<TX>& x, const MatrixView<TY>& y, int num_threads,
-                             Precision precision) {
+                             Precision precision, const StopCheck& should_stop) {
   if (x.cols != n_x_) {
     throw std::invalid_argument("X has " + std::to_string(x.cols) + " neurons but the Gram expects " +
                                 std::to_string(n_x_));
@@ -187,7 +218,9 @@ void GramAccumulator::update(const MatrixView<TX>& x, const MatrixView<TY>& y, i
   }
   num_threads = usable_threads(num_threads);
   const ThreadScope scope(num_threads);  // Eigen's own GEMM threads follow it too
+  StopPoll stop(should_stop);
   const double max_abs_x = checked_max_abs(x, "X", num_threads);
+  stop.poll();
   const double max_abs_y = checked_max_abs(y, "Y", num_threads);
   std::lock_guard<std::mutex> lock(mutex_);
   check_magnitudes(max_abs_x, max_abs_y, x.rows);
@@ -196,7 +229,7 @@ void GramAccumulator::update(const MatrixView<TX>& x, const MatrixView<TY>& y, i
     // float64 does not: such batches take the float64 pass.
     const double largest = std::max(max_abs_x, max_abs_y);
     if (precision == Precision::mixed && largest < kMixedMaxAbs && largest > kMixedMinAbs) {
-      return add_mixed(x, y, num_threads);
+      return add_mixed(x, y, num_threads, stop);
     }
   }
 
@@ -206,11 +239,10 @@ void GramAccumulator::update(const MatrixView<TX>& x, const MatrixView<TY>& y, i
   // layout the SYRK kernel runs fastest on, whatever the input's layout (Fortran-order and
   // channels-first inputs are gathered row by row: measured as fast as a tiled transpose).
   Eigen::VectorXd block(rows_per_block * n);
-  for (Index r0 = 0; r0 < x.rows; r0 += rows_per_block) {
-    const Index nr = std::min(rows_per_block, x.rows - r0);
+  add_blocks(x.rows, rows_per_block, stop, [&](Index r0, Index nr) {
     convert_rows(x, y, r0, nr, block.data(), sums_.data(), num_threads);
     syrk_lower_add(block.data(), nr, n, lower_.data(), n, num_threads);
-  }
+  });
   n_samples_ += static_cast<std::int64_t>(x.rows);
 }
 
@@ -316,13 +348,13 @@ GramState GramAccumulator::state() const {
   return out;
 }
 
-template void GramAccumulator::update(const MatrixView<float>&, const MatrixView<float>&, int,
-                                      Precision);
+template void GramAccumulator::update(const MatrixView<float>&, const MatrixView<float>&, int, Precision,
+                                      const StopCheck&);
 template void GramAccumulator::update(const MatrixView<float>&, const MatrixView<double>&, int,
-                                      Precision);
+                                      Precision, const StopCheck&);
 template void GramAccumulator::update(const MatrixView<double>&, const MatrixView<float>&, int,
-                                      Precision);
+                                      Precision, const StopCheck&);
 template void GramAccumulator::update(const MatrixView<double>&, const MatrixView<double>&, int,
-                                      Precision);
+                                      Precision, const StopCheck&);
 
 }  // namespace nsm

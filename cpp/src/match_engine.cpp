@@ -87,13 +87,15 @@ Eigen::VectorXd MatchEngine::ratios() const {
   return out;
 }
 
-std::vector<std::vector<char>> MatchEngine::max_match(const std::vector<double>& eps) const {
+std::vector<std::vector<char>> MatchEngine::max_match(const std::vector<double>& eps,
+                                                      const StopCheck& should_stop) const {
   for (double e : eps) {
     if (!(e >= 0.0 && e <= 1.0)) {
       throw std::invalid_argument("eps must be in [0, 1], got " + std::to_string(e));
     }
   }
   ThreadScope threads(num_threads_);
+  StopPoll stop(should_stop);
   std::vector<std::size_t> order(eps.size());
   std::iota(order.begin(), order.end(), std::size_t{0});
   std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return eps[a] > eps[b]; });
@@ -101,9 +103,10 @@ std::vector<std::vector<char>> MatchEngine::max_match(const std::vector<double>&
   // One epsilon removes few neurons (downdates) or nearly all (small rebuilds): the first
   // factors need no ordering pass. Several epsilons peel on like thresholds do.
   Peeler peeler(cosine_, n_x_, dead_, rank_tol_, {},
-                eps.size() > 1 ? FirstOrder::exact : FirstOrder::bound);
+                eps.size() > 1 ? FirstOrder::exact : FirstOrder::bound, &stop);
   std::vector<Index> removed;
   for (std::size_t i : order) {
+    stop.poll();
     peeler.cascade(match_level(eps[i]), false, removed);
     std::vector<char> mask(static_cast<std::size_t>(n_), 0);
     for (Index v = 0; v < n_; ++v) mask[static_cast<std::size_t>(v)] = peeler.in(v) ? 1 : 0;
@@ -112,13 +115,15 @@ std::vector<std::vector<char>> MatchEngine::max_match(const std::vector<double>&
   return masks;
 }
 
-Eigen::VectorXd MatchEngine::thresholds() const {
+Eigen::VectorXd MatchEngine::thresholds(const StopCheck& should_stop) const {
   ThreadScope threads(num_threads_);
+  StopPoll stop(should_stop);
   Eigen::VectorXd t = Eigen::VectorXd::Constant(n_, std::numeric_limits<double>::infinity());
-  Peeler peeler(cosine_, n_x_, dead_, rank_tol_);
+  Peeler peeler(cosine_, n_x_, dead_, rank_tol_, {}, FirstOrder::exact, &stop);
   if (peeler.one_side_empty()) return t;  // no match at any epsilon
   std::vector<Index> removed;
   while (!peeler.empty()) {
+    stop.poll();
     const double level = peeler.max_ratio();
     removed.clear();
     peeler.cascade(level, true, removed);

@@ -1,7 +1,7 @@
 #include "nsm/minimal_match.hpp"
 
-#include <chrono>
 #include <memory>
+#include <stdexcept>
 #include <string>
 
 #include "thread_scope.hpp"
@@ -54,7 +54,7 @@ std::vector<char> MinimalMatchSearch::maximum_match() const {
 }
 
 std::vector<char> MinimalMatchSearch::find(Index v, const std::vector<Index>& order,
-                                           const std::function<bool()>& should_stop) const {
+                                           const StopCheck& should_stop) const {
   const Index n = maximum_.n();
   if (v < 0 || v >= n) {
     throw std::out_of_range("neuron " + std::to_string(v) + " is out of range [0, " + std::to_string(n) +
@@ -63,17 +63,13 @@ std::vector<char> MinimalMatchSearch::find(Index v, const std::vector<Index>& or
   check_order(order, n);
   if (!maximum_.in(v)) return {};
   ThreadScope threads(engine_.num_threads());
-  using Clock = std::chrono::steady_clock;
-  auto next_check = Clock::now() + std::chrono::milliseconds(50);
+  StopPoll stop(should_stop);
   Peeler peeler = maximum_;
   if (order != order_) peeler.refactor(tried_soon(order, n));
   std::vector<Index> removed;
   for (Index u : order) {
     if (u == v || !peeler.in(u)) continue;
-    if (should_stop && Clock::now() >= next_check) {
-      if (should_stop()) throw Interrupted();
-      next_check = Clock::now() + std::chrono::milliseconds(50);
-    }
+    stop.poll();
     peeler.begin_trial();
     peeler.remove({u});
     removed.clear();

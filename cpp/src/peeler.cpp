@@ -39,12 +39,13 @@ Eigen::VectorXd nearest_other(const CosineView& c, Index n_x, const std::vector<
 }  // namespace
 
 Peeler::Peeler(const CosineView& cosine, Index n_x, const std::vector<char>& dead, double tol,
-               Priority order, FirstOrder first_order)
+               Priority order, FirstOrder first_order, StopPoll* stop)
     : n_(cosine.n()),
       n_x_(n_x),
       in_(dead.size(), 0),
       spans_{SpanBasis(cosine, tol), SpanBasis(cosine, tol)},
-      order_(std::move(order)) {
+      order_(std::move(order)),
+      stop_(stop) {
   for (Index v = 0; v < n_; ++v) {
     if (!dead[static_cast<std::size_t>(v)]) {
       in_[static_cast<std::size_t>(v)] = 1;
@@ -63,7 +64,9 @@ Peeler::Peeler(const CosineView& cosine, Index n_x, const std::vector<char>& dea
     // peeling that removes most neurons (thresholds) runs on cheap downdates from then on. The
     // first X span only orders Y's factor: its ratios need only float32's accuracy.
     spans_[0].rebuild(members[0], columns, {}, true);
+    poll();
     spans_[1].rebuild(members[1], columns, leaves_soon(1));
+    poll();
     spans_[0].rebuild(members[0], columns, leaves_soon(0));
     return;
   }
@@ -71,7 +74,10 @@ Peeler::Peeler(const CosineView& cosine, Index n_x, const std::vector<char>& dea
   // layer's factor first); rebuilds, when the cost model calls for them, order exactly.
   const Eigen::VectorXd guess = nearest_other(cosine, n_x_, in_);
   const Priority first = [&guess](Index v) { return guess[v]; };
-  for (int s = 0; s < 2; ++s) spans_[s].rebuild(members[s], columns, first);
+  for (int s = 0; s < 2; ++s) {
+    if (s > 0) poll();
+    spans_[s].rebuild(members[s], columns, first);
+  }
 }
 
 double Peeler::ratio(Index v) const { return std::sqrt(spans_[1 - side(v)].residual(v)); }
@@ -100,6 +106,7 @@ void Peeler::cascade(double level, bool inclusive, std::vector<Index>& removed, 
       }
     }
     if (batch.empty()) return;
+    if (!first) poll();
     remove(batch);
     removed.insert(removed.end(), batch.begin(), batch.end());
     if (watch >= 0 && !in(watch)) return;

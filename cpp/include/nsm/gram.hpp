@@ -8,6 +8,7 @@
 #include <string>
 
 #include "nsm/dense.hpp"
+#include "nsm/interrupt.hpp"
 
 namespace nsm {
 
@@ -73,10 +74,12 @@ class GramAccumulator {
   /// would overflow float64 in the Gram, or an array's largest |value| is so small (below
   /// tiny_limit()) that its squares would underflow (the accumulator is then unchanged).
   /// Converts to float64 one row block at a time.
-  /// `precision`: see Precision.
+  /// `precision`: see Precision. `should_stop` is asked between row blocks, at most every
+  /// 50 ms: when it says stop, the update throws Interrupted and the accumulator is unchanged
+  /// (an update of several blocks keeps a copy of the lower triangle to restore).
   template <class TX, class TY>
   void update(const MatrixView<TX>& x, const MatrixView<TY>& y, int num_threads,
-              Precision precision = Precision::float64);
+              Precision precision = Precision::float64, const StopCheck& should_stop = {});
 
   /// Adds another accumulator over disjoint samples (a distributed run's reduction). Throws
   /// std::invalid_argument (this accumulator unchanged) if the sum overflows float64.
@@ -105,7 +108,13 @@ class GramAccumulator {
   void check_magnitudes(double max_abs_x, double max_abs_y, Index rows) const;
 
   // The mixed pass's body; the caller holds mutex_ and has checked the values.
-  void add_mixed(const MatrixView<float>& x, const MatrixView<float>& y, int num_threads);
+  void add_mixed(const MatrixView<float>& x, const MatrixView<float>& y, int num_threads,
+                 StopPoll& stop);
+
+  // Runs body(r0, nr) over the blocks of `rows` rows, polling `stop` between blocks; if it
+  // throws Interrupted, restores the matrix and sums first. The caller holds mutex_.
+  template <class Body>
+  void add_blocks(Index rows, Index rows_per_block, StopPoll& stop, Body&& body);
 
   mutable std::mutex mutex_;
   Index n_x_;

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "nsm/cosine_view.hpp"
+#include "nsm/interrupt.hpp"
 
 namespace nsm {
 
@@ -72,11 +73,14 @@ class MatchEngine {
 
   /// Membership masks of the maximum match at each epsilon (any order; any values in [0, 1]).
   /// One pass: epsilons are processed from the largest down, each starting from the last.
-  std::vector<std::vector<char>> max_match(const std::vector<double>& eps) const;
+  /// `should_stop` is asked between peeling rounds, at most every 50 ms: when it says stop,
+  /// throws Interrupted (nothing is left behind; the same holds for thresholds).
+  std::vector<std::vector<char>> max_match(const std::vector<double>& eps,
+                                           const StopCheck& should_stop = {}) const;
 
   /// Each neuron's critical epsilon t_v = min{eps : v in MM(eps)}: inf for dead neurons and
   /// when one layer has no live neuron. MM(eps) = {v : t_v <= eps}.
-  Eigen::VectorXd thresholds() const;
+  Eigen::VectorXd thresholds(const StopCheck& should_stop = {}) const;
 
   /// The cosine matrix (Gram scaled to a unit diagonal) the engine works on, read from the Gram.
   const CosineView& cosine() const { return cosine_; }

@@ -3,19 +3,13 @@
 
 #include <Eigen/Core>
 
-#include <functional>
-#include <stdexcept>
 #include <vector>
 
+#include "nsm/interrupt.hpp"
 #include "nsm/match_engine.hpp"
 #include "nsm/peeler.hpp"
 
 namespace nsm {
-
-/// Thrown when a search's should_stop callback asks it to stop.
-struct Interrupted : std::runtime_error {
-  Interrupted() : std::runtime_error("interrupted") {}
-};
 
 /// Searches for v-minimal matches at one epsilon, each starting from the maximum match, which
 /// is computed once. The engine must outlive the search.
@@ -37,7 +31,7 @@ class MinimalMatchSearch {
   /// maximum match. should_stop is called about every 50 ms; if it returns true the search
   /// throws Interrupted.
   std::vector<char> find(Index v, const std::vector<Index>& order,
-                         const std::function<bool()>& should_stop = {}) const;
+                         const StopCheck& should_stop = {}) const;
 
  private:
   const MatchEngine& engine_;

@@ -5,6 +5,7 @@
 
 #include <vector>
 
+#include "nsm/interrupt.hpp"
 #include "nsm/span_basis.hpp"
 
 namespace nsm {
@@ -21,9 +22,17 @@ class Peeler {
  public:
   /// Starts with every neuron that is not dead. cosine's memory must outlive the peeler. Factors
   /// are ordered by `order` when given (see Priority), else by each neuron's ratio against the
-  /// other layer (at first as `first_order` says). Only speed depends on the order.
+  /// other layer (at first as `first_order` says). Only speed depends on the order. `stop`
+  /// (may be null; must outlive the peeler's construction and cascades) is polled between the
+  /// first factorizations and between the rounds of a cascade, which then throw Interrupted
+  /// (the peeler is then partial: drop it).
   Peeler(const CosineView& cosine, Index n_x, const std::vector<char>& dead, double tol,
-         Priority order = {}, FirstOrder first_order = FirstOrder::exact);
+         Priority order = {}, FirstOrder first_order = FirstOrder::exact, StopPoll* stop = nullptr);
+
+  /// Polls the stop given at construction, if any (throws Interrupted).
+  void poll() const {
+    if (stop_ != nullptr) stop_->poll();
+  }
 
   bool in(Index v) const { return in_[static_cast<std::size_t>(v)] != 0; }
   bool one_side_empty() const { return count_[0] == 0 || count_[1] == 0; }
@@ -70,6 +79,7 @@ class Peeler {
   Priority order_;  // empty: by ratio against the other layer
   bool in_trial_ = false;
   std::vector<Index> trial_removed_;
+  StopPoll* stop_ = nullptr;
 };
 
 }  // namespace nsm
