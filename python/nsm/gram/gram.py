@@ -467,11 +467,14 @@ class Gram:
                 "samples were dealt, one batch per group in turn): pass groups= at most the "
                 "number of batches (or rows), or stream more batches"
             )
-        out = []
-        for m, s, count in parts:
-            g = Gram(self.n_x, self.n_y, precision=self._precision)
-            g._acc.assign(np.tril(matrix - m), sums - s, int(n_samples - count))
-            out.append(g)
+        # Each difference is a fresh symmetric array, taken as the Gram's state (no tril copy).
+        out = [
+            Gram.from_parts(
+                GramParts(matrix - m, sums - s, int(n_samples - count), self.n_x, self._precision),
+                checked=False,
+            )
+            for m, s, count in parts
+        ]
         with self._lock:
             if self._version == version:
                 self._leave_out = (version, out)

@@ -390,8 +390,6 @@ class Comparison(Mapping):
         for item in d["layers"]:
             fields, measures = io.layer_from_dict(item, eps)
             lc = LayerComparison(**fields)
-            if lc.groups is None:
-                measures.pop("linear_cka_estimate", None)
             lc._measures.update(measures)
             layers[lc.name] = lc
         return cls(layers, eps)

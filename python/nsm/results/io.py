@@ -135,9 +135,10 @@ def layer_from_dict(item: dict, eps: tuple[float, ...]) -> tuple[dict[str, Any],
     entry, and the measures it saved (``linear_cka``, ``linear_cka_estimate``)."""
     base = item.get("baseline_thresholds")
     layout = item.get("layout")
+    thresholds = thresholds_from_dict(item["thresholds"])
     fields = dict(
         name=item["name"] if isinstance(item["name"], str) else tuple(item["name"]),
-        thresholds=thresholds_from_dict(item["thresholds"]),
+        thresholds=thresholds,
         baseline_thresholds=None if base is None else thresholds_from_dict(base),
         eps=eps,
         layout=None if layout is None else tuple(layout),
@@ -149,7 +150,7 @@ def layer_from_dict(item: dict, eps: tuple[float, ...]) -> tuple[dict[str, Any],
     if item.get("linear_cka") is not None:
         measures["linear_cka"] = float(item["linear_cka"])
         se = item.get("linear_cka_se")
-        if se is not None:
+        if se is not None and thresholds.leave_out is not None:  # kept with groups only
             low, high = normal_interval(measures["linear_cka"], float(se))
             measures["linear_cka_estimate"] = Estimate(measures["linear_cka"], float(se), low, high)
     return fields, measures
